@@ -1,0 +1,30 @@
+"""srblock: the Squeeze-and-Remember block for convolutional networks."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import models  # registers the zoo
+from .block import SqueezeRemember
+from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed, stage_names
+from .models import init_weights
+from .params import count_params, sr_param_count
+from .registry import create_model, list_models, register_model
+
+try:
+    __version__ = version("srblock")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "SqueezeRemember",
+    "add_sr",
+    "count_params",
+    "create_model",
+    "init_weights",
+    "list_models",
+    "register_model",
+    "remove_sr",
+    "sr_blocks",
+    "sr_bypassed",
+    "sr_param_count",
+    "stage_names",
+]

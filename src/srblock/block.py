@@ -1,0 +1,124 @@
+"""The Squeeze-and-Remember block (SPEC section 1): squeeze, remember, add."""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from timm.layers import get_act_layer
+from torch import nn
+
+ActLayer = Union[str, type[nn.Module], None]
+
+
+def _size2(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """A feature-map size as (H, W), whether given as one int or two."""
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(f"size must be (height, width) of positive ints, got {size!r}")
+    return size  # type: ignore[return-value]
+
+
+def _positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class SqueezeRemember(nn.Module):
+    """Adds to a feature map a softmax mix of learned memory blocks, chosen by the map itself.
+
+    ``X_hat = X + sum_p w_p(X) M_p`` where ``w = softmax(fc2(act(fc1(flatten(squeeze(X))))))``.
+    The memory starts at zero, so a fresh block is the identity and can be put into a trained
+    network without changing what it computes.
+
+    Args:
+        channels: C, channels of the incoming feature map.
+        size: (H, W) of the memory, the feature-map size seen in training.
+        memory_blocks: P, number of memory blocks.
+        hidden: h, hidden neurons of the two-layer FC net.
+        squeeze_channels: C_s, channels of the 1x1 squeeze conv.
+        act: activation between the two linear layers: a name timm knows (``"relu"``,
+            ``"gelu"``...), a module class, or ``None`` for none.
+
+    Feature maps of another size than ``size`` are handled as SPEC section 1 says: the squeezed
+    map is adaptive-average-pooled to ``size`` before the FC net and the recalled memory is
+    resized bilinearly to the incoming size.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        size: int | tuple[int, int],
+        memory_blocks: int = 4,
+        hidden: int = 8,
+        squeeze_channels: int = 1,
+        act: ActLayer = "relu",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        dd = {"device": device, "dtype": dtype}
+        self.channels = _positive("channels", channels)
+        self.size = _size2(size)
+        self.memory_blocks = _positive("memory_blocks", memory_blocks)
+        self.hidden = _positive("hidden", hidden)
+        self.squeeze_channels = _positive("squeeze_channels", squeeze_channels)
+        height, width = self.size
+
+        self.squeeze = nn.Conv2d(channels, squeeze_channels, kernel_size=1, bias=True, **dd)
+        self.fc1 = nn.Linear(squeeze_channels * height * width, hidden, **dd)
+        act_layer = get_act_layer(act) if act is not None else None
+        self.act = act_layer() if act_layer is not None else nn.Identity()
+        self.fc2 = nn.Linear(hidden, memory_blocks, **dd)
+        self.memory = nn.Parameter(torch.empty(memory_blocks, channels, height, width, **dd))
+
+        self.bypass = False  # True: the block is the identity (ablation, `sr_bypassed`)
+        self.record_weights = True  # keep the last forward's weights for analysis
+        self.last_weights: torch.Tensor | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The paper's init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for squeeze and FC, zero memory."""
+        for layer in (self.squeeze, self.fc1, self.fc2):
+            fan_in = layer.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in)
+            nn.init.uniform_(layer.weight, -bound, bound)
+            nn.init.uniform_(layer.bias, -bound, bound)
+        nn.init.zeros_(self.memory)
+
+    def memory_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax weights (B x P) the FC net gives each memory block for the feature map x."""
+        squeezed = self.squeeze(x)
+        if tuple(squeezed.shape[-2:]) != self.size:
+            squeezed = F.adaptive_avg_pool2d(squeezed, self.size)
+        logits = self.fc2(self.act(self.fc1(squeezed.flatten(1))))
+        return logits.float().softmax(dim=-1)  # float32: weights must sum to 1 under bf16 too
+
+    def recall(self, weights: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The memory mix sum_p w_p M_p (B x C x H x W), one matrix product, resized to `size`."""
+        batch = weights.shape[0]
+        mix = weights.to(self.memory.dtype) @ self.memory.flatten(1)
+        mix = mix.view(batch, self.channels, *self.size)
+        if size is not None and tuple(size) != self.size:
+            mix = F.interpolate(mix, size=tuple(size), mode="bilinear", align_corners=False)
+        return mix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bypass:
+            return x
+        weights = self.memory_weights(x)
+        if self.record_weights and not torch.compiler.is_exporting():
+            self.last_weights = weights.detach()
+        return x + self.recall(weights, x.shape[-2:]).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        height, width = self.size
+        return (
+            f"channels={self.channels}, size={height}x{width}, memory_blocks={self.memory_blocks}, "
+            f"hidden={self.hidden}, squeeze_channels={self.squeeze_channels}"
+        )

@@ -1,0 +1,57 @@
+"""The `srblock` command: one subcommand per module in this package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import params as params_cmd
+
+SUBCOMMANDS = (params_cmd,)
+
+DESCRIPTION = """\
+srblock: the Squeeze-and-Remember block for CNNs: models, recipes, analyses, costs.
+
+examples:
+  srblock params --table cifar100                 # parameter overhead of every row of Tables I and II
+  srblock params --model resnet18_cifar --attn se --sr-stage 3 --sr-blocks 2
+"""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where to look."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="srblock", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"srblock {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for command in SUBCOMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand; bad input ends in a one-line error and exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except (ValueError, OSError) as err:
+        print(f"srblock {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

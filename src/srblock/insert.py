@@ -1,0 +1,247 @@
+"""Puts SR blocks into networks after a stage, finds them, bypasses them and takes them out.
+
+A block is attached to the stage module as a child named ``sr``, so the network's own parameter
+names do not change (pretrained weights still load, `remove_sr` gives the plain state dict back).
+An ``nn.Sequential`` stage runs the child as its last layer; any other stage gets a forward hook
+that applies it to the stage's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .block import ActLayer, SqueezeRemember
+
+SR_CHILD = "sr"
+
+# feature_info entries that are a network's stem, not one of its stages
+_STEM = re.compile(r"^(stem.*|act1|bn1|conv1|conv_stem|bn_stem|norm0)$")
+
+
+def _is_stem(module_name: str) -> bool:
+    return bool(_STEM.match(module_name.rsplit(".", 1)[-1]))
+
+
+def _resnet_stages(model: nn.Module) -> list[str] | None:
+    """layer1..layerN of a torchvision or timm ResNet (also as a segmentation backbone)."""
+    for prefix in ("", "backbone."):
+        try:
+            owner = model.get_submodule(prefix.rstrip(".")) if prefix else model
+        except AttributeError:
+            continue
+        names = []
+        while isinstance(getattr(owner, f"layer{len(names) + 1}", None), nn.Module):
+            names.append(f"{prefix}layer{len(names) + 1}")
+        if len(names) >= 2:
+            return names
+    return None
+
+
+def _vgg_stages(model: nn.Module) -> list[str] | None:
+    """The max-pools of a flat VGG `features` (torchvision, timm): stage M ends at the M-th."""
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        return None
+    children = list(features.named_children())
+    if not children or any(next(m.children(), None) is not None for _, m in children):
+        return None  # not flat: some other network (DenseNet, our own VGG)
+    pools = [f"features.{n}" for n, m in children if isinstance(m, nn.MaxPool2d)]
+    return pools or None
+
+
+def _feature_info_stages(model: nn.Module) -> list[str] | None:
+    """The stages a timm CNN (or our zoo) reports through `feature_info`, without the stem."""
+    info = getattr(model, "feature_info", None)
+    if not info:
+        return None
+    entries = info.info if hasattr(info, "info") else info
+    names = [entry["module"] for entry in entries if not _is_stem(entry["module"])]
+    return names or None
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """Qualified names of the modules whose outputs are the network's stages, stage 1 first."""
+    for finder in (_resnet_stages, _vgg_stages, _feature_info_stages):
+        names = finder(model)
+        if names:
+            return names
+    raise ValueError(
+        f"cannot split {type(model).__name__} into stages: add_sr knows srblock's zoo, torchvision "
+        "ResNets/VGGs and timm CNNs with feature_info; pass stage as a module name instead "
+        "(e.g. stage='features.6')"
+    )
+
+
+def _resolve_stage(model: nn.Module, stage: int | str) -> str:
+    """The module name of `stage` (1-based int, or a module name), or a ValueError naming choices."""
+    if isinstance(stage, str):
+        try:
+            model.get_submodule(stage)
+        except AttributeError:
+            raise ValueError(
+                f"{type(model).__name__} has no module named {stage!r}; stages are "
+                f"{_describe_stages(model)}"
+            ) from None
+        return stage
+    names = stage_names(model)
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 1 <= stage <= len(names):
+        raise ValueError(
+            f"stage {stage!r} does not exist in {type(model).__name__}: choose 1..{len(names)} "
+            f"({_describe_stages(model)})"
+        )
+    return names[stage - 1]
+
+
+def _describe_stages(model: nn.Module) -> str:
+    try:
+        names = stage_names(model)
+    except ValueError:
+        return "unknown for this network"
+    return ", ".join(f"{i} = {name}" for i, name in enumerate(names, start=1))
+
+
+def _default_input_size(model: nn.Module) -> tuple[int, int, int] | None:
+    """The input size a model was built for: srblock's zoo or a timm `pretrained_cfg`."""
+    size = getattr(model, "default_input_size", None)
+    if size is None:
+        size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    return tuple(size) if size is not None else None
+
+
+class _StopForward(Exception):
+    """Raised by the probe hook: nothing after the stage needs computing."""
+
+
+def stage_output_shape(
+    model: nn.Module, stage_name: str, input_size: Sequence[int]
+) -> tuple[int, int, int]:
+    """(C, H, W) of a stage's output, from one forward of a dummy image of `input_size`."""
+    if len(input_size) != 3 or not all(isinstance(s, int) and s > 0 for s in input_size):
+        raise ValueError(
+            f"input_size must be (channels, height, width) of positive ints, got {tuple(input_size)!r}"
+        )
+    module = model.get_submodule(stage_name)
+    shapes: list[torch.Size] = []
+
+    def grab(_module: nn.Module, _args: object, output: object) -> None:
+        shapes.append(output.shape if isinstance(output, torch.Tensor) else torch.Size())
+        raise _StopForward
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    handle = module.register_forward_hook(grab)
+    was_training = model.training
+    model.eval()  # a dummy forward must not move BatchNorm statistics
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
+    except _StopForward:
+        pass
+    except Exception as err:  # the network's own complaint, reworded as what to change
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"input_size {tuple(input_size)} does not fit {type(model).__name__} ({first_line}); "
+            "pass the (channels, height, width) of the images the model takes"
+        ) from None
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if not shapes or len(shapes[0]) != 4:
+        raise ValueError(
+            f"{stage_name} of {type(model).__name__} does not output a B x C x H x W feature map; "
+            f"stages are {_describe_stages(model)}"
+        )
+    _, channels, height, width = shapes[0]
+    return channels, height, width
+
+
+def _apply_sr(module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook on a non-Sequential stage: its SR child transforms its output."""
+    return getattr(module, SR_CHILD)(output)
+
+
+def _runs_children_in_order(module: nn.Module) -> bool:
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def add_sr(
+    model: nn.Module,
+    stage: int | str,
+    memory_blocks: int = 4,
+    hidden: int = 8,
+    squeeze_channels: int = 1,
+    input_size: Sequence[int] | None = None,
+    act: ActLayer = "relu",
+) -> nn.Module:
+    """Puts a fresh SR block after `stage` (1-based, or a module name) of `model`, in place.
+
+    The block's C, H and W come from one dummy forward at `input_size` (channels, height,
+    width); without it, the model's own default input size is used where it has one. The
+    model computes exactly what it computed before, as the block's memory starts at zero.
+    """
+    stage_name = _resolve_stage(model, stage)
+    module = model.get_submodule(stage_name)
+    if isinstance(getattr(module, SR_CHILD, None), SqueezeRemember):
+        raise ValueError(
+            f"stage {stage!r} ({stage_name}) already has an SR block; remove it with remove_sr first"
+        )
+    if input_size is None:
+        input_size = _default_input_size(model)
+        if input_size is None:
+            raise ValueError(
+                f"input_size is needed to size the memory of {type(model).__name__}: pass "
+                "input_size=(channels, height, width), e.g. (3, 224, 224)"
+            )
+    channels, height, width = stage_output_shape(model, stage_name, tuple(input_size))
+    param = next(model.parameters(), None)
+    block = SqueezeRemember(
+        channels,
+        (height, width),
+        memory_blocks=memory_blocks,
+        hidden=hidden,
+        squeeze_channels=squeeze_channels,
+        act=act,
+        device=param.device if param is not None else None,
+        dtype=param.dtype if param is not None and param.is_floating_point() else None,
+    )
+    module.add_module(SR_CHILD, block)
+    if not _runs_children_in_order(module):
+        module.register_forward_hook(_apply_sr)
+    return model
+
+
+def sr_blocks(model: nn.Module) -> list[tuple[str, SqueezeRemember]]:
+    """Every SR block in `model` with its qualified name, in module order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, SqueezeRemember)]
+
+
+@contextlib.contextmanager
+def sr_bypassed(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside, every SR block of `model` is the identity (the paper's ablation)."""
+    blocks = [block for _, block in sr_blocks(model)]
+    before = [block.bypass for block in blocks]
+    for block in blocks:
+        block.bypass = True
+    try:
+        yield model
+    finally:
+        for block, bypass in zip(blocks, before):
+            block.bypass = bypass
+
+
+def remove_sr(model: nn.Module) -> nn.Module:
+    """Takes every SR block out of `model`, in place: the plain network with the same weights."""
+    for name, _ in sr_blocks(model):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        delattr(parent, child)
+        for key, hook in list(parent._forward_hooks.items()):
+            if hook is _apply_sr:
+                del parent._forward_hooks[key]
+    return model

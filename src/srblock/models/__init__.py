@@ -1,0 +1,21 @@
+"""The paper's model zoo; importing it registers every model with `srblock.create_model`."""
+
+from .init import init_weights
+from .layers import ATTN_LAYERS, REG_LAYERS, create_attn_layer
+from .resnet import ResNet, resnet18_cifar, resnet34_cifar, resnet50, resnet50_cifar
+from .vgg import VGG, vgg16_bn_cifar, vgg19_bn_cifar
+
+__all__ = [
+    "ATTN_LAYERS",
+    "REG_LAYERS",
+    "ResNet",
+    "VGG",
+    "create_attn_layer",
+    "init_weights",
+    "resnet18_cifar",
+    "resnet34_cifar",
+    "resnet50",
+    "resnet50_cifar",
+    "vgg16_bn_cifar",
+    "vgg19_bn_cifar",
+]

@@ -1,0 +1,182 @@
+"""ResNets on torchvision's ResNet: the CIFAR ResNet18/34/50 and the ImageNet ResNet50.
+
+Parameter names are torchvision's, so torchvision weights load into the plain models; SE/CBAM
+sit in every residual block (after the last BatchNorm, before the residual sum), D before the
+classifier, D2D/DB at the end of stages 3 and 4 (overridable).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tv
+
+from ..registry import register_model
+from .init import init_weights
+from .layers import (
+    DEFAULT_REG_STAGES,
+    check_attn,
+    check_reg,
+    check_reg_stages,
+    create_attn_layer,
+    create_stage_reg,
+)
+
+
+class BasicBlockAttn(tv.BasicBlock):
+    """torchvision's BasicBlock with SE/CBAM on the residual branch."""
+
+    def __init__(self, *args: object, attn: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.attn = create_attn_layer(attn, self.bn2.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.attn(self.bn2(self.conv2(out)))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class BottleneckAttn(tv.Bottleneck):
+    """torchvision's Bottleneck with SE/CBAM on the residual branch."""
+
+    def __init__(self, *args: object, attn: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.attn = create_attn_layer(attn, self.bn3.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.attn(self.bn3(self.conv3(out)))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+def _block_with_attn(block: type[tv.BasicBlock | tv.Bottleneck], attn: str | None) -> object:
+    if attn is None:
+        return block
+    attn_block = BasicBlockAttn if block is tv.BasicBlock else BottleneckAttn
+    builder = partial(attn_block, attn=attn)
+    builder.expansion = attn_block.expansion  # torchvision reads block.expansion
+    return builder
+
+
+class ResNet(tv.ResNet):
+    """torchvision's ResNet, with a CIFAR stem option, `in_chans`, attention and regularisers.
+
+    Args:
+        block, layers: as torchvision's ResNet.
+        cifar_stem: 3x3 stride-1 first conv and no max-pool, for 32x32 images.
+        attn: None, "se" or "cbam" in every residual block.
+        reg: None, "d" (dropout before the classifier), "d2d" (Dropout2d) or "db" (DropBlock)
+            at the end of `reg_stages`.
+        reg_rate: the regulariser's drop rate (defaults: d 0.2, d2d 0.1, db 0.1).
+        drop_block_size: DropBlock's block size.
+    """
+
+    def __init__(
+        self,
+        block: type[tv.BasicBlock | tv.Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        cifar_stem: bool = False,
+        attn: str | None = None,
+        reg: str | None = None,
+        reg_rate: float | None = None,
+        reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+        drop_block_size: int = 7,
+    ) -> None:
+        check_attn(attn)
+        rate = check_reg(reg, reg_rate)
+        super().__init__(_block_with_attn(block, attn), layers, num_classes=num_classes)
+        if cifar_stem:
+            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        elif in_chans != 3:
+            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.drop = nn.Dropout(rate) if reg == "d" else nn.Identity()
+        for stage in check_reg_stages(tuple(reg_stages), 4):
+            layer = create_stage_reg(reg, rate, drop_block_size)
+            if layer is not None:
+                getattr(self, f"layer{stage}").add_module("drop", layer)
+        first = 1 if cifar_stem else 4
+        self.feature_info = [
+            dict(module=f"layer{i + 1}", num_chs=64 * 2**i * block.expansion, reduction=first * 2**i)
+            for i in range(4)
+        ]
+        self.default_input_size = (in_chans, 32, 32) if cifar_stem else (in_chans, 224, 224)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(torch.flatten(self.avgpool(x), 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _cifar_resnet(
+    block: type[tv.BasicBlock | tv.Bottleneck], layers: list[int], **kwargs: object
+) -> ResNet:
+    return init_weights(ResNet(block, layers, cifar_stem=True, **kwargs))
+
+
+@register_model
+def resnet18_cifar(
+    num_classes: int = 100,
+    in_chans: int = 3,
+    attn: str | None = None,
+    reg: str | None = None,
+    reg_rate: float | None = None,
+    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+    drop_block_size: int = 3,
+) -> ResNet:
+    """ResNet18 for 32x32 images (11,220,132 parameters at 100 classes)."""
+    return _cifar_resnet(tv.BasicBlock, [2, 2, 2, 2], **locals())
+
+
+@register_model
+def resnet34_cifar(
+    num_classes: int = 100,
+    in_chans: int = 3,
+    attn: str | None = None,
+    reg: str | None = None,
+    reg_rate: float | None = None,
+    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+    drop_block_size: int = 3,
+) -> ResNet:
+    """ResNet34 for 32x32 images (21,328,292 parameters at 100 classes)."""
+    return _cifar_resnet(tv.BasicBlock, [3, 4, 6, 3], **locals())
+
+
+@register_model
+def resnet50_cifar(
+    num_classes: int = 100,
+    in_chans: int = 3,
+    attn: str | None = None,
+    reg: str | None = None,
+    reg_rate: float | None = None,
+    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+    drop_block_size: int = 3,
+) -> ResNet:
+    """ResNet50 for 32x32 images (23,705,252 parameters at 100 classes)."""
+    return _cifar_resnet(tv.Bottleneck, [3, 4, 6, 3], **locals())
+
+
+@register_model
+def resnet50(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    attn: str | None = None,
+    reg: str | None = None,
+    reg_rate: float | None = None,
+    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+    drop_block_size: int = 7,
+) -> ResNet:
+    """torchvision's ImageNet ResNet50 and its init (25,557,032 parameters at 1000 classes)."""
+    return ResNet(tv.Bottleneck, [3, 4, 6, 3], **locals())

@@ -1,0 +1,142 @@
+"""VGG16-BN and VGG19-BN for 32x32 images (SPEC section 2).
+
+`features` holds the five conv stages, each an ``nn.Sequential`` ending in its max-pool, so
+"after stage M" (the paper's M = 1..5) is the output of ``features[M-1]``. The classifier is
+512 -> 4096 -> 4096 -> classes with dropout, as in the paper: dropout in the classifier only.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from ..registry import register_model
+from .init import init_weights
+from .layers import (
+    DEFAULT_REG_STAGES,
+    check_attn,
+    check_reg,
+    check_reg_stages,
+    create_attn_layer,
+    create_stage_reg,
+)
+
+CFGS = {
+    "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    "vgg19": [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]],
+}
+
+
+def _stage(in_chs: int, widths: list[int], attn: str | None) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for i, width in enumerate(widths, start=1):
+        layers[f"conv{i}"] = nn.Conv2d(in_chs, width, kernel_size=3, padding=1)
+        layers[f"bn{i}"] = nn.BatchNorm2d(width)
+        layers[f"act{i}"] = nn.ReLU(inplace=True)
+        in_chs = width
+    if attn is not None:
+        layers["attn"] = create_attn_layer(attn, in_chs)
+    layers["pool"] = nn.MaxPool2d(kernel_size=2, stride=2)
+    return nn.Sequential(layers)
+
+
+class VGG(nn.Module):
+    """VGG-BN with a 512-4096-4096 classifier.
+
+    Args:
+        widths: output channels of each conv, per stage.
+        attn: None, "se" or "cbam" at the end of every stage (before its max-pool).
+        reg: None, "d2d" or "db" at the end of `reg_stages`. The classifier always has dropout
+            (`drop_rate`), so "d" is refused rather than silently meaning nothing.
+    """
+
+    def __init__(
+        self,
+        widths: list[list[int]],
+        num_classes: int = 100,
+        in_chans: int = 3,
+        attn: str | None = None,
+        reg: str | None = None,
+        reg_rate: float | None = None,
+        reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+        drop_block_size: int = 3,
+        drop_rate: float = 0.5,
+    ) -> None:
+        super().__init__()
+        check_attn(attn)
+        if reg == "d":
+            raise ValueError(
+                "VGG always has dropout in its classifier (drop_rate, 0.5 by default); "
+                "reg='d' adds nothing: choose reg None, 'd2d' or 'db'"
+            )
+        rate = check_reg(reg, reg_rate)
+        stages, in_chs = [], in_chans
+        for stage_widths in widths:
+            stages.append(_stage(in_chs, stage_widths, attn))
+            in_chs = stage_widths[-1]
+        self.features = nn.Sequential(*stages)
+        for stage in check_reg_stages(tuple(reg_stages), len(widths)):
+            layer = create_stage_reg(reg, rate, drop_block_size)
+            if layer is not None:
+                self.features[stage - 1].add_module("drop", layer)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # 1x1 already at 32x32; other sizes still work
+        self.classifier = nn.Sequential(
+            nn.Linear(in_chs, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(4096, num_classes),
+        )
+        self.feature_info = [
+            dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1))
+            for i, w in enumerate(widths)
+        ]
+        self.default_input_size = (in_chans, 32, 32)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _cifar_vgg(cfg: str, **kwargs: object) -> VGG:
+    """The paper's init: Gaussian convs, Kaiming-uniform linears."""
+    return init_weights(VGG(CFGS[cfg], **kwargs), conv="normal")
+
+
+@register_model
+def vgg16_bn_cifar(
+    num_classes: int = 100,
+    in_chans: int = 3,
+    attn: str | None = None,
+    reg: str | None = None,
+    reg_rate: float | None = None,
+    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+    drop_block_size: int = 3,
+    drop_rate: float = 0.5,
+) -> VGG:
+    """VGG16-BN for 32x32 images."""
+    return _cifar_vgg("vgg16", **locals())
+
+
+@register_model
+def vgg19_bn_cifar(
+    num_classes: int = 100,
+    in_chans: int = 3,
+    attn: str | None = None,
+    reg: str | None = None,
+    reg_rate: float | None = None,
+    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+    drop_block_size: int = 3,
+    drop_rate: float = 0.5,
+) -> VGG:
+    """VGG19-BN for 32x32 images."""
+    return _cifar_vgg("vgg19", **locals())

@@ -1,0 +1,131 @@
+"""Parameter counts and overheads: the paper's Eq. 1 and the OH column of its tables.
+
+OH is the paper's: the parameters a configuration adds to the plain network (same model, same
+classes, no attention, no SR), in % of the plain network. SE/CBAM and SR both count, so
+"R18 + CBAM + SR" has OH 1.66% = 0.78% (CBAM) + 0.88% (SR). Models are built on the meta
+device: counting even ImageNet models costs no memory and little time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .block import _size2
+from .insert import sr_blocks as find_sr_blocks
+from .recipes import sweeps_for
+from .registry import create_model
+
+PARAM_COLUMNS = ("name", "sr_at", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct")
+TABLE_COLUMNS = ("table", "name", "M", "P", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct", "paper_oh_pct")
+TABLES = ("cifar100", "cifar10", "imagenet")
+
+
+def sr_param_count(
+    channels: int,
+    size: int | tuple[int, int],
+    memory_blocks: int,
+    hidden: int,
+    squeeze_channels: int = 1,
+) -> int:
+    """Parameters an SR block adds (the paper's Eq. 1); the memory P*C*H*W dominates."""
+    height, width = _size2(size)
+    c, cs, h, p = channels, squeeze_channels, hidden, memory_blocks
+    return c * cs + cs + cs * height * width * h + h + h * p + p + p * c * height * width
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters of `model`, each shared tensor once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@functools.lru_cache(maxsize=None)
+def _plain_params(name: str, num_classes: int | None, in_chans: int | None) -> int:
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+    with torch.device("meta"):
+        return count_params(create_model(name, **kwargs))
+
+
+def _label(name: str, attn: str | None, reg: str | None, sr_stage: Any) -> str:
+    parts = [name] + [p.upper() for p in (reg, attn) if p] + (["SR"] if sr_stage is not None else [])
+    return " + ".join(parts)
+
+
+def param_count(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    attn: str | None = None,
+    reg: str | None = None,
+    sr_stage: int | str | None = None,
+    sr_blocks: int = 4,
+    sr_hidden: int = 8,
+    sr_squeeze: int = 1,
+    input_size: Sequence[int] | None = None,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """One row: parameters of a configuration, of its plain model, of its SR blocks, and OH."""
+    kwargs: dict[str, Any] = {"attn": attn, "reg": reg}
+    kwargs.update({k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None})
+    with torch.device("meta"):
+        model = create_model(
+            name,
+            sr_stage=sr_stage,
+            sr_blocks=sr_blocks,
+            sr_hidden=sr_hidden,
+            sr_squeeze=sr_squeeze,
+            input_size=input_size,
+            **kwargs,
+        )
+    blocks = find_sr_blocks(model)
+    base = _plain_params(name, num_classes, in_chans)
+    params = count_params(model)
+    sr = sum(count_params(b) for _, b in blocks)
+    return {
+        "name": label or _label(name, attn, reg, sr_stage),
+        "sr_at": ", ".join(
+            f"{n.removesuffix('.sr')} ({b.channels}x{b.size[0]}x{b.size[1]}, P={b.memory_blocks})"
+            for n, b in blocks
+        ),
+        "base_params": base,
+        "sr_params": sr,
+        "params": params,
+        "sr_oh_pct": 100.0 * sr / base,
+        "oh_pct": 100.0 * (params - base) / base,
+    }
+
+
+
+def table_rows(table: str) -> list[dict[str, Any]]:
+    """Every row of the paper's tables for `table` (cifar100: I and II, cifar10: V, imagenet: III)."""
+    sweeps = sweeps_for(table)
+    if not sweeps:
+        raise ValueError(f"unknown table {table!r}; choose one of: {', '.join(TABLES)}")
+    rows = []
+    for sweep in sweeps:
+        for run in sweep["runs"]:
+            config = {**sweep.get("set", {}), **run}
+            row = param_count(
+                config["model"],
+                num_classes=sweep.get("num_classes"),
+                attn=config.get("attn"),
+                reg=config.get("reg"),
+                sr_stage=config.get("sr_stage"),
+                sr_blocks=config.get("sr_blocks", 4),
+                sr_hidden=config.get("sr_hidden", 8),
+                sr_squeeze=config.get("sr_squeeze", 1),
+                label=run["name"],
+            )
+            row.update(
+                table=sweep.get("table"),
+                M=config.get("sr_stage"),
+                P=config.get("sr_blocks") if config.get("sr_stage") is not None else None,
+                paper_oh_pct=(run.get("paper") or {}).get("oh"),
+            )
+            rows.append(row)
+    return rows

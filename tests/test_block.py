@@ -1,0 +1,189 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from srblock import SqueezeRemember, sr_param_count
+
+
+def make(**kw):
+    args = dict(channels=16, size=(4, 4), memory_blocks=3, hidden=8, squeeze_channels=1)
+    args.update(kw)
+    return SqueezeRemember(**args)
+
+
+def test_issue_example_shape_identity_and_weights():
+    block = SqueezeRemember(channels=256, size=(8, 8), memory_blocks=4, hidden=8, squeeze_channels=1)
+    x = torch.randn(2, 256, 8, 8)
+    y = block(x)
+    assert y.shape == x.shape
+    assert torch.equal(y, x)  # zero memory: the identity
+    assert block.last_weights.shape == (2, 4)
+    assert not block.last_weights.requires_grad
+    torch.testing.assert_close(block.last_weights.sum(-1), torch.ones(2))
+
+
+def test_computes_the_papers_formula():
+    block = make()
+    with torch.no_grad():
+        block.memory.normal_()
+    x = torch.randn(5, 16, 4, 4)
+    squeezed = block.squeeze(x).flatten(1)
+    w = torch.softmax(block.fc2(torch.relu(block.fc1(squeezed))), dim=-1)
+    expected = x + sum(w[:, p, None, None, None] * block.memory[p] for p in range(3))
+    torch.testing.assert_close(block(x), expected)
+    torch.testing.assert_close(block.last_weights, w)
+
+
+def test_weights_sum_to_one_and_are_positive():
+    block = make()
+    block(torch.randn(7, 16, 4, 4) * 10)
+    torch.testing.assert_close(block.last_weights.sum(-1), torch.ones(7))
+    assert (block.last_weights > 0).all()
+
+
+def test_gradients_reach_every_part_and_one_step_changes_the_output():
+    block = make()
+    x = torch.randn(4, 16, 4, 4)
+    before = block(x).detach()
+    opt = torch.optim.SGD(block.parameters(), lr=0.1)
+    # a target away from x: memory gets gradient first, the rest once memory is non-zero
+    target = torch.randn_like(x)
+    for _ in range(2):
+        opt.zero_grad()
+        loss = (block(x) - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+    for name in ("memory", "squeeze.weight", "squeeze.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
+        grad = block.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert block.memory.abs().sum() > 0
+    assert not torch.allclose(block(x), before)
+
+
+def test_first_step_gives_memory_gradient():
+    block = make()
+    x = torch.randn(4, 16, 4, 4)
+    block(x).sum().backward()
+    # d/dM_p of sum(x + sum_p w_p M_p) = sum_b w_bp: non-zero for every block
+    torch.testing.assert_close(block.memory.grad.sum(dim=(1, 2, 3)) / (16 * 4 * 4), block.last_weights.sum(0))
+
+
+@pytest.mark.parametrize(
+    "channels,size,blocks,hidden,squeeze",
+    [(256, (8, 8), 4, 8, 1), (64, (32, 32), 2, 8, 1), (512, (4, 4), 12, 16, 2), (1024, (14, 14), 10, 32, 3), (3, (5, 7), 20, 1, 1)],
+)
+def test_parameter_count_is_eq1(channels, size, blocks, hidden, squeeze):
+    block = SqueezeRemember(channels, size, memory_blocks=blocks, hidden=hidden, squeeze_channels=squeeze)
+    counted = sum(p.numel() for p in block.parameters())
+    h, w = size
+    by_hand = (
+        channels * squeeze + squeeze  # squeeze conv
+        + squeeze * h * w * hidden + hidden  # first linear
+        + hidden * blocks + blocks  # second linear
+        + blocks * channels * h * w  # memory
+    )
+    assert counted == by_hand == sr_param_count(channels, size, blocks, hidden, squeeze)
+
+
+def test_init_is_the_papers():
+    block = SqueezeRemember(32, (6, 6), memory_blocks=5, hidden=8, squeeze_channels=2)
+    assert torch.count_nonzero(block.memory) == 0
+    for layer, fan_in in ((block.squeeze, 32), (block.fc1, 2 * 36), (block.fc2, 8)):
+        bound = 1 / math.sqrt(fan_in)
+        for t in (layer.weight, layer.bias):
+            assert t.abs().max() <= bound
+            assert t.abs().max() > 0.5 * bound  # spread over the range, not near zero
+
+
+def test_act_is_selectable():
+    x = torch.randn(3, 16, 4, 4)
+    linear = make(act=None)
+    assert isinstance(linear.act, nn.Identity)
+    squeezed = linear.squeeze(x).flatten(1)
+    torch.testing.assert_close(linear.memory_weights(x), torch.softmax(linear.fc2(linear.fc1(squeezed)), -1))
+    assert type(make(act="gelu").act).__name__ == "GELU"  # timm's GELU
+    assert isinstance(make(act=nn.SiLU).act, nn.SiLU)
+    assert isinstance(make().act, nn.ReLU)
+
+
+def test_extra_repr_names_the_hyperparameters():
+    text = repr(SqueezeRemember(256, (8, 4), memory_blocks=6, hidden=8, squeeze_channels=2))
+    assert "channels=256" in text and "size=8x4" in text and "memory_blocks=6" in text
+    assert "hidden=8" in text and "squeeze_channels=2" in text
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(channels=0), "channels must be a positive int"),
+        (dict(memory_blocks=0), "memory_blocks must be a positive int"),
+        (dict(hidden=-1), "hidden must be a positive int"),
+        (dict(squeeze_channels=1.5), "squeeze_channels must be a positive int"),
+        (dict(size=(4, 4, 4)), "size must be (height, width)"),
+        (dict(size=(0, 4)), "size must be (height, width)"),
+    ],
+)
+def test_bad_arguments_say_what_is_wrong(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        make(**kwargs)
+    assert message in str(err.value)
+
+
+def test_int_size_means_square():
+    assert make(size=5).size == (5, 5)
+
+
+def test_other_feature_size_pools_the_squeeze_and_resizes_the_memory():
+    block = make()
+    with torch.no_grad():
+        block.memory.normal_()
+    x = torch.randn(2, 16, 8, 12)
+    y = block(x)
+    assert y.shape == x.shape
+    pooled = nn.functional.adaptive_avg_pool2d(block.squeeze(x), (4, 4)).flatten(1)
+    w = torch.softmax(block.fc2(torch.relu(block.fc1(pooled))), -1)
+    mix = torch.einsum("bp,pchw->bchw", w, block.memory)
+    expected = x + nn.functional.interpolate(mix, size=(8, 12), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(y, expected)
+    assert block(torch.randn(2, 16, 3, 3)).shape == (2, 16, 3, 3)  # smaller than the memory too
+
+
+def test_bypass_is_the_identity():
+    block = make()
+    with torch.no_grad():
+        block.memory.normal_()
+    x = torch.randn(2, 16, 4, 4)
+    block.bypass = True
+    assert torch.equal(block(x), x)
+
+
+def test_channels_last_in_channels_last_out():
+    block = make()
+    with torch.no_grad():
+        block.memory.normal_()
+    x = torch.randn(2, 16, 4, 4)
+    y_cl = block(x.to(memory_format=torch.channels_last))
+    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y_cl, block(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_keeps_dtype_and_weights_normalised(dtype):
+    block = make()
+    with torch.no_grad():
+        block.memory.normal_()
+    x = torch.randn(3, 16, 4, 4)
+    with torch.autocast("cpu", dtype=dtype):
+        y = block(x.to(dtype))
+    assert y.dtype == dtype
+    assert block.last_weights.dtype == torch.float32
+    torch.testing.assert_close(block.last_weights.sum(-1), torch.ones(3))
+    torch.testing.assert_close(y.float(), block(x), atol=0.1, rtol=0.05)
+
+
+def test_half_module():
+    block = make().to(torch.bfloat16)
+    y = block(torch.randn(2, 16, 4, 4, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16
