@@ -2,8 +2,8 @@
 
 A block is attached to the stage module as a child named ``sr``, so the network's own parameter
 names do not change (pretrained weights still load, `remove_sr` gives the plain state dict back).
-An ``nn.Sequential`` stage runs the child as its last layer; any other stage gets a forward hook
-that applies it to the stage's output.
+A stage that runs its children in order (``nn.Sequential``) runs the block as its last layer;
+any other stage gets a forward hook that applies it to the stage's output.
 """
 
 from __future__ import annotations
@@ -117,25 +117,22 @@ class _StopForward(Exception):
     """Raised by the probe hook: nothing after the stage needs computing."""
 
 
-def stage_output_shape(
-    model: nn.Module, stage_name: str, input_size: Sequence[int]
-) -> tuple[int, int, int]:
-    """(C, H, W) of a stage's output, from one forward of a dummy image of `input_size`."""
+def _run_to_stage(model: nn.Module, stage_name: str, input_size: Sequence[int]) -> object:
+    """The output of `stage_name` for a dummy image of `input_size`; the rest is not computed."""
     if len(input_size) != 3 or not all(isinstance(s, int) and s > 0 for s in input_size):
         raise ValueError(
             f"input_size must be (channels, height, width) of positive ints, got {tuple(input_size)!r}"
         )
-    module = model.get_submodule(stage_name)
-    shapes: list[torch.Size] = []
+    outputs: list[object] = []
 
     def grab(_module: nn.Module, _args: object, output: object) -> None:
-        shapes.append(output.shape if isinstance(output, torch.Tensor) else torch.Size())
+        outputs.append(output)
         raise _StopForward
 
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    handle = module.register_forward_hook(grab)
+    handle = model.get_submodule(stage_name).register_forward_hook(grab)
     was_training = model.training
     model.eval()  # a dummy forward must not move BatchNorm statistics
     try:
@@ -152,22 +149,53 @@ def stage_output_shape(
     finally:
         handle.remove()
         model.train(was_training)
-    if not shapes or len(shapes[0]) != 4:
+    if not outputs:
+        raise ValueError(f"{stage_name} of {type(model).__name__} is not used by its forward")
+    return outputs[0]
+
+
+def stage_output_shape(
+    model: nn.Module, stage_name: str, input_size: Sequence[int]
+) -> tuple[int, int, int]:
+    """(C, H, W) of a stage's output, from one forward of a dummy image of `input_size`."""
+    output = _run_to_stage(model, stage_name, input_size)
+    if not isinstance(output, torch.Tensor) or output.dim() != 4:
         raise ValueError(
             f"{stage_name} of {type(model).__name__} does not output a B x C x H x W feature map; "
             f"stages are {_describe_stages(model)}"
         )
-    _, channels, height, width = shapes[0]
+    _, channels, height, width = output.shape
     return channels, height, width
 
 
 def _apply_sr(module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor:
-    """Forward hook on a non-Sequential stage: its SR child transforms its output."""
+    """Forward hook on a stage that does not run its children itself: its SR child acts on its output."""
     return getattr(module, SR_CHILD)(output)
 
 
-def _runs_children_in_order(module: nn.Module) -> bool:
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+def _attach(model: nn.Module, stage_name: str, block: SqueezeRemember, input_size: Sequence[int]) -> None:
+    """Makes `block` a child of the stage and ensures it runs once, on the stage's output.
+
+    A stage that runs its children in order (nn.Sequential, timm's RegStage...) runs the new
+    last child itself; any other stage gets a forward hook. A probe forward tells which.
+    """
+    module = model.get_submodule(stage_name)
+    module.add_module(SR_CHILD, block)
+    calls: list[torch.Tensor] = []
+    handle = block.register_forward_hook(lambda _m, _args, out: calls.append(out))
+    try:
+        stage_output = _run_to_stage(model, stage_name, input_size)
+        if not calls:
+            module.register_forward_hook(_apply_sr)
+            stage_output = _run_to_stage(model, stage_name, input_size)
+    finally:
+        handle.remove()
+    if len(calls) != 1 or stage_output is not calls[0]:
+        _detach(model, f"{stage_name}.{SR_CHILD}")
+        raise ValueError(
+            f"cannot put an SR block after {stage_name} of {type(model).__name__}: its forward "
+            f"uses its children in a way add_sr cannot follow; stages are {_describe_stages(model)}"
+        )
 
 
 def add_sr(
@@ -186,8 +214,7 @@ def add_sr(
     model computes exactly what it computed before, as the block's memory starts at zero.
     """
     stage_name = _resolve_stage(model, stage)
-    module = model.get_submodule(stage_name)
-    if isinstance(getattr(module, SR_CHILD, None), SqueezeRemember):
+    if isinstance(getattr(model.get_submodule(stage_name), SR_CHILD, None), SqueezeRemember):
         raise ValueError(
             f"stage {stage!r} ({stage_name}) already has an SR block; remove it with remove_sr first"
         )
@@ -210,9 +237,7 @@ def add_sr(
         device=param.device if param is not None else None,
         dtype=param.dtype if param is not None and param.is_floating_point() else None,
     )
-    module.add_module(SR_CHILD, block)
-    if not _runs_children_in_order(module):
-        module.register_forward_hook(_apply_sr)
+    _attach(model, stage_name, block, tuple(input_size))
     return model
 
 
@@ -238,10 +263,15 @@ def sr_bypassed(model: nn.Module) -> Iterator[nn.Module]:
 def remove_sr(model: nn.Module) -> nn.Module:
     """Takes every SR block out of `model`, in place: the plain network with the same weights."""
     for name, _ in sr_blocks(model):
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        delattr(parent, child)
-        for key, hook in list(parent._forward_hooks.items()):
-            if hook is _apply_sr:
-                del parent._forward_hooks[key]
+        _detach(model, name)
     return model
+
+
+def _detach(model: nn.Module, name: str) -> None:
+    """Deletes the SR block `name` and the hook that ran it, if its stage had one."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    delattr(parent, child)
+    for key, hook in list(parent._forward_hooks.items()):
+        if hook is _apply_sr:
+            del parent._forward_hooks[key]

@@ -1,0 +1,195 @@
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import srblock
+from srblock import count_params, create_model, init_weights, list_models, register_model, sr_blocks
+from srblock.models.layers import DEFAULT_REG_RATE
+
+from .conftest import fill_memory
+
+ZOO = ["resnet18_cifar", "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"]
+
+
+def build_on_meta(name, **kwargs):
+    with torch.device("meta"):
+        return create_model(name, **kwargs)
+
+
+def test_list_models():
+    assert list_models() == ZOO
+    assert list_models("resnet*_cifar") == ["resnet18_cifar", "resnet34_cifar", "resnet50_cifar"]
+
+
+@pytest.mark.parametrize(
+    "name,num_classes,expected",
+    [
+        ("resnet18_cifar", 100, 11_220_132),
+        ("resnet34_cifar", 100, 21_328_292),
+        ("resnet50_cifar", 100, 23_705_252),
+        ("resnet50", 1000, 25_557_032),
+    ],
+)
+def test_base_parameter_counts_are_the_specs(name, num_classes, expected):
+    assert count_params(build_on_meta(name, num_classes=num_classes)) == expected
+
+
+def test_resnet50_is_torchvisions():
+    ours = build_on_meta("resnet50")
+    with torch.device("meta"):
+        theirs = torchvision.models.resnet50()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+
+
+def test_plain_resnet18_cifar_has_the_cifar_stem():
+    model = create_model("resnet18_cifar", num_classes=10)
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, nn.Identity)
+    assert model.default_input_size == (3, 32, 32)
+    assert create_model("resnet50", num_classes=10).default_input_size == (3, 224, 224)
+
+
+def test_issue_example():
+    model = create_model("resnet18_cifar", num_classes=100, attn="se", reg="d2d", sr_stage=3, sr_blocks=6, sr_hidden=8)
+    (name, block), = sr_blocks(model)
+    assert name == "layer3.sr"
+    assert (block.channels, block.size, block.memory_blocks, block.hidden) == (256, (8, 8), 6, 8)
+    model.eval()
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+
+
+@pytest.mark.parametrize("name", ["resnet18_cifar", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"])
+@pytest.mark.parametrize("attn", [None, "se", "cbam"])
+def test_every_cifar_model_and_attention_trains_a_step(name, attn):
+    model = create_model(name, num_classes=10, in_chans=1, attn=attn, sr_stage=3, sr_blocks=2)
+    x, y = torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,))
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert sr_blocks(model)[0][1].memory.grad.abs().sum() > 0
+
+
+def test_attention_sits_in_every_residual_block():
+    model = create_model("resnet34_cifar", attn="cbam")
+    blocks = [m for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for m in layer]
+    assert len(blocks) == 16
+    assert all(type(b.attn).__name__ == "CbamModule" for b in blocks)
+    se = create_model("resnet50_cifar", attn="se").layer3[0].attn
+    assert type(se).__name__ == "SEModule" and se.fc1.out_channels == 1024 // 16
+
+
+@pytest.mark.parametrize("name", ["resnet18_cifar", "vgg16_bn_cifar"])
+@pytest.mark.parametrize("reg,layer", [("d2d", nn.Dropout2d), ("db", "DropBlock2d")])
+def test_structured_dropout_at_the_end_of_stages_3_and_4(name, reg, layer):
+    model = create_model(name, reg=reg, sr_stage=3)
+    stages = srblock.stage_names(model)
+    for i, stage_name in enumerate(stages, start=1):
+        stage = model.get_submodule(stage_name)
+        drop = getattr(stage, "drop", None)
+        if i in (3, 4):
+            assert (type(drop).__name__ == layer) if isinstance(layer, str) else isinstance(drop, layer)
+            assert drop.p == DEFAULT_REG_RATE[reg] if reg == "d2d" else drop.drop_prob == DEFAULT_REG_RATE[reg]
+        else:
+            assert drop is None
+    # the SR block sees the regularised stage output: drop runs before sr
+    assert list(dict(model.get_submodule(stages[2]).named_children()))[-2:] == ["drop", "sr"]
+
+
+def test_regulariser_rates_and_stages_are_overridable():
+    model = create_model("resnet18_cifar", reg="d2d", reg_rate=0.3, reg_stages=(2,))
+    assert model.layer2.drop.p == 0.3 and not hasattr(model.layer3, "drop")
+    model = create_model("resnet18_cifar", reg="d")
+    assert model.drop.p == DEFAULT_REG_RATE["d"]
+    assert create_model("resnet18_cifar", reg="d", reg_rate=0.5).drop.p == 0.5
+    assert create_model("resnet18_cifar", reg="db", drop_block_size=5).layer4.drop.block_size == 5
+
+
+def test_regularisers_change_training_but_not_eval():
+    model = create_model("resnet18_cifar", num_classes=10, reg="d2d", reg_rate=0.5)
+    x = torch.randn(2, 3, 32, 32)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_init_leaves_the_sr_block_alone():
+    model = create_model("resnet18_cifar", num_classes=10, sr_stage=3)
+    fill_memory(model)
+    block = sr_blocks(model)[0][1]
+    before = {k: v.clone() for k, v in block.state_dict().items()}
+    conv_before = model.conv1.weight.clone()
+    init_weights(model)
+    assert not torch.equal(model.conv1.weight, conv_before)  # the rest was re-initialised...
+    for key, value in block.state_dict().items():
+        assert torch.equal(value, before[key]), key  # ...the block was not
+
+
+def test_paper_init_kaiming_uniform_and_gaussian_vgg():
+    resnet = create_model("resnet18_cifar")
+    w = resnet.layer3[0].conv1.weight
+    bound = (6 / w[0].numel()) ** 0.5
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert torch.equal(resnet.layer1[0].bn1.weight, torch.ones(64))
+    vgg = create_model("vgg16_bn_cifar")
+    conv = vgg.features[2].conv1
+    expected_std = (2 / (9 * conv.out_channels)) ** 0.5
+    assert abs(conv.weight.std().item() - expected_std) < 0.05 * expected_std
+    assert torch.count_nonzero(conv.bias) == 0
+    fc = vgg.classifier[0].weight
+    assert fc.abs().max() <= (6 / 512) ** 0.5
+
+
+def test_input_size_sizes_the_memory():
+    model = create_model("resnet18_cifar", num_classes=10, in_chans=1, sr_stage=3, input_size=(1, 28, 28))
+    assert sr_blocks(model)[0][1].size == (7, 7)
+    assert model.default_input_size == (1, 28, 28)
+    model = create_model("resnet50", num_classes=10, sr_stage=4, sr_blocks=2)
+    assert sr_blocks(model)[0][1].size == (7, 7)
+
+
+# ---- errors
+
+
+def test_unknown_model():
+    with pytest.raises(ValueError) as err:
+        create_model("resnet19_cifar")
+    assert str(err.value) == (
+        "unknown model 'resnet19_cifar' (did you mean 'resnet18_cifar'?); choose one of: " + ", ".join(ZOO)
+    )
+
+
+def test_unknown_keyword():
+    with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_path'; valid: num_classes, in_chans"):
+        create_model("resnet18_cifar", drop_path=0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(attn="eca"), "unknown attn 'eca'; choose one of: None, 'se', 'cbam'"),
+        (dict(reg="dropout"), "unknown reg 'dropout'; choose one of: None, 'd', 'd2d', 'db'"),
+        (dict(reg="d2d", reg_rate=1.5), "reg_rate must be in [0, 1), got 1.5"),
+        (dict(reg="d2d", reg_stages=(3, 6)), "reg_stages (3, 6) name stages that do not exist: choose from 1..4"),
+        (dict(sr_stage=5), "stage 5 does not exist in ResNet: choose 1..4"),
+    ],
+)
+def test_bad_model_arguments(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        create_model("resnet18_cifar", **kwargs)
+    assert message in str(err.value)
+
+
+def test_vgg_refuses_reg_d():
+    with pytest.raises(ValueError, match="VGG always has dropout in its classifier .* choose reg None, 'd2d' or 'db'"):
+        create_model("vgg16_bn_cifar", reg="d")
+
+
+def test_duplicate_registration_is_refused():
+    def resnet18_cifar():
+        return nn.Identity()
+
+    with pytest.raises(ValueError, match="model 'resnet18_cifar' is already registered"):
+        register_model(resnet18_cifar)
+    assert create_model("resnet18_cifar").__class__.__name__ == "ResNet"
