@@ -168,7 +168,10 @@ def test_model_it_cannot_split():
 
 def test_wrong_input_size():
     model = srblock.create_model("resnet18_cifar")
-    with pytest.raises(ValueError, match=r"input_size \(1, 32, 32\) does not fit ResNet .*pass the \(channels, height, width\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"input_size \(1, 32, 32\) does not fit ResNet .*pass the \(channels, height, width\) .*, e.g. its default \(3, 32, 32\)",
+    ):
         add_sr(model, stage=3, input_size=(1, 32, 32))
     with pytest.raises(ValueError, match=r"input_size must be \(channels, height, width\)"):
         add_sr(model, stage=3, input_size=(32, 32))

@@ -142,9 +142,11 @@ def _run_to_stage(model: nn.Module, stage_name: str, input_size: Sequence[int]) 
         pass
     except Exception as err:  # the network's own complaint, reworded as what to change
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        default = _default_input_size(model)
+        hint = f", e.g. its default {default}" if default and tuple(default) != tuple(input_size) else ""
         raise ValueError(
             f"input_size {tuple(input_size)} does not fit {type(model).__name__} ({first_line}); "
-            "pass the (channels, height, width) of the images the model takes"
+            f"pass the (channels, height, width) of the images the model takes{hint}"
         ) from None
     finally:
         handle.remove()

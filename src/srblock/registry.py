@@ -69,8 +69,6 @@ def create_model(
             f"{', '.join(valid + ['sr_stage', 'sr_blocks', 'sr_hidden', 'sr_squeeze', 'sr_act', 'input_size'])}"
         )
     model = _MODELS[name](**kwargs)
-    if input_size is not None:
-        model.default_input_size = tuple(input_size)
     if sr_stage is not None:
         add_sr(
             model,
@@ -81,4 +79,6 @@ def create_model(
             input_size=input_size,
             act=sr_act,
         )
+    if input_size is not None:
+        model.default_input_size = tuple(input_size)
     return model
