@@ -9,7 +9,7 @@ from srblock.models.layers import DEFAULT_REG_RATE
 
 from .conftest import fill_memory
 
-ZOO = ["resnet18_cifar", "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"]
+ZOO = ["resnet10s_cifar", "resnet18_cifar", "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"]
 
 
 def build_on_meta(name, **kwargs):
@@ -19,7 +19,7 @@ def build_on_meta(name, **kwargs):
 
 def test_list_models():
     assert list_models() == ZOO
-    assert list_models("resnet*_cifar") == ["resnet18_cifar", "resnet34_cifar", "resnet50_cifar"]
+    assert list_models("resnet??_cifar") == ["resnet18_cifar", "resnet34_cifar", "resnet50_cifar"]
 
 
 @pytest.mark.parametrize(

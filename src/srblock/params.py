@@ -44,7 +44,8 @@ def count_params(model: nn.Module) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _plain_params(name: str, num_classes: int | None, in_chans: int | None) -> int:
+def plain_params(name: str, num_classes: int | None = None, in_chans: int | None = None) -> int:
+    """Parameters of the plain model (no attention, no SR): the base of the OH column."""
     kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
     with torch.device("meta"):
         return count_params(create_model(name, **kwargs))
@@ -83,7 +84,7 @@ def param_count(
             **kwargs,
         )
     blocks = find_sr_blocks(model)
-    base = _plain_params(name, num_classes, in_chans)
+    base = plain_params(name, num_classes, in_chans)
     params = count_params(model)
     sr = sum(count_params(b) for _, b in blocks)
     return {

@@ -6,16 +6,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import params as params_cmd
+from . import demo, params, recipes, sweep, table, train
 
-SUBCOMMANDS = (params_cmd,)
+SUBCOMMANDS = (demo, train, sweep, table, recipes, params)
 
 DESCRIPTION = """\
 srblock: the Squeeze-and-Remember block for CNNs: models, recipes, analyses, costs.
 
 examples:
+  srblock demo                                    # offline: Fashion-MNIST with and without an SR block
+  srblock recipes                                 # the paper's recipes and sweeps
+  srblock train cifar100 --data ~/data --set sr_stage=3 --set sr_blocks=2 --seeds 0 1 2 3 4
+  srblock sweep cifar100-table1 --data ~/data && srblock table runs/cifar100-table1
   srblock params --table cifar100                 # parameter overhead of every row of Tables I and II
-  srblock params --model resnet18_cifar --attn se --sr-stage 3 --sr-blocks 2
 """
 
 

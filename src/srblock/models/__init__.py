@@ -2,7 +2,7 @@
 
 from .init import init_weights
 from .layers import ATTN_LAYERS, REG_LAYERS, create_attn_layer
-from .resnet import ResNet, resnet18_cifar, resnet34_cifar, resnet50, resnet50_cifar
+from .resnet import ResNet, resnet10s_cifar, resnet18_cifar, resnet34_cifar, resnet50, resnet50_cifar
 from .vgg import VGG, vgg16_bn_cifar, vgg19_bn_cifar
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "VGG",
     "create_attn_layer",
     "init_weights",
+    "resnet10s_cifar",
     "resnet18_cifar",
     "resnet34_cifar",
     "resnet50",

@@ -74,6 +74,8 @@ class ResNet(tv.ResNet):
             at the end of `reg_stages`.
         reg_rate: the regulariser's drop rate (defaults: d 0.2, d2d 0.1, db 0.1).
         drop_block_size: DropBlock's block size.
+        widths: output channels of the four stages (before the block expansion); torchvision's
+            are (64, 128, 256, 512), narrower ones make small, fast networks.
     """
 
     def __init__(
@@ -88,15 +90,19 @@ class ResNet(tv.ResNet):
         reg_rate: float | None = None,
         reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
         drop_block_size: int = 7,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
     ) -> None:
         check_attn(attn)
         rate = check_reg(reg, reg_rate)
-        super().__init__(_block_with_attn(block, attn), layers, num_classes=num_classes)
+        block_fn = _block_with_attn(block, attn)
+        super().__init__(block_fn, layers, num_classes=num_classes)
+        if tuple(widths) != (64, 128, 256, 512):
+            self._rebuild_stages(block_fn, layers, tuple(widths), num_classes)
         if cifar_stem:
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(in_chans, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
         elif in_chans != 3:
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_chans, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.drop = nn.Dropout(rate) if reg == "d" else nn.Identity()
         for stage in check_reg_stages(tuple(reg_stages), 4):
             layer = create_stage_reg(reg, rate, drop_block_size)
@@ -104,10 +110,21 @@ class ResNet(tv.ResNet):
                 getattr(self, f"layer{stage}").add_module("drop", layer)
         first = 1 if cifar_stem else 4
         self.feature_info = [
-            dict(module=f"layer{i + 1}", num_chs=64 * 2**i * block.expansion, reduction=first * 2**i)
+            dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=first * 2**i)
             for i in range(4)
         ]
         self.default_input_size = (in_chans, 32, 32) if cifar_stem else (in_chans, 224, 224)
+
+    def _rebuild_stages(self, block_fn: object, layers: list[int], widths: tuple[int, ...], num_classes: int) -> None:
+        """Stem, stages and classifier at other widths, with torchvision's own _make_layer."""
+        if len(widths) != 4:
+            raise ValueError(f"widths must give the four stages' channels, got {widths}")
+        self.inplanes = widths[0]
+        self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        for i, (width, depth) in enumerate(zip(widths, layers)):
+            setattr(self, f"layer{i + 1}", self._make_layer(block_fn, width, depth, stride=1 if i == 0 else 2))
+        self.fc = nn.Linear(self.inplanes, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -180,3 +197,17 @@ def resnet50(
 ) -> ResNet:
     """torchvision's ImageNet ResNet50 and its init (25,557,032 parameters at 1000 classes)."""
     return ResNet(tv.Bottleneck, [3, 4, 6, 3], **locals())
+
+
+@register_model
+def resnet10s_cifar(
+    num_classes: int = 10,
+    in_chans: int = 3,
+    attn: str | None = None,
+    reg: str | None = None,
+    reg_rate: float | None = None,
+    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
+    drop_block_size: int = 3,
+) -> ResNet:
+    """A small CIFAR ResNet (one BasicBlock per stage, widths 16-128) for the CPU demo and tests."""
+    return _cifar_resnet(tv.BasicBlock, [1, 1, 1, 1], widths=(16, 32, 64, 128), **locals())

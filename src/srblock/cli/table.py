@@ -1,0 +1,33 @@
+"""`srblock table`: mean ± std over seeds of every configuration under a folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..render import FORMATS, render
+from ..results import MD_COLUMNS, RAW_COLUMNS, collect_results, summarize
+
+EPILOG = """\
+test_acc is the mean ± sample standard deviation over seeds of the test accuracy (%) of each
+run's best-validation checkpoint; OH is the parameter overhead over the plain model (%); the
+paper's values stand beside ours where the sweep knows them (Table II).
+
+examples:
+  srblock table runs/
+  srblock table runs/cifar100-table2 --format csv
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("table", help="mean ± std over seeds of finished runs", epilog=EPILOG,
+                       description="Mean ± std over seeds of every configuration's runs under a folder.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", help="a folder of runs (the --out of train or sweep, or below it)")
+    p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = summarize(collect_results(args.folder))
+    print(render(rows, MD_COLUMNS if args.format == "md" else RAW_COLUMNS, args.format))
+    return 0

@@ -1,0 +1,63 @@
+"""`srblock train`: one recipe, one or several seeds, resumable."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..render import render
+from ..train import make_config, parse_set, train_run
+from ..train.runs import is_finished, read_config, run_dir, unfinished_runs
+from .common import add_training_args, group_name, make_fabric, with_seeds
+
+EPILOG = """\
+examples:
+  srblock train cifar100 --data ~/data --set model=resnet18_cifar --set attn=se \\
+        --set sr_stage=3 --set sr_blocks=2 --seeds 0 1 2 3 4 --out runs/
+  srblock train cifar100 --out runs/ --resume        # continue every unfinished seed where it stopped
+  srblock train fashion_mnist --set epochs=1 --set limit_train=2000 --quiet
+  srblock train my_recipe.yaml --devices 4 --precision bf16-mixed
+
+Each run writes OUT/<recipe>/<configuration>/seed<k>/: config.yaml, metrics.csv, tensorboard/,
+last.ckpt (every epoch), best.ckpt (best on validation) and result.json (test accuracy of best.ckpt).
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a recipe (several seeds, resumable)", epilog=EPILOG,
+        description="Train a recipe: a shipped name (see `srblock recipes`) or a YAML file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("recipe", help="recipe name or YAML path")
+    p.add_argument("--resume", action="store_true", help="continue unfinished runs from their last checkpoint")
+    add_training_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    group = group_name(args.recipe)
+    overrides = parse_set(args.sets)
+    if args.precision:
+        overrides["precision"] = args.precision
+    if args.resume and not args.sets and not args.seeds:
+        folders = unfinished_runs(Path(args.out) / group)
+        if not folders:
+            print(f"nothing to resume under {Path(args.out) / group}")
+            return 0
+        jobs = [(read_config(f), f) for f in folders]
+    else:
+        base = make_config(args.recipe, overrides)
+        jobs = [(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
+    fabric = make_fabric(args, jobs[0][0].precision)
+    rows = []
+    for cfg, folder in jobs:
+        if is_finished(folder):
+            fabric.print(f"{folder} is finished (result.json): skipped; delete it to train again")
+            continue
+        result = train_run(fabric, cfg, folder, data_root=args.data, resume=args.resume, quiet=args.quiet)
+        rows.append({"run": str(folder), "seed": cfg.seed, "test_acc": result["test_acc"],
+                     "best_val_acc": result["best_val_acc"], "minutes": result["wall_time_s"] / 60})
+    if rows:
+        fabric.print(render(rows, ["run", "seed", "test_acc", "best_val_acc", "minutes"]))
+    return 0

@@ -1,0 +1,176 @@
+"""CIFAR-10/100 from their python-pickle folders and Fashion-MNIST from its IDX files, as uint8.
+
+Every data set here fits in memory (and on a GPU) as a uint8 tensor N x C x H x W; the loaders
+normalise and augment batches from that.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (N x C x H x W, uint8) and labels (N, int64) of one split, with class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor | slice) -> ImageSet:
+        return ImageSet(self.images[index], self.labels[index], self.classes)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    load: Callable[[Path | None], tuple[ImageSet, ImageSet]]  # (train, test) from a folder
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _read_pickle(path: Path) -> dict:
+    with path.open("rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def _cifar(folder_name: str, train_files: list[tuple[str, str]], test_files: list[tuple[str, str]],
+           meta_file: str, label_key: str, names_key: str, url: str) -> Callable[[Path | None], tuple[ImageSet, ImageSet]]:
+    """A loader for one CIFAR layout; the md5 lists are torchvision's (a mismatch only warns)."""
+
+    def load(root: Path | None) -> tuple[ImageSet, ImageSet]:
+        if root is None:
+            raise FileNotFoundError(f"{folder_name} needs a data folder: pass --data DIR, the folder that holds {folder_name}/")
+        folder = Path(root).expanduser() / folder_name
+        expected = [name for name, _ in train_files + test_files] + [meta_file]
+        missing = [name for name in expected if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{folder} lacks {', '.join(missing)} (expected {', '.join(expected)}): "
+                f"download {url} and unpack it into {Path(root).expanduser()}"
+            )
+        for name, md5 in train_files + test_files:
+            if _md5(folder / name) != md5:
+                warnings.warn(f"{folder / name} does not match the official checksum; using it anyway", stacklevel=2)
+        classes = tuple(_read_pickle(folder / meta_file)[names_key])
+
+        def read(files: list[tuple[str, str]]) -> ImageSet:
+            batches = [_read_pickle(folder / name) for name, _ in files]
+            try:
+                data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+                labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+            except KeyError as err:
+                raise ValueError(f"{folder} holds a batch file without {err}: it is not a {folder_name} folder") from None
+            images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+            return ImageSet(images, torch.from_numpy(labels), classes)
+
+        return read(train_files), read(test_files)
+
+    return load
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """An IDX file (the MNIST format), gzipped or not, as a uint8 tensor of its dimensions."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
+    return torch.from_numpy(data.reshape(dims).copy())
+
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def _load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
+    """From --data (DIR or DIR/fashion-mnist) or else the Debian package's folder."""
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    candidates = [FASHION_MNIST_SYSTEM_DIR] if root is None else [Path(root).expanduser() / "fashion-mnist", Path(root).expanduser()]
+
+    def find(folder: Path, name: str) -> Path | None:
+        return next((folder / n for n in (name + ".gz", name) if (folder / n).is_file()), None)
+
+    for folder in candidates:
+        paths = [find(folder, name) for name in names]
+        if all(paths):
+            train_x, train_y, test_x, test_y = (_read_idx(p) for p in paths)
+            return (
+                ImageSet(train_x[:, None], train_y.long(), FASHION_CLASSES),
+                ImageSet(test_x[:, None], test_y.long(), FASHION_CLASSES),
+            )
+    where = " or ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"Fashion-MNIST not found in {where} (expected {', '.join(n + '.gz' for n in names)}): "
+        "install it with `apt-get install dataset-fashion-mnist`, or pass --data DIR holding those files"
+    )
+
+
+_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo(
+        "cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        _cifar(
+            "cifar-10-batches-py",
+            [("data_batch_1", "c99cafc152244af753f735de768cd75f"), ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+             ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"), ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+             ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb")],
+            [("test_batch", "40351d587109b95175f43aff81a1287e")],
+            "batches.meta", "labels", "label_names", _CIFAR10_URL,
+        ),
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+        _cifar(
+            "cifar-100-python",
+            [("train", "16019d7e3df5f24257cddd939b257f8d")],
+            [("test", "f0ef6b0ae62326f3e7ffdfab6717acfc")],
+            "meta", "fine_labels", "fine_label_names", _CIFAR100_URL,
+        ),
+    ),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), _load_fashion_mnist),
+}
+
+
+def load_dataset(name: str, root: str | Path | None) -> tuple[DatasetInfo, ImageSet, ImageSet]:
+    """The (info, train, test) of a data set by name, read from `root` (or its default place)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    info = DATASETS[name]
+    train, test = info.load(Path(root) if root is not None else None)
+    return info, train, test
+
+
+def split_train_val(train: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """The paper's 90/10 split of the training set; which images go where depends on the seed."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(val_fraction * len(train)))
+    return train.subset(order[n_val:]), train.subset(order[:n_val])

@@ -1,0 +1,56 @@
+"""The standard path: a torch DataLoader with torchvision transforms, for comparison and folders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+
+class TensorImages(Dataset):
+    """uint8 images and labels in memory, transformed one image at a time (in workers)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def make_dataloader(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    train: bool,
+    crop_padding: int = 0,
+    flip: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A DataLoader whose shuffle order comes from `loader.generator`: reseed it every epoch.
+
+    Workers are not persistent: each epoch's workers are seeded from that generator, so the
+    augmentation of an epoch depends on (seed, epoch) only and a resumed run repeats it exactly.
+    """
+    steps: list[v2.Transform] = []
+    if train and crop_padding:
+        steps.append(v2.RandomCrop(images.shape[-2:], padding=crop_padding))
+    if train and flip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return DataLoader(
+        TensorImages(images, labels, v2.Compose(steps)),
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -1,0 +1,69 @@
+"""Results of many runs as the paper reports them: mean ± sample std over seeds per configuration."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .train.runs import RESULT_FILE
+
+MD_COLUMNS = ("table", "name", "M", "P", "seeds", "test_acc", "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+RAW_COLUMNS = ("table", "name", "M", "P", "seeds", "test_acc_mean", "test_acc_std", "oh_pct", "sr_oh_pct",
+               "paper_acc_mean", "paper_acc_std", "paper_oh_pct", "folder")
+
+
+def collect_results(root: Path) -> list[dict[str, Any]]:
+    """Every result.json under `root`, each with the folder it came from."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist: give the --out folder of `srblock train` or `sweep`")
+    results = []
+    for path in sorted(root.rglob(RESULT_FILE)):
+        try:
+            results.append({**json.loads(path.read_text()), "folder": str(path.parent)})
+        except json.JSONDecodeError:
+            raise ValueError(f"{path} is not valid JSON: delete it and resume that run") from None
+    if not results:
+        raise ValueError(f"no result.json under {root}: no run there has finished yet")
+    return results
+
+
+def _pm(mean: float | None, std: float | None) -> str | None:
+    if mean is None:
+        return None
+    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration (the seeds' shared parent folder), in the paper's row order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(str(Path(result["folder"]).parent), []).append(result)
+    rows = []
+    for folder, runs in groups.items():
+        first = runs[0]
+        accs = [r["test_acc"] for r in runs]
+        std = statistics.stdev(accs) if len(accs) > 1 else None  # sample std, as the paper's
+        cfg, paper = first.get("config", {}), first.get("paper") or {}
+        rows.append({
+            "table": first.get("table"),
+            "name": first.get("name") or Path(folder).name,
+            "M": cfg.get("sr_stage"),
+            "P": cfg.get("sr_blocks") if cfg.get("sr_stage") is not None else None,
+            "seeds": len(runs),
+            "test_acc": _pm(statistics.fmean(accs), std),
+            "test_acc_mean": statistics.fmean(accs),
+            "test_acc_std": std,
+            "oh_pct": first.get("oh_pct"),
+            "sr_oh_pct": first.get("sr_oh_pct"),
+            "paper_acc": _pm(paper.get("acc"), paper.get("std")),
+            "paper_acc_mean": paper.get("acc"),
+            "paper_acc_std": paper.get("std"),
+            "paper_oh_pct": paper.get("oh"),
+            "folder": folder,
+            "_order": (str(Path(folder).parent), first.get("row", 0), folder),
+        })
+    rows.sort(key=lambda r: r.pop("_order"))
+    return rows

@@ -1,0 +1,257 @@
+"""The classification training loop on Lightning Fabric: one run, read top to bottom.
+
+CPU, one GPU or many (DDP, many nodes) through Fabric; the checkpoint best on validation is the
+one tested; a run killed at any moment resumes from its last epoch and ends with exactly the
+weights an uninterrupted run would have (on the CPU, where kernels are deterministic).
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.fabric import Fabric
+from lightning.fabric.loggers import TensorBoardLogger
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+from tqdm.auto import tqdm
+
+from ..data import DeviceLoader, ImageSet, load_dataset, make_dataloader, split_train_val
+from ..insert import sr_blocks
+from ..params import count_params, plain_params
+from ..registry import create_model
+from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from .config import TrainConfig
+from .runs import METRIC_COLUMNS, MetricsLog, claim_run_dir, write_result
+from .schedule import multistep_factor
+
+
+def build_model(cfg: TrainConfig, num_classes: int, input_size: tuple[int, int, int]) -> nn.Module:
+    """The run's model, from the zoo, with its SR block sized for the data set's images."""
+    return create_model(
+        cfg.model,
+        num_classes=num_classes,
+        in_chans=input_size[0],
+        attn=cfg.attn,
+        reg=cfg.reg,
+        reg_rate=cfg.reg_rate,
+        sr_stage=cfg.sr_stage,
+        sr_blocks=cfg.sr_blocks,
+        sr_hidden=cfg.sr_hidden,
+        sr_squeeze=cfg.sr_squeeze,
+        input_size=input_size,
+    )
+
+
+class _Loader:
+    """One split's batches on the fabric's device, by the fast path or a DataLoader."""
+
+    def __init__(self, fabric: Fabric, cfg: TrainConfig, data: ImageSet, mean, std, train: bool) -> None:
+        batch = cfg.batch_size if train else cfg.eval_batch_size
+        aug = dict(crop_padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed)
+        self.generator = None
+        if cfg.loader == "fast":
+            self.loader = DeviceLoader(
+                data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
+                rank=fabric.global_rank, world_size=fabric.world_size,
+                channels_last=cfg.channels_last, device=fabric.device, **aug,
+            )
+        else:
+            loader = make_dataloader(
+                data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
+                num_workers=cfg.num_workers, **aug,
+            )
+            self.generator = loader.generator
+            self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
+        self.seed, self.channels_last = cfg.seed, cfg.channels_last and cfg.loader != "fast"
+
+    def epoch(self, epoch: int):
+        """The batches of `epoch`: order and augmentation depend on (seed, epoch) only."""
+        if isinstance(self.loader, DeviceLoader):
+            self.loader.set_epoch(epoch)
+        else:
+            self.generator.manual_seed(self.seed * 100_003 + epoch)
+            if hasattr(self.loader.sampler, "set_epoch"):
+                self.loader.sampler.set_epoch(epoch)
+        for images, labels in self.loader:
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, loader: _Loader, num_classes: int, device: torch.device) -> tuple[float, float]:
+    """(mean loss, accuracy in %) over a split, summed over every process."""
+    net.eval()
+    loss_metric = MeanMetric().to(device)
+    acc_metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
+    for images, labels in loader.epoch(0):
+        logits = net(images)
+        loss_metric.update(F.cross_entropy(logits.float(), labels), weight=len(labels))
+        acc_metric.update(logits, labels)
+    return loss_metric.compute().item(), 100.0 * acc_metric.compute().item()
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import timm
+    import torchvision
+
+    from .. import __version__
+
+    return {
+        "srblock": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "timm": timm.__version__, "lightning": lightning.__version__, "python": platform.python_version(),
+    }
+
+
+def device_name(fabric: Fabric) -> str:
+    if fabric.device.type == "cuda":
+        return torch.cuda.get_device_name(fabric.device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def train_run(
+    fabric: Fabric,
+    cfg: TrainConfig,
+    folder: Path,
+    *,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Trains one configuration with one seed in `folder`; returns (and writes) result.json."""
+    started = time.time()
+    rank0 = fabric.global_rank == 0
+    folder = Path(folder)
+    last_ckpt, best_ckpt = folder / "last.ckpt", folder / "best.ckpt"
+    if last_ckpt.exists() and not resume:
+        raise ValueError(f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out")
+    fabric.barrier()
+    if rank0:
+        claim_run_dir(folder, cfg)
+    fabric.barrier()
+
+    # data: uint8 tensors; the 90/10 train/validation split depends on the seed
+    info, train_set, test_set = load_dataset(cfg.dataset, data_root)
+    train_set = train_set.subset(slice(0, cfg.limit_train))
+    test_set = test_set.subset(slice(0, cfg.limit_test))
+    train_set, val_set = split_train_val(train_set, cfg.val_fraction, cfg.seed)
+    train_loader = _Loader(fabric, cfg, train_set, info.mean, info.std, train=True)
+    val_loader = _Loader(fabric, cfg, val_set, info.mean, info.std, train=False) if len(val_set) else None
+    test_loader = _Loader(fabric, cfg, test_set, info.mean, info.std, train=False)
+
+    # model, optimiser, schedule: the seed decides the init
+    fabric.seed_everything(cfg.seed, verbose=False)
+    model = build_model(cfg, info.num_classes, info.input_size)
+    for _, block in sr_blocks(model):
+        block.record_weights = False  # analyses turn it on; training needs no copy per step
+    if fabric.world_size > 1 and fabric.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay, fused=fabric.device.type == "cuda" or None,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(multistep_factor, milestones=cfg.milestones, gamma=cfg.gamma)
+    )
+
+    start_epoch, best_val, best_epoch = 0, float("-inf"), -1
+    if last_ckpt.exists():
+        state = load_checkpoint(last_ckpt, cfg.model)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise ValueError(
+                f"checkpoint {last_ckpt} does not fit this run's {cfg.model}: it is from another "
+                "configuration; choose another --out, or delete it"
+            ) from None
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state["best_epoch"]
+        set_rng_state(state["rng"])
+    net, optimizer = fabric.setup(torch.compile(model) if cfg.compile else model, optimizer)
+
+    def checkpoint(path: Path, epoch: int) -> None:
+        if rank0:
+            save_atomic(path, {
+                "config": cfg.identity(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
+                "best_epoch": best_epoch, "rng": rng_state(),
+            })
+        fabric.barrier()
+
+    metrics = MetricsLog(folder / "metrics.csv", start_epoch) if rank0 else None
+    logger = TensorBoardLogger(folder, name="tensorboard", version="") if rank0 else None
+    steps = len(train_loader)
+    progress = tqdm(
+        total=cfg.epochs * steps, initial=start_epoch * steps, disable=quiet or not rank0,
+        unit="step", dynamic_ncols=True, leave=False,
+    )
+    loss_metric = MeanMetric().to(fabric.device)
+    acc_metric = MulticlassAccuracy(num_classes=info.num_classes, average="micro").to(fabric.device)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        epoch_start = time.time()
+        lr = optimizer.param_groups[0]["lr"]
+        progress.set_description(f"{folder.parent.name}/{folder.name} epoch {epoch + 1}/{cfg.epochs}")
+        net.train()
+        for step, (images, labels) in enumerate(train_loader.epoch(epoch)):
+            logits = net(images)
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            optimizer.step()
+            loss_metric.update(loss.detach(), weight=len(labels))
+            acc_metric.update(logits.detach(), labels)
+            progress.update(1)
+            if step % 25 == 0 and not progress.disable:
+                progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        train_loss, train_acc = loss_metric.compute().item(), 100.0 * acc_metric.compute().item()
+        loss_metric.reset()
+        acc_metric.reset()
+        scheduler.step()
+
+        val_loss, val_acc = evaluate(net, val_loader, info.num_classes, fabric.device) if val_loader else (None, train_acc)
+        if val_acc > best_val:
+            best_val, best_epoch = val_acc, epoch
+            checkpoint(best_ckpt, epoch + 1)
+        checkpoint(last_ckpt, epoch + 1)
+        row = dict(zip(METRIC_COLUMNS, (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start)))
+        if rank0:
+            metrics.append(row)
+            logger.log_metrics({k: v for k, v in row.items() if k != "epoch" and v is not None}, step=epoch)
+            progress.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}%", val=f"{val_acc:.1f}%")
+    progress.close()
+    if logger is not None:
+        logger.finalize("success")
+
+    # the checkpoint best on validation is the one tested
+    model.load_state_dict(load_checkpoint(best_ckpt, cfg.model)["model"])
+    test_loss, test_acc = evaluate(net, test_loader, info.num_classes, fabric.device)
+    base = plain_params(cfg.model, info.num_classes, info.input_size[0])
+    params = count_params(model)
+    sr = sum(count_params(b) for _, b in sr_blocks(model))
+    result = {
+        "test_acc": test_acc, "test_loss": test_loss, "best_val_acc": best_val, "best_epoch": best_epoch,
+        "epochs": cfg.epochs, "seed": cfg.seed, "params": params, "base_params": base, "sr_params": sr,
+        "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base,
+        "wall_time_s": time.time() - started, "device": device_name(fabric), "world_size": fabric.world_size,
+        "config": cfg.identity(), "versions": versions(), **(extra or {}),
+    }
+    if rank0:
+        write_result(folder, result)
+    fabric.barrier()
+    return result

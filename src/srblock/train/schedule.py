@@ -1,0 +1,14 @@
+"""Learning-rate schedules as small pure functions of the epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def multistep_factor(epoch: int, milestones: Sequence[int], gamma: float) -> float:
+    """The factor on the base lr in `epoch` (0-based): gamma once per milestone passed.
+
+    The paper's CIFAR-100 recipe: milestones 60, 120, 160 and gamma 0.2, so epochs 0-59 run at
+    lr, 60-119 at 0.2 lr, and so on.
+    """
+    return gamma ** sum(epoch >= m for m in milestones)
