@@ -208,6 +208,7 @@ def train_run(
         lr = optimizer.param_groups[0]["lr"]
         progress.set_description(f"{folder.parent.name}/{folder.name} epoch {epoch + 1}/{cfg.epochs}")
         net.train()
+        correct, seen = torch.zeros((), device=fabric.device), 0  # this process's, for the bar only
         for step, (images, labels) in enumerate(train_loader.epoch(epoch)):
             logits = net(images)
             loss = F.cross_entropy(logits, labels)
@@ -217,8 +218,11 @@ def train_run(
             loss_metric.update(loss.detach(), weight=len(labels))
             acc_metric.update(logits.detach(), labels)
             progress.update(1)
-            if step % 25 == 0 and not progress.disable:
-                progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if not progress.disable:
+                correct += (logits.detach().argmax(1) == labels).sum()
+                seen += len(labels)
+                if step % 25 == 0:
+                    progress.set_postfix(loss=f"{loss.item():.3f}", acc=f"{100 * correct.item() / seen:.1f}%", refresh=False)
         train_loss, train_acc = loss_metric.compute().item(), 100.0 * acc_metric.compute().item()
         loss_metric.reset()
         acc_metric.reset()
