@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, params, recipes, sweep, table, train
+from . import analyze, demo, params, recipes, report, sweep, table, train
 
-SUBCOMMANDS = (demo, train, sweep, table, recipes, params)
+SUBCOMMANDS = (demo, train, sweep, table, analyze, report, recipes, params)
 
 DESCRIPTION = """\
 srblock: the Squeeze-and-Remember block for CNNs: models, recipes, analyses, costs.
@@ -18,6 +18,7 @@ examples:
   srblock recipes                                 # the paper's recipes and sweeps
   srblock train cifar100 --data ~/data --set sr_stage=3 --set sr_blocks=2 --seeds 0 1 2 3 4
   srblock sweep cifar100-table1 --data ~/data && srblock table runs/cifar100-table1
+  srblock analyze runs/demo/resnet10s_cifar-sr3p4h8/seed0   # what the memory learned
   srblock params --table cifar100                 # parameter overhead of every row of Tables I and II
 """
 

@@ -1,0 +1,196 @@
+"""What an SR block learned (paper IV-D, appendix VIII): the numbers behind `srblock analyze`.
+
+For chosen classes, N images each: the softmax weights of every memory block (mean ± std), the
+channel-wise mean activation before and after the block, the memory itself, the accuracy lost
+when blocks are bypassed, and beyond the paper: weight entropy, unused blocks, and how well
+classes separate by their weight vectors alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DatasetInfo, ImageSet, load_dataset, split_train_val
+from ..block import SqueezeRemember
+from ..insert import sr_blocks, sr_bypassed
+from ..train.checkpoint import load_checkpoint
+from ..train.config import TrainConfig
+from ..train.loop import build_model
+from ..train.runs import read_config
+
+SPLITS = ("val", "test", "train")
+
+
+@dataclass
+class LoadedRun:
+    folder: Path
+    cfg: TrainConfig
+    info: DatasetInfo
+    model: nn.Module
+    splits: dict[str, ImageSet]
+
+
+def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedRun:
+    """A finished run's best checkpoint in its model, and its data split as in training."""
+    folder = Path(folder)
+    if not (folder / "config.yaml").is_file():
+        raise FileNotFoundError(f"{folder} is not a run folder (no config.yaml): give OUT/<recipe>/<configuration>/seed<k>")
+    if not (folder / "best.ckpt").is_file():
+        raise FileNotFoundError(f"{folder} has no best.ckpt yet: finish the run first (srblock train ... --resume)")
+    cfg = read_config(folder)
+    info, train, test = load_dataset(cfg.dataset, data_root)
+    train, val = split_train_val(train.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed)
+    model = build_model(cfg, info.num_classes, info.input_size)
+    model.load_state_dict(load_checkpoint(folder / "best.ckpt", cfg.model)["model"])
+    return LoadedRun(folder, cfg, info, model.eval(), {"train": train, "val": val, "test": test.subset(slice(0, cfg.limit_test))})
+
+
+def normalise(images: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
+    mean = torch.tensor(info.mean).view(1, -1, 1, 1) * 255
+    std = torch.tensor(info.std).view(1, -1, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ImageSet, info: DatasetInfo, batch: int = 256) -> torch.Tensor:
+    return torch.cat([model(normalise(data.images[i:i + batch], info)).argmax(1) for i in range(0, len(data), batch)])
+
+
+def accuracy(model: nn.Module, data: ImageSet, info: DatasetInfo) -> float:
+    """Top-1 accuracy (%) of `model` on every image of `data`."""
+    return 100.0 * (predict(model, data, info) == data.labels).float().mean().item()
+
+
+def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 5) -> list[int]:
+    """Class indices by name or number; by default `count` spread evenly over the label set."""
+    if not wanted:
+        return sorted({int(round(i)) for i in np.linspace(0, len(names) - 1, min(count, len(names)))})
+    picked = []
+    for item in wanted:
+        if item.isdigit() and int(item) < len(names):
+            picked.append(int(item))
+        elif item in names:
+            picked.append(names.index(item))
+        else:
+            raise ValueError(f"unknown class {item!r}: give an index 0..{len(names) - 1} or a name ({', '.join(names[:10])}...)")
+    return picked
+
+
+@torch.no_grad()
+def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> dict[str, dict[str, torch.Tensor]]:
+    """Per SR block: its weights (N x P) and channel means of its input and output (N x C)."""
+    blocks = sr_blocks(model)
+    seen: dict[str, dict[str, list[torch.Tensor]]] = {name: {"weights": [], "pre": [], "post": []} for name, _ in blocks}
+
+    def hook(name: str):
+        def grab(module: SqueezeRemember, args: tuple, out: torch.Tensor) -> None:
+            seen[name]["weights"].append(module.last_weights.float())
+            seen[name]["pre"].append(args[0].float().mean(dim=(2, 3)))
+            seen[name]["post"].append(out.float().mean(dim=(2, 3)))
+        return grab
+
+    handles = [block.register_forward_hook(hook(name)) for name, block in blocks]
+    for _, block in blocks:
+        block.record_weights = True
+    try:
+        for i in range(0, len(images), batch):
+            model(normalise(images[i:i + batch], info))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: {k: torch.cat(v) for k, v in parts.items()} for name, parts in seen.items()}
+
+
+def _entropy(weights: torch.Tensor) -> torch.Tensor:
+    return -(weights * weights.clamp_min(1e-12).log()).sum(-1)
+
+
+def nearest_centroid_accuracy(weights: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy (%) of telling classes apart by weight vectors alone: centroids from the even
+    images of each class, tested on the odd ones."""
+    first = torch.zeros_like(labels, dtype=torch.bool)
+    for c in labels.unique():
+        index = (labels == c).nonzero().flatten()
+        first[index[::2]] = True
+    classes = labels[first].unique()
+    centroids = torch.stack([weights[first & (labels == c)].mean(0) for c in classes])
+    guess = classes[torch.cdist(weights[~first], centroids).argmin(1)]
+    return 100.0 * (guess == labels[~first]).float().mean().item() if (~first).any() else float("nan")
+
+
+def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str = "val") -> dict[str, Any]:
+    """Every number of the analysis, as plain lists (what weights.json etc. hold)."""
+    blocks = sr_blocks(run.model)
+    if not blocks:
+        raise ValueError(f"{run.folder} trained {run.cfg.model} without SR blocks: nothing to analyse "
+                         "(train with --set sr_stage=M)")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    data = run.splits[split]
+    names = data.classes
+    if not len(data):
+        raise ValueError(f"the {split} split of {run.folder} is empty: choose --split test")
+    # N images of every class (all classes: for the 'All' panel and the centroid test)
+    index = torch.cat([(data.labels == c).nonzero().flatten()[:per_class] for c in range(len(names))])
+    labels = data.labels[index]
+    captured = capture(run.model, data.images[index], run.info)
+
+    result: dict[str, Any] = {"split": split, "per_class": per_class, "classes": [names[c] for c in classes], "blocks": {}}
+    for name, block in blocks:
+        got = captured[name]
+        weights, pre, post = got["weights"], got["pre"], got["post"]
+        per = {}
+        for c in ["all", *classes]:
+            mask = torch.ones_like(labels, dtype=torch.bool) if c == "all" else labels == c
+            w, a, b = weights[mask], pre[mask], post[mask]
+            per["All" if c == "all" else names[c]] = {
+                "images": int(mask.sum()),
+                "weight_mean": w.mean(0).tolist(),
+                "weight_std": (w.std(0, unbiased=True) if len(w) > 1 else torch.zeros(w.shape[1])).tolist(),
+                "weight_entropy": _entropy(w).mean().item(),
+                "pre_mean": a.mean(0).tolist(),
+                "post_mean": b.mean(0).tolist(),
+                "delta_mean": (b - a).mean(0).tolist(),
+            }
+        class_means = torch.stack([weights[labels == c].mean(0) for c in labels.unique()])
+        memory = block.memory.detach().float()
+        result["blocks"][name] = {
+            "channels": block.channels, "size": list(block.size), "memory_blocks": block.memory_blocks,
+            "per_class": per,
+            "weight_sums": [weights.sum(1).min().item(), weights.sum(1).max().item()],
+            "max_entropy": float(np.log(block.memory_blocks)),
+            "unused_blocks": [p for p in range(block.memory_blocks) if class_means[:, p].max() < 0.5 / block.memory_blocks],
+            "nearest_centroid_acc": nearest_centroid_accuracy(weights, labels),
+            "chance_acc": 100.0 / len(labels.unique()),
+            "memory_channel_means": memory.mean(dim=(2, 3)).tolist(),  # P x C
+            "memory_spatial_means": memory.mean(dim=1).tolist(),  # P x H x W
+        }
+    result["ablation"] = ablation(run)
+    return result
+
+
+def ablation(run: LoadedRun) -> dict[str, Any]:
+    """Test accuracy with the SR blocks, with all bypassed, and with each bypassed alone."""
+    test = run.splits["test"]
+    blocks = sr_blocks(run.model)
+    out = {"with_sr": accuracy(run.model, test, run.info)}
+    with sr_bypassed(run.model):
+        out["all_bypassed"] = accuracy(run.model, test, run.info)
+    if len(blocks) > 1:
+        for name, block in blocks:
+            block.bypass = True
+            out[f"bypassed {name}"] = accuracy(run.model, test, run.info)
+            block.bypass = False
+    out["drop"] = out["with_sr"] - out["all_bypassed"]
+    return out
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1))

@@ -1,0 +1,126 @@
+"""The analysis figures: matplotlib (Agg), colour-blind-safe colours, labelled axes and units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Okabe-Ito: distinguishable with every common colour-vision deficiency, and in grey print
+COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+plt.rcParams.update({"axes.prop_cycle": matplotlib.cycler(color=COLOURS), "font.size": 9, "figure.dpi": 110})
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def weights_figure(block: str, data: dict[str, Any], path: Path) -> Path:
+    """Mean ± std softmax weight of every memory block, one panel per class (the paper's Fig. 2)."""
+    per = data["per_class"]
+    fig, axes = plt.subplots(1, len(per), figsize=(2.2 * len(per) + 0.6, 2.6), sharey=True, squeeze=False)
+    for ax, (name, stats) in zip(axes[0], per.items()):
+        p = np.arange(len(stats["weight_mean"]))
+        ax.bar(p, stats["weight_mean"], yerr=stats["weight_std"], color=COLOURS[0], ecolor="#444444", capsize=2)
+        ax.set_title(f"{name} (n={stats['images']})")
+        ax.set_xlabel("memory block p")
+        ax.set_xticks(p)
+    axes[0][0].set_ylabel("softmax weight w_p")
+    fig.suptitle(f"{block}: memory weights per class, mean ± std")
+    return _save(fig, path)
+
+
+def features_figure(block: str, data: dict[str, Any], path: Path) -> Path:
+    """Channel-wise mean activation before and after the block, and their difference, per class."""
+    per = {k: v for k, v in data["per_class"].items() if k != "All"}
+    fig, axes = plt.subplots(2, len(per), figsize=(2.6 * len(per) + 0.6, 4.2), sharex=True, squeeze=False)
+    for col, (name, stats) in enumerate(per.items()):
+        c = np.arange(len(stats["pre_mean"]))
+        top, bottom = axes[0][col], axes[1][col]
+        top.plot(c, stats["pre_mean"], label="before SR", color=COLOURS[0], lw=1)
+        top.plot(c, stats["post_mean"], label="after SR", color=COLOURS[1], lw=1, ls="--")
+        top.set_title(name)
+        bottom.plot(c, stats["delta_mean"], color=COLOURS[3], lw=1)
+        bottom.axhline(0, color="#888888", lw=0.5)
+        bottom.set_xlabel("channel")
+    axes[0][0].set_ylabel("mean activation")
+    axes[1][0].set_ylabel("mean activation delta\n(after - before)")
+    axes[0][0].legend(loc="best", fontsize=7)
+    fig.suptitle(f"{block}: feature map before and after the block, per class")
+    return _save(fig, path)
+
+
+def memory_figure(block: str, data: dict[str, Any], path: Path) -> Path:
+    """The memory: channel means of each block (P x C) and each block's spatial mean map."""
+    channel = np.array(data["memory_channel_means"])
+    spatial = np.array(data["memory_spatial_means"])
+    blocks = len(channel)
+    fig = plt.figure(figsize=(8, 2.2 + 0.25 * blocks))
+    grid = fig.add_gridspec(2, max(blocks, 1), height_ratios=[max(blocks, 2), 2])
+    ax = fig.add_subplot(grid[0, :])
+    limit = np.abs(channel).max() or 1.0
+    image = ax.imshow(channel, aspect="auto", cmap="cividis", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_xlabel("channel")
+    ax.set_ylabel("memory block p")
+    ax.set_yticks(range(blocks))
+    fig.colorbar(image, ax=ax, label="channel mean of M_p")
+    limit = np.abs(spatial).max() or 1.0
+    for p in range(blocks):
+        sub = fig.add_subplot(grid[1, p])
+        sub.imshow(spatial[p], cmap="cividis", vmin=-limit, vmax=limit, interpolation="nearest")
+        sub.set_title(f"p={p}", fontsize=7)
+        sub.set_xticks([])
+        sub.set_yticks([])
+    fig.suptitle(f"{block}: memory blocks (top: channel means; bottom: spatial means, H x W)")
+    return _save(fig, path)
+
+
+def separation_figure(block: str, data: dict[str, Any], path: Path) -> Path:
+    """Entropy of the weights per class against its maximum, with the nearest-centroid accuracy."""
+    per = data["per_class"]
+    fig, ax = plt.subplots(figsize=(1.0 * len(per) + 2.0, 2.6))
+    ax.bar(list(per), [s["weight_entropy"] for s in per.values()], color=COLOURS[2])
+    ax.axhline(data["max_entropy"], color=COLOURS[3], ls="--", lw=1, label=f"uniform over P (ln P = {data['max_entropy']:.2f})")
+    ax.set_ylabel("mean weight entropy (nats)")
+    ax.set_xlabel("class")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{block}: classes told apart by weights alone: {data['nearest_centroid_acc']:.1f}% "
+                 f"(chance {data['chance_acc']:.1f}%)", fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    return _save(fig, path)
+
+
+def ablation_figure(ablation: dict[str, float], path: Path) -> Path:
+    """Test accuracy with the SR blocks and with them bypassed."""
+    items = {k: v for k, v in ablation.items() if k != "drop"}
+    fig, ax = plt.subplots(figsize=(1.3 * len(items) + 1.5, 2.6))
+    bars = ax.bar(list(items), list(items.values()), color=[COLOURS[0]] + [COLOURS[1]] * (len(items) - 1))
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    low = min(items.values())
+    ax.set_ylim(max(0.0, low - 5), min(100.0, max(items.values()) + 2))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"ablation: bypassing the SR blocks costs {ablation['drop']:.2f} points", fontsize=8)
+    return _save(fig, path)
+
+
+def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
+    """Loss and accuracy per epoch from metrics.csv."""
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(7.5, 2.6))
+    loss_ax.plot(epochs, [r["train_loss"] for r in rows], label="train", marker=".")
+    acc_ax.plot(epochs, [r["train_acc"] for r in rows], label="train", marker=".")
+    if any(r.get("val_loss") is not None for r in rows):
+        loss_ax.plot(epochs, [r["val_loss"] for r in rows], label="validation", marker=".", ls="--")
+        acc_ax.plot(epochs, [r["val_acc"] for r in rows], label="validation", marker=".", ls="--")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)")
+    loss_ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,100 @@
+"""One self-contained HTML page per set of runs: config, learning curves, results, analyses."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import yaml
+
+from ..results import MD_COLUMNS, collect_results, summarize
+from ..train.runs import read_metrics
+from . import run_analysis
+from .plots import learning_curves_figure
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1, h2, h3 { font-weight: 600; } img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
+table { border-collapse: collapse; font-size: 14px; } td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
+th { background: #f4f4f4; } pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: 13px; }
+"""
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -> str:
+    parts = [f"<h2>{html.escape(str(folder))}</h2>"]
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
+    if (folder / "metrics.csv").is_file():
+        curves = learning_curves_figure(read_metrics(folder), folder / "learning_curves.png")
+        parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and accuracy per epoch"))
+    if (folder / "result.json").is_file():
+        result = json.loads((folder / "result.json").read_text())
+        keys = ["test_acc", "best_val_acc", "best_epoch", "params", "sr_params", "oh_pct", "wall_time_s", "device"]
+        parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
+    try:
+        paths = run_analysis(folder, classes, per_class, split, data_root)
+    except ValueError as err:  # a run without SR blocks: say so, show the rest
+        parts.append(f"<h3>Analyses</h3><p>{html.escape(str(err))}</p>")
+        return "\n".join(parts)
+    ablation = json.loads(paths["ablation.json"].read_text())
+    weights = json.loads(paths["weights.json"].read_text())
+    parts.append("<h3>Analyses</h3>")
+    parts.append("<p>Ablation (test accuracy, %): " + ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in ablation.items()) + "</p>")
+    for block, data in weights["blocks"].items():
+        unused = ", ".join(map(str, data["unused_blocks"])) or "none"
+        parts.append(f"<p><b>{html.escape(block)}</b>: classes told apart by their weights alone "
+                     f"{data['nearest_centroid_acc']:.1f}% (chance {data['chance_acc']:.1f}%); unused memory blocks: {unused}.</p>")
+    for name, path in paths.items():
+        if name.endswith(".png"):
+            parts.append(_img(path, name.removesuffix(".png").replace("_", " ")))
+    return "\n".join(parts)
+
+
+def write_report(folders: list[str | Path], out: str | Path | None = None, classes=None, per_class: int = 50,
+                 split: str = "val", data_root=None) -> Path:
+    """report.html for `folders` (run folders, or folders of runs), every figure embedded."""
+    runs: list[Path] = []
+    for folder in map(Path, folders):
+        found = sorted(p.parent for p in folder.rglob("config.yaml")) if not (folder / "config.yaml").exists() else [folder]
+        if not found:
+            raise FileNotFoundError(f"no run under {folder}: give run folders (OUT/<recipe>/<configuration>/seed<k>) or their parents")
+        runs += found
+    summary = []
+    for folder in map(Path, folders):
+        try:
+            summary += summarize(collect_results(folder if not (folder / "config.yaml").exists() else folder.parent))
+        except ValueError:
+            pass
+    body = ["<h1>srblock report</h1>"]
+    if summary:
+        body.append("<h2>Results across seeds</h2>" + _table(summary, [c for c in MD_COLUMNS if c != "folder"]))
+    body += [_run_section(r, classes, per_class, split, data_root) for r in runs]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+    out = Path(out) if out else runs[0] / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out
+

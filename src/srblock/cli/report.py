@@ -1,0 +1,37 @@
+"""`srblock report`: one self-contained report.html of runs, analyses included."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..analysis.analyze import SPLITS
+from ..analysis.report import write_report
+
+EPILOG = """\
+The page needs no network: every figure is embedded. It holds each run's config, learning
+curves, result, and the analyses of `srblock analyze` (run again here), plus the table of
+results across seeds of the folders given.
+
+examples:
+  srblock report runs/demo/resnet10s_cifar-sr3p4h8/seed0
+  srblock report runs/cifar100-table2 --data ~/data --out table2.html
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML report of runs and their analyses", epilog=EPILOG,
+                       description="Write report.html for run folders (or folders of runs).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding runs")
+    p.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/report.html of the first)")
+    p.add_argument("--classes", nargs="+", metavar="C", help="class names or indices (default: five spread)")
+    p.add_argument("--per-class", type=int, default=50, metavar="N", help="images per class (default: 50)")
+    p.add_argument("--split", choices=SPLITS, default="val")
+    p.add_argument("--data", metavar="DIR", help="the data folder the runs were trained from")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = write_report(args.run_dirs, args.out, args.classes, args.per_class, args.split, args.data)
+    print(path)
+    return 0

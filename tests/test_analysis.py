@@ -1,0 +1,136 @@
+"""`srblock analyze` and `srblock report` on a tiny run trained here."""
+
+from __future__ import annotations
+
+import copy
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from srblock import add_sr, remove_sr, sr_blocks
+from srblock.analysis import load_run, pick_classes
+from srblock.analysis.analyze import ablation, accuracy, normalise
+from srblock.cli import main
+
+from .conftest import fill_memory
+from .datagen import write_cifar10
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
+TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "epochs=1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("analysis")
+    data = write_cifar10(root / "data", per_batch=200, test=80)
+    assert main(["train", "cifar10", "--data", str(data), "--out", str(root / "runs"), "--set", "sr_stage=3", *TINY]) == 0
+    assert main(["train", "cifar10", "--data", str(data), "--out", str(root / "runs"), *TINY]) == 0
+    sr = root / "runs" / "cifar10" / "resnet10s_cifar-sr3p4h8" / "seed0"
+    # give the memory content, as a longer training would: the analysis must see it
+    ckpt = torch.load(sr / "best.ckpt", weights_only=True)
+    torch.manual_seed(0)
+    ckpt["model"]["layer3.sr.memory"] = torch.randn_like(ckpt["model"]["layer3.sr.memory"]) * 0.5
+    torch.save(ckpt, sr / "best.ckpt")
+    return {"data": data, "sr": sr, "plain": root / "runs" / "cifar10" / "resnet10s_cifar" / "seed0"}
+
+
+def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
+    assert main(["analyze", str(runs["sr"]), "--data", str(runs["data"]), "--per-class", "4", "--classes", "class1", "3"]) == 0
+    out = runs["sr"] / "analysis"
+    expected = ["weights.json", "features.json", "memory.json", "ablation.json", "weights_layer3.png",
+                "features_layer3.png", "memory_layer3.png", "separation_layer3.png", "ablation.png"]
+    printed = capsys.readouterr().out.splitlines()
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+        assert str(out / name) in printed
+    weights = json.loads((out / "weights.json").read_text())
+    assert weights["classes"] == ["class1", "class3"] and weights["split"] == "val"
+    block = weights["blocks"]["layer3.sr"]
+    low, high = block["weight_sums"]
+    assert low == pytest.approx(1.0, abs=1e-5) and high == pytest.approx(1.0, abs=1e-5)  # per image
+
+    # the same numbers computed directly, on the same images
+    run = load_run(runs["sr"], runs["data"])
+    val = run.splits["val"]
+    images = val.images[(val.labels == 3).nonzero().flatten()[:4]]
+    sr = sr_blocks(run.model)[0][1]
+    seen = {}
+    sr.register_forward_hook(lambda m, a, o: seen.update(x=a[0], y=o))
+    with torch.no_grad():
+        run.model(normalise(images, run.info))
+    stats = block["per_class"]["class3"]
+    assert stats["images"] == len(images)
+    torch.testing.assert_close(torch.tensor(stats["weight_mean"]), sr.last_weights.mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(stats["weight_std"]), sr.last_weights.std(0), atol=1e-5, rtol=0)
+    features = json.loads((out / "features.json").read_text())["blocks"]["layer3.sr"]["per_class"]["class3"]
+    torch.testing.assert_close(torch.tensor(features["pre_mean"]), seen["x"].mean((0, 2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(features["post_mean"]), seen["y"].mean((0, 2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(features["delta_mean"]), (seen["y"] - seen["x"]).mean((0, 2, 3)), atol=1e-5, rtol=0)
+    memory = json.loads((out / "memory.json").read_text())["layer3.sr"]
+    torch.testing.assert_close(torch.tensor(memory["memory_channel_means"]), sr.memory.mean((2, 3)), atol=1e-6, rtol=0)
+
+    # bypassing equals evaluating the plain network with the same weights
+    ab = json.loads((out / "ablation.json").read_text())
+    plain = remove_sr(copy.deepcopy(run.model))
+    assert ab["all_bypassed"] == pytest.approx(accuracy(plain, run.splits["test"], run.info))
+    assert ab["with_sr"] == pytest.approx(accuracy(run.model, run.splits["test"], run.info))
+    assert ab["drop"] == pytest.approx(ab["with_sr"] - ab["all_bypassed"])
+
+
+def test_ablation_per_block_with_two_blocks(runs):
+    run = load_run(runs["sr"], runs["data"])
+    add_sr(run.model, stage=4, memory_blocks=2, input_size=(3, 32, 32))
+    fill_memory(run.model)
+    result = ablation(run)
+    assert set(result) == {"with_sr", "all_bypassed", "bypassed layer3.sr", "bypassed layer4.sr", "drop"}
+    for name, block in sr_blocks(run.model):
+        assert not block.bypass  # restored
+
+
+def test_default_classes_are_spread_and_names_work():
+    names = tuple(f"c{i}" for i in range(100))
+    assert pick_classes(names, None) == [0, 25, 50, 74, 99]
+    assert pick_classes(names[:3], None) == [0, 1, 2]
+    assert pick_classes(names, ["c7", "12"]) == [7, 12]
+    with pytest.raises(ValueError, match="unknown class 'tulip': give an index 0..99 or a name"):
+        pick_classes(names, ["tulip"])
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images, self.tags, self.external = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("src", "href"):
+            if attrs.get(key, "").startswith(("http:", "https:", "//")):
+                self.external.append(attrs[key])
+
+
+def test_report_embeds_every_figure(runs, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs["sr"]), str(runs["plain"]), "--data", str(runs["data"]), "--per-class", "3", "--out", str(out)]) == 0
+    page = _Page()
+    page.feed(out.read_text())
+    figures = sorted((runs["sr"] / "analysis").glob("*.png"))
+    assert len(page.images) == len(figures) + 2  # + learning curves of both runs
+    assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in page.images)
+    assert not page.external and page.tags[0] == "html"
+    text = out.read_text()
+    assert "Results across seeds" in text and "without SR blocks: nothing to analyse" in text
+
+
+def test_errors_are_one_line(runs, tmp_path, capsys):
+    assert main(["analyze", str(runs["plain"]), "--data", str(runs["data"])]) == 2
+    assert "trained resnet10s_cifar without SR blocks: nothing to analyse (train with --set sr_stage=M)" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "is not a run folder (no config.yaml)" in capsys.readouterr().err
+    assert main(["analyze", str(runs["sr"]), "--data", str(runs["data"]), "--classes", "tulip"]) == 2
+    assert "unknown class 'tulip'" in capsys.readouterr().err
