@@ -54,3 +54,48 @@ def with_seeds(cfg: TrainConfig, seeds: list[int] | None) -> list[TrainConfig]:
 def group_name(recipe: str) -> str:
     """The folder under --out for a recipe: its name, or a YAML file's stem."""
     return Path(recipe).stem if os.sep in recipe or recipe.endswith((".yaml", ".yml")) else recipe
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model and the SR/attention flags of `bench` and `export`."""
+    p.add_argument("--model", metavar="NAME", help="a zoo model, or tv:NAME (torchvision) or timm:NAME")
+    p.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the model's)")
+    p.add_argument("--attn", choices=("se", "cbam"), help="SE or CBAM in every block (zoo models)")
+    p.add_argument("--sr-stage", type=lambda t: int(t) if t.isdigit() else t, metavar="M", help="SR block after stage M")
+    p.add_argument("--sr-blocks", type=int, default=4, metavar="P", help="memory blocks (default: 4)")
+    p.add_argument("--sr-hidden", type=int, default=8, metavar="H", help="hidden neurons (default: 8)")
+    p.add_argument("--size", type=int, metavar="S", help="input height and width (default: the model's)")
+
+
+def build_from_args(args: argparse.Namespace):
+    """(model, input_size) from --model and friends: the zoo, torchvision or timm, with SR."""
+    import timm
+    import torchvision
+
+    from ..insert import add_sr
+    from ..registry import create_model
+
+    if not args.model:
+        raise ValueError("give --model NAME (a zoo model, tv:NAME or timm:NAME)")
+    kind, _, name = args.model.rpartition(":")
+    classes = {"num_classes": args.num_classes} if args.num_classes else {}
+    if kind == "tv":
+        try:
+            model = torchvision.models.get_model(name, **classes)
+        except ValueError:
+            raise ValueError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from None
+        default = (3, 224, 224)
+    elif kind == "timm":
+        if name not in timm.list_models():
+            raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
+        model = timm.create_model(name, **classes)
+        default = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    elif kind == "":
+        model = create_model(name, attn=args.attn, **classes)
+        default = tuple(model.default_input_size)
+    else:
+        raise ValueError(f"unknown model source {kind!r}: write NAME, tv:NAME or timm:NAME")
+    input_size = (default[0], args.size, args.size) if args.size else default
+    if args.sr_stage is not None:
+        add_sr(model, args.sr_stage, memory_blocks=args.sr_blocks, hidden=args.sr_hidden, input_size=input_size)
+    return model, input_size

@@ -1,0 +1,149 @@
+"""What an SR block costs: multiply-adds, and latency measured side by side with the plain model.
+
+The two models run interleaved in one process (A B A B ..., after a warm-up, synchronised on
+CUDA), so drift in clocks or load hits both alike; the overhead is the median of the per-pair
+ratios B/A with a bootstrap 95% confidence interval.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .block import SqueezeRemember
+from .insert import remove_sr, sr_blocks
+from .params import count_params
+
+
+def sr_macs(block: SqueezeRemember, height: int | None = None, width: int | None = None) -> int:
+    """Multiply-adds of one SR block on one image at its memory's size, by hand: squeeze conv,
+    the two linear layers and the recall matmul (the final addition is not a multiply-add)."""
+    h, w = (height, width) if height else block.size
+    c, cs, hid, p = block.channels, block.squeeze_channels, block.hidden, block.memory_blocks
+    mh, mw = block.size
+    return c * cs * h * w + cs * mh * mw * hid + hid * p + p * c * mh * mw
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, int, int], batch: int = 1) -> int:
+    """Multiply-adds of one forward at `input_size`, from torch.utils.flop_counter (FLOPs / 2)."""
+    param = next(model.parameters())
+    x = torch.zeros(batch, *input_size, device=param.device, dtype=param.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+@dataclass
+class Timing:
+    """Seconds per call of A (plain) and B (with SR), measured in pairs."""
+
+    plain: np.ndarray
+    sr: np.ndarray
+
+    def summary(self, seed: int = 0) -> dict[str, float]:
+        ratios = self.sr / self.plain
+        rng = np.random.default_rng(seed)
+        boot = np.median(rng.choice(ratios, size=(2000, len(ratios)), replace=True), axis=1)
+        low, high = np.percentile(boot, [2.5, 97.5])
+        return {
+            "plain_ms": 1e3 * float(np.median(self.plain)),
+            "plain_iqr_ms": 1e3 * float(np.subtract(*np.percentile(self.plain, [75, 25]))),
+            "sr_ms": 1e3 * float(np.median(self.sr)),
+            "sr_iqr_ms": 1e3 * float(np.subtract(*np.percentile(self.sr, [75, 25]))),
+            "overhead_pct": 100.0 * (float(np.median(ratios)) - 1.0),
+            "overhead_ci_low_pct": 100.0 * (low - 1.0),
+            "overhead_ci_high_pct": 100.0 * (high - 1.0),
+            "repeats": len(ratios),
+        }
+
+
+def interleaved(plain: Callable[[], object], sr: Callable[[], object], repeats: int, warmup: int,
+                device: torch.device) -> Timing:
+    """Times `plain` and `sr` alternately, A B B A A B ..., so neither always runs first."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def timed(fn: Callable[[], object]) -> float:
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        plain()
+        sr()
+    a, b = np.empty(repeats), np.empty(repeats)
+    for i in range(repeats):
+        if i % 2 == 0:
+            a[i], b[i] = timed(plain), timed(sr)
+        else:
+            b[i], a[i] = timed(sr), timed(plain)
+    return Timing(a, b)
+
+
+def _step_fn(model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype | None) -> Callable[[], object]:
+    """One inference forward, or one training step (forward, backward, SGD step)."""
+    if not train:
+        model.eval()
+
+        @torch.inference_mode()
+        def infer() -> object:
+            with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+                return model(x)
+
+        return infer
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+
+    def step() -> object:
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def bench_pair(model_sr: nn.Module, input_size: tuple[int, int, int], *, batch: int = 1, train: bool = False,
+               device: str | torch.device = "cpu", repeats: int = 50, warmup: int = 5,
+               dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, Any]:
+    """The model with its SR blocks against a copy without them: latency, MACs, parameters."""
+    if not sr_blocks(model_sr):
+        raise ValueError("the model has no SR block to measure: give --sr-stage M")
+    device = torch.device(device)
+    model_sr = model_sr.to(device)
+    plain = remove_sr(copy.deepcopy(model_sr))
+    macs_sr, macs_plain = count_macs(model_sr, input_size, batch), count_macs(plain, input_size, batch)
+    if channels_last:
+        model_sr, plain = (m.to(memory_format=torch.channels_last) for m in (model_sr, plain))
+    x = torch.randn(batch, *input_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    timing = interleaved(_step_fn(plain, x, train, dtype), _step_fn(model_sr, x, train, dtype), repeats, warmup, device)
+    params_plain, params_sr = count_params(plain), count_params(model_sr)
+    return {
+        "batch": batch, "input_size": list(input_size), "mode": "train step" if train else "inference",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "dtype": str(dtype).removeprefix("torch.") if dtype else "float32",
+        **timing.summary(),
+        "plain_macs": macs_plain, "sr_macs": macs_sr - macs_plain, "macs_overhead_pct": 100.0 * (macs_sr - macs_plain) / macs_plain,
+        "plain_params": params_plain, "sr_params": params_sr - params_plain,
+        "params_overhead_pct": 100.0 * (params_sr - params_plain) / params_plain,
+    }

@@ -1,0 +1,46 @@
+"""ONNX export of any model with SR blocks, checked against PyTorch with onnxruntime."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | Path, *,
+                dynamic_batch: bool = False, batch: int = 1) -> Path:
+    """Writes `model` (in eval mode) as ONNX with input "x" and output "logits".
+
+    torch.onnx's default (dynamo) exporter is used: it also pools a feature map whose size is not
+    a multiple of the memory's, which the legacy TorchScript exporter cannot.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    # a dynamic batch is traced at batch 2: torch.export specialises a size-1 dimension
+    x = torch.randn(max(batch, 2) if dynamic_batch else batch, *input_size, device=next(model.parameters()).device)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps
+        torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["logits"],
+                          dynamic_shapes=dynamic, external_data=False)
+    return path
+
+
+def onnx_session(path: str | Path):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ValueError("onnxruntime is not installed: pip install 'srblock[onnx]'") from None
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def onnx_max_diff(model: nn.Module, path: str | Path, input_size: tuple[int, int, int], batch: int = 2, seed: int = 0) -> float:
+    """Largest |onnxruntime - PyTorch| over the outputs for random inputs of `batch` images."""
+    x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(seed))
+    (out,) = onnx_session(path).run(None, {"x": x.numpy()})
+    reference = model.eval().cpu()(x)
+    return float((torch.from_numpy(out) - reference).abs().max())
