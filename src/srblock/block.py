@@ -99,11 +99,19 @@ class SqueezeRemember(nn.Module):
         logits = self.fc2(self.act(self.fc1(squeezed.flatten(1))))
         return logits.float().softmax(dim=-1)  # float32: weights must sum to 1 under bf16 too
 
-    def recall(self, weights: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """The memory mix sum_p w_p M_p (B x C x H x W), one matrix product, resized to `size`."""
-        batch = weights.shape[0]
-        mix = weights.to(self.memory.dtype) @ self.memory.flatten(1)
-        mix = mix.view(batch, self.channels, *self.size)
+    def recall(self, weights: torch.Tensor, size: tuple[int, int] | None = None, channels_last: bool = False) -> torch.Tensor:
+        """The memory mix sum_p w_p M_p (B x C x H x W), one matrix product, resized to `size`.
+
+        `channels_last` computes it in H x W x C order, so that adding it to a channels_last
+        feature map reads both tensors in the same order.
+        """
+        batch, (height, width) = weights.shape[0], self.size
+        weights = weights.to(self.memory.dtype)
+        if channels_last:
+            mix = weights @ self.memory.permute(0, 2, 3, 1).reshape(self.memory_blocks, -1)
+            mix = mix.view(batch, height, width, self.channels).permute(0, 3, 1, 2)
+        else:
+            mix = (weights @ self.memory.flatten(1)).view(batch, self.channels, height, width)
         if size is not None and tuple(size) != self.size:
             mix = F.interpolate(mix, size=tuple(size), mode="bilinear", align_corners=False)
         return mix
@@ -114,7 +122,8 @@ class SqueezeRemember(nn.Module):
         weights = self.memory_weights(x)
         if self.record_weights and not torch.compiler.is_exporting():
             self.last_weights = weights.detach()
-        return x + self.recall(weights, x.shape[-2:]).to(x.dtype)
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return x + self.recall(weights, x.shape[-2:], channels_last).to(x.dtype)
 
     def extra_repr(self) -> str:
         height, width = self.size
