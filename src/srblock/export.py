@@ -30,11 +30,18 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | 
 
 
 def onnx_session(path: str | Path):
+    """An onnxruntime CPU session whose threads sleep when idle.
+
+    By default onnxruntime's threads spin after a run; two sessions timed in turn would then
+    steal the CPU from each other.
+    """
     try:
         import onnxruntime
     except ImportError:
         raise ValueError("onnxruntime is not installed: pip install 'srblock[onnx]'") from None
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @torch.no_grad()
