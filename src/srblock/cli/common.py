@@ -56,12 +56,17 @@ def group_name(recipe: str) -> str:
     return Path(recipe).stem if os.sep in recipe or recipe.endswith((".yaml", ".yml")) else recipe
 
 
+def stage_arg(text: str) -> int | str:
+    """A stage: 1-based number, or a module name such as features.6."""
+    return int(text) if text.isdigit() else text
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model and the SR/attention flags of `bench` and `export`."""
     p.add_argument("--model", metavar="NAME", help="a zoo model, or tv:NAME (torchvision) or timm:NAME")
     p.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the model's)")
     p.add_argument("--attn", choices=("se", "cbam"), help="SE or CBAM in every block (zoo models)")
-    p.add_argument("--sr-stage", type=lambda t: int(t) if t.isdigit() else t, metavar="M", help="SR block after stage M")
+    p.add_argument("--sr-stage", type=stage_arg, metavar="M", help="SR block after stage M (a number or a module name)")
     p.add_argument("--sr-blocks", type=int, default=4, metavar="P", help="memory blocks (default: 4)")
     p.add_argument("--sr-hidden", type=int, default=8, metavar="H", help="hidden neurons (default: 8)")
     p.add_argument("--size", type=int, metavar="S", help="input height and width (default: the model's)")

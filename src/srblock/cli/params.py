@@ -7,6 +7,7 @@ import argparse
 from ..models.layers import ATTN_LAYERS, REG_LAYERS
 from ..params import PARAM_COLUMNS, TABLE_COLUMNS, TABLES, param_count, table_rows
 from ..render import FORMATS, render
+from .common import stage_arg
 
 EPILOG = """\
 OH is the paper's: parameters added to the plain model (attention and SR together), in % of it.
@@ -18,11 +19,6 @@ examples:
   srblock params --model resnet18_cifar --num-classes 100 --attn se --sr-stage 3 --sr-blocks 2
   srblock params --model resnet50 --sr-stage 3 --sr-blocks 10 --sr-hidden 16 --input-size 3 224 224
 """
-
-
-def stage_arg(text: str) -> int | str:
-    """A stage: 1-based number, or a module name such as features.6."""
-    return int(text) if text.isdigit() else text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
