@@ -158,8 +158,8 @@ def train_run(
         block.record_weights = False  # analyses turn it on; training needs no copy per step
     if fabric.world_size > 1 and fabric.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    # on the device before the optimiser exists, so a resumed optimiser state lands there too
+    model = model.to(fabric.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay, fused=fabric.device.type == "cuda" or None,
