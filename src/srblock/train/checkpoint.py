@@ -7,8 +7,9 @@ import pickle
 import random
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -16,23 +17,26 @@ import torch
 FORMAT = "srblock-checkpoint-1"
 
 
-def save_atomic(path: Path, state: dict[str, Any]) -> None:
-    """Writes `state` to a temporary file beside `path`, syncs it, then renames it over `path`.
-
-    A kill at any moment leaves either the old checkpoint or the new one, never half of one.
-    """
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Writes a file through `write` into a temporary file beside `path`, syncs it, then renames
+    it over `path`: a kill at any moment leaves the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_atomic(path: Path, state: dict[str, Any]) -> None:
+    """Writes a training checkpoint atomically (see write_atomic)."""
+    write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .checkpoint import write_atomic
 from .config import TrainConfig, set_value
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
@@ -34,10 +33,7 @@ def run_dir(out: Path, group: str, cfg: TrainConfig, name: str | None = None) ->
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def read_config(folder: Path) -> TrainConfig:
