@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DatasetInfo, ImageSet, load_dataset, split_train_val
+from ..data import DatasetInfo, DeviceLoader, ImageSet, load_dataset, split_train_val
 from ..block import SqueezeRemember
 from ..insert import sr_blocks, sr_bypassed
 from ..train.checkpoint import load_checkpoint
@@ -52,15 +52,15 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
     return LoadedRun(folder, cfg, info, model.eval(), {"train": train, "val": val, "test": test.subset(slice(0, cfg.limit_test))})
 
 
-def normalise(images: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
-    mean = torch.tensor(info.mean).view(1, -1, 1, 1) * 255
-    std = torch.tensor(info.std).view(1, -1, 1, 1) * 255
-    return (images.float() - mean) / std
+def batches(images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> DeviceLoader:
+    """Normalised batches in order, exactly as the training loop evaluates."""
+    labels = torch.zeros(len(images), dtype=torch.long)
+    return DeviceLoader(images, labels, batch_size=batch, mean=info.mean, std=info.std, train=False)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: ImageSet, info: DatasetInfo, batch: int = 256) -> torch.Tensor:
-    return torch.cat([model(normalise(data.images[i:i + batch], info)).argmax(1) for i in range(0, len(data), batch)])
+def predict(model: nn.Module, data: ImageSet, info: DatasetInfo) -> torch.Tensor:
+    return torch.cat([model(x).argmax(1) for x, _ in batches(data.images, info)])
 
 
 def accuracy(model: nn.Module, data: ImageSet, info: DatasetInfo) -> float:
@@ -84,7 +84,7 @@ def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 
 
 
 @torch.no_grad()
-def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> dict[str, dict[str, torch.Tensor]]:
+def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo) -> dict[str, dict[str, torch.Tensor]]:
     """Per SR block: its weights (N x P) and channel means of its input and output (N x C)."""
     blocks = sr_blocks(model)
     seen: dict[str, dict[str, list[torch.Tensor]]] = {name: {"weights": [], "pre": [], "post": []} for name, _ in blocks}
@@ -100,8 +100,8 @@ def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo, batch: in
     for _, block in blocks:
         block.record_weights = True
     try:
-        for i in range(0, len(images), batch):
-            model(normalise(images[i:i + batch], info))
+        for x, _ in batches(images, info):
+            model(x)
     finally:
         for handle in handles:
             handle.remove()
