@@ -12,6 +12,22 @@ def _slug(block: str) -> str:
     return block.removesuffix(".sr").replace(".", "_")
 
 
+WEIGHT_KEYS = ("memory_blocks", "images", "weight_mean", "weight_std", "weight_entropy", "max_entropy",
+               "unused_blocks", "nearest_centroid_acc", "chance_acc", "weight_sums")
+FEATURE_KEYS = ("channels", "images", "pre_mean", "post_mean", "delta_mean")
+MEMORY_KEYS = ("channels", "size", "memory_blocks", "memory_channel_means", "memory_spatial_means")
+
+
+def _select(blocks: dict, keys: tuple[str, ...], per_class: bool = False) -> dict:
+    """The `keys` of each block's numbers (and of each class's, with per_class): one JSON file's part."""
+    out = {}
+    for name, block in blocks.items():
+        out[name] = {k: block[k] for k in keys if k in block}
+        if per_class:
+            out[name]["per_class"] = {c: {k: v for k, v in stats.items() if k in keys} for c, stats in block["per_class"].items()}
+    return out
+
+
 def run_analysis(folder: str | Path, classes: list[str] | None = None, per_class: int = 50,
                  split: str = "val", data_root: str | Path | None = None) -> dict[str, Path]:
     """Writes RUN_DIR/analysis/: weights.json, features.json, memory.json, ablation.json and figures."""
@@ -21,13 +37,11 @@ def run_analysis(folder: str | Path, classes: list[str] | None = None, per_class
     out = Path(folder) / "analysis"
     out.mkdir(exist_ok=True)
     blocks = result["blocks"]
-    keep = lambda keys: {n: {k: b[k] for k in keys if k in b} | {"per_class": {c: {k: s[k] for k in keys if k in s} for c, s in b["per_class"].items()}} for n, b in blocks.items()}  # noqa: E731
     header = {"split": split, "per_class": per_class, "classes": result["classes"]}
     files = {
-        "weights.json": {**header, "blocks": keep(["memory_blocks", "images", "weight_mean", "weight_std", "weight_entropy", "max_entropy",
-                                                    "unused_blocks", "nearest_centroid_acc", "chance_acc", "weight_sums"])},
-        "features.json": {**header, "blocks": keep(["channels", "images", "pre_mean", "post_mean", "delta_mean"])},
-        "memory.json": {n: {k: b[k] for k in ("channels", "size", "memory_blocks", "memory_channel_means", "memory_spatial_means")} for n, b in blocks.items()},
+        "weights.json": {**header, "blocks": _select(blocks, WEIGHT_KEYS, per_class=True)},
+        "features.json": {**header, "blocks": _select(blocks, FEATURE_KEYS, per_class=True)},
+        "memory.json": _select(blocks, MEMORY_KEYS),
         "ablation.json": result["ablation"],
     }
     paths = {}

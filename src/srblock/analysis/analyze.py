@@ -186,8 +186,10 @@ def ablation(run: LoadedRun) -> dict[str, Any]:
     if len(blocks) > 1:
         for name, block in blocks:
             block.bypass = True
-            out[f"bypassed {name}"] = accuracy(run.model, test, run.info)
-            block.bypass = False
+            try:
+                out[f"bypassed {name}"] = accuracy(run.model, test, run.info)
+            finally:
+                block.bypass = False
     out["drop"] = out["with_sr"] - out["all_bypassed"]
     return out
 
