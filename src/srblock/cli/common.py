@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lightning.fabric import Fabric
 
-from ..train.config import CHOICES, TrainConfig
+from ..train.config import CHOICES, TrainConfig, parse_set
 
 
 def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> None:
@@ -24,6 +24,14 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
     g.add_argument("--devices", default="1", help="devices per node: a number, or 'auto' (default: 1)")
     g.add_argument("--num-nodes", type=int, default=1, metavar="N", help="nodes (default: 1)")
     g.add_argument("--precision", choices=CHOICES["precision"], help="default: the recipe's (auto: bf16-mixed on GPU, 32-true on CPU)")
+
+
+def training_overrides(args: argparse.Namespace) -> dict:
+    """The recipe fields the command line sets: every --set, and --precision."""
+    overrides = parse_set(args.sets)
+    if args.precision:
+        overrides["precision"] = args.precision
+    return overrides
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:

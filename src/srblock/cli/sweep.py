@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from ..recipes import load_yaml
-from ..train import make_config, parse_set, train_run
+from ..train import make_config, train_run
 from ..train.config import set_value
 from ..train.runs import is_finished, run_dir
-from .common import add_training_args, make_fabric, with_seeds
+from .common import add_training_args, make_fabric, training_overrides, with_seeds
 
 EPILOG = """\
 examples:
@@ -31,13 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def sweep_jobs(sweep_name: str, out: Path, sets: list[str], seeds: list[int] | None):
+def sweep_jobs(sweep_name: str, out: Path, overrides: dict, seeds: list[int] | None):
     """(config, folder, extra) of every row and seed of a sweep."""
     sweep = load_yaml(sweep_name)
     if "runs" not in sweep or "recipe" not in sweep:
         raise ValueError(f"{sweep_name} is a recipe, not a sweep: run it with `srblock train {sweep_name}`")
     group = Path(sweep_name).stem
-    overrides = parse_set(sets)
     jobs = []
     for index, row in enumerate(sweep["runs"]):
         values: dict = {}
@@ -53,7 +52,7 @@ def sweep_jobs(sweep_name: str, out: Path, sets: list[str], seeds: list[int] | N
 
 
 def run(args: argparse.Namespace) -> int:
-    jobs = sweep_jobs(args.sweep, Path(args.out), args.sets + ([f"precision={args.precision}"] if args.precision else []), args.seeds)
+    jobs = sweep_jobs(args.sweep, Path(args.out), training_overrides(args), args.seeds)
     fabric = make_fabric(args, jobs[0][0].precision)
     done = 0
     for cfg, folder, extra in jobs:

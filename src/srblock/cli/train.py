@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..render import render
-from ..train import make_config, parse_set, train_run
+from ..train import make_config, train_run
 from ..train.runs import is_finished, read_config, run_dir, unfinished_runs
-from .common import add_training_args, group_name, make_fabric, with_seeds
+from .common import add_training_args, group_name, make_fabric, training_overrides, with_seeds
 
 EPILOG = """\
 examples:
@@ -37,9 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     group = group_name(args.recipe)
-    overrides = parse_set(args.sets)
-    if args.precision:
-        overrides["precision"] = args.precision
+    overrides = training_overrides(args)
     if args.resume and not args.sets and not args.seeds:
         folders = unfinished_runs(Path(args.out) / group)
         if not folders:
