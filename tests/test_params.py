@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from srblock.params import TABLE_COLUMNS, param_count, sr_param_count, table_rows
+from srblock.params import param_count, sr_param_count, table_rows
 from srblock.recipes import load_yaml, sweeps_for
 from srblock.render import render
 

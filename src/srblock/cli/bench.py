@@ -12,7 +12,7 @@ import torch
 
 from ..bench import Timing, bench_pair, interleaved
 from ..export import export_onnx, onnx_session
-from ..insert import add_sr, remove_sr
+from ..insert import remove_sr
 from ..registry import create_model
 from ..render import render
 from .common import add_model_args, build_from_args
