@@ -46,7 +46,7 @@ def create_model(
     name: str,
     *,
     sr_stage: int | str | None = None,
-    sr_blocks: int = 4,
+    sr_blocks: int | None = None,
     sr_hidden: int = 8,
     sr_squeeze: int = 1,
     sr_act: ActLayer = "relu",
@@ -58,6 +58,8 @@ def create_model(
     `input_size` (channels, height, width) is the size the model will be fed; it sizes the SR
     memory and defaults to the model's own (32x32 for the CIFAR models, 224x224 for ImageNet).
     Other keyword arguments go to the model's builder (num_classes, in_chans, attn, reg...).
+    `sr_blocks` (P) defaults to the model's own choice (`sr_default_blocks`: the paper's P for the
+    segmentation models), else 4.
     """
     if name not in _MODELS:
         raise ValueError(unknown_model_message(name))
@@ -73,7 +75,7 @@ def create_model(
         add_sr(
             model,
             sr_stage,
-            memory_blocks=sr_blocks,
+            memory_blocks=sr_blocks if sr_blocks is not None else getattr(model, "sr_default_blocks", 4),
             hidden=sr_hidden,
             squeeze_channels=sr_squeeze,
             input_size=input_size,

@@ -76,6 +76,7 @@ class ResNet(tv.ResNet):
         drop_block_size: DropBlock's block size.
         widths: output channels of the four stages (before the block expansion); torchvision's
             are (64, 128, 256, 512), narrower ones make small, fast networks.
+        replace_stride_with_dilation: as torchvision's (segmentation backbones dilate stages 3, 4).
     """
 
     def __init__(
@@ -91,11 +92,12 @@ class ResNet(tv.ResNet):
         reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
         drop_block_size: int = 7,
         widths: tuple[int, ...] = (64, 128, 256, 512),
+        replace_stride_with_dilation: list[bool] | None = None,
     ) -> None:
         check_attn(attn)
         rate = check_reg(reg, reg_rate)
         block_fn = _block_with_attn(block, attn)
-        super().__init__(block_fn, layers, num_classes=num_classes)
+        super().__init__(block_fn, layers, num_classes=num_classes, replace_stride_with_dilation=replace_stride_with_dilation)
         if tuple(widths) != (64, 128, 256, 512):
             self._rebuild_stages(block_fn, layers, tuple(widths), num_classes)
         if cifar_stem:
@@ -108,11 +110,11 @@ class ResNet(tv.ResNet):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
                 getattr(self, f"layer{stage}").add_module("drop", layer)
-        first = 1 if cifar_stem else 4
-        self.feature_info = [
-            dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=first * 2**i)
-            for i in range(4)
-        ]
+        reduction, dilated = 1 if cifar_stem else 4, [False, *(replace_stride_with_dilation or [False] * 3)]
+        self.feature_info = []
+        for i in range(4):
+            reduction *= 1 if i == 0 or dilated[i] else 2
+            self.feature_info.append(dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=reduction))
         self.default_input_size = (in_chans, 32, 32) if cifar_stem else (in_chans, 224, 224)
 
     def _rebuild_stages(self, block_fn: object, layers: list[int], widths: tuple[int, ...], num_classes: int) -> None:
