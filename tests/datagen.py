@@ -53,3 +53,41 @@ def write_fashion_mnist(folder: Path, train: int = 200, test: int = 50, seed: in
         header = b"\x00\x00\x08\x01" + n.to_bytes(4, "big")
         (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + labels.tobytes()))
     return folder
+
+
+def write_imagenet(root: Path, classes: int = 3, per_class: int = 4, val_per_class: int = 2, seed: int = 0) -> Path:
+    """An ImageFolder tree of JPEGs (train/ and val/, one folder per class), sizes varying as ImageNet's."""
+    import torch
+    from torchvision.io import write_jpeg
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("val", val_per_class)):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                h, w = rng.integers(40, 80, size=2)
+                image = np.clip(c * 80 + rng.integers(0, 60, size=(3, h, w)), 0, 255).astype(np.uint8)
+                write_jpeg(torch.from_numpy(image), str(folder / f"img_{i}.JPEG"))
+    return root
+
+
+def write_cityscapes(root: Path, train: int = 4, val: int = 2, size: tuple[int, int] = (32, 64), seed: int = 0) -> Path:
+    """leftImg8bit/ and gtFine/ trees of PNGs with labelIds (some ignored: 0, 1, 9), two cities per split."""
+    import torch
+    from torchvision.io import write_png
+
+    rng = np.random.default_rng(seed)
+    ids = np.array([0, 1, 7, 8, 9, 11, 21, 23, 24, 26])  # unlabeled, ego vehicle, road, ..., parking (ignored)
+    for split, n in (("train", train), ("val", val)):
+        for i in range(n):
+            city = f"city{i % 2}"
+            stem = f"{city}_{i:06d}_000019"
+            label = ids[rng.integers(0, len(ids), size=size)].astype(np.uint8)
+            image = np.clip(label[None] * 9 + rng.integers(0, 30, size=(3, *size)), 0, 255).astype(np.uint8)
+            for kind, name, array in (("leftImg8bit", f"{stem}_leftImg8bit.png", image),
+                                      ("gtFine", f"{stem}_gtFine_labelIds.png", label[None])):
+                folder = root / kind / split / city
+                folder.mkdir(parents=True, exist_ok=True)
+                write_png(torch.from_numpy(np.ascontiguousarray(array)), str(folder / name))
+    return root

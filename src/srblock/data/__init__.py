@@ -1,7 +1,11 @@
-"""Data sets (CIFAR-10/100, Fashion-MNIST) as uint8 tensors, and the two ways to batch them."""
+"""Data sets (CIFAR-10/100, Fashion-MNIST, ImageNet, Cityscapes, Fashion-MNIST canvases) and their loaders."""
 
 from .datasets import DATASETS, DatasetInfo, ImageSet, load_dataset, split_train_val
 from .device_loader import DeviceLoader
-from .torch_loader import make_dataloader
+from .sampler import EpochSampler, SeededItems
+from .torch_loader import make_dataloader, make_file_loader
 
-__all__ = ["DATASETS", "DatasetInfo", "DeviceLoader", "ImageSet", "load_dataset", "make_dataloader", "split_train_val"]
+__all__ = [
+    "DATASETS", "DatasetInfo", "DeviceLoader", "EpochSampler", "ImageSet", "SeededItems", "load_dataset",
+    "make_dataloader", "make_file_loader", "split_train_val",
+]

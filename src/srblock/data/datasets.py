@@ -1,7 +1,8 @@
-"""CIFAR-10/100 from their python-pickle folders and Fashion-MNIST from its IDX files, as uint8.
+"""The data sets by name: CIFAR-10/100 and Fashion-MNIST in memory, ImageNet and Cityscapes as files.
 
-Every data set here fits in memory (and on a GPU) as a uint8 tensor N x C x H x W; the loaders
-normalise and augment batches from that.
+CIFAR-10/100 (python-pickle folders) and Fashion-MNIST (IDX files) fit in memory (and on a GPU)
+as uint8 tensors N x C x H x W; the loaders normalise and augment batches from those. ImageNet
+(imagenet.py) and Cityscapes (cityscapes.py) stay files that DataLoader workers read.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from .canvas import canvas_split
+from .cityscapes import CITYSCAPES_MEAN, CITYSCAPES_STD, load_cityscapes
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD, load_imagenet
+from .seg_transforms import IGNORE_INDEX
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -42,7 +49,10 @@ class DatasetInfo:
     input_size: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    load: Callable[[Path | None], tuple[ImageSet, ImageSet]]  # (train, test) from a folder
+    load: Callable[[Path | None], tuple[Any, Any]]  # (train, test) from a folder
+    task: str = "classify"  # or "segment": which training loop runs it
+    in_memory: bool = True  # uint8 tensors (ImageSet); else files read by DataLoader workers
+    ignore_index: int | None = None  # segmentation: the label that marks pixels not scored
 
 
 def _md5(path: Path) -> str:
@@ -130,6 +140,13 @@ def _load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
     )
 
 
+def _load_fashion_mnist_seg(root: Path | None) -> tuple[Any, Any]:
+    """8,000 training canvases from Fashion-MNIST's training images, 1,000 test ones from its test images."""
+    train, test = _load_fashion_mnist(root)
+    return (canvas_split(train.images, train.labels, train.classes, 8000, seed=0),
+            canvas_split(test.images, test.labels, test.classes, 1000, seed=1))
+
+
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
@@ -155,6 +172,15 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
     ),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), _load_fashion_mnist),
+    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, load_imagenet, in_memory=False),
+    "cityscapes": DatasetInfo(
+        "cityscapes", 19, (3, 512, 1024), CITYSCAPES_MEAN, CITYSCAPES_STD, load_cityscapes,
+        task="segment", in_memory=False, ignore_index=IGNORE_INDEX,
+    ),
+    "fashion_mnist_seg": DatasetInfo(
+        "fashion_mnist_seg", 11, (1, 64, 64), (0.1,), (0.25,), _load_fashion_mnist_seg,
+        task="segment", in_memory=False, ignore_index=IGNORE_INDEX,
+    ),
 }
 
 
@@ -167,8 +193,9 @@ def load_dataset(name: str, root: str | Path | None) -> tuple[DatasetInfo, Image
     return info, train, test
 
 
-def split_train_val(train: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """The paper's 90/10 split of the training set; which images go where depends on the seed."""
+def split_train_val(train: Any, val_fraction: float, seed: int) -> tuple[Any, Any]:
+    """The paper's 90/10 split of a training set (anything with `subset`); which images go where
+    depends on the seed."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))

@@ -1,4 +1,4 @@
-"""The standard path: a torch DataLoader with torchvision transforms, for comparison and folders."""
+"""The standard path: torch DataLoaders with torchvision transforms, for comparison and for file data sets."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
+
+from .sampler import EpochSampler, SeededItems
 
 
 class TensorImages(Dataset):
@@ -53,4 +55,34 @@ def make_dataloader(
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def make_file_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    train: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    collate_fn=None,
+) -> DataLoader:
+    """A DataLoader for a file data set (ImageNet, Cityscapes): workers, pinned memory, persistent
+    workers, and (epoch, index) keys from an EpochSampler, so a run resumes mid-epoch exactly.
+
+    Call `loader.sampler.set_epoch(epoch, start)` before each epoch; `start` counts this
+    process's samples to skip.
+    """
+    sampler = EpochSampler(len(dataset), seed=seed, shuffle=train, rank=rank, world_size=world_size, drop_last=train)
+    return DataLoader(
+        SeededItems(dataset, seed),
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=train,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
     )

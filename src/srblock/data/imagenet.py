@@ -1,0 +1,118 @@
+"""ImageNet from its standard folders (train/ and val/, one folder per class), read by workers.
+
+Transforms are the PyTorch ImageNet example's (RandomResizedCrop + flip for training, resize to
+size / 0.875 + centre crop for validation), on uint8 tensors decoded by torchvision.io. With
+`encoded=True` the data set hands out the JPEG bytes instead, for `decode_batch` to decode a
+whole batch on the GPU (torchvision.io.decode_jpeg on cuda) and augment it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_transform(train: bool, image_size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                       std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
+    """The PyTorch ImageNet example's transforms, on uint8 CHW tensors (CPU or GPU)."""
+    if train:
+        steps = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
+    else:
+        steps = [v2.Resize(round(image_size / 0.875), antialias=True), v2.CenterCrop(image_size)]
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+
+
+class ImageFiles(Dataset):
+    """Labelled image files; an item is (transformed image, label), or (JPEG bytes, label) when encoded."""
+
+    def __init__(self, samples: list[tuple[str, int]], classes: tuple[str, ...],
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, encoded: bool = False) -> None:
+        self.samples, self.classes, self.transform, self.encoded = samples, classes, transform, encoded
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        data = read_file(path)
+        if self.encoded:
+            return data, label
+        image = decode_image(data, mode=ImageReadMode.RGB)
+        return (self.transform(image) if self.transform else image), label
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.tensor([label for _, label in self.samples])
+
+    def subset(self, index: torch.Tensor | slice) -> ImageFiles:
+        picked = self.samples[index] if isinstance(index, slice) else [self.samples[i] for i in index.tolist()]
+        return ImageFiles(picked, self.classes, self.transform, self.encoded)
+
+    def with_transform(self, transform: Callable | None, encoded: bool = False) -> ImageFiles:
+        return ImageFiles(self.samples, self.classes, transform, encoded)
+
+
+def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A batch of JPEG byte tensors (of different lengths) packed into one (bytes, lengths) pair:
+    one shared-memory block for the worker to hand over, split again by `decode_batch`."""
+    data = [d for d, _ in batch]
+    packed = (torch.cat(data), torch.tensor([len(d) for d in data]))
+    return packed, torch.tensor([label for _, label in batch])
+
+
+def decode_batch(encoded: tuple[torch.Tensor, torch.Tensor], transform: Callable[[torch.Tensor], torch.Tensor],
+                 device: torch.device) -> torch.Tensor:
+    """Decodes a packed batch of JPEGs on `device` (nvjpeg on a GPU) and transforms each image there."""
+    data, lengths = encoded
+    images = decode_jpeg(list(torch.split(data, lengths.tolist())), mode=ImageReadMode.RGB, device=device)
+    return torch.stack([transform(image) for image in images])
+
+
+def _class_folder(root: Path, split: str) -> tuple[list[str], dict[str, int]]:
+    folder = root / split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"ImageNet folder {folder} is missing: --data must hold train/ and val/, each with one "
+            "folder per class (n01440764/...), as torchvision's ImageFolder reads them"
+        )
+    try:
+        return find_classes(str(folder))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{folder} holds no class folders: ImageNet's {split}/ needs one folder per class with the "
+            "images inside (val/ too: sort the flat validation images into class folders first)"
+        ) from None
+
+
+def load_imagenet(root: Path | None) -> tuple[ImageFiles, ImageFiles]:
+    """(train, val) file lists from `root`/train and `root`/val; the class folders must agree."""
+    if root is None:
+        raise FileNotFoundError("imagenet needs a data folder: pass --data DIR, the folder that holds train/ and val/")
+    root = Path(root).expanduser()
+    splits = {}
+    for split in ("train", "val"):
+        classes, class_to_idx = _class_folder(root, split)
+        try:
+            samples = make_dataset(str(root / split), class_to_idx, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{root / split} has class folders without images ({', '.join(IMG_EXTENSIONS)}): "
+                "every class folder needs at least one image"
+            ) from None
+        splits[split] = ImageFiles(samples, tuple(classes))
+    if splits["train"].classes != splits["val"].classes:
+        only = sorted(set(splits["train"].classes) ^ set(splits["val"].classes))[:3]
+        raise ValueError(
+            f"{root}/train and {root}/val have different class folders (e.g. {', '.join(only)}): "
+            "both need the same classes"
+        )
+    return splits["train"], splits["val"]
