@@ -22,7 +22,7 @@ from .registry import create_model
 
 PARAM_COLUMNS = ("name", "sr_at", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct")
 TABLE_COLUMNS = ("table", "name", "M", "P", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct", "paper_oh_pct")
-TABLES = ("cifar100", "cifar10", "imagenet")
+TABLES = ("cifar100", "cifar10", "imagenet", "cityscapes")
 
 
 def sr_param_count(
@@ -71,8 +71,8 @@ def param_count(
     label: str | None = None,
 ) -> dict[str, Any]:
     """One row: parameters of a configuration, of its plain model, of its SR blocks, and OH."""
-    kwargs: dict[str, Any] = {"attn": attn, "reg": reg}
-    kwargs.update({k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None})
+    given = (("attn", attn), ("reg", reg), ("num_classes", num_classes), ("in_chans", in_chans))
+    kwargs: dict[str, Any] = {k: v for k, v in given if v is not None}  # segmentation models take no attn/reg
     with torch.device("meta"):
         model = create_model(
             name,
@@ -103,7 +103,8 @@ def param_count(
 
 
 def table_rows(table: str) -> list[dict[str, Any]]:
-    """Every row of the paper's tables for `table` (cifar100: I and II, cifar10: V, imagenet: III)."""
+    """Every row of the paper's tables for `table` (cifar100: I and II, cifar10: V, imagenet: III,
+    cityscapes: IV)."""
     sweeps = sweeps_for(table)
     if not sweeps:
         raise ValueError(f"unknown table {table!r}; choose one of: {', '.join(TABLES)}")

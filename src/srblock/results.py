@@ -9,9 +9,22 @@ from typing import Any
 
 from .train.runs import RESULT_FILE
 
-MD_COLUMNS = ("table", "name", "M", "P", "seeds", "test_acc", "oh_pct", "paper_acc", "paper_oh_pct", "folder")
-RAW_COLUMNS = ("table", "name", "M", "P", "seeds", "test_acc_mean", "test_acc_std", "oh_pct", "sr_oh_pct",
-               "paper_acc_mean", "paper_acc_std", "paper_oh_pct", "folder")
+# the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale)
+METRICS = ("test_acc", "test_top5", "test_miou", "test_macc", "test_miou_ms", "test_macc_ms")
+
+
+def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The readable table's columns: the metrics these rows have, as mean ± std."""
+    present = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
+    return ("table", "name", "M", "P", "seeds", *present, "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+
+
+def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The CSV/JSON columns: each metric's mean and std as numbers."""
+    present = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
+    stats = [f"{m}_{s}" for m in present for s in ("mean", "std")]
+    return ("table", "name", "M", "P", "seeds", *stats, "oh_pct", "sr_oh_pct",
+            "paper_acc_mean", "paper_acc_std", "paper_oh_pct", "folder")
 
 
 def collect_results(root: Path) -> list[dict[str, Any]]:
@@ -44,18 +57,21 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for folder, runs in groups.items():
         first = runs[0]
-        accs = [r["test_acc"] for r in runs]
-        std = statistics.stdev(accs) if len(accs) > 1 else None  # sample std, as the paper's
         cfg, paper = first.get("config", {}), first.get("paper") or {}
+        scores: dict[str, Any] = {}
+        for metric in METRICS:
+            values = [r[metric] for r in runs if r.get(metric) is not None]
+            if values:
+                mean = statistics.fmean(values)
+                std = statistics.stdev(values) if len(values) > 1 else None  # sample std, as the paper's
+                scores.update({metric: _pm(mean, std), f"{metric}_mean": mean, f"{metric}_std": std})
         rows.append({
             "table": first.get("table"),
             "name": first.get("name") or Path(folder).name,
             "M": cfg.get("sr_stage"),
             "P": cfg.get("sr_blocks") if cfg.get("sr_stage") is not None else None,
             "seeds": len(runs),
-            "test_acc": _pm(statistics.fmean(accs), std),
-            "test_acc_mean": statistics.fmean(accs),
-            "test_acc_std": std,
+            **scores,
             "oh_pct": first.get("oh_pct"),
             "sr_oh_pct": first.get("sr_oh_pct"),
             "paper_acc": _pm(paper.get("acc"), paper.get("std")),

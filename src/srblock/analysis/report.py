@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..results import MD_COLUMNS, collect_results, summarize
+from ..results import collect_results, md_columns, summarize
 from ..train.runs import read_metrics
 from . import run_analysis
 from .plots import learning_curves_figure
@@ -88,7 +88,7 @@ def write_report(folders: list[str | Path], out: str | Path | None = None, class
             pass
     body = ["<h1>srblock report</h1>"]
     if summary:
-        body.append("<h2>Results across seeds</h2>" + _table(summary, [c for c in MD_COLUMNS if c != "folder"]))
+        body.append("<h2>Results across seeds</h2>" + _table(summary, [c for c in md_columns(summary) if c != "folder"]))
     body += [_run_section(r, classes, per_class, split, data_root) for r in runs]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'

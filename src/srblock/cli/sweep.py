@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..recipes import load_yaml
-from ..train import make_config, train_run
+from ..train import make_config, run_training
 from ..train.config import set_value
 from ..train.runs import is_finished, run_dir
 from .common import add_training_args, make_fabric, training_overrides, with_seeds
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if is_finished(folder):
             done += 1
             continue
-        train_run(fabric, cfg, folder, data_root=args.data, resume=True, quiet=args.quiet, extra=extra)
+        run_training(fabric, cfg, folder, data_root=args.data, resume=True, quiet=args.quiet, extra=extra)
     fabric.print(f"{len(jobs)} runs: {done} were finished already, {len(jobs) - done} trained now; "
                  f"see `srblock table {Path(args.out) / Path(args.sweep).stem}`")
     return 0

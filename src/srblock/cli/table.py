@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from ..render import FORMATS, render
-from ..results import MD_COLUMNS, RAW_COLUMNS, collect_results, summarize
+from ..results import collect_results, md_columns, raw_columns, summarize
 
 EPILOG = """\
 test_acc is the mean ± sample standard deviation over seeds of the test accuracy (%) of each
-run's best-validation checkpoint; OH is the parameter overhead over the plain model (%); the
+run's best-validation checkpoint (test_top5 likewise); segmentation runs show test_miou and
+test_macc (whole image) and test_miou_ms, test_macc_ms (multi-scale + flip) instead; OH is the parameter overhead over the plain model (%); the
 paper's values stand beside ours where the sweep knows them (Table II).
 
 examples:
@@ -29,5 +30,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rows = summarize(collect_results(args.folder))
-    print(render(rows, MD_COLUMNS if args.format == "md" else RAW_COLUMNS, args.format))
+    print(render(rows, md_columns(rows) if args.format == "md" else raw_columns(rows), args.format))
     return 0

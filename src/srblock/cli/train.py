@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..render import render
-from ..train import make_config, train_run
+from ..results import METRICS
+from ..train import make_config, run_training
 from ..train.runs import is_finished, read_config, run_dir, unfinished_runs
 from .common import add_training_args, group_name, make_fabric, training_overrides, with_seeds
 
@@ -17,9 +18,13 @@ examples:
   srblock train cifar100 --out runs/ --resume        # continue every unfinished seed where it stopped
   srblock train fashion_mnist --set epochs=1 --set limit_train=2000 --quiet
   srblock train my_recipe.yaml --devices 4 --precision bf16-mixed
+  srblock train imagenet --data /data/imagenet --devices 8 --set gpu_decode=true
+  srblock train cityscapes --data /data/cityscapes --devices 4 --set sr_stage=2 --set sr_blocks=2
 
 Each run writes OUT/<recipe>/<configuration>/seed<k>/: config.yaml, metrics.csv, tensorboard/,
 last.ckpt (every epoch), best.ckpt (best on validation) and result.json (test accuracy of best.ckpt).
+Segmentation recipes (cityscapes, fashion_mnist_seg) count iterations instead of epochs and add
+class_iou.md (per-class IoU, whole image and multi-scale + flip).
 """
 
 
@@ -53,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
         if is_finished(folder):
             fabric.print(f"{folder} is finished (result.json): skipped; delete it to train again")
             continue
-        result = train_run(fabric, cfg, folder, data_root=args.data, resume=args.resume, quiet=args.quiet)
-        rows.append({"run": str(folder), "seed": cfg.seed, "test_acc": result["test_acc"],
-                     "best_val_acc": result["best_val_acc"], "minutes": result["wall_time_s"] / 60})
+        result = run_training(fabric, cfg, folder, data_root=args.data, resume=args.resume, quiet=args.quiet)
+        rows.append({"run": str(folder), "seed": cfg.seed, **{m: result.get(m) for m in METRICS},
+                     "minutes": result["wall_time_s"] / 60})
     if rows:
-        fabric.print(render(rows, ["run", "seed", "test_acc", "best_val_acc", "minutes"]))
+        shown = [m for m in METRICS if any(r[m] is not None for r in rows)]
+        fabric.print(render(rows, ["run", "seed", *shown, "minutes"]))
     return 0

@@ -47,10 +47,39 @@ class TrainConfig:
     eval_batch_size: int = 512
     limit_train: int | None = None  # use only the first N training images (smoke runs)
     limit_test: int | None = None  # use only the first N test images
+    # ImageNet (file data sets): training crop; validation resizes to image_size / 0.875 and centre-crops
+    image_size: int = 224
+    gpu_decode: bool = False  # decode JPEGs on the GPU (torchvision.io.decode_jpeg) instead of in workers
+    # segmentation (Cityscapes, the seg demo): iterations, poly lr, crops, multi-scale testing
+    iterations: int = 80_000
+    eval_interval: int = 8_000
+    save_interval: int = 1_000  # last.ckpt every N iterations, so a kill loses at most N
+    poly_power: float = 0.9
+    min_lr: float = 1e-4
+    crop_size: str = "512x1024"  # HxW of the training crop; also sizes the SR memory
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    photometric: bool = True
+    aux_weight: float = 0.4
+    ms_scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    ms_flip: bool = True
+
+    def crop_hw(self) -> tuple[int, int]:
+        """crop_size as (height, width)."""
+        return parse_hw(self.crop_size, "crop_size")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything (seed included)."""
         return dataclasses.asdict(self)
+
+
+def parse_hw(text: str, key: str) -> tuple[int, int]:
+    """`HxW` (or one number for a square) as (height, width), or a one-line ValueError."""
+    parts = str(text).lower().split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"{key} must be HxW of positive ints, e.g. 512x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -99,6 +128,8 @@ def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None
         raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, got {value!r}")
     if checked is None and not _is_optional(_TYPES[key]):
         raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, not null")
+    if key == "crop_size":
+        parse_hw(checked, f"{source}: crop_size")
     if key in CHOICES and checked not in CHOICES[key]:
         raise ValueError(f"{source}: {key} must be one of {', '.join(CHOICES[key])}, got {checked!r}")
     values[key] = checked

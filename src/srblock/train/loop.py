@@ -22,7 +22,17 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from tqdm.auto import tqdm
 
-from ..data import DeviceLoader, ImageSet, load_dataset, make_dataloader, split_train_val
+from ..data import (
+    DeviceLoader,
+    EpochSampler,
+    ImageSet,
+    load_dataset,
+    make_dataloader,
+    make_file_loader,
+    split_train_val,
+)
+from ..data.imagenet import ImageFiles, collate_encoded, decode_batch, imagenet_transform
+from ..data.sampler import item_seed
 from ..insert import sr_blocks
 from ..params import count_params, plain_params
 from ..registry import create_model
@@ -33,30 +43,89 @@ from .schedule import multistep_factor
 
 
 def build_model(cfg: TrainConfig, num_classes: int, input_size: tuple[int, int, int]) -> nn.Module:
-    """The run's model, from the zoo, with its SR block sized for the data set's images."""
+    """The run's model, from the zoo, with its SR block sized for the images it is trained on.
+
+    attn, reg and reg_rate go to the builder only when set: segmentation models take none.
+    """
+    options = {k: v for k, v in (("attn", cfg.attn), ("reg", cfg.reg), ("reg_rate", cfg.reg_rate)) if v is not None}
     return create_model(
         cfg.model,
         num_classes=num_classes,
         in_chans=input_size[0],
-        attn=cfg.attn,
-        reg=cfg.reg,
-        reg_rate=cfg.reg_rate,
         sr_stage=cfg.sr_stage,
         sr_blocks=cfg.sr_blocks,
         sr_hidden=cfg.sr_hidden,
         sr_squeeze=cfg.sr_squeeze,
         input_size=input_size,
+        **options,
+    )
+
+
+def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
+    """The model as training wants it: no weight recording, SyncBN across GPUs, on the device."""
+    for _, block in sr_blocks(model):
+        block.record_weights = False  # analyses turn it on; training needs no copy per step
+    if fabric.world_size > 1 and fabric.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # on the device before the optimiser exists, so a resumed optimiser state lands there too
+    return model.to(fabric.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+
+
+def claim_folder(fabric: Fabric, cfg: TrainConfig, folder: Path, resume: bool) -> None:
+    """Makes `folder` this run's (config.yaml), or refuses a folder that holds another run."""
+    if (folder / "last.ckpt").exists() and not resume:
+        raise ValueError(f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out")
+    fabric.barrier()
+    if fabric.global_rank == 0:
+        claim_run_dir(folder, cfg)
+    fabric.barrier()
+
+
+def restore(path: Path, cfg: TrainConfig, model: nn.Module, optimizer, scheduler) -> dict[str, Any]:
+    """Loads a last.ckpt into model, optimizer, scheduler and the random generators; returns it."""
+    state = load_checkpoint(path, cfg.model)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise ValueError(
+            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another "
+            "configuration; choose another --out, or delete it"
+        ) from None
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state
+
+
+def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay, fused=fabric.device.type == "cuda" or None,
     )
 
 
 class _Loader:
-    """One split's batches on the fabric's device, by the fast path or a DataLoader."""
+    """One split's batches on the fabric's device: the fast path or a DataLoader for tensors in
+    memory, or DataLoader workers reading files (ImageNet), optionally decoded on the GPU."""
 
-    def __init__(self, fabric: Fabric, cfg: TrainConfig, data: ImageSet, mean, std, train: bool) -> None:
+    def __init__(self, fabric: Fabric, cfg: TrainConfig, data: ImageSet | ImageFiles, mean, std, train: bool) -> None:
         batch = cfg.batch_size if train else cfg.eval_batch_size
         aug = dict(crop_padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed)
-        self.generator = None
-        if cfg.loader == "fast":
+        self.generator, self.device, self.decode = None, fabric.device, None
+        self.seed, self.channels_last = cfg.seed, cfg.channels_last and cfg.loader != "fast"
+        if isinstance(data, ImageFiles):
+            transform = imagenet_transform(train, cfg.image_size, mean, std)
+            if cfg.gpu_decode:
+                self.decode, data = transform, data.with_transform(None, encoded=True)
+            else:
+                data = data.with_transform(transform)
+            self.loader = make_file_loader(
+                data, batch_size=batch, train=train, seed=cfg.seed, rank=fabric.global_rank,
+                world_size=fabric.world_size, num_workers=cfg.num_workers,
+                collate_fn=collate_encoded if cfg.gpu_decode else None,
+            )
+            self.channels_last = cfg.channels_last
+        elif cfg.loader == "fast":
             self.loader = DeviceLoader(
                 data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
                 rank=fabric.global_rank, world_size=fabric.world_size,
@@ -69,17 +138,24 @@ class _Loader:
             )
             self.generator = loader.generator
             self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
-        self.seed, self.channels_last = cfg.seed, cfg.channels_last and cfg.loader != "fast"
 
     def epoch(self, epoch: int):
         """The batches of `epoch`: order and augmentation depend on (seed, epoch) only."""
         if isinstance(self.loader, DeviceLoader):
             self.loader.set_epoch(epoch)
+        elif isinstance(self.loader.sampler, EpochSampler):
+            self.loader.sampler.set_epoch(epoch)
         else:
             self.generator.manual_seed(self.seed * 100_003 + epoch)
             if hasattr(self.loader.sampler, "set_epoch"):
                 self.loader.sampler.set_epoch(epoch)
-        for images, labels in self.loader:
+        for step, (images, labels) in enumerate(self.loader):
+            if self.decode is not None:  # JPEG bytes: decode and augment the batch on the device
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(item_seed(self.seed, epoch, step))
+                    images = decode_batch(images, self.decode, self.device)
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, labels
@@ -89,16 +165,18 @@ class _Loader:
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, loader: _Loader, num_classes: int, device: torch.device) -> tuple[float, float]:
-    """(mean loss, accuracy in %) over a split, summed over every process."""
+def evaluate(net: nn.Module, loader: _Loader, num_classes: int, device: torch.device) -> tuple[float, float, float]:
+    """(mean loss, top-1 and top-5 accuracy in %) over a split, summed over every process."""
     net.eval()
     loss_metric = MeanMetric().to(device)
     acc_metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
+    top5_metric = MulticlassAccuracy(num_classes=num_classes, average="micro", top_k=min(5, num_classes)).to(device)
     for images, labels in loader.epoch(0):
         logits = net(images)
         loss_metric.update(F.cross_entropy(logits.float(), labels), weight=len(labels))
         acc_metric.update(logits, labels)
-    return loss_metric.compute().item(), 100.0 * acc_metric.compute().item()
+        top5_metric.update(logits, labels)
+    return loss_metric.compute().item(), 100.0 * acc_metric.compute().item(), 100.0 * top5_metric.compute().item()
 
 
 def versions() -> dict[str, str]:
@@ -135,14 +213,9 @@ def train_run(
     rank0 = fabric.global_rank == 0
     folder = Path(folder)
     last_ckpt, best_ckpt = folder / "last.ckpt", folder / "best.ckpt"
-    if last_ckpt.exists() and not resume:
-        raise ValueError(f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out")
-    fabric.barrier()
-    if rank0:
-        claim_run_dir(folder, cfg)
-    fabric.barrier()
+    claim_folder(fabric, cfg, folder, resume)
 
-    # data: uint8 tensors; the 90/10 train/validation split depends on the seed
+    # data: uint8 tensors (or image files); the 90/10 train/validation split depends on the seed
     info, train_set, test_set = load_dataset(cfg.dataset, data_root)
     train_set = train_set.subset(slice(0, cfg.limit_train))
     test_set = test_set.subset(slice(0, cfg.limit_test))
@@ -153,35 +226,17 @@ def train_run(
 
     # model, optimiser, schedule: the seed decides the init
     fabric.seed_everything(cfg.seed, verbose=False)
-    model = build_model(cfg, info.num_classes, info.input_size)
-    for _, block in sr_blocks(model):
-        block.record_weights = False  # analyses turn it on; training needs no copy per step
-    if fabric.world_size > 1 and fabric.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # on the device before the optimiser exists, so a resumed optimiser state lands there too
-    model = model.to(fabric.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay, fused=fabric.device.type == "cuda" or None,
-    )
+    input_size = info.input_size if info.in_memory else (info.input_size[0], cfg.image_size, cfg.image_size)
+    model = prepare_model(fabric, cfg, build_model(cfg, info.num_classes, input_size))
+    optimizer = make_optimizer(fabric, cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(multistep_factor, milestones=cfg.milestones, gamma=cfg.gamma)
     )
 
     start_epoch, best_val, best_epoch = 0, float("-inf"), -1
     if last_ckpt.exists():
-        state = load_checkpoint(last_ckpt, cfg.model)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError:
-            raise ValueError(
-                f"checkpoint {last_ckpt} does not fit this run's {cfg.model}: it is from another "
-                "configuration; choose another --out, or delete it"
-            ) from None
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = restore(last_ckpt, cfg, model, optimizer, scheduler)
         start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state["best_epoch"]
-        set_rng_state(state["rng"])
     net, optimizer = fabric.setup(torch.compile(model) if cfg.compile else model, optimizer)
 
     def checkpoint(path: Path, epoch: int) -> None:
@@ -228,28 +283,30 @@ def train_run(
         acc_metric.reset()
         scheduler.step()
 
-        val_loss, val_acc = evaluate(net, val_loader, info.num_classes, fabric.device) if val_loader else (None, train_acc)
-        if val_acc > best_val:
-            best_val, best_epoch = val_acc, epoch
+        # without a validation split (ImageNet: its val set is the test set) the last epoch is tested
+        val_loss, val_acc, _ = evaluate(net, val_loader, info.num_classes, fabric.device) if val_loader else (None, None, None)
+        if val_acc is None or val_acc > best_val:
+            best_val, best_epoch = (val_acc if val_acc is not None else float("nan")), epoch
             checkpoint(best_ckpt, epoch + 1)
         checkpoint(last_ckpt, epoch + 1)
         row = dict(zip(METRIC_COLUMNS, (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start)))
         if rank0:
             metrics.append(row)
             logger.log_metrics({k: v for k, v in row.items() if k != "epoch" and v is not None}, step=epoch)
-            progress.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}%", val=f"{val_acc:.1f}%")
+            progress.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}%", val=f"{val_acc or float('nan'):.1f}%")
     progress.close()
     if logger is not None:
         logger.finalize("success")
 
     # the checkpoint best on validation is the one tested
     model.load_state_dict(load_checkpoint(best_ckpt, cfg.model)["model"])
-    test_loss, test_acc = evaluate(net, test_loader, info.num_classes, fabric.device)
+    test_loss, test_acc, test_top5 = evaluate(net, test_loader, info.num_classes, fabric.device)
     base = plain_params(cfg.model, info.num_classes, info.input_size[0])
     params = count_params(model)
     sr = sum(count_params(b) for _, b in sr_blocks(model))
     result = {
-        "test_acc": test_acc, "test_loss": test_loss, "best_val_acc": best_val, "best_epoch": best_epoch,
+        "test_acc": test_acc, "test_top5": test_top5, "test_loss": test_loss,
+        "best_val_acc": best_val if val_loader else None, "best_epoch": best_epoch,
         "epochs": cfg.epochs, "seed": cfg.seed, "params": params, "base_params": base, "sr_params": sr,
         "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base,
         "wall_time_s": time.time() - started, "device": device_name(fabric), "world_size": fabric.world_size,

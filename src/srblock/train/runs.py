@@ -18,6 +18,7 @@ from .config import TrainConfig, set_value
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
 
 
 def config_slug(cfg: TrainConfig) -> str:
@@ -63,22 +64,23 @@ def claim_run_dir(folder: Path, cfg: TrainConfig) -> None:
 
 
 class MetricsLog:
-    """metrics.csv, one row per epoch; a resumed run first drops rows after its checkpoint."""
+    """metrics.csv, one row per epoch (or evaluation); a resumed run first drops the rows after its
+    checkpoint, those whose first column (epoch, iteration) is not below `start`."""
 
-    def __init__(self, path: Path, start_epoch: int) -> None:
-        self.path = path
+    def __init__(self, path: Path, start: int, columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
+        self.path, self.columns = path, columns
         rows = []
         if path.exists():
             with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < start_epoch]
+                rows = [r for r in csv.DictReader(f) if float(r[columns[0]]) < start]
         with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
 
     def append(self, row: dict[str, Any]) -> None:
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=METRIC_COLUMNS).writerow(row)
+            csv.DictWriter(f, fieldnames=self.columns).writerow(row)
 
 
 def read_metrics(folder: Path) -> list[dict[str, float]]:
