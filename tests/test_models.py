@@ -9,7 +9,9 @@ from srblock.models.layers import DEFAULT_REG_RATE
 
 from .conftest import fill_memory
 
-ZOO = ["resnet10s_cifar", "resnet18_cifar", "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"]
+CLASSIFIERS = ["resnet10s_cifar", "resnet18_cifar", "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"]
+SEGMENTERS = ["deeplabv3_r50_d8", "fcn_r50_d8", "fcn_resnet10s"]
+ZOO = sorted(CLASSIFIERS + SEGMENTERS)
 
 
 def build_on_meta(name, **kwargs):
