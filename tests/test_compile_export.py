@@ -75,3 +75,16 @@ def test_zoo_model_channels_last_and_autocast():
                 out = model(x)
             assert out.dtype == dtype
             assert nn.functional.cosine_similarity(out.float().flatten(), reference.flatten(), dim=0) > 0.99
+
+
+def test_segmentation_model_exports_its_main_head(tmp_path):
+    from srblock.export import export_onnx, onnx_max_diff
+
+    model = srblock.create_model("fcn_resnet10s", sr_stage=2).eval()
+    fill_memory(model, 0.1)
+    path = export_onnx(model, (1, 64, 64), tmp_path / "seg.onnx")
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    assert [o.name for o in graph.output] == ["logits"]  # the auxiliary head is not exported
+    assert onnx_max_diff(model, path, (1, 64, 64), batch=1) < 1e-4

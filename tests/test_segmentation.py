@@ -17,6 +17,7 @@ from srblock.data.canvas import paste_canvases
 from srblock.data.cityscapes import CITYSCAPES_CLASSES, train_id_lut
 from srblock.data.seg_transforms import IGNORE_INDEX, SegTrainTransform
 from srblock.seg_eval import SegmentationMetric, iou_from_confusion, segment
+from srblock.train import make_config
 from srblock.train.schedule import poly_factor
 
 from .conftest import fill_memory
@@ -281,3 +282,23 @@ def test_params_table_cityscapes(capsys):
     assert fcn_sr["sr_params"] == 512 + 1 + 64 * 128 * 8 + 8 + 8 * 3 + 3 + 3 * 512 * 64 * 128
     assert fcn_sr["paper_oh_pct"] == 12.85 and dl_sr["paper_oh_pct"] == 24.83
     assert rows[0]["sr_params"] == 0 and rows[0]["base_params"] == rows[1]["base_params"]
+
+
+def test_every_shipped_sweep_builds_its_runs(tmp_path):
+    from srblock.cli.sweep import sweep_jobs
+    from srblock.recipes import list_recipe_files, load_yaml
+
+    sweeps = [name for name in list_recipe_files() if "runs" in load_yaml(name)]
+    assert {"imagenet-table3", "cityscapes-table4"} <= set(sweeps)
+    for name in sweeps:
+        jobs = sweep_jobs(name, tmp_path, {}, [0])
+        assert jobs and all(cfg.dataset == make_config(load_yaml(name)["recipe"]).dataset for cfg, _, _ in jobs)
+
+
+def test_analyze_refuses_a_segmentation_run_in_one_line(cityscapes, tmp_path, capsys):
+    assert main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), "--set", "model=fcn_resnet10s",
+                 *TINY_SEG]) == 0
+    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    assert main(["analyze", str(folder), "--data", str(cityscapes)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "segmentation runs are not supported" in err

@@ -95,6 +95,11 @@ def interleaved(plain: Callable[[], object], sr: Callable[[], object], repeats: 
     return Timing(a, b)
 
 
+def _outputs(out: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """A classifier's logits, or every head's of a segmentation model (main and auxiliary)."""
+    return list(out.values()) if isinstance(out, dict) else [out]
+
+
 def _step_fn(model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype | None) -> Callable[[], object]:
     """One inference forward, or one training step (forward, backward, SGD step)."""
     if not train:
@@ -108,11 +113,13 @@ def _step_fn(model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype 
         return infer
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    with torch.no_grad():
+        shape = _outputs(model(x))[0].shape  # (B, classes) or, for segmentation, (B, classes, H, W)
+    target = torch.zeros(shape[:1] + shape[2:], dtype=torch.long, device=x.device)
 
     def step() -> object:
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(model(x), target)
+            loss = sum(F.cross_entropy(out.float(), target) for out in _outputs(model(x)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

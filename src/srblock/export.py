@@ -10,9 +10,22 @@ import torch
 from torch import nn
 
 
+class _MainOutput(nn.Module):
+    """The logits alone: a segmentation model's main head ("out" of its dict), a classifier's own."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out["out"] if isinstance(out, dict) else out
+
+
 def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | Path, *,
                 dynamic_batch: bool = False, batch: int = 1) -> Path:
-    """Writes `model` (in eval mode) as ONNX with input "x" and output "logits".
+    """Writes `model` (in eval mode) as ONNX with input "x" and output "logits" (for a
+    segmentation model the main head's per-pixel logits).
 
     torch.onnx's default (dynamo) exporter is used: it also pools a feature map whose size is not
     a multiple of the memory's, which the legacy TorchScript exporter cannot.
@@ -24,7 +37,7 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | 
     x = torch.randn(max(batch, 2) if dynamic_batch else batch, *input_size, device=next(model.parameters()).device)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps
-        torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["logits"],
+        torch.onnx.export(_MainOutput(model).eval(), (x,), str(path), input_names=["x"], output_names=["logits"],
                           dynamic_shapes=dynamic, external_data=False)
     return path
 
@@ -49,5 +62,5 @@ def onnx_max_diff(model: nn.Module, path: str | Path, input_size: tuple[int, int
     """Largest |onnxruntime - PyTorch| over the outputs for random inputs of `batch` images."""
     x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(seed))
     (out,) = onnx_session(path).run(None, {"x": x.numpy()})
-    reference = model.eval().cpu()(x)
+    reference = _MainOutput(model.eval().cpu())(x)
     return float((torch.from_numpy(out) - reference).abs().max())

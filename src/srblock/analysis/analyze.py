@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DatasetInfo, DeviceLoader, ImageSet, load_dataset, split_train_val
+from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet, load_dataset, split_train_val
 from ..block import SqueezeRemember
 from ..insert import sr_blocks, sr_bypassed
 from ..train.checkpoint import load_checkpoint
@@ -45,6 +45,11 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
     if not (folder / "best.ckpt").is_file():
         raise FileNotFoundError(f"{folder} has no best.ckpt yet: finish the run first (srblock train ... --resume)")
     cfg = read_config(folder)
+    if cfg.dataset not in DATASETS or not DATASETS[cfg.dataset].in_memory:
+        raise ValueError(
+            f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
+            "(data sets held in memory); ImageNet and segmentation runs are not supported yet"
+        )
     info, train, test = load_dataset(cfg.dataset, data_root)
     train, val = split_train_val(train.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed)
     model = build_model(cfg, info.num_classes, info.input_size)

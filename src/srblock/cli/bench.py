@@ -27,6 +27,8 @@ examples:
   srblock bench --model resnet50_cifar --sr-stage 3 --sr-blocks 2 --batch 128 --train --device cuda
   srblock bench --model resnet50 --sr-stage 3 --sr-blocks 10 --sr-hidden 16 --onnx   # onnxruntime, CPU
   srblock bench --paper --device cuda        # the paper's three settings, its numbers beside ours
+  srblock bench --model deeplabv3_r50_d8 --sr-stage 2 --size 512x1024 --batch 2 --train --bf16 \
+        --channels-last --device cuda          # Cityscapes DeepLabv3 + SR training iterations
 """
 
 COLUMNS = ["setting", "mode", "batch", "device", "plain_ms", "sr_ms", "overhead_pct", "overhead_ci_low_pct",

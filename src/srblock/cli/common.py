@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lightning.fabric import Fabric
 
-from ..train.config import CHOICES, TrainConfig, parse_set
+from ..train.config import CHOICES, TrainConfig, parse_hw, parse_set
 
 
 def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> None:
@@ -69,15 +69,23 @@ def stage_arg(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """An input size: one number (square) or HxW."""
+    try:
+        return parse_hw(text, "--size")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model and the SR/attention flags of `bench` and `export`."""
     p.add_argument("--model", metavar="NAME", help="a zoo model, or tv:NAME (torchvision) or timm:NAME")
     p.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the model's)")
     p.add_argument("--attn", choices=("se", "cbam"), help="SE or CBAM in every block (zoo models)")
     p.add_argument("--sr-stage", type=stage_arg, metavar="M", help="SR block after stage M (a number or a module name)")
-    p.add_argument("--sr-blocks", type=int, default=4, metavar="P", help="memory blocks (default: 4)")
+    p.add_argument("--sr-blocks", type=int, metavar="P", help="memory blocks (default: the model's, else 4)")
     p.add_argument("--sr-hidden", type=int, default=8, metavar="H", help="hidden neurons (default: 8)")
-    p.add_argument("--size", type=int, metavar="S", help="input height and width (default: the model's)")
+    p.add_argument("--size", type=size_arg, metavar="S", help="input size: S or HxW, e.g. 512x1024 (default: the model's)")
 
 
 def build_from_args(args: argparse.Namespace):
@@ -104,11 +112,12 @@ def build_from_args(args: argparse.Namespace):
         model = timm.create_model(name, **classes)
         default = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
     elif kind == "":
-        model = create_model(name, attn=args.attn, **classes)
+        model = create_model(name, **classes, **({"attn": args.attn} if args.attn else {}))
         default = tuple(model.default_input_size)
     else:
         raise ValueError(f"unknown model source {kind!r}: write NAME, tv:NAME or timm:NAME")
-    input_size = (default[0], args.size, args.size) if args.size else default
+    input_size = (default[0], *args.size) if args.size else default
     if args.sr_stage is not None:
-        add_sr(model, args.sr_stage, memory_blocks=args.sr_blocks, hidden=args.sr_hidden, input_size=input_size)
+        blocks = args.sr_blocks or getattr(model, "sr_default_blocks", 4)
+        add_sr(model, args.sr_stage, memory_blocks=blocks, hidden=args.sr_hidden, input_size=input_size)
     return model, input_size
