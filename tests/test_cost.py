@@ -74,6 +74,19 @@ def test_bench_cli_json(capsys):
     assert row["setting"] == "resnet10s_cifar" and row["input_size"] == [3, 16, 16] and row["macs_overhead_pct"] > 0
 
 
+def test_bench_cli_segmentation_training_step_at_hxw(capsys):
+    """A segmentation model's training step (main + auxiliary loss) at a non-square size, its own P."""
+    args = ["bench", "--model", "fcn_resnet10s", "--sr-stage", "2", "--size", "32x48", "--batch", "2", "--train",
+            "--repeats", "2", "--warmup", "1", "--json"]
+    assert main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["input_size"] == [1, 32, 48] and row["mode"] == "train step" and row["sr_ms"] > 0
+    assert row["sr_params"] == 4 * 32 * 16 * 24 + 32 + 1 + 16 * 24 * 8 + 8 + 8 * 4 + 4  # Eq. 1, P = 4, 32 x 16 x 24
+    with pytest.raises(SystemExit) as usage:
+        main(["bench", "--model", "fcn_resnet10s", "--sr-stage", "2", "--size", "32y48"])
+    assert usage.value.code == 2 and "HxW" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "build,input_size",

@@ -302,3 +302,31 @@ def test_analyze_refuses_a_segmentation_run_in_one_line(cityscapes, tmp_path, ca
     assert main(["analyze", str(folder), "--data", str(cityscapes)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "segmentation runs are not supported" in err
+
+
+def test_two_processes_count_every_validation_image_once(tmp_path):
+    """3 validation images on 2 processes (2 + 1): the synced mIoU equals one process scoring all 3."""
+    from srblock.data.seg_transforms import SegEvalTransform
+    from srblock.train.checkpoint import load_checkpoint
+    from srblock.train.loop import build_model
+
+    from .test_train import srblock_cli
+
+    root = write_cityscapes(tmp_path / "data", train=4, val=3)
+    done = srblock_cli("train", "cityscapes", "--data", str(root), "--out", str(tmp_path / "runs"), "--accelerator", "cpu",
+                       "--devices", "2", "--set", "model=fcn_resnet10s", "--set", "sr_stage=2", "--set", "ms_flip=false",
+                       *TINY_SEG)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
+    result = json.loads((folder / "result.json").read_text())
+    assert result["world_size"] == 2
+    info, _, val = load_dataset("cityscapes", root)
+    cfg = make_config("cityscapes", {"model": "fcn_resnet10s", "sr_stage": 2, "crop_size": "32x48"})
+    model = build_model(cfg, 19, (3, 32, 48)).eval()
+    model.load_state_dict(load_checkpoint(folder / "best.ckpt")["model"])
+    metric = SegmentationMetric(19, IGNORE_INDEX)
+    whole = val.with_transform(SegEvalTransform(info.mean, info.std))
+    for i in range(len(whole)):
+        image, label = whole[i]
+        metric.update(segment(model, image[None]), label[None])
+    assert result["test_miou"] == pytest.approx(metric.compute()["miou"], abs=1e-4)
