@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet, load_dataset, split_train_val
 from ..block import SqueezeRemember
+from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
 from ..train.checkpoint import load_checkpoint
 from ..train.config import TrainConfig
-from ..train.loop import build_model
+from ..train.loop import build_model, load_splits
 from ..train.runs import read_config
 
 SPLITS = ("val", "test", "train")
@@ -50,11 +50,10 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
             f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
             "(data sets held in memory); ImageNet and segmentation runs are not supported yet"
         )
-    info, train, test = load_dataset(cfg.dataset, data_root)
-    train, val = split_train_val(train.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed)
+    info, train, val, test = load_splits(cfg, data_root)
     model = build_model(cfg, info.num_classes, info.input_size)
     model.load_state_dict(load_checkpoint(folder / "best.ckpt", cfg.model)["model"])
-    return LoadedRun(folder, cfg, info, model.eval(), {"train": train, "val": val, "test": test.subset(slice(0, cfg.limit_test))})
+    return LoadedRun(folder, cfg, info, model.eval(), {"train": train, "val": val, "test": test})
 
 
 def batches(images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> DeviceLoader:

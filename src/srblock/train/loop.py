@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from tqdm.auto import tqdm
 
 from ..data import (
+    DatasetInfo,
     DeviceLoader,
     EpochSampler,
     ImageSet,
@@ -36,7 +37,7 @@ from ..data.sampler import item_seed
 from ..insert import sr_blocks
 from ..params import count_params, plain_params
 from ..registry import create_model
-from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from .checkpoint import load_checkpoint, save_atomic, set_rng_state, training_state
 from .config import TrainConfig
 from .runs import METRIC_COLUMNS, MetricsLog, claim_run_dir, write_result
 from .schedule import multistep_factor
@@ -69,6 +70,23 @@ def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Modu
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # on the device before the optimiser exists, so a resumed optimiser state lands there too
     return model.to(fabric.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+
+
+def load_splits(cfg: TrainConfig, data_root: str | Path | None) -> tuple[DatasetInfo, Any, Any, Any]:
+    """(info, train, validation, test) as a run sees them: cut to limit_train / limit_test, the
+    training set split by the seed (an empty validation split when val_fraction is 0)."""
+    info, train_set, test_set = load_dataset(cfg.dataset, data_root)
+    train_set, val_set = split_train_val(train_set.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed)
+    return info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test))
+
+
+def size_fields(cfg: TrainConfig, model: nn.Module, info: DatasetInfo) -> dict[str, Any]:
+    """result.json's parameter counts: the model's, its plain model's, its SR blocks', and OH."""
+    base = plain_params(cfg.model, info.num_classes, info.input_size[0])
+    params = count_params(model)
+    sr = sum(count_params(b) for _, b in sr_blocks(model))
+    return {"params": params, "base_params": base, "sr_params": sr,
+            "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base}
 
 
 def claim_folder(fabric: Fabric, cfg: TrainConfig, folder: Path, resume: bool) -> None:
@@ -216,10 +234,7 @@ def train_run(
     claim_folder(fabric, cfg, folder, resume)
 
     # data: uint8 tensors (or image files); the 90/10 train/validation split depends on the seed
-    info, train_set, test_set = load_dataset(cfg.dataset, data_root)
-    train_set = train_set.subset(slice(0, cfg.limit_train))
-    test_set = test_set.subset(slice(0, cfg.limit_test))
-    train_set, val_set = split_train_val(train_set, cfg.val_fraction, cfg.seed)
+    info, train_set, val_set, test_set = load_splits(cfg, data_root)
     train_loader = _Loader(fabric, cfg, train_set, info.mean, info.std, train=True)
     val_loader = _Loader(fabric, cfg, val_set, info.mean, info.std, train=False) if len(val_set) else None
     test_loader = _Loader(fabric, cfg, test_set, info.mean, info.std, train=False)
@@ -241,11 +256,8 @@ def train_run(
 
     def checkpoint(path: Path, epoch: int) -> None:
         if rank0:
-            save_atomic(path, {
-                "config": cfg.identity(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
-                "best_epoch": best_epoch, "rng": rng_state(),
-            })
+            save_atomic(path, training_state(cfg.identity(), model, optimizer, scheduler,
+                                             epoch=epoch, best_val=best_val, best_epoch=best_epoch))
         fabric.barrier()
 
     metrics = MetricsLog(folder / "metrics.csv", start_epoch) if rank0 else None
@@ -301,14 +313,10 @@ def train_run(
     # the checkpoint best on validation is the one tested
     model.load_state_dict(load_checkpoint(best_ckpt, cfg.model)["model"])
     test_loss, test_acc, test_top5 = evaluate(net, test_loader, info.num_classes, fabric.device)
-    base = plain_params(cfg.model, info.num_classes, info.input_size[0])
-    params = count_params(model)
-    sr = sum(count_params(b) for _, b in sr_blocks(model))
     result = {
         "test_acc": test_acc, "test_top5": test_top5, "test_loss": test_loss,
         "best_val_acc": best_val if val_loader else None, "best_epoch": best_epoch,
-        "epochs": cfg.epochs, "seed": cfg.seed, "params": params, "base_params": base, "sr_params": sr,
-        "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base,
+        "epochs": cfg.epochs, "seed": cfg.seed, **size_fields(cfg, model, info),
         "wall_time_s": time.time() - started, "device": device_name(fabric), "world_size": fabric.world_size,
         "config": cfg.identity(), "versions": versions(), **(extra or {}),
     }

@@ -23,15 +23,23 @@ from torch import nn
 from torchmetrics import MeanMetric
 from tqdm.auto import tqdm
 
-from ..data import load_dataset, make_file_loader, split_train_val
+from ..data import make_file_loader
 from ..data.seg_transforms import SegEvalTransform, SegTrainTransform
-from ..insert import sr_blocks
-from ..params import count_params, plain_params
 from ..render import render
 from ..seg_eval import SegmentationMetric, segment
-from .checkpoint import load_checkpoint, rng_state, save_atomic
+from .checkpoint import load_checkpoint, save_atomic, training_state
 from .config import TrainConfig
-from .loop import build_model, claim_folder, device_name, make_optimizer, prepare_model, restore, versions
+from .loop import (
+    build_model,
+    claim_folder,
+    device_name,
+    load_splits,
+    make_optimizer,
+    prepare_model,
+    restore,
+    size_fields,
+    versions,
+)
 from .runs import SEG_METRIC_COLUMNS, MetricsLog, write_result, write_text_atomic
 from .schedule import poly_factor
 
@@ -93,10 +101,7 @@ def train_seg_run(
     claim_folder(fabric, cfg, folder, resume)
 
     # data: files (or canvases) read by workers; crops sized cfg.crop_size
-    info, train_set, test_set = load_dataset(cfg.dataset, data_root)
-    train_set = train_set.subset(slice(0, cfg.limit_train))
-    test_set = test_set.subset(slice(0, cfg.limit_test))
-    train_set, val_set = split_train_val(train_set, cfg.val_fraction, cfg.seed)
+    info, train_set, val_set, test_set = load_splits(cfg, data_root)
     crop = cfg.crop_hw()
     augment = SegTrainTransform(crop, cfg.scale_range, info.mean, info.std, flip=cfg.flip, photometric=cfg.photometric)
     whole = SegEvalTransform(info.mean, info.std)
@@ -123,11 +128,8 @@ def train_seg_run(
 
     def checkpoint(path: Path, iteration: int) -> None:
         if rank0:
-            save_atomic(path, {
-                "config": cfg.identity(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "iteration": iteration, "best_val": best_val,
-                "best_iteration": best_iteration, "rng": rng_state(),
-            })
+            save_atomic(path, training_state(cfg.identity(), model, optimizer, scheduler,
+                                             iteration=iteration, best_val=best_val, best_iteration=best_iteration))
         fabric.barrier()
 
     metrics = MetricsLog(folder / "metrics.csv", start + 1, SEG_METRIC_COLUMNS) if rank0 else None
@@ -189,16 +191,12 @@ def train_seg_run(
         "ms": evaluate_segmentation(fabric, model, test_loader, info.num_classes, info.ignore_index,
                                     scales=cfg.ms_scales, flip=cfg.ms_flip),
     }
-    base = plain_params(cfg.model, info.num_classes, info.input_size[0])
-    params = count_params(model)
-    sr = sum(count_params(b) for _, b in sr_blocks(model))
     result = {
         "test_miou": scores["whole"]["miou"], "test_macc": scores["whole"]["macc"],
         "test_miou_ms": scores["ms"]["miou"], "test_macc_ms": scores["ms"]["macc"],
         "test_pixel_acc": scores["whole"]["pixel_acc"],
         "best_val_miou": best_val if len(val_set) else None, "best_iteration": best_iteration,
-        "iterations": cfg.iterations, "seed": cfg.seed, "params": params, "base_params": base, "sr_params": sr,
-        "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base,
+        "iterations": cfg.iterations, "seed": cfg.seed, **size_fields(cfg, model, info),
         "class_iou": dict(zip(train_set.classes, scores["whole"]["class_iou"])),
         "class_iou_ms": dict(zip(train_set.classes, scores["ms"]["class_iou"])),
         "wall_time_s": time.time() - started, "device": device_name(fabric), "world_size": fabric.world_size,
