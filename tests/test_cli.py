@@ -83,3 +83,12 @@ def test_no_command_prints_help():
     done = run_cli()
     assert done.returncode == 2
     assert "examples:" in done.stdout
+
+
+def test_train_help_lists_every_recipe_field(capsys):
+    from srblock.train.config import KEYS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(key in text for key in KEYS) and "crop_size" in text and "gpu_decode" in text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lightning.fabric import Fabric
 
-from ..train.config import CHOICES, TrainConfig, parse_hw, parse_set
+from ..train.config import CHOICES, KEYS, TrainConfig, parse_hw, parse_set
 
 
 def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> None:
@@ -17,7 +17,7 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
     p.add_argument("--out", metavar="DIR", default=out_default, help=f"where run folders go (default: {out_default})")
     p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="train once per seed")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe field, e.g. --set lr=0.05 (repeatable)")
+                   help=f"override a recipe field, e.g. --set lr=0.05 (repeatable); fields: {', '.join(KEYS)}")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("devices (Lightning Fabric)")
     g.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "cuda", "gpu", "mps"))
