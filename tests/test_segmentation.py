@@ -295,13 +295,17 @@ def test_every_shipped_sweep_builds_its_runs(tmp_path):
         assert jobs and all(cfg.dataset == make_config(load_yaml(name)["recipe"]).dataset for cfg, _, _ in jobs)
 
 
-def test_analyze_refuses_a_segmentation_run_in_one_line(cityscapes, tmp_path, capsys):
+def test_analyze_refuses_a_segmentation_run_and_report_shows_it(cityscapes, tmp_path, capsys):
     assert main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), "--set", "model=fcn_resnet10s",
                  *TINY_SEG]) == 0
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
     assert main(["analyze", str(folder), "--data", str(cityscapes)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "segmentation runs are not supported" in err
+    # the report shows what a segmentation run has: config, curves over iterations, mIoU
+    assert main(["report", str(folder), "--data", str(cityscapes), "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "test_miou_ms" in page and "segmentation runs are not supported" in page and "data:image/png;base64" in page
 
 
 def test_two_processes_count_every_validation_image_once(tmp_path):

@@ -112,7 +112,10 @@ def ablation_figure(ablation: dict[str, float], path: Path) -> Path:
 
 
 def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
-    """Loss and accuracy per epoch from metrics.csv."""
+    """Loss and accuracy per epoch from metrics.csv (a segmentation run's: loss, mIoU and mAcc
+    per evaluation)."""
+    if rows and "iteration" in rows[0]:
+        return _segmentation_curves(rows, path)
     epochs = [r["epoch"] + 1 for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(7.5, 2.6))
     loss_ax.plot(epochs, [r["train_loss"] for r in rows], label="train", marker=".")
@@ -123,4 +126,17 @@ def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)")
     loss_ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _segmentation_curves(rows: list[dict[str, float]], path: Path) -> Path:
+    iterations = [r["iteration"] for r in rows]
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(7.5, 2.6))
+    loss_ax.plot(iterations, [r["train_loss"] for r in rows], label="train (mean since the last evaluation)", marker=".")
+    score_ax.plot(iterations, [r["val_miou"] for r in rows], label="mIoU", marker=".")
+    score_ax.plot(iterations, [r["val_macc"] for r in rows], label="mAcc", marker=".", ls="--")
+    loss_ax.set(xlabel="iteration", ylabel="cross-entropy loss (+ aux)")
+    score_ax.set(xlabel="iteration", ylabel="evaluation, whole image (%)")
+    loss_ax.legend(fontsize=7)
+    score_ax.legend(fontsize=7)
     return _save(fig, path)

@@ -47,14 +47,16 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
     parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
     if (folder / "metrics.csv").is_file():
         curves = learning_curves_figure(read_metrics(folder), folder / "learning_curves.png")
-        parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and accuracy per epoch"))
+        parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and scores per epoch or evaluation"))
     if (folder / "result.json").is_file():
         result = json.loads((folder / "result.json").read_text())
-        keys = ["test_acc", "best_val_acc", "best_epoch", "params", "sr_params", "oh_pct", "wall_time_s", "device"]
+        scores = (["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"] if "test_miou" in result
+                  else ["test_acc", "test_top5", "best_val_acc", "best_epoch"])
+        keys = [*scores, "params", "sr_params", "oh_pct", "wall_time_s", "device"]
         parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
     try:
         paths = run_analysis(folder, classes, per_class, split, data_root)
-    except ValueError as err:  # a run without SR blocks: say so, show the rest
+    except ValueError as err:  # a run without SR blocks, or of a data set the analyses do not read: say so
         parts.append(f"<h3>Analyses</h3><p>{html.escape(str(err))}</p>")
         return "\n".join(parts)
     ablation = json.loads(paths["ablation.json"].read_text())
