@@ -334,3 +334,13 @@ def test_two_processes_count_every_validation_image_once(tmp_path):
         image, label = whole[i]
         metric.update(segment(model, image[None]), label[None])
     assert result["test_miou"] == pytest.approx(metric.compute()["miou"], abs=1e-4)
+
+
+def test_export_a_segmentation_run_folder(cityscapes, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    assert main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), "--set", "model=fcn_resnet10s",
+                 "--set", "sr_stage=2", *TINY_SEG]) == 0
+    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "seg.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "1 x 3 x 32 x 48" in out and (tmp_path / "seg.onnx").is_file()  # the training crop's size

@@ -20,9 +20,8 @@ from torch import nn
 from ..block import SqueezeRemember
 from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
-from ..train.checkpoint import load_checkpoint
 from ..train.config import TrainConfig
-from ..train.loop import build_model, load_splits
+from ..train.loop import load_splits, trained_model
 from ..train.runs import read_config
 
 SPLITS = ("val", "test", "train")
@@ -40,19 +39,14 @@ class LoadedRun:
 def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedRun:
     """A finished run's best checkpoint in its model, and its data split as in training."""
     folder = Path(folder)
-    if not (folder / "config.yaml").is_file():
-        raise FileNotFoundError(f"{folder} is not a run folder (no config.yaml): give OUT/<recipe>/<configuration>/seed<k>")
-    if not (folder / "best.ckpt").is_file():
-        raise FileNotFoundError(f"{folder} has no best.ckpt yet: finish the run first (srblock train ... --resume)")
+    model, _ = trained_model(folder)
     cfg = read_config(folder)
-    if cfg.dataset not in DATASETS or not DATASETS[cfg.dataset].in_memory:
+    if not DATASETS[cfg.dataset].in_memory:
         raise ValueError(
             f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
             "(data sets held in memory); ImageNet and segmentation runs are not supported yet"
         )
     info, train, val, test = load_splits(cfg, data_root)
-    model = build_model(cfg, info.num_classes, info.input_size)
-    model.load_state_dict(load_checkpoint(folder / "best.ckpt", cfg.model)["model"])
     return LoadedRun(folder, cfg, info, model.eval(), {"train": train, "val": val, "test": test})
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..export import export_onnx, onnx_max_diff
+from ..train.loop import trained_model
 from .common import add_model_args, build_from_args
 
 EPILOG = """\
@@ -13,6 +14,7 @@ examples:
   srblock export --model resnet18_cifar --sr-stage 3 --sr-blocks 4 --onnx r18_sr.onnx
   srblock export --model timm:convnext_atto --sr-stage 3 --onnx convnext_sr.onnx --dynamic-batch
   srblock export runs/demo/resnet10s_cifar-sr3p4h8/seed0 --onnx demo.onnx
+  srblock export runs/demo-seg/fcn_resnet10s-sr2p4h8/seed0 --onnx seg.onnx   # per-pixel logits
 
 After writing, onnxruntime runs the file on random inputs and the largest difference from
 PyTorch's output is printed (it must stay under 1e-4).
@@ -26,17 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", nargs="?", help="a run folder: exports its best checkpoint")
     p.add_argument("--onnx", required=True, metavar="FILE", help="where to write the .onnx file")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
-    p.add_argument("--data", metavar="DIR", help="with RUN_DIR: the data folder (for the class count)")
     add_model_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.run_dir:
-        from ..analysis.analyze import load_run
-
-        run = load_run(args.run_dir, args.data)
-        model, input_size = run.model, run.info.input_size
+        model, input_size = trained_model(args.run_dir)
     else:
         model, input_size = build_from_args(args)
     path = export_onnx(model, input_size, Path(args.onnx), dynamic_batch=args.dynamic_batch)

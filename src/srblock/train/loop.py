@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from tqdm.auto import tqdm
 
 from ..data import (
+    DATASETS,
     DatasetInfo,
     DeviceLoader,
     EpochSampler,
@@ -60,6 +61,34 @@ def build_model(cfg: TrainConfig, num_classes: int, input_size: tuple[int, int, 
         input_size=input_size,
         **options,
     )
+
+
+def train_input_size(cfg: TrainConfig, info: DatasetInfo) -> tuple[int, int, int]:
+    """(C, H, W) of the images a run trains on, which sizes its SR memory: the data set's own,
+    the ImageNet crop (`image_size`), or the segmentation crop (`crop_size`)."""
+    if info.task == "segment":
+        return (info.input_size[0], *cfg.crop_hw())
+    return info.input_size if info.in_memory else (info.input_size[0], cfg.image_size, cfg.image_size)
+
+
+def trained_model(folder: str | Path) -> tuple[nn.Module, tuple[int, int, int]]:
+    """A run folder's model with its tested checkpoint (best.ckpt) loaded, in eval mode, and the
+    input size it was trained at; no data needed."""
+    from .runs import read_config
+
+    folder = Path(folder)
+    if not (folder / "config.yaml").is_file():
+        raise FileNotFoundError(f"{folder} is not a run folder (no config.yaml): give OUT/<recipe>/<configuration>/seed<k>")
+    if not (folder / "best.ckpt").is_file():
+        raise FileNotFoundError(f"{folder} has no best.ckpt yet: finish the run first (srblock train ... --resume)")
+    cfg = read_config(folder)
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"{folder / 'config.yaml'}: unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
+    info = DATASETS[cfg.dataset]
+    input_size = train_input_size(cfg, info)
+    model = build_model(cfg, info.num_classes, input_size)
+    model.load_state_dict(load_checkpoint(folder / "best.ckpt", cfg.model)["model"])
+    return model.eval(), input_size
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
@@ -241,8 +270,7 @@ def train_run(
 
     # model, optimiser, schedule: the seed decides the init
     fabric.seed_everything(cfg.seed, verbose=False)
-    input_size = info.input_size if info.in_memory else (info.input_size[0], cfg.image_size, cfg.image_size)
-    model = prepare_model(fabric, cfg, build_model(cfg, info.num_classes, input_size))
+    model = prepare_model(fabric, cfg, build_model(cfg, info.num_classes, train_input_size(cfg, info)))
     optimizer = make_optimizer(fabric, cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(multistep_factor, milestones=cfg.milestones, gamma=cfg.gamma)

@@ -38,6 +38,7 @@ from .loop import (
     prepare_model,
     restore,
     size_fields,
+    train_input_size,
     versions,
 )
 from .runs import SEG_METRIC_COLUMNS, MetricsLog, write_result, write_text_atomic
@@ -115,7 +116,7 @@ def train_seg_run(
 
     # model, optimiser, poly schedule: the seed decides the init; the SR memory has the crop's feature size
     fabric.seed_everything(cfg.seed, verbose=False)
-    model = prepare_model(fabric, cfg, build_model(cfg, info.num_classes, (info.input_size[0], *crop)))
+    model = prepare_model(fabric, cfg, build_model(cfg, info.num_classes, train_input_size(cfg, info)))
     optimizer = make_optimizer(fabric, cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
         poly_factor, total=cfg.iterations, power=cfg.poly_power, min_factor=cfg.min_lr / cfg.lr))
