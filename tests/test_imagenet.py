@@ -85,3 +85,27 @@ def test_wrong_layouts_are_clear_errors(tmp_path, damage, message, capsys):
     assert main(["train", "imagenet", "--data", str(root), "--out", str(tmp_path / "runs"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err
+
+
+def test_two_processes_with_uneven_validation_shards(tmp_path):
+    """3 validation images, batch 1, 2 processes: 2 batches on one, 1 on the other; no hang, all counted."""
+    from .test_train import srblock_cli
+
+    root = write_imagenet(tmp_path / "imagenet", per_class=2, val_per_class=1)
+    done = srblock_cli("train", "imagenet", "--data", str(root), "--out", str(tmp_path / "runs"), "--accelerator", "cpu",
+                       "--devices", "2", "--quiet", "--set", "model=resnet10s_cifar", "--set", "epochs=1",
+                       "--set", "batch_size=2", "--set", "eval_batch_size=1", "--set", "image_size=32",
+                       "--set", "num_workers=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [path] = (tmp_path / "runs").rglob("result.json")
+    result = json.loads(path.read_text())
+    assert result["world_size"] == 2
+    # the synced top-1 equals one process scoring the 3 images with the tested checkpoint
+    from srblock.train.loop import trained_model
+
+    model, input_size = trained_model(path.parent)
+    _, _, val = load_dataset("imagenet", root)
+    val = val.with_transform(imagenet_transform(False, 32))
+    with torch.no_grad():
+        hits = sum(int(model(val[i][0][None]).argmax(1).item() == val[i][1]) for i in range(len(val)))
+    assert input_size == (3, 32, 32) and result["test_acc"] == pytest.approx(100 * hits / 3, abs=1e-4)
