@@ -117,6 +117,24 @@ def test_a_class_absent_from_labels_and_predictions_is_left_out_of_the_mean():
     assert scores["miou"].item() == pytest.approx((3 / 4 + 2 / 3) / 2)
 
 
+@pytest.mark.parametrize("item, message", [
+    ("iterations=0", "iterations must be positive"),
+    ("eval_interval=-5", "eval_interval must be positive"),
+    ("crop_size=512", None),
+    ("crop_size=0x5", "crop_size must be HxW"),
+    ("scale_range=[2.0, 0.5]", "scale_range must be"),
+    ("ms_scales=[]", "ms_scales must be"),
+])
+def test_segmentation_keys_are_checked(item, message):
+    from srblock.train.config import parse_set
+
+    if message is None:
+        assert make_config("cityscapes", parse_set([item])).crop_hw() == (512, 512)
+        return
+    with pytest.raises(ValueError, match=message):
+        parse_set([item])
+
+
 def test_poly_schedule_decays_to_the_minimum():
     factors = [poly_factor(i, 80_000, 0.9, 1e-4 / 0.01) for i in (0, 40_000, 80_000)]
     assert factors[0] == 1.0 and factors[2] == pytest.approx(0.01)

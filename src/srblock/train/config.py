@@ -84,6 +84,8 @@ def parse_hw(text: str, key: str) -> tuple[int, int]:
 
 KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _TYPES = typing.get_type_hints(TrainConfig)
+POSITIVE = {"epochs", "batch_size", "eval_batch_size", "iterations", "eval_interval", "save_interval", "image_size",
+            "sr_blocks", "sr_hidden", "sr_squeeze", "lr"}
 CHOICES = {"loader": ("fast", "dataloader"), "precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")}
 
 
@@ -123,6 +125,8 @@ def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None
         close = difflib.get_close_matches(key, KEYS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(KEYS)}")
+    if key == "crop_size" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # `crop_size: 512` in a YAML file: a square crop
     checked = _check(key, value, _TYPES[key])
     if checked is None and value is not None:
         raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, got {value!r}")
@@ -130,6 +134,12 @@ def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None
         raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, not null")
     if key == "crop_size":
         parse_hw(checked, f"{source}: crop_size")
+    if key in POSITIVE and checked is not None and checked <= 0:
+        raise ValueError(f"{source}: {key} must be positive, got {checked!r}")
+    if key == "scale_range" and (len(checked) != 2 or not 0 < checked[0] <= checked[1]):
+        raise ValueError(f"{source}: scale_range must be [low, high] with 0 < low <= high, got {checked!r}")
+    if key == "ms_scales" and (not checked or min(checked) <= 0):
+        raise ValueError(f"{source}: ms_scales must be a non-empty list of positive scales, got {checked!r}")
     if key in CHOICES and checked not in CHOICES[key]:
         raise ValueError(f"{source}: {key} must be one of {', '.join(CHOICES[key])}, got {checked!r}")
     values[key] = checked
@@ -150,6 +160,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(text) if text else None
         except yaml.YAMLError:
             value = text
+        if key.strip() == "crop_size":
+            value = text  # HxW as written: YAML would read 0x100 as a hexadecimal number
         set_value(values, key.strip(), value, f"--set {item}")
     return values
 
