@@ -112,7 +112,8 @@ def train_seg_run(
         raise ValueError(f"{len(train_set)} training images make no batch of {cfg.batch_size}: lower batch_size")
     eval_set = val_set if len(val_set) else test_set
     eval_loader = make_file_loader(eval_set.with_transform(whole), batch_size=cfg.eval_batch_size, train=False, **shard)
-    test_loader = make_file_loader(test_set.with_transform(whole), batch_size=cfg.eval_batch_size, train=False, **shard)
+    test_loader = eval_loader if eval_set is test_set else make_file_loader(
+        test_set.with_transform(whole), batch_size=cfg.eval_batch_size, train=False, **shard)
 
     # model, optimiser, poly schedule: the seed decides the init; the SR memory has the crop's feature size
     fabric.seed_everything(cfg.seed, verbose=False)
