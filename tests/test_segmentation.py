@@ -323,7 +323,9 @@ def test_analyze_refuses_a_segmentation_run_and_report_shows_it(cityscapes, tmp_
     # the report shows what a segmentation run has: config, curves over iterations, mIoU
     assert main(["report", str(folder), "--data", str(cityscapes), "--out", str(tmp_path / "report.html")]) == 0
     page = (tmp_path / "report.html").read_text()
-    assert "test_miou_ms" in page and "segmentation runs are not supported" in page and "data:image/png;base64" in page
+    assert "test_miou_ms" in page and "segmentation runs are not supported" in page
+    assert page.count("data:image/png;base64") == 2  # learning curves, and images beside labels and predictions
+    assert (folder / "analysis" / "segmentation_examples.png").is_file()
 
 
 def test_two_processes_count_every_validation_image_once(tmp_path):

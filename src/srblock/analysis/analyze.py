@@ -44,7 +44,8 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
     if not DATASETS[cfg.dataset].in_memory:
         raise ValueError(
             f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
-            "(data sets held in memory); ImageNet and segmentation runs are not supported yet"
+            "(data sets held in memory); ImageNet and segmentation runs are not supported yet "
+            "(`srblock report RUN_DIR` shows a segmentation run's predictions)"
         )
     info, train, val, test = load_splits(cfg, data_root)
     return LoadedRun(folder, cfg, info, model.eval(), {"train": train, "val": val, "test": test})

@@ -8,8 +8,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency, and in grey print
 COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -140,3 +142,35 @@ def _segmentation_curves(rows: list[dict[str, float]], path: Path) -> Path:
     loss_ax.legend(fontsize=7)
     score_ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def segmentation_examples_figure(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
+                                 classes: tuple[str, ...], path: Path, ignore_index: int = 255) -> Path:
+    """Image, ground truth and prediction side by side, one row per image, with a class legend.
+
+    Ignored pixels are white in the ground truth. Colours come from matplotlib's tab20 (20
+    distinct hues: enough for Cityscapes' 19 classes), in class order.
+    """
+    from matplotlib.colors import ListedColormap
+
+    cmap = ListedColormap(plt.get_cmap("tab20").colors[: len(classes)])
+    rows = len(images)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.2 * rows + 0.8), squeeze=False)
+    for row, (image, label, pred) in enumerate(zip(images, labels, preds)):
+        shown = image.permute(1, 2, 0).squeeze(-1).numpy()
+        axes[row][0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        truth = np.ma.masked_equal(label.numpy(), ignore_index)
+        axes[row][1].imshow(truth, cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5, interpolation="nearest")
+        axes[row][2].imshow(pred.numpy(), cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5, interpolation="nearest")
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, title in zip(axes[0], ("image", "ground truth (white: ignored)", "prediction")):
+        ax.set_title(title)
+    handles = [matplotlib.patches.Patch(color=cmap(i), label=name) for i, name in enumerate(classes)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(classes), 6), fontsize=7, frameon=False)
+    legend_rows = -(-len(classes) // 6)
+    fig.tight_layout(rect=(0, (0.22 * legend_rows + 0.1) / fig.get_figheight(), 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return path

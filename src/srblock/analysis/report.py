@@ -13,6 +13,7 @@ from ..results import collect_results, md_columns, summarize
 from ..train.runs import read_metrics
 from . import run_analysis
 from .plots import learning_curves_figure
+from .seg_examples import segmentation_examples
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -54,6 +55,11 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
                   else ["test_acc", "test_top5", "best_val_acc", "best_epoch"])
         keys = [*scores, "params", "sr_params", "oh_pct", "wall_time_s", "device"]
         parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
+    if (folder / "class_iou.md").is_file():  # a segmentation run: what it predicts
+        try:
+            parts.append("<h3>Predictions</h3>" + _img(segmentation_examples(folder, data_root), "test images, labels, predictions"))
+        except (OSError, ValueError) as err:
+            parts.append(f"<h3>Predictions</h3><p>{html.escape(str(err))}</p>")
     try:
         paths = run_analysis(folder, classes, per_class, split, data_root)
     except ValueError as err:  # a run without SR blocks, or of a data set the analyses do not read: say so

@@ -1,0 +1,39 @@
+"""What a segmentation run predicts: the first test images beside their labels and predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data import DATASETS
+from ..data.seg_transforms import SegEvalTransform
+from ..seg_eval import segment
+from ..train.loop import load_splits, trained_model
+from ..train.runs import read_config
+from .plots import segmentation_examples_figure
+
+
+@torch.no_grad()
+def segmentation_examples(folder: str | Path, data_root: str | Path | None = None, count: int = 4) -> Path:
+    """RUN_DIR/analysis/segmentation_examples.png: `count` test images, their labels and the
+    tested checkpoint's whole-image predictions."""
+    folder = Path(folder)
+    model, _ = trained_model(folder)
+    cfg = read_config(folder)
+    info = DATASETS[cfg.dataset]
+    if info.task != "segment":
+        raise ValueError(f"{folder} is a {cfg.dataset} run, not a segmentation run")
+    _, _, _, test = load_splits(cfg, data_root)
+    normalise = SegEvalTransform(info.mean, info.std)
+    images, labels, preds = [], [], []
+    for i in range(min(count, len(test))):
+        image, label = test[i]
+        x, _ = normalise(image, label)
+        images.append(image)
+        labels.append(label)
+        preds.append(segment(model, x[None]).argmax(1)[0])
+    out = folder / "analysis"
+    out.mkdir(exist_ok=True)
+    return segmentation_examples_figure(images, labels, preds, test.classes, out / "segmentation_examples.png",
+                                        ignore_index=info.ignore_index)
