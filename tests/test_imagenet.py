@@ -103,7 +103,7 @@ def test_two_processes_with_uneven_validation_shards(tmp_path):
     # the synced top-1 equals one process scoring the 3 images with the tested checkpoint
     from srblock.train.loop import trained_model
 
-    model, input_size = trained_model(path.parent)
+    model, _, input_size = trained_model(path.parent)
     _, _, val = load_dataset("imagenet", root)
     val = val.with_transform(imagenet_transform(False, 32))
     with torch.no_grad():

@@ -203,7 +203,7 @@ def _attach(model: nn.Module, stage_name: str, block: SqueezeRemember, input_siz
 def add_sr(
     model: nn.Module,
     stage: int | str,
-    memory_blocks: int = 4,
+    memory_blocks: int | None = None,
     hidden: int = 8,
     squeeze_channels: int = 1,
     input_size: Sequence[int] | None = None,
@@ -212,9 +212,13 @@ def add_sr(
     """Puts a fresh SR block after `stage` (1-based, or a module name) of `model`, in place.
 
     The block's C, H and W come from one dummy forward at `input_size` (channels, height,
-    width); without it, the model's own default input size is used where it has one. The
-    model computes exactly what it computed before, as the block's memory starts at zero.
+    width); without it, the model's own default input size is used where it has one. Without
+    `memory_blocks` (P) the model's own choice is taken (`sr_default_blocks`: the paper's P for
+    srblock's segmentation models), else 4. The model computes exactly what it computed before,
+    as the block's memory starts at zero.
     """
+    if memory_blocks is None:
+        memory_blocks = getattr(model, "sr_default_blocks", 4)
     stage_name = _resolve_stage(model, stage)
     if isinstance(getattr(model.get_submodule(stage_name), SR_CHILD, None), SqueezeRemember):
         raise ValueError(

@@ -46,9 +46,16 @@ def count_params(model: nn.Module) -> int:
 @functools.lru_cache(maxsize=None)
 def plain_params(name: str, num_classes: int | None = None, in_chans: int | None = None) -> int:
     """Parameters of the plain model (no attention, no SR): the base of the OH column."""
-    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
     with torch.device("meta"):
-        return count_params(create_model(name, **kwargs))
+        return count_params(create_model(name, num_classes=num_classes, in_chans=in_chans))
+
+
+def overhead(model: nn.Module, base: int) -> dict[str, int | float]:
+    """Parameters of `model`, of its SR blocks, and both overheads (in %) over `base`, the plain model's."""
+    params = count_params(model)
+    sr = sum(count_params(b) for _, b in find_sr_blocks(model))
+    return {"base_params": base, "sr_params": sr, "params": params,
+            "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base}
 
 
 def _label(name: str, attn: str | None, reg: str | None, sr_stage: Any) -> str:
@@ -71,33 +78,26 @@ def param_count(
     label: str | None = None,
 ) -> dict[str, Any]:
     """One row: parameters of a configuration, of its plain model, of its SR blocks, and OH."""
-    given = (("attn", attn), ("reg", reg), ("num_classes", num_classes), ("in_chans", in_chans))
-    kwargs: dict[str, Any] = {k: v for k, v in given if v is not None}  # segmentation models take no attn/reg
     with torch.device("meta"):
         model = create_model(
             name,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            attn=attn,
+            reg=reg,
             sr_stage=sr_stage,
             sr_blocks=sr_blocks,
             sr_hidden=sr_hidden,
             sr_squeeze=sr_squeeze,
             input_size=input_size,
-            **kwargs,
         )
-    blocks = find_sr_blocks(model)
-    base = plain_params(name, num_classes, in_chans)
-    params = count_params(model)
-    sr = sum(count_params(b) for _, b in blocks)
     return {
         "name": label or _label(name, attn, reg, sr_stage),
         "sr_at": ", ".join(
             f"{n.removesuffix('.sr')} ({b.channels}x{b.size[0]}x{b.size[1]}, P={b.memory_blocks})"
-            for n, b in blocks
+            for n, b in find_sr_blocks(model)
         ),
-        "base_params": base,
-        "sr_params": sr,
-        "params": params,
-        "sr_oh_pct": 100.0 * sr / base,
-        "oh_pct": 100.0 * (params - base) / base,
+        **overhead(model, plain_params(name, num_classes, in_chans)),
     }
 
 

@@ -57,13 +57,15 @@ def create_model(
 
     `input_size` (channels, height, width) is the size the model will be fed; it sizes the SR
     memory and defaults to the model's own (32x32 for the CIFAR models, 224x224 for ImageNet).
-    Other keyword arguments go to the model's builder (num_classes, in_chans, attn, reg...).
-    `sr_blocks` (P) defaults to the model's own choice (`sr_default_blocks`: the paper's P for the
-    segmentation models), else 4.
+    Other keyword arguments go to the model's builder (num_classes, in_chans, attn, reg...); one
+    given as None is left to the builder's default, so callers need not know which builders take
+    it (segmentation models take no attn or reg). `sr_blocks` (P) defaults to the model's own
+    choice, else 4 (see `add_sr`).
     """
     if name not in _MODELS:
         raise ValueError(unknown_model_message(name))
     valid = model_kwargs(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise ValueError(
@@ -75,7 +77,7 @@ def create_model(
         add_sr(
             model,
             sr_stage,
-            memory_blocks=sr_blocks if sr_blocks is not None else getattr(model, "sr_default_blocks", 4),
+            memory_blocks=sr_blocks,
             hidden=sr_hidden,
             squeeze_channels=sr_squeeze,
             input_size=input_size,

@@ -13,16 +13,19 @@ from .train.runs import RESULT_FILE
 METRICS = ("test_acc", "test_top5", "test_miou", "test_macc", "test_miou_ms", "test_macc_ms")
 
 
+def _present(rows: list[dict[str, Any]]) -> list[str]:
+    """The metrics that at least one of `rows` has."""
+    return [m for m in METRICS if any(r.get(m) is not None for r in rows)]
+
+
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The readable table's columns: the metrics these rows have, as mean ± std."""
-    present = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
-    return ("table", "name", "M", "P", "seeds", *present, "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+    return ("table", "name", "M", "P", "seeds", *_present(rows), "oh_pct", "paper_acc", "paper_oh_pct", "folder")
 
 
 def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The CSV/JSON columns: each metric's mean and std as numbers."""
-    present = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
-    stats = [f"{m}_{s}" for m in present for s in ("mean", "std")]
+    stats = [f"{m}_{s}" for m in _present(rows) for s in ("mean", "std")]
     return ("table", "name", "M", "P", "seeds", *stats, "oh_pct", "sr_oh_pct",
             "paper_acc_mean", "paper_acc_std", "paper_oh_pct", "folder")
 

@@ -22,7 +22,6 @@ from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
 from ..train.config import TrainConfig
 from ..train.loop import load_splits, trained_model
-from ..train.runs import read_config
 
 SPLITS = ("val", "test", "train")
 
@@ -39,8 +38,7 @@ class LoadedRun:
 def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedRun:
     """A finished run's best checkpoint in its model, and its data split as in training."""
     folder = Path(folder)
-    model, _ = trained_model(folder)
-    cfg = read_config(folder)
+    model, cfg, _ = trained_model(folder)
     if not DATASETS[cfg.dataset].in_memory:
         raise ValueError(
             f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
@@ -48,7 +46,7 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
             "(`srblock report RUN_DIR` shows a segmentation run's predictions)"
         )
     info, train, val, test = load_splits(cfg, data_root)
-    return LoadedRun(folder, cfg, info, model.eval(), {"train": train, "val": val, "test": test})
+    return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test})
 
 
 def batches(images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> DeviceLoader:

@@ -10,7 +10,6 @@ from ..data import DATASETS
 from ..data.seg_transforms import SegEvalTransform
 from ..seg_eval import segment
 from ..train.loop import load_splits, trained_model
-from ..train.runs import read_config
 from .plots import segmentation_examples_figure
 
 
@@ -19,8 +18,7 @@ def segmentation_examples(folder: str | Path, data_root: str | Path | None = Non
     """RUN_DIR/analysis/segmentation_examples.png: `count` test images, their labels and the
     tested checkpoint's whole-image predictions."""
     folder = Path(folder)
-    model, _ = trained_model(folder)
-    cfg = read_config(folder)
+    model, cfg, _ = trained_model(folder)
     info = DATASETS[cfg.dataset]
     if info.task != "segment":
         raise ValueError(f"{folder} is a {cfg.dataset} run, not a segmentation run")

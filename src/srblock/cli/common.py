@@ -112,12 +112,11 @@ def build_from_args(args: argparse.Namespace):
         model = timm.create_model(name, **classes)
         default = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
     elif kind == "":
-        model = create_model(name, **classes, **({"attn": args.attn} if args.attn else {}))
+        model = create_model(name, attn=args.attn, **classes)
         default = tuple(model.default_input_size)
     else:
         raise ValueError(f"unknown model source {kind!r}: write NAME, tv:NAME or timm:NAME")
     input_size = (default[0], *args.size) if args.size else default
     if args.sr_stage is not None:
-        blocks = args.sr_blocks or getattr(model, "sr_default_blocks", 4)
-        add_sr(model, args.sr_stage, memory_blocks=blocks, hidden=args.sr_hidden, input_size=input_size)
+        add_sr(model, args.sr_stage, memory_blocks=args.sr_blocks, hidden=args.sr_hidden, input_size=input_size)
     return model, input_size

@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.run_dir:
-        model, input_size = trained_model(args.run_dir)
+        model, _, input_size = trained_model(args.run_dir)
     else:
         model, input_size = build_from_args(args)
     path = export_onnx(model, input_size, Path(args.onnx), dynamic_batch=args.dynamic_batch)

@@ -11,7 +11,7 @@ import functools
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -36,30 +36,28 @@ from ..data import (
 from ..data.imagenet import ImageFiles, collate_encoded, decode_batch, imagenet_transform
 from ..data.sampler import item_seed
 from ..insert import sr_blocks
-from ..params import count_params, plain_params
+from ..params import overhead, plain_params
 from ..registry import create_model
 from .checkpoint import load_checkpoint, save_atomic, set_rng_state, training_state
 from .config import TrainConfig
-from .runs import METRIC_COLUMNS, MetricsLog, claim_run_dir, write_result
+from .runs import METRIC_COLUMNS, MetricsLog, claim_run_dir, read_config, write_result
 from .schedule import multistep_factor
 
 
 def build_model(cfg: TrainConfig, num_classes: int, input_size: tuple[int, int, int]) -> nn.Module:
-    """The run's model, from the zoo, with its SR block sized for the images it is trained on.
-
-    attn, reg and reg_rate go to the builder only when set: segmentation models take none.
-    """
-    options = {k: v for k, v in (("attn", cfg.attn), ("reg", cfg.reg), ("reg_rate", cfg.reg_rate)) if v is not None}
+    """The run's model, from the zoo, with its SR block sized for the images it is trained on."""
     return create_model(
         cfg.model,
         num_classes=num_classes,
         in_chans=input_size[0],
+        attn=cfg.attn,
+        reg=cfg.reg,
+        reg_rate=cfg.reg_rate,
         sr_stage=cfg.sr_stage,
         sr_blocks=cfg.sr_blocks,
         sr_hidden=cfg.sr_hidden,
         sr_squeeze=cfg.sr_squeeze,
         input_size=input_size,
-        **options,
     )
 
 
@@ -71,11 +69,15 @@ def train_input_size(cfg: TrainConfig, info: DatasetInfo) -> tuple[int, int, int
     return info.input_size if info.in_memory else (info.input_size[0], cfg.image_size, cfg.image_size)
 
 
-def trained_model(folder: str | Path) -> tuple[nn.Module, tuple[int, int, int]]:
-    """A run folder's model with its tested checkpoint (best.ckpt) loaded, in eval mode, and the
-    input size it was trained at; no data needed."""
-    from .runs import read_config
+class TrainedModel(NamedTuple):
+    model: nn.Module
+    cfg: TrainConfig
+    input_size: tuple[int, int, int]
 
+
+def trained_model(folder: str | Path) -> TrainedModel:
+    """A run folder's model with its tested checkpoint (best.ckpt) loaded, in eval mode, with the
+    run's config and the input size it was trained at; no data needed."""
     folder = Path(folder)
     if not (folder / "config.yaml").is_file():
         raise FileNotFoundError(f"{folder} is not a run folder (no config.yaml): give OUT/<recipe>/<configuration>/seed<k>")
@@ -88,7 +90,7 @@ def trained_model(folder: str | Path) -> tuple[nn.Module, tuple[int, int, int]]:
     input_size = train_input_size(cfg, info)
     model = build_model(cfg, info.num_classes, input_size)
     model.load_state_dict(load_checkpoint(folder / "best.ckpt", cfg.model)["model"])
-    return model.eval(), input_size
+    return TrainedModel(model.eval(), cfg, input_size)
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
@@ -111,11 +113,7 @@ def load_splits(cfg: TrainConfig, data_root: str | Path | None) -> tuple[Dataset
 
 def size_fields(cfg: TrainConfig, model: nn.Module, info: DatasetInfo) -> dict[str, Any]:
     """result.json's parameter counts: the model's, its plain model's, its SR blocks', and OH."""
-    base = plain_params(cfg.model, info.num_classes, info.input_size[0])
-    params = count_params(model)
-    sr = sum(count_params(b) for _, b in sr_blocks(model))
-    return {"params": params, "base_params": base, "sr_params": sr,
-            "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base}
+    return overhead(model, plain_params(cfg.model, info.num_classes, info.input_size[0]))
 
 
 def claim_folder(fabric: Fabric, cfg: TrainConfig, folder: Path, resume: bool) -> None:
@@ -158,8 +156,7 @@ class _Loader:
     def __init__(self, fabric: Fabric, cfg: TrainConfig, data: ImageSet | ImageFiles, mean, std, train: bool) -> None:
         batch = cfg.batch_size if train else cfg.eval_batch_size
         aug = dict(crop_padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed)
-        self.generator, self.device, self.decode = None, fabric.device, None
-        self.seed, self.channels_last = cfg.seed, cfg.channels_last and cfg.loader != "fast"
+        self.generator, self.device, self.decode, self.seed = None, fabric.device, None, cfg.seed
         if isinstance(data, ImageFiles):
             transform = imagenet_transform(train, cfg.image_size, mean, std)
             if cfg.gpu_decode:
@@ -171,7 +168,6 @@ class _Loader:
                 world_size=fabric.world_size, num_workers=cfg.num_workers,
                 collate_fn=collate_encoded if cfg.gpu_decode else None,
             )
-            self.channels_last = cfg.channels_last
         elif cfg.loader == "fast":
             self.loader = DeviceLoader(
                 data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
@@ -185,6 +181,8 @@ class _Loader:
             )
             self.generator = loader.generator
             self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
+        # the fast path makes channels_last batches itself
+        self.channels_last = cfg.channels_last and not isinstance(self.loader, DeviceLoader)
 
     def epoch(self, epoch: int):
         """The batches of `epoch`: order and augmentation depend on (seed, epoch) only."""
