@@ -20,7 +20,7 @@ EPILOG = """\
 Trains resnet10s_cifar (one BasicBlock per stage, widths 16-128) on Fashion-MNIST (the Debian
 package dataset-fashion-mnist, or --data) with the fashion_mnist recipe, once plain and once with
 an SR block after stage 3 (P = 4, h = 8), and prints their test accuracy, parameters and SR
-overhead. About 9 minutes on 2 CPU cores; finished runs are reused and a stopped
+overhead. 7 to 9 minutes on 2 CPU cores; finished runs are reused and a stopped
 run continues where it stopped.
 
 With --task seg: fcn_resnet10s (the same small ResNet as an output-stride-8 FCN with an auxiliary
