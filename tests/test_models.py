@@ -7,7 +7,7 @@ import srblock
 from srblock import count_params, create_model, init_weights, list_models, register_model, sr_blocks
 from srblock.models.layers import DEFAULT_REG_RATE
 
-from .conftest import fill_memory
+from .helpers import fill_memory
 
 CLASSIFIERS = ["resnet10s_cifar", "resnet18_cifar", "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"]
 SEGMENTERS = ["deeplabv3_r50_d8", "fcn_r50_d8", "fcn_resnet10s"]
@@ -52,7 +52,7 @@ def test_plain_resnet18_cifar_has_the_cifar_stem():
     assert create_model("resnet50", num_classes=10).default_input_size == (3, 224, 224)
 
 
-def test_issue_example():
+def test_resnet18_with_se_d2d_and_an_sr_block():
     model = create_model("resnet18_cifar", num_classes=100, attn="se", reg="d2d", sr_stage=3, sr_blocks=6, sr_hidden=8)
     (name, block), = sr_blocks(model)
     assert name == "layer3.sr"
@@ -163,8 +163,14 @@ def test_unknown_model():
 
 
 def test_unknown_keyword():
-    with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_path'; valid: num_classes, in_chans"):
+    with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_path'; valid: block, layers, num_classes, in_chans"):
         create_model("resnet18_cifar", drop_path=0.1)
+    # checked against the model class, so each model takes what its class takes
+    assert create_model("vgg16_bn_cifar", drop_rate=0.3).classifier[2].p == 0.3
+    with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_rate'"):
+        create_model("resnet18_cifar", drop_rate=0.3)
+    with pytest.raises(ValueError, match="fcn_resnet10s takes no argument 'attn'; valid: head, backbone, num_classes"):
+        create_model("fcn_resnet10s", attn="se")
 
 
 @pytest.mark.parametrize(
@@ -195,3 +201,62 @@ def test_duplicate_registration_is_refused():
     with pytest.raises(ValueError, match="model 'resnet18_cifar' is already registered"):
         register_model(resnet18_cifar)
     assert create_model("resnet18_cifar").__class__.__name__ == "ResNet"
+
+
+def test_builders_take_their_class_arguments():
+    """Any argument of the model class can be changed by name, as timm's builders allow."""
+    narrow = create_model("resnet18_cifar", widths=(8, 16, 32, 64), num_classes=10)
+    assert narrow.layer4[0].conv1.out_channels == 64 and narrow.fc.in_features == 64
+    deeper = create_model("resnet10s_cifar", layers=[2, 1, 1, 1])
+    assert len(deeper.layer1) == 2
+    assert create_model("fcn_r50_d8", aux=False, num_classes=5).aux_classifier is None
+
+
+def test_narrow_resnets_dilate_where_asked():
+    """Stages rebuilt at other widths dilate instead of striding, as torchvision's own do."""
+    from torchvision.models.resnet import Bottleneck
+
+    from srblock.models import ResNet
+
+    net = ResNet(Bottleneck, [1, 1, 2, 2], widths=(8, 16, 32, 64), replace_stride_with_dilation=[False, True, True])
+    assert net.layer3[0].conv2.stride == net.layer4[0].conv2.stride == (1, 1)
+    assert net.layer3[1].conv2.dilation == (2, 2) and net.layer4[1].conv2.dilation == (4, 4)
+    x = torch.randn(1, 3, 64, 64)
+    assert net.forward_features(x).shape[-2:] == (8, 8)  # output stride 8
+    assert [info["reduction"] for info in net.feature_info] == [4, 8, 8, 8]
+
+
+@pytest.mark.parametrize("name, stage", [("timm:convnext_atto", "stages.2.sr"), ("tv:resnet18", "layer3.sr")])
+def test_torchvision_and_timm_models_by_name(name, stage):
+    model = create_model(name, num_classes=10, sr_stage=3)
+    assert [n for n, _ in sr_blocks(model)] == [stage]
+    assert model.default_input_size == (3, 224, 224)
+    plain = srblock.remove_sr(create_model(name, num_classes=10, sr_stage=3))
+    assert count_params(model) > count_params(plain)
+    model.eval()
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_timm_model_with_other_input_channels_and_size():
+    model = create_model("timm:resnet18", num_classes=3, in_chans=1, sr_stage=4, input_size=(1, 64, 64))
+    assert sr_blocks(model)[0][1].size == (2, 2) and model.default_input_size == (1, 64, 64)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("timm:convnext_atoo", "unknown timm model 'convnext_atoo' (did you mean 'convnext_atto'"),
+    ("tv:resnet181", "unknown torchvision model 'resnet181' (did you mean 'resnet18'"),
+    ("hf:bert", "unknown model source 'hf' in 'hf:bert': write NAME, tv:NAME or timm:NAME"),
+])
+def test_unknown_external_names(name, message):
+    with pytest.raises(ValueError) as err:
+        create_model(name)
+    assert message in str(err.value)
+    with pytest.raises(ValueError, match="takes 3 input channels only"):
+        create_model("tv:resnet18", in_chans=1)
+
+
+def test_default_p_is_the_models_own():
+    from srblock.registry import default_sr_blocks
+
+    assert (default_sr_blocks("fcn_r50_d8"), default_sr_blocks("deeplabv3_r50_d8")) == (3, 2)
+    assert default_sr_blocks("resnet18_cifar") == default_sr_blocks("timm:resnet18") == 4

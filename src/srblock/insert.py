@@ -18,6 +18,7 @@ from torch import nn
 from .block import ActLayer, SqueezeRemember
 
 SR_CHILD = "sr"
+DEFAULT_MEMORY_BLOCKS = 4  # P where neither the caller nor the model chooses
 
 # feature_info entries that are a network's stem, not one of its stages
 _STEM = re.compile(r"^(stem.*|act1|bn1|conv1|conv_stem|bn_stem|norm0)$")
@@ -218,7 +219,7 @@ def add_sr(
     as the block's memory starts at zero.
     """
     if memory_blocks is None:
-        memory_blocks = getattr(model, "sr_default_blocks", 4)
+        memory_blocks = getattr(model, "sr_default_blocks", DEFAULT_MEMORY_BLOCKS)
     stage_name = _resolve_stage(model, stage)
     if isinstance(getattr(model.get_submodule(stage_name), SR_CHILD, None), SqueezeRemember):
         raise ValueError(

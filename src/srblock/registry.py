@@ -1,26 +1,43 @@
-"""Model registry, timm-style: `register_model`, `list_models`, `create_model`."""
+"""Model registry, timm-style: `register_model`, `list_models`, `create_model`.
+
+`create_model` builds srblock's zoo by name, and any torchvision or timm model as `tv:NAME` or
+`timm:NAME`, each with an SR block after a stage when `sr_stage` is given.
+"""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
+import typing
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
 
 from .block import ActLayer
-from .insert import add_sr
+from .insert import DEFAULT_MEMORY_BLOCKS, add_sr
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MODEL_CLASSES: dict[str, type[nn.Module] | None] = {}
+
+SR_KWARGS = ("sr_stage", "sr_blocks", "sr_hidden", "sr_squeeze", "sr_act", "input_size")
+EXTERNAL = ("tv", "timm")  # prefixes of `create_model` names from torchvision and timm
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Registers a model builder under its function name; a name is registered once only."""
+    """Registers a model builder under its function name; a name is registered once only.
+
+    The builder's return annotation names the model class whose constructor checks the keyword
+    arguments `create_model` passes on (timm's convention: `def name(**kwargs) -> ModelClass`).
+    """
     name = fn.__name__
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered; choose another function name")
+    returned = typing.get_type_hints(fn).get("return")
     _MODELS[name] = fn
+    _MODEL_CLASSES[name] = returned if isinstance(returned, type) and issubclass(returned, nn.Module) else None
     return fn
 
 
@@ -29,17 +46,65 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
-def unknown_model_message(name: str) -> str:
-    close = difflib.get_close_matches(name, _MODELS, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown model {name!r}{hint}; choose one of: {', '.join(list_models())}"
+def _unknown(name: str, known: Sequence[str], where: str, n: int = 1) -> str:
+    close = difflib.get_close_matches(name, known, n=n)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    return f"unknown {where} {name!r}{hint}"
 
 
 def model_kwargs(name: str) -> list[str]:
-    """The keyword arguments a registered model's builder takes (besides the sr_* ones)."""
+    """The keyword arguments a registered model takes (besides the sr_* ones): its class's."""
     if name not in _MODELS:
-        raise ValueError(unknown_model_message(name))
-    return list(inspect.signature(_MODELS[name]).parameters)
+        raise ValueError(f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}")
+    target = _MODEL_CLASSES[name] or _MODELS[name]
+    params = inspect.signature(target).parameters.values()
+    return [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def _accepts_any(name: str) -> bool:
+    """A builder without a model class that takes **kwargs: its own checks apply."""
+    target = _MODEL_CLASSES[name] or _MODELS[name]
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(target).parameters.values())
+
+
+def _create_zoo(name: str, kwargs: dict[str, object]) -> nn.Module:
+    valid = model_kwargs(name)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown and not _accepts_any(name):
+        raise ValueError(
+            f"{name} takes no argument {', '.join(map(repr, unknown))}; valid: {', '.join(valid + list(SR_KWARGS))}"
+        )
+    return _MODELS[name](**kwargs)
+
+
+def _create_external(source: str, name: str, kwargs: dict[str, object]) -> nn.Module:
+    """A torchvision (`tv`) or timm model by name, with `num_classes` / `in_chans` where given."""
+    import timm
+    import torchvision
+
+    if source == "timm":
+        known = timm.list_models()
+        if name not in known:
+            raise ValueError(f"{_unknown(name, known, 'timm model', n=3)}; see timm.list_models()")
+        try:
+            model = timm.create_model(name, **kwargs)
+        except TypeError as err:
+            raise ValueError(f"timm:{name} does not take these arguments ({err})") from None
+        size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+        model.default_input_size = (int(kwargs.get("in_chans", size[0])), *size[1:])
+        return model
+    known = torchvision.models.list_models()
+    if name not in known:
+        raise ValueError(f"{_unknown(name, known, 'torchvision model', n=3)}; see torchvision.models.list_models()")
+    if kwargs.get("in_chans", 3) != 3:
+        raise ValueError(f"tv:{name} takes 3 input channels only: use a timm model (timm:NAME) for in_chans != 3")
+    kwargs.pop("in_chans", None)
+    try:
+        model = torchvision.models.get_model(name, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"tv:{name} does not take these arguments ({err})") from None
+    model.default_input_size = (3, 224, 224)
+    return model
 
 
 def create_model(
@@ -53,36 +118,38 @@ def create_model(
     input_size: Sequence[int] | None = None,
     **kwargs: object,
 ) -> nn.Module:
-    """Builds a registered model, with an SR block after stage `sr_stage` when it is given.
+    """Builds a model by name, with an SR block after stage `sr_stage` when it is given.
 
+    `name` is a registered model (`list_models()`), `tv:NAME` (torchvision) or `timm:NAME`.
     `input_size` (channels, height, width) is the size the model will be fed; it sizes the SR
-    memory and defaults to the model's own (32x32 for the CIFAR models, 224x224 for ImageNet).
-    Other keyword arguments go to the model's builder (num_classes, in_chans, attn, reg...); one
-    given as None is left to the builder's default, so callers need not know which builders take
-    it (segmentation models take no attn or reg). `sr_blocks` (P) defaults to the model's own
-    choice, else 4 (see `add_sr`).
+    memory and defaults to the model's own (32x32 for the CIFAR models, 224x224 for ImageNet,
+    timm's `pretrained_cfg`). Other keyword arguments go to the model (num_classes, in_chans,
+    attn, reg...); one given as None is left to the model's default, so callers need not know
+    which models take it (segmentation models take no attn or reg). `sr_blocks` (P) defaults
+    to the model's own choice, else 4 (see `add_sr`).
     """
-    if name not in _MODELS:
-        raise ValueError(unknown_model_message(name))
-    valid = model_kwargs(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"{name} takes no argument {', '.join(map(repr, unknown))}; valid: "
-            f"{', '.join(valid + ['sr_stage', 'sr_blocks', 'sr_hidden', 'sr_squeeze', 'sr_act', 'input_size'])}"
-        )
-    model = _MODELS[name](**kwargs)
+    source, _, bare = name.rpartition(":")
+    if source in EXTERNAL:
+        model = _create_external(source, bare, kwargs)
+    elif source:
+        raise ValueError(f"unknown model source {source!r} in {name!r}: write NAME, tv:NAME or timm:NAME")
+    elif name in _MODELS:
+        model = _create_zoo(name, kwargs)
+    else:
+        raise ValueError(f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}")
     if sr_stage is not None:
-        add_sr(
-            model,
-            sr_stage,
-            memory_blocks=sr_blocks,
-            hidden=sr_hidden,
-            squeeze_channels=sr_squeeze,
-            input_size=input_size,
-            act=sr_act,
-        )
+        add_sr(model, sr_stage, memory_blocks=sr_blocks, hidden=sr_hidden, squeeze_channels=sr_squeeze,
+               input_size=input_size, act=sr_act)
     if input_size is not None:
         model.default_input_size = tuple(input_size)
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def default_sr_blocks(name: str) -> int:
+    """The P a model takes when none is given: its own choice (the paper's, for the segmentation
+    models), else 4. Read off a copy built on the meta device, which costs no memory."""
+    with torch.device("meta"):
+        model = create_model(name)
+    return int(getattr(model, "sr_default_blocks", DEFAULT_MEMORY_BLOCKS))

@@ -98,8 +98,9 @@ class ResNet(tv.ResNet):
         rate = check_reg(reg, reg_rate)
         block_fn = _block_with_attn(block, attn)
         super().__init__(block_fn, layers, num_classes=num_classes, replace_stride_with_dilation=replace_stride_with_dilation)
+        dilate = list(replace_stride_with_dilation or [False] * 3)
         if tuple(widths) != (64, 128, 256, 512):
-            self._rebuild_stages(block_fn, layers, tuple(widths), num_classes)
+            self._rebuild_stages(block_fn, layers, tuple(widths), num_classes, dilate)
         if cifar_stem:
             self.conv1 = nn.Conv2d(in_chans, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
@@ -110,22 +111,26 @@ class ResNet(tv.ResNet):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
                 getattr(self, f"layer{stage}").add_module("drop", layer)
-        reduction, dilated = 1 if cifar_stem else 4, [False, *(replace_stride_with_dilation or [False] * 3)]
+        self.cifar_stem = cifar_stem
+        reduction, dilated = 1 if cifar_stem else 4, [False, *dilate]
         self.feature_info = []
         for i in range(4):
             reduction *= 1 if i == 0 or dilated[i] else 2
             self.feature_info.append(dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=reduction))
         self.default_input_size = (in_chans, 32, 32) if cifar_stem else (in_chans, 224, 224)
 
-    def _rebuild_stages(self, block_fn: object, layers: list[int], widths: tuple[int, ...], num_classes: int) -> None:
-        """Stem, stages and classifier at other widths, with torchvision's own _make_layer."""
+    def _rebuild_stages(self, block_fn: object, layers: list[int], widths: tuple[int, ...], num_classes: int,
+                        dilate: list[bool]) -> None:
+        """Stem, stages and classifier at other widths, with torchvision's own _make_layer (which
+        dilates instead of striding where `dilate` says, as torchvision's constructor does)."""
         if len(widths) != 4:
             raise ValueError(f"widths must give the four stages' channels, got {widths}")
-        self.inplanes = widths[0]
+        self.inplanes, self.dilation = widths[0], 1
         self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         for i, (width, depth) in enumerate(zip(widths, layers)):
-            setattr(self, f"layer{i + 1}", self._make_layer(block_fn, width, depth, stride=1 if i == 0 else 2))
+            stage = self._make_layer(block_fn, width, depth, stride=1 if i == 0 else 2, dilate=i > 0 and dilate[i - 1])
+            setattr(self, f"layer{i + 1}", stage)
         self.fc = nn.Linear(self.inplanes, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,77 +144,43 @@ class ResNet(tv.ResNet):
         return self.forward_head(self.forward_features(x))
 
 
-def _cifar_resnet(
-    block: type[tv.BasicBlock | tv.Bottleneck], layers: list[int], **kwargs: object
-) -> ResNet:
-    return init_weights(ResNet(block, layers, cifar_stem=True, **kwargs))
+def _create_resnet(model_args: dict[str, object], kwargs: dict[str, object]) -> ResNet:
+    """A ResNet from a builder's arguments updated by the caller's; the CIFAR ones get the paper's init."""
+    model = ResNet(**{**model_args, **kwargs})
+    return init_weights(model) if model.cifar_stem else model
 
 
 @register_model
-def resnet18_cifar(
-    num_classes: int = 100,
-    in_chans: int = 3,
-    attn: str | None = None,
-    reg: str | None = None,
-    reg_rate: float | None = None,
-    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
-    drop_block_size: int = 3,
-) -> ResNet:
+def resnet18_cifar(**kwargs: object) -> ResNet:
     """ResNet18 for 32x32 images (11,220,132 parameters at 100 classes)."""
-    return _cifar_resnet(tv.BasicBlock, [2, 2, 2, 2], **locals())
+    model_args = dict(block=tv.BasicBlock, layers=[2, 2, 2, 2], cifar_stem=True, num_classes=100, drop_block_size=3)
+    return _create_resnet(model_args, kwargs)
 
 
 @register_model
-def resnet34_cifar(
-    num_classes: int = 100,
-    in_chans: int = 3,
-    attn: str | None = None,
-    reg: str | None = None,
-    reg_rate: float | None = None,
-    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
-    drop_block_size: int = 3,
-) -> ResNet:
+def resnet34_cifar(**kwargs: object) -> ResNet:
     """ResNet34 for 32x32 images (21,328,292 parameters at 100 classes)."""
-    return _cifar_resnet(tv.BasicBlock, [3, 4, 6, 3], **locals())
+    model_args = dict(block=tv.BasicBlock, layers=[3, 4, 6, 3], cifar_stem=True, num_classes=100, drop_block_size=3)
+    return _create_resnet(model_args, kwargs)
 
 
 @register_model
-def resnet50_cifar(
-    num_classes: int = 100,
-    in_chans: int = 3,
-    attn: str | None = None,
-    reg: str | None = None,
-    reg_rate: float | None = None,
-    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
-    drop_block_size: int = 3,
-) -> ResNet:
+def resnet50_cifar(**kwargs: object) -> ResNet:
     """ResNet50 for 32x32 images (23,705,252 parameters at 100 classes)."""
-    return _cifar_resnet(tv.Bottleneck, [3, 4, 6, 3], **locals())
+    model_args = dict(block=tv.Bottleneck, layers=[3, 4, 6, 3], cifar_stem=True, num_classes=100, drop_block_size=3)
+    return _create_resnet(model_args, kwargs)
 
 
 @register_model
-def resnet50(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    attn: str | None = None,
-    reg: str | None = None,
-    reg_rate: float | None = None,
-    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
-    drop_block_size: int = 7,
-) -> ResNet:
+def resnet50(**kwargs: object) -> ResNet:
     """torchvision's ImageNet ResNet50 and its init (25,557,032 parameters at 1000 classes)."""
-    return ResNet(tv.Bottleneck, [3, 4, 6, 3], **locals())
+    model_args = dict(block=tv.Bottleneck, layers=[3, 4, 6, 3], num_classes=1000, drop_block_size=7)
+    return _create_resnet(model_args, kwargs)
 
 
 @register_model
-def resnet10s_cifar(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    attn: str | None = None,
-    reg: str | None = None,
-    reg_rate: float | None = None,
-    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
-    drop_block_size: int = 3,
-) -> ResNet:
+def resnet10s_cifar(**kwargs: object) -> ResNet:
     """A small CIFAR ResNet (one BasicBlock per stage, widths 16-128) for the CPU demo and tests."""
-    return _cifar_resnet(tv.BasicBlock, [1, 1, 1, 1], widths=(16, 32, 64, 128), **locals())
+    model_args = dict(block=tv.BasicBlock, layers=[1, 1, 1, 1], cifar_stem=True, widths=(16, 32, 64, 128),
+                      num_classes=10, drop_block_size=3)
+    return _create_resnet(model_args, kwargs)

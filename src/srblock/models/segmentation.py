@@ -26,22 +26,66 @@ from .init import init_weights
 from .resnet import ResNet
 
 CITYSCAPES_CROP = (3, 512, 1024)
+HEADS = ("fcn", "deeplabv3")
+BACKBONES = ("r50_d8", "resnet10s")
+
+
+def main_output(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """A model's main prediction: a segmentation model's "out" (torchvision's dict), a classifier's own output."""
+    return out["out"] if isinstance(out, dict) else out
+
+
+def _dilated_r50(in_chans: int) -> ResNet:
+    """torchvision's ResNet50 with stages 3 and 4 dilated (output stride 8), as its segmentation models."""
+    return ResNet(tv.Bottleneck, [3, 4, 6, 3], in_chans=in_chans, replace_stride_with_dilation=[False, True, True])
+
+
+def _resnet10s(in_chans: int) -> ResNet:
+    """resnet10s_cifar's stages: a stride-1 stem, so output stride 8 without dilation."""
+    return ResNet(tv.BasicBlock, [1, 1, 1, 1], in_chans=in_chans, cifar_stem=True, widths=(16, 32, 64, 128))
 
 
 class SegmentationModel(nn.Module):
-    """backbone -> head (+ auxiliary head on an earlier stage while training), upsampled to the input.
+    """backbone -> head (+ auxiliary FCN head on stage 3 while training), upsampled to the input.
 
     Returns torchvision's dict: ``out`` always, ``aux`` in training mode when there is an
     auxiliary head (its loss weight lives in the training recipe, `aux_weight`).
+
+    Args:
+        head: "fcn" (torchvision's FCNHead) or "deeplabv3" (its DeepLabHead: ASPP 1, 12, 24, 36
+            and image pooling).
+        backbone: "r50_d8" (ResNet50 dilated to output stride 8) or "resnet10s" (the demo's).
+        num_classes, in_chans: classes to predict and channels of the input.
+        aux: the auxiliary head on stage 3 (training only).
+        head_dropout: dropout in every head (0.1, where torchvision's ASPP has 0.5).
+        sr_default_blocks: P of an SR block added without one (the paper's: FCN 3, DeepLabv3 2).
+        default_input_size: the training crop, which sizes an SR memory.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: nn.Module | None,
-                 default_input_size: tuple[int, int, int], sr_default_blocks: int) -> None:
+    def __init__(
+        self,
+        head: str = "fcn",
+        backbone: str = "r50_d8",
+        num_classes: int = 19,
+        in_chans: int = 3,
+        aux: bool = True,
+        head_dropout: float = 0.1,
+        sr_default_blocks: int = 4,
+        default_input_size: tuple[int, int, int] | None = None,
+    ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.classifier = head
-        self.aux_classifier = aux_head
-        self.default_input_size = default_input_size
+        if head not in HEADS or backbone not in BACKBONES:
+            raise ValueError(f"head must be one of {HEADS} and backbone one of {BACKBONES}, got {head!r}, {backbone!r}")
+        net = _dilated_r50(in_chans) if backbone == "r50_d8" else _resnet10s(in_chans)
+        aux_channels, channels = (info["num_chs"] for info in net.feature_info[2:])  # stages 3 and 4
+        self.backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out", **({"layer3": "aux"} if aux else {})})
+        self.classifier = FCNHead(channels, num_classes) if head == "fcn" else DeepLabHead(channels, num_classes)
+        self.aux_classifier = FCNHead(aux_channels, num_classes) if aux else None
+        for m in self.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = head_dropout
+        size = default_input_size or (CITYSCAPES_CROP if backbone == "r50_d8" else (64, 64))
+        self.default_input_size = (in_chans, *tuple(size)[-2:])
         self.sr_default_blocks = sr_default_blocks
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -54,48 +98,22 @@ class SegmentationModel(nn.Module):
         return result
 
 
-def _set_dropout(module: nn.Module, p: float) -> nn.Module:
-    for m in module.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = p
-    return module
-
-
-def _dilated_r50(in_chans: int) -> ResNet:
-    """torchvision's ResNet50 with stages 3 and 4 dilated (output stride 8), as its segmentation models."""
-    return ResNet(tv.Bottleneck, [3, 4, 6, 3], in_chans=in_chans, replace_stride_with_dilation=[False, True, True])
-
-
-def _r50_d8(head: str, num_classes: int, in_chans: int, aux: bool, head_dropout: float, sr_default_blocks: int) -> SegmentationModel:
-    backbone = IntermediateLayerGetter(
-        _dilated_r50(in_chans), return_layers={"layer4": "out", **({"layer3": "aux"} if aux else {})}
-    )
-    classifier = FCNHead(2048, num_classes) if head == "fcn" else DeepLabHead(2048, num_classes)
-    aux_head = FCNHead(1024, num_classes) if aux else None
-    model = SegmentationModel(backbone, classifier, aux_head, CITYSCAPES_CROP, sr_default_blocks)
-    return _set_dropout(model, head_dropout)
-
-
 @register_model
-def fcn_r50_d8(num_classes: int = 19, in_chans: int = 3, aux: bool = True, head_dropout: float = 0.1) -> SegmentationModel:
+def fcn_r50_d8(**kwargs: object) -> SegmentationModel:
     """FCN on a dilated ResNet50 (output stride 8), auxiliary FCN head on layer3; SR default P = 3."""
-    return _r50_d8("fcn", num_classes, in_chans, aux, head_dropout, sr_default_blocks=3)
+    return SegmentationModel(**{**dict(head="fcn", backbone="r50_d8", sr_default_blocks=3), **kwargs})
 
 
 @register_model
-def deeplabv3_r50_d8(num_classes: int = 19, in_chans: int = 3, aux: bool = True, head_dropout: float = 0.1) -> SegmentationModel:
+def deeplabv3_r50_d8(**kwargs: object) -> SegmentationModel:
     """DeepLabv3 (ASPP 1, 12, 24, 36 + image pooling) on a dilated ResNet50 (output stride 8),
     auxiliary FCN head on layer3; SR default P = 2."""
-    return _r50_d8("deeplabv3", num_classes, in_chans, aux, head_dropout, sr_default_blocks=2)
+    return SegmentationModel(**{**dict(head="deeplabv3", backbone="r50_d8", sr_default_blocks=2), **kwargs})
 
 
 @register_model
-def fcn_resnet10s(num_classes: int = 11, in_chans: int = 1, aux: bool = True, head_dropout: float = 0.1) -> SegmentationModel:
+def fcn_resnet10s(**kwargs: object) -> SegmentationModel:
     """A tiny FCN for the CPU segmentation demo: resnet10s_cifar's stages (stride-1 stem, so
     output stride 8 without dilation), FCN head on layer4, auxiliary head on layer3; 64x64 input."""
-    net = ResNet(tv.BasicBlock, [1, 1, 1, 1], in_chans=in_chans, cifar_stem=True, widths=(16, 32, 64, 128))
-    backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out", **({"layer3": "aux"} if aux else {})})
-    model = SegmentationModel(
-        backbone, FCNHead(128, num_classes), FCNHead(64, num_classes) if aux else None, (in_chans, 64, 64), 4
-    )
-    return init_weights(_set_dropout(model, head_dropout))
+    model_args = dict(head="fcn", backbone="resnet10s", num_classes=11, in_chans=1, sr_default_blocks=4)
+    return init_weights(SegmentationModel(**{**model_args, **kwargs}))

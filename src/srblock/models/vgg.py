@@ -107,36 +107,18 @@ class VGG(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _cifar_vgg(cfg: str, **kwargs: object) -> VGG:
-    """The paper's init: Gaussian convs, Kaiming-uniform linears."""
-    return init_weights(VGG(CFGS[cfg], **kwargs), conv="normal")
+def _create_vgg(model_args: dict[str, object], kwargs: dict[str, object]) -> VGG:
+    """A VGG with the paper's init: Gaussian convs, Kaiming-uniform linears."""
+    return init_weights(VGG(**{**model_args, **kwargs}), conv="normal")
 
 
 @register_model
-def vgg16_bn_cifar(
-    num_classes: int = 100,
-    in_chans: int = 3,
-    attn: str | None = None,
-    reg: str | None = None,
-    reg_rate: float | None = None,
-    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
-    drop_block_size: int = 3,
-    drop_rate: float = 0.5,
-) -> VGG:
+def vgg16_bn_cifar(**kwargs: object) -> VGG:
     """VGG16-BN for 32x32 images."""
-    return _cifar_vgg("vgg16", **locals())
+    return _create_vgg(dict(widths=CFGS["vgg16"]), kwargs)
 
 
 @register_model
-def vgg19_bn_cifar(
-    num_classes: int = 100,
-    in_chans: int = 3,
-    attn: str | None = None,
-    reg: str | None = None,
-    reg_rate: float | None = None,
-    reg_stages: tuple[int, ...] = DEFAULT_REG_STAGES,
-    drop_block_size: int = 3,
-    drop_rate: float = 0.5,
-) -> VGG:
+def vgg19_bn_cifar(**kwargs: object) -> VGG:
     """VGG19-BN for 32x32 images."""
-    return _cifar_vgg("vgg19", **locals())
+    return _create_vgg(dict(widths=CFGS["vgg19"]), kwargs)
