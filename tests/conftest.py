@@ -1,5 +1,11 @@
+"""Fixtures: a fixed torch seed for every test, and small data sets written once per session."""
+
+from pathlib import Path
+
 import pytest
 import torch
+
+from .helpers import write_cifar10, write_cityscapes, write_imagenet
 
 
 @pytest.fixture(autouse=True)
@@ -7,10 +13,19 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def fill_memory(model: torch.nn.Module, std: float = 1.0) -> None:
-    """Gives every SR block a non-zero memory, as training would."""
-    from srblock import sr_blocks
+@pytest.fixture(scope="session")
+def cifar(tmp_path_factory) -> Path:
+    """A CIFAR-10 folder of 300 training and 80 test images."""
+    return write_cifar10(tmp_path_factory.mktemp("cifar"), per_batch=60, test=80)
 
-    with torch.no_grad():
-        for _, block in sr_blocks(model):
-            block.memory.normal_(0.0, std)
+
+@pytest.fixture(scope="session")
+def cityscapes(tmp_path_factory) -> Path:
+    """A Cityscapes folder of 4 training and 2 validation images of 32x64, two cities each."""
+    return write_cityscapes(tmp_path_factory.mktemp("cityscapes"))
+
+
+@pytest.fixture(scope="session")
+def imagenet(tmp_path_factory) -> Path:
+    """An ImageNet folder of 3 classes, 4 training and 2 validation JPEGs each."""
+    return write_imagenet(tmp_path_factory.mktemp("imagenet"))

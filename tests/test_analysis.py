@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,8 +16,7 @@ from srblock.analysis import load_run, pick_classes
 from srblock.analysis.analyze import ablation, accuracy
 from srblock.cli import main
 
-from .conftest import fill_memory
-from .datagen import write_cifar10
+from .helpers import TINY_SEG, fill_memory, write_cifar10
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "epochs=1", "--quiet"]
@@ -38,7 +38,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
-    assert main(["analyze", str(runs["sr"]), "--data", str(runs["data"]), "--per-class", "4", "--classes", "class1", "3"]) == 0
+    # no --data: the run folder remembers where its data lay
+    assert main(["analyze", str(runs["sr"]), "--per-class", "4", "--classes", "class1", "3"]) == 0
     out = runs["sr"] / "analysis"
     expected = ["weights.json", "features.json", "memory.json", "ablation.json", "weights_layer3.png",
                 "features_layer3.png", "memory_layer3.png", "separation_layer3.png", "ablation.png"]
@@ -53,7 +54,7 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     assert low == pytest.approx(1.0, abs=1e-5) and high == pytest.approx(1.0, abs=1e-5)  # per image
 
     # the same numbers computed directly, on the same images
-    run = load_run(runs["sr"], runs["data"])
+    run = load_run(runs["sr"])
     val = run.splits["val"]
     images = val.images[(val.labels == 3).nonzero().flatten()[:4]]
     sr = sr_blocks(run.model)[0][1]
@@ -136,3 +137,39 @@ def test_errors_are_one_line(runs, tmp_path, capsys):
     assert "is not a run folder (no config.yaml)" in capsys.readouterr().err
     assert main(["analyze", str(runs["sr"]), "--data", str(runs["data"]), "--classes", "tulip"]) == 2
     assert "unknown class 'tulip'" in capsys.readouterr().err
+
+
+def test_analyze_refuses_a_segmentation_run_and_report_shows_it(cityscapes, tmp_path, capsys):
+    assert main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), "--set", "model=fcn_resnet10s",
+                 *TINY_SEG]) == 0
+    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    assert main(["analyze", str(folder), "--data", str(cityscapes)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "segmentation runs are not supported" in err
+    # the report shows what a segmentation run has: config, curves over iterations, mIoU
+    assert main(["report", str(folder), "--data", str(cityscapes), "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "test_miou_ms" in page and "segmentation runs are not supported" in page
+    assert page.count("data:image/png;base64") == 2  # learning curves, and images beside labels and predictions
+    assert (folder / "analysis" / "segmentation_examples.png").is_file()
+
+
+def test_a_run_whose_data_moved_asks_for_data(runs, tmp_path, capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(runs["sr"], moved)
+    config = moved / "config.yaml"
+    config.write_text(config.read_text().replace(str(runs["data"].resolve()), str(tmp_path / "gone")))
+    assert main(["analyze", str(moved), "--per-class", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the data folder this run was trained from, is gone: pass --data DIR" in err
+    assert main(["analyze", str(moved), "--per-class", "2", "--data", str(runs["data"])]) == 0
+    assert main(["report", str(moved), "--per-class", "2", "--data", str(runs["data"]), "--out", str(tmp_path / "r.html")]) == 0
+
+
+def test_report_names_a_corrupt_result_instead_of_dropping_the_table(runs, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["plain"].parent, broken)
+    (broken / "seed0" / "result.json").write_text("{not json")
+    assert main(["report", str(broken / "seed0"), "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "result.json is not valid JSON" in err

@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+import srblock
 from srblock import SqueezeRemember, sr_param_count
+
+from .helpers import fill_memory
 
 
 def make(**kw):
@@ -13,7 +16,7 @@ def make(**kw):
     return SqueezeRemember(**args)
 
 
-def test_issue_example_shape_identity_and_weights():
+def test_fresh_block_keeps_the_shape_is_the_identity_and_records_its_weights():
     block = SqueezeRemember(channels=256, size=(8, 8), memory_blocks=4, hidden=8, squeeze_channels=1)
     x = torch.randn(2, 256, 8, 8)
     y = block(x)
@@ -187,3 +190,48 @@ def test_half_module():
     block = make().to(torch.bfloat16)
     y = block(torch.randn(2, 16, 4, 4, dtype=torch.bfloat16))
     assert y.dtype == torch.bfloat16
+
+
+def small_net() -> nn.Module:
+    """A tiny two-stage CNN: compiles in seconds, unlike a ResNet."""
+    net = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+    )
+    srblock.add_sr(net, stage="1", memory_blocks=3, input_size=(3, 16, 16))
+    fill_memory(net)
+    return net.eval()
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager_and_trains():
+    net = small_net()
+    x = torch.randn(4, 3, 16, 16)
+    compiled = torch.compile(net)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), net(x))
+    block = srblock.sr_blocks(net)[0][1]
+    assert block.last_weights.shape == (4, 3)
+    net.train()
+    loss = compiled(x).sum()
+    loss.backward()
+    assert block.memory.grad is not None and block.squeeze.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_zoo_model_channels_last_and_autocast():
+    model = srblock.create_model("resnet18_cifar", num_classes=10, sr_stage=3).eval()
+    fill_memory(model, std=0.1)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-4)
+        for dtype in (torch.bfloat16, torch.float16):
+            with torch.autocast("cpu", dtype=dtype):
+                out = model(x)
+            assert out.dtype == dtype
+            assert nn.functional.cosine_similarity(out.float().flatten(), reference.flatten(), dim=0) > 0.99

@@ -1,15 +1,15 @@
+"""Every `srblock` command end to end: help and examples, one-line errors, params, recipes, sweep, demo."""
+
 import json
-import subprocess
-import sys
 
 import pytest
 
 from srblock.cli import build_parser, main
 
+from .helpers import srblock_cli as run_cli
+from .helpers import write_fashion_mnist
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """The installed console script's code path, in a fresh process (as a user runs it)."""
-    return subprocess.run([sys.executable, "-m", "srblock", *args], capture_output=True, text=True, timeout=300)
+pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 
 
 def test_params_table_end_to_end():
@@ -76,7 +76,9 @@ def test_every_command_explains_itself_with_an_example(capsys):
             parser.parse_args([name, "--help"] if name else ["--help"])
         assert exit_.value.code == 0
         text = capsys.readouterr().out
-        assert "example" in text and "srblock " + (name or "") in text
+        examples = text.split("examples:", 1)[1].splitlines() if "examples:" in text else []
+        # an example line that runs this very command (the usage line names it anyway, so look past it)
+        assert any(line.strip().startswith(f"srblock {name or ''}".strip()) for line in examples), name
 
 
 def test_no_command_prints_help():
@@ -85,10 +87,52 @@ def test_no_command_prints_help():
     assert "examples:" in done.stdout
 
 
-def test_train_help_lists_every_recipe_field(capsys):
-    from srblock.train.config import KEYS
+def test_train_help_lists_every_recipe_field_by_task(capsys):
+    from srblock.config import KEYS
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert all(key in text for key in KEYS) and "crop_size" in text and "gpu_decode" in text
+    assert all(key in text for key in KEYS)
+    assert "segmentation: iterations, eval_interval" in text and "classification of image files: image_size, gpu_decode" in text
+
+
+def test_recipes_command(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split()[1] for line in out.splitlines()}
+    assert lines["cifar100"] == "recipe" and lines["cifar100-table1"] == "sweep" and lines["fashion_mnist"] == "recipe"
+
+
+def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
+    sweep = tmp_path / "mini-sweep.yaml"
+    sweep.write_text(
+        "description: two rows\nrecipe: cifar10\nset: {model: resnet10s_cifar, epochs: 1, batch_size: 32}\nseeds: [0]\n"
+        "runs:\n  - {name: R10s}\n  - {name: R10s + SR, sr_stage: 3, sr_blocks: 2, paper: {acc: 50.0, std: 1.0}}\n"
+    )
+    args = ["sweep", str(sweep), "--data", str(cifar), "--out", str(tmp_path / "runs"), "--quiet"]
+    assert main(args) == 0
+    assert "2 runs: 0 were finished already, 2 trained now" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "2 runs: 2 were finished already, 0 trained now" in capsys.readouterr().out
+    assert main(["table", str(tmp_path / "runs"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["R10s", "R10s + SR"]
+    assert rows[1]["M"] == 3 and rows[1]["P"] == 2 and rows[1]["paper_acc_mean"] == 50.0 and rows[1]["seeds"] == 1
+
+
+def test_demo_tiny(tmp_path):
+    root = write_fashion_mnist(tmp_path / "fm", train=300, test=60)
+    done = run_cli("demo", "--tiny", "--data", str(root), "--out", str(tmp_path / "runs"), "--quiet")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resnet10s_cifar + SR" in done.stdout and "sr_oh_pct" in done.stdout
+    assert (tmp_path / "runs" / "demo-tiny" / "resnet10s_cifar-sr3p4h8" / "seed0" / "result.json").exists()
+
+
+def test_segmentation_demo_tiny(tmp_path, capsys):
+    data = write_fashion_mnist(tmp_path / "fashion", train=60, test=20)
+    assert main(["demo", "--task", "seg", "--tiny", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "fcn_resnet10s + SR" in out and "test_miou" in out
+    results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "demo-seg-tiny").rglob("result.json")]
+    assert len(results) == 2 and sorted(r["sr_params"] > 0 for r in results) == [False, True]

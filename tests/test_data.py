@@ -1,10 +1,18 @@
+"""The data sets (CIFAR, Fashion-MNIST, ImageNet and Cityscapes folders, the demo's canvases), their
+transforms, and the loaders (the fast path, DataLoaders, resumable sampling)."""
+
 import pytest
 import torch
 
-from srblock.data import DATASETS, DeviceLoader, load_dataset, make_dataloader, split_train_val
+from srblock.data import DATASETS, DeviceLoader, EpochSampler, SeededItems, load_dataset, make_dataloader, split_train_val
+from srblock.data.canvas import paste_canvases
+from srblock.data.cityscapes import CITYSCAPES_CLASSES, train_id_lut
 from srblock.data.device_loader import random_crop, random_flip
+from srblock.data.imagenet import collate_encoded, decode_batch, imagenet_transform
+from srblock.data.sampler import epoch_seed, item_seed
+from srblock.data.seg_transforms import SegTrainTransform
 
-from .datagen import write_cifar10, write_cifar100, write_fashion_mnist
+from .helpers import write_cifar10, write_cifar100, write_cityscapes, write_fashion_mnist
 
 
 def test_cifar10_from_pickles_warns_on_checksum(tmp_path):
@@ -135,3 +143,128 @@ def test_dataloader_path_is_seeded_and_normalised():
 def test_dataset_table_is_consistent():
     for name, info in DATASETS.items():
         assert info.name == name and len(info.mean) == len(info.std) == info.input_size[0]
+    # held in memory or read from files, as the loaders treat them
+    assert [n for n, i in DATASETS.items() if not i.in_memory] == ["imagenet", "cityscapes"]
+
+
+# --- ImageNet ---
+
+def test_image_folder_layout_is_read(imagenet):
+    info, train, val = load_dataset("imagenet", imagenet)
+    assert (len(train), len(val), train.classes) == (12, 6, ("n00000000", "n00000001", "n00000002"))
+    assert train.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4 and info.in_memory is False
+    image, label = train[5]
+    assert image.dtype == torch.uint8 and image.shape[0] == 3 and label == 1
+
+
+def test_transforms_are_the_pytorch_examples():
+    image = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)
+    assert imagenet_transform(True, 224)(image).shape == (3, 224, 224)
+    val = imagenet_transform(False, 224)
+    resize, crop = val.transforms[0], val.transforms[1]
+    assert (list(resize.size), list(crop.size)) == ([256], [224, 224])  # resize 256 (= 224 / 0.875), centre crop 224
+    x = val(image)
+    assert x.dtype == torch.float32 and x.shape == (3, 224, 224) and -3 < x.mean() < 3
+
+
+def test_batch_decoding_equals_decoding_in_workers(imagenet):
+    """The gpu_decode path (here on the CPU) gives the validation images the worker path gives."""
+    _, _, val = load_dataset("imagenet", imagenet)
+    transform = imagenet_transform(False, 32)
+    encoded, labels = collate_encoded([val.with_transform(None, encoded=True)[i] for i in range(4)])
+    data, lengths = encoded
+    assert data.dtype == torch.uint8 and data.dim() == 1 and len(lengths) == 4 and lengths.sum() == len(data)
+    batch = decode_batch(encoded, transform, torch.device("cpu"))
+    per_item = torch.stack([val.with_transform(transform)[i][0] for i in range(4)])
+    assert batch.shape == (4, 3, 32, 32) and torch.allclose(batch, per_item, atol=1e-6)
+    assert labels.tolist() == [val.samples[i][1] for i in range(4)]
+
+
+# --- Cityscapes, transforms, sampling, canvases ---
+
+def test_label_id_to_train_id_map():
+    lut = train_id_lut()
+    assert len(CITYSCAPES_CLASSES) == 19 and CITYSCAPES_CLASSES[0] == "road" and CITYSCAPES_CLASSES[-1] == "bicycle"
+    assert [lut[i].item() for i in (7, 8, 11, 23, 24, 26, 33)] == [0, 1, 2, 10, 11, 13, 18]
+    assert [lut[i].item() for i in (0, 1, 3, 9, 14, 29, 30, 200)] == [255] * 8  # void classes and unknown ids
+    assert sorted(set(lut.tolist()) - {255}) == list(range(19))
+
+
+def test_cityscapes_layout_is_read_and_mapped(cityscapes):
+    info, train, val = load_dataset("cityscapes", cityscapes)
+    assert (len(train), len(val), info.num_classes, info.task) == (4, 2, 19, "segment")
+    image, label = train[0]
+    assert image.shape == (3, 32, 64) and image.dtype == torch.uint8
+    assert label.shape == (32, 64) and set(label.unique().tolist()) <= set(range(19)) | {255}
+    assert (label == 255).any()  # ids 0, 1 and 9 (parking) are ignored
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: None, "not a Cityscapes folder"),
+    (lambda root: (root / "leftImg8bit" / "train").mkdir(parents=True), "not a Cityscapes folder"),
+])
+def test_wrong_cityscapes_layout_is_a_clear_error(tmp_path, damage, message):
+    damage(tmp_path)
+    with pytest.raises(FileNotFoundError, match=message):
+        load_dataset("cityscapes", tmp_path)
+
+
+def test_missing_label_files_are_named(tmp_path):
+    root = write_cityscapes(tmp_path, train=2, val=1)
+    next((root / "gtFine" / "train").rglob("*_labelIds.png")).unlink()
+    with pytest.raises(FileNotFoundError, match="1 of 2 images .* have no labelIds file"):
+        load_dataset("cityscapes", root)
+
+
+def test_train_transform_crops_pads_with_ignore_and_is_seeded():
+    image = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
+    mask = torch.randint(0, 19, (20, 30), dtype=torch.uint8)
+    transform = SegTrainTransform((40, 48), (1.0, 1.0), (0.5,) * 3, (0.25,) * 3)
+    x, y = transform(image, mask)
+    assert x.shape == (3, 40, 48) and x.dtype == torch.float32 and y.shape == (40, 48) and y.dtype == torch.int64
+    assert (y == 255).sum() == 40 * 48 - 20 * 30  # padding is ignored, nothing else
+    items = SeededItems(_Apply(transform, image, mask), seed=3)
+    a, b, c = items[(0, 1)], items[(0, 1)], items[(1, 1)]
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
+
+
+class _Apply:
+    def __init__(self, transform, image, mask) -> None:
+        self.transform, self.image, self.mask = transform, image, mask
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        return self.transform(self.image, self.mask)
+
+
+def test_epoch_sampler_shards_resumes_and_evaluates_each_item_once():
+    train = [list(EpochSampler(10, seed=1, shuffle=True, rank=r, world_size=3, drop_last=True)) for r in range(3)]
+    assert all(len(keys) == 3 for keys in train) and len({k for keys in train for k in keys}) == 9
+    sampler = EpochSampler(10, seed=1, shuffle=True)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.set_epoch(2, start=4)
+    assert list(sampler) == full[4:] and len(sampler) == 6
+    sampler.set_epoch(3)
+    assert list(sampler) != full
+    evaluation = [list(EpochSampler(10, seed=0, shuffle=False, rank=r, world_size=3)) for r in range(3)]
+    assert sorted(i for keys in evaluation for _, i in keys) == list(range(10))
+
+
+def test_canvases_label_each_item_with_its_class():
+    items = torch.zeros(3, 1, 4, 4, dtype=torch.uint8)
+    items[:, :, 1:3, 1:3] = 200  # a 2x2 blob of ink in each item
+    canvases, masks = paste_canvases(items, torch.tensor([0, 5, 9]), 20, size=8, items=(1, 1), seed=0)
+    assert canvases.shape == (20, 1, 8, 8) and masks.shape == (20, 8, 8)
+    for canvas, mask in zip(canvases, masks):
+        assert (mask > 0).sum() == 4 and set(mask.unique().tolist()) <= {0, 1, 6, 10}
+        assert torch.equal(canvas[0] > 0, mask > 0)
+
+
+def test_epoch_and_item_seeds_differ_by_seed_epoch_and_stream():
+    seeds = {epoch_seed(s, e, k) for s in range(3) for e in range(5) for k in range(2)}
+    assert len(seeds) == 30
+    items = {item_seed(s, e, i) for s in range(3) for e in range(3) for i in range(100)}
+    assert len(items) == 900 and item_seed(1, 2, 3) == epoch_seed(1, 2, stream=1) * 10_000_019 + 3

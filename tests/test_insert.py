@@ -9,7 +9,7 @@ from torch import nn
 import srblock
 from srblock import SqueezeRemember, add_sr, remove_sr, sr_blocks, sr_bypassed, stage_names
 
-from .conftest import fill_memory
+from .helpers import fill_memory
 
 # (builder, input_size, stage, expected stage module name): our zoo, torchvision, timm CNNs
 NETWORKS = {

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from srblock.cli import main
 from srblock.params import param_count, sr_param_count, table_rows
 from srblock.recipes import load_yaml, sweeps_for
 from srblock.render import render
@@ -28,14 +29,14 @@ def rows():
 
 def test_every_row_of_the_papers_tables(rows):
     counts = {table: len(r) for table, r in rows.items()}
-    expected = {t: sum(len(s["runs"]) for s in sweeps_for(t)) for t in counts}
+    expected = {t: sum(len(load_yaml(s)["runs"]) for s in sweeps_for(t)) for t in counts}
     assert counts == expected == {"cifar100": 28 + 12, "cifar10": 28, "imagenet": 10}
 
 
 def test_sr_parameters_of_every_row_are_eq1(rows):
     for table, table_rows_ in rows.items():
         hidden = 16 if table == "imagenet" else 8
-        for sweep in sweeps_for(table):
+        for sweep in map(load_yaml, sweeps_for(table)):
             for run, row in zip(sweep["runs"], [r for r in table_rows_ if r["table"] == sweep["table"]]):
                 assert row["name"] == run["name"]
                 if "sr_stage" not in run:
@@ -43,8 +44,9 @@ def test_sr_parameters_of_every_row_are_eq1(rows):
                     continue
                 c, h, w = SHAPES[run["model"]][run["sr_stage"]]
                 assert row["sr_params"] == sr_param_count(c, (h, w), run["sr_blocks"], hidden), run["name"]
+                classes = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}[table]
                 assert row["params"] - row["sr_params"] == param_count(
-                    run["model"], num_classes=sweep["num_classes"], attn=run.get("attn")
+                    run["model"], num_classes=classes, attn=run.get("attn")
                 )["params"]
 
 
@@ -100,14 +102,20 @@ def test_render_formats():
         render(data, ["name"], "xml")
 
 
-def test_recipe_files_and_errors(tmp_path):
-    assert load_yaml("cifar100-table2")["table"] == "II"
-    with pytest.raises(ValueError, match="no recipe 'nope': give a YAML file's path or one of: cifar10, cifar10-table5, cifar100, "):
-        load_yaml("nope")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("a: [1, 2\n")
-    with pytest.raises(ValueError, match="bad.yaml is not valid YAML"):
-        load_yaml(bad)
-    bad.write_text("- 1\n- 2\n")
-    with pytest.raises(ValueError, match="must hold a YAML mapping"):
-        load_yaml(bad)
+def test_default_p_is_the_models_own_everywhere():
+    """Without sr_blocks, P is the model's: DeepLabv3 2, FCN 3, the classification zoo 4."""
+    assert param_count("deeplabv3_r50_d8", sr_stage=2)["sr_at"] == "backbone.layer2 (512x64x128, P=2)"
+    assert param_count("fcn_r50_d8", sr_stage=2)["sr_at"] == "backbone.layer2 (512x64x128, P=3)"
+    assert param_count("resnet18_cifar", sr_stage=3)["sr_at"] == "layer3 (256x8x8, P=4)"
+
+
+def test_params_table_cityscapes(capsys):
+    assert main(["params", "--table", "cityscapes", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["F-CONV", "F-CONV + SR", "DLv3", "DLv3 + SR"]
+    fcn_sr, dl_sr = rows[1], rows[3]
+    assert (fcn_sr["M"], fcn_sr["P"], dl_sr["M"], dl_sr["P"]) == (2, 3, 2, 2)
+    # Eq. 1 at 512 x 64 x 128 (a 512x1024 crop at output stride 8)
+    assert fcn_sr["sr_params"] == 512 + 1 + 64 * 128 * 8 + 8 + 8 * 3 + 3 + 3 * 512 * 64 * 128
+    assert fcn_sr["paper_oh_pct"] == 12.85 and dl_sr["paper_oh_pct"] == 24.83
+    assert rows[0]["sr_params"] == 0 and rows[0]["base_params"] == rows[1]["base_params"]

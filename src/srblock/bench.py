@@ -8,9 +8,11 @@ ratios B/A with a bootstrap 95% confidence interval.
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,18 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .block import SqueezeRemember
+from .export import export_onnx, onnx_session
 from .insert import remove_sr, sr_blocks
 from .params import count_params
-
-
-def sr_macs(block: SqueezeRemember, height: int | None = None, width: int | None = None) -> int:
-    """Multiply-adds of one SR block on one image at its memory's size, by hand: squeeze conv,
-    the two linear layers and the recall matmul (the final addition is not a multiply-add)."""
-    h, w = (height, width) if height else block.size
-    c, cs, hid, p = block.channels, block.squeeze_channels, block.hidden, block.memory_blocks
-    mh, mw = block.size
-    return c * cs * h * w + cs * mh * mw * hid + hid * p + p * c * mh * mw
+from .registry import create_model
 
 
 def count_macs(model: nn.Module, input_size: tuple[int, int, int], batch: int = 1) -> int:
@@ -96,7 +90,8 @@ def interleaved(plain: Callable[[], object], sr: Callable[[], object], repeats: 
 
 
 def _outputs(out: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    """A classifier's logits, or every head's of a segmentation model (main and auxiliary)."""
+    """Every head's output: a classifier's logits, or a segmentation model's main and auxiliary heads
+    (a training step's loss counts them all)."""
     return list(out.values()) if isinstance(out, dict) else [out]
 
 
@@ -154,3 +149,58 @@ def bench_pair(model_sr: nn.Module, input_size: tuple[int, int, int], *, batch: 
         "plain_params": params_plain, "sr_params": params_sr - params_plain,
         "params_overhead_pct": 100.0 * (params_sr - params_plain) / params_plain,
     }
+
+
+def bench_onnx_pair(model_sr: nn.Module, input_size: tuple[int, int, int], *, batch: int = 1, repeats: int = 50,
+                    warmup: int = 5) -> dict[str, Any]:
+    """The model with its SR blocks against a copy without them, both exported to ONNX and run by
+    onnxruntime on the CPU, interleaved."""
+    plain = remove_sr(copy.deepcopy(model_sr))
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = [onnx_session(export_onnx(m, input_size, Path(tmp) / f"{n}.onnx", batch=batch))
+                    for n, m in (("plain", plain), ("sr", model_sr))]
+        x = {"x": torch.randn(batch, *input_size).numpy()}
+        timing = interleaved(lambda: sessions[0].run(None, x), lambda: sessions[1].run(None, x),
+                             repeats, warmup, torch.device("cpu"))
+    return {"mode": "onnxruntime inference", "batch": batch, "device": "CPU (onnxruntime)", **timing.summary()}
+
+
+@dataclass(frozen=True)
+class PaperSetting:
+    """One of the paper's latency measurements (section III-E), with its numbers."""
+
+    name: str
+    model: dict[str, Any]  # create_model's arguments
+    input_size: tuple[int, int, int]
+    batch: int
+    train: bool
+    device: str | None  # None: the device asked for
+    paper_plain_ms: float | None
+    paper_sr_ms: float | None
+
+
+PAPER_SETTINGS = (
+    PaperSetting("(a) CIFAR-100 R50", dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
+                 (3, 32, 32), 128, True, None, 377.0, 379.0),
+    PaperSetting("(a) CIFAR-100 R50", dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
+                 (3, 32, 32), 128, False, None, None, None),
+    PaperSetting("(b) ImageNet R50", dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
+                 (3, 224, 224), 5, False, None, 61.74, 62.89),
+    PaperSetting("(c) CPU R50, 1 image", dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
+                 (3, 224, 224), 1, False, "cpu", 41.45, 43.01),
+)
+
+
+def bench_paper(device: str | torch.device, *, repeats: int = 50, warmup: int = 5, dtype: torch.dtype | None = None,
+                channels_last: bool = False, settings: Sequence[PaperSetting] = PAPER_SETTINGS) -> list[dict[str, Any]]:
+    """The paper's settings measured here (each with the paper's own numbers beside ours)."""
+    rows = []
+    for s in settings:
+        kwargs = dict(s.model)
+        model = create_model(kwargs.pop("name"), **kwargs)
+        row = bench_pair(model, s.input_size, batch=s.batch, train=s.train, device=s.device or device,
+                         repeats=repeats, warmup=warmup, dtype=dtype, channels_last=channels_last)
+        paper_pct = 100 * (s.paper_sr_ms / s.paper_plain_ms - 1) if s.paper_plain_ms else None
+        rows.append({"setting": s.name, **row, "paper_plain_ms": s.paper_plain_ms, "paper_sr_ms": s.paper_sr_ms,
+                     "paper_overhead_pct": paper_pct})
+    return rows

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .models.segmentation import main_output
 
 
 class _MainOutput(nn.Module):
@@ -18,8 +21,7 @@ class _MainOutput(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out["out"] if isinstance(out, dict) else out
+        return main_output(self.model(x))
 
 
 def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | Path, *,
@@ -36,9 +38,14 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | 
     # a dynamic batch is traced at batch 2: torch.export specialises a size-1 dimension
     x = torch.randn(max(batch, 2) if dynamic_batch else batch, *input_size, device=next(model.parameters()).device)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps
-        torch.onnx.export(_MainOutput(model).eval(), (x,), str(path), input_names=["x"], output_names=["logits"],
-                          dynamic_shapes=dynamic, external_data=False)
+    tmp = path.with_name(f".{path.name}.tmp")  # a failed export leaves an existing file as it was
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps
+            torch.onnx.export(_MainOutput(model).eval(), (x,), str(tmp), input_names=["x"], output_names=["logits"],
+                              dynamic_shapes=dynamic, external_data=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -62,5 +69,6 @@ def onnx_max_diff(model: nn.Module, path: str | Path, input_size: tuple[int, int
     """Largest |onnxruntime - PyTorch| over the outputs for random inputs of `batch` images."""
     x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(seed))
     (out,) = onnx_session(path).run(None, {"x": x.numpy()})
-    reference = _MainOutput(model.eval().cpu())(x)
+    device = next(model.parameters()).device  # the caller's model stays where it is
+    reference = _MainOutput(model.eval())(x.to(device)).cpu()
     return float((torch.from_numpy(out) - reference).abs().max())

@@ -16,9 +16,12 @@ import torch
 from torch import nn
 
 from .block import _size2
+from .config import TrainConfig, build_model
+from .data import DATASETS
 from .insert import sr_blocks as find_sr_blocks
 from .recipes import sweeps_for
 from .registry import create_model
+from .sweeps import expand_sweep
 
 PARAM_COLUMNS = ("name", "sr_at", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct")
 TABLE_COLUMNS = ("table", "name", "M", "P", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct", "paper_oh_pct")
@@ -58,9 +61,23 @@ def overhead(model: nn.Module, base: int) -> dict[str, int | float]:
             "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base}
 
 
+def config_overhead(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, int | float]:
+    """`overhead` of a run's model (built on the meta device if not given) over its plain model."""
+    if model is None:
+        with torch.device("meta"):
+            model = build_model(cfg)
+    return overhead(model, plain_params(cfg.model, DATASETS[cfg.dataset].num_classes, cfg.input_size()[0]))
+
+
 def _label(name: str, attn: str | None, reg: str | None, sr_stage: Any) -> str:
     parts = [name] + [p.upper() for p in (reg, attn) if p] + (["SR"] if sr_stage is not None else [])
     return " + ".join(parts)
+
+
+def _where(model: nn.Module) -> str:
+    """Where a model's SR blocks sit, with their feature-map size and P."""
+    return ", ".join(f"{n.removesuffix('.sr')} ({b.channels}x{b.size[0]}x{b.size[1]}, P={b.memory_blocks})"
+                     for n, b in find_sr_blocks(model))
 
 
 def param_count(
@@ -71,63 +88,33 @@ def param_count(
     attn: str | None = None,
     reg: str | None = None,
     sr_stage: int | str | None = None,
-    sr_blocks: int = 4,
+    sr_blocks: int | None = None,
     sr_hidden: int = 8,
     sr_squeeze: int = 1,
     input_size: Sequence[int] | None = None,
-    label: str | None = None,
 ) -> dict[str, Any]:
-    """One row: parameters of a configuration, of its plain model, of its SR blocks, and OH."""
+    """One row: parameters of a configuration, of its plain model, of its SR blocks, and OH.
+    `sr_blocks` (P) defaults to the model's own."""
     with torch.device("meta"):
-        model = create_model(
-            name,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            attn=attn,
-            reg=reg,
-            sr_stage=sr_stage,
-            sr_blocks=sr_blocks,
-            sr_hidden=sr_hidden,
-            sr_squeeze=sr_squeeze,
-            input_size=input_size,
-        )
-    return {
-        "name": label or _label(name, attn, reg, sr_stage),
-        "sr_at": ", ".join(
-            f"{n.removesuffix('.sr')} ({b.channels}x{b.size[0]}x{b.size[1]}, P={b.memory_blocks})"
-            for n, b in find_sr_blocks(model)
-        ),
-        **overhead(model, plain_params(name, num_classes, in_chans)),
-    }
-
+        model = create_model(name, num_classes=num_classes, in_chans=in_chans, attn=attn, reg=reg, sr_stage=sr_stage,
+                             sr_blocks=sr_blocks, sr_hidden=sr_hidden, sr_squeeze=sr_squeeze, input_size=input_size)
+    return {"name": _label(name, attn, reg, sr_stage), "sr_at": _where(model),
+            **overhead(model, plain_params(name, num_classes, in_chans))}
 
 
 def table_rows(table: str) -> list[dict[str, Any]]:
     """Every row of the paper's tables for `table` (cifar100: I and II, cifar10: V, imagenet: III,
-    cityscapes: IV)."""
+    cityscapes: IV), each counted as `srblock sweep` would train it."""
     sweeps = sweeps_for(table)
     if not sweeps:
         raise ValueError(f"unknown table {table!r}; choose one of: {', '.join(TABLES)}")
     rows = []
     for sweep in sweeps:
-        for run in sweep["runs"]:
-            config = {**sweep.get("set", {}), **run}
-            row = param_count(
-                config["model"],
-                num_classes=sweep.get("num_classes"),
-                attn=config.get("attn"),
-                reg=config.get("reg"),
-                sr_stage=config.get("sr_stage"),
-                sr_blocks=config.get("sr_blocks", 4),
-                sr_hidden=config.get("sr_hidden", 8),
-                sr_squeeze=config.get("sr_squeeze", 1),
-                label=run["name"],
-            )
-            row.update(
-                table=sweep.get("table"),
-                M=config.get("sr_stage"),
-                P=config.get("sr_blocks") if config.get("sr_stage") is not None else None,
-                paper_oh_pct=(run.get("paper") or {}).get("oh"),
-            )
-            rows.append(row)
+        for row in expand_sweep(sweep):
+            cfg = row.config
+            with torch.device("meta"):
+                model = build_model(cfg)
+            rows.append({"table": row.table, "name": row.name, "M": cfg.sr_stage, "P": cfg.sr_blocks,
+                         "sr_at": _where(model), **config_overhead(cfg, model),
+                         "paper_oh_pct": (row.paper or {}).get("oh")})
     return rows

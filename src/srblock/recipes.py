@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,11 @@ def load_yaml(name_or_path: str | Path) -> dict[str, Any]:
     return data
 
 
-def sweeps_for(recipe: str) -> list[dict[str, Any]]:
-    """The shipped sweeps (paper tables) that run `recipe`, in file order."""
-    sweeps = [load_yaml(name) for name in list_recipe_files()]
-    return [s for s in sweeps if s.get("recipe") == recipe and "runs" in s]
+def sweeps_for(recipe: str) -> list[str]:
+    """The names of the shipped sweeps (paper tables) that run `recipe`, in file order."""
+    return [name for name in list_recipe_files() if (data := load_yaml(name)).get("recipe") == recipe and "runs" in data]
+
+
+def group_name(recipe: str) -> str:
+    """The folder under --out for a recipe's or a sweep's runs: its name, or a YAML file's stem."""
+    return Path(recipe).stem if os.sep in recipe or recipe.endswith((".yaml", ".yml")) else recipe

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
-from .train.runs import RESULT_FILE
+from .runs import RESULT_FILE, read_result
 
 # the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale)
 METRICS = ("test_acc", "test_top5", "test_miou", "test_macc", "test_miou_ms", "test_macc_ms")
@@ -30,19 +29,19 @@ def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
             "paper_acc_mean", "paper_acc_std", "paper_oh_pct", "folder")
 
 
-def collect_results(root: Path) -> list[dict[str, Any]]:
-    """Every result.json under `root`, each with the folder it came from."""
+def finished_results(root: Path) -> list[dict[str, Any]]:
+    """Every result.json under `root` (none if no run there has finished), each with its folder."""
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist: give the --out folder of `srblock train` or `sweep`")
-    results = []
-    for path in sorted(root.rglob(RESULT_FILE)):
-        try:
-            results.append({**json.loads(path.read_text()), "folder": str(path.parent)})
-        except json.JSONDecodeError:
-            raise ValueError(f"{path} is not valid JSON: delete it and resume that run") from None
+    return [{**read_result(path.parent), "folder": str(path.parent)} for path in sorted(root.rglob(RESULT_FILE))]
+
+
+def collect_results(root: Path) -> list[dict[str, Any]]:
+    """Every result.json under `root`, each with the folder it came from; at least one."""
+    results = finished_results(root)
     if not results:
-        raise ValueError(f"no result.json under {root}: no run there has finished yet")
+        raise ValueError(f"no {RESULT_FILE} under {root}: no run there has finished yet")
     return results
 
 

@@ -8,16 +8,15 @@ predictions has no IoU and is left out of the mean (mmsegmentation's convention)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-
-def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    out = model(images)
-    return out["out"] if isinstance(out, dict) else out
+from .models.segmentation import main_output
+from .render import render
 
 
 @torch.no_grad()
@@ -25,7 +24,7 @@ def segment(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1
     """Class probabilities (B x K x H x W, float32) at the input's size, averaged over `scales`
     (each a resize of the whole image) and, with `flip`, their horizontal mirrors.
 
-    The SR block handles feature sizes other than its memory's (SPEC section 1), so any scale works.
+    The SR block handles feature sizes other than its memory's (pooling and resizing), so any scale works.
     """
     height, width = images.shape[-2:]
     total, count = None, 0
@@ -34,7 +33,7 @@ def segment(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1
         scaled = images if size == (height, width) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         for mirrored in (False, True) if flip else (False,):
             batch = scaled.flip(-1) if mirrored else scaled
-            logits = _logits(model, batch).float()
+            logits = main_output(model(batch)).float()
             logits = logits.flip(-1) if mirrored else logits
             if logits.shape[-2:] != (height, width):
                 logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
@@ -74,3 +73,15 @@ class SegmentationMetric:
             "class_iou": [100.0 * v for v in scores["iou"].tolist()],
             "class_acc": [100.0 * v for v in scores["acc"].tolist()],
         }
+
+
+def class_table(classes: Sequence[str], scores: dict[str, dict[str, Any]]) -> str:
+    """Markdown: per-class IoU and accuracy of each evaluation (`scores`: name -> `compute()`'s dict)."""
+    rows = []
+    for i, name in enumerate(classes):
+        row: dict[str, Any] = {"class": name}
+        for key, s in scores.items():
+            row[f"iou_{key}"], row[f"acc_{key}"] = s["class_iou"][i], s["class_acc"][i]
+        rows.append(row)
+    rows.append({"class": "mean", **{f"{m}_{k}": s[f"m{m}"] for k, s in scores.items() for m in ("iou", "acc")}})
+    return render(rows, ["class"] + [f"{m}_{k}" for k in scores for m in ("iou", "acc")])

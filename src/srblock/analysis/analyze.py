@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from ..block import SqueezeRemember
-from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet
+from ..config import TensorsConfig, TrainConfig
+from ..data import DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
-from ..train.config import TrainConfig
-from ..train.loop import load_splits, trained_model
+from ..runs import load_splits, trained_model
 
 SPLITS = ("val", "test", "train")
 
@@ -39,7 +39,7 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
     """A finished run's best checkpoint in its model, and its data split as in training."""
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
-    if not DATASETS[cfg.dataset].in_memory:
+    if not isinstance(cfg, TensorsConfig):
         raise ValueError(
             f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
             "(data sets held in memory); ImageNet and segmentation runs are not supported yet "

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 from pathlib import Path
 
 import yaml
 
-from ..results import collect_results, md_columns, summarize
-from ..train.runs import read_metrics
+from ..results import finished_results, md_columns, summarize
+from ..runs import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, is_finished, read_config, read_metrics, read_result
 from . import run_analysis
 from .plots import learning_curves_figure
 from .seg_examples import segmentation_examples
@@ -44,18 +45,18 @@ def _fmt(value: object) -> str:
 
 def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -> str:
     parts = [f"<h2>{html.escape(str(folder))}</h2>"]
-    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config = dataclasses.asdict(read_config(folder))
     parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
-    if (folder / "metrics.csv").is_file():
+    if (folder / METRICS_FILE).is_file():
         curves = learning_curves_figure(read_metrics(folder), folder / "learning_curves.png")
         parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and scores per epoch or evaluation"))
-    if (folder / "result.json").is_file():
-        result = json.loads((folder / "result.json").read_text())
+    if is_finished(folder):
+        result = read_result(folder)
         scores = (["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"] if "test_miou" in result
                   else ["test_acc", "test_top5", "best_val_acc", "best_epoch"])
         keys = [*scores, "params", "sr_params", "oh_pct", "wall_time_s", "device"]
         parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
-    if (folder / "class_iou.md").is_file():  # a segmentation run: what it predicts
+    if (folder / CLASS_IOU_FILE).is_file():  # a segmentation run: what it predicts
         try:
             parts.append("<h3>Predictions</h3>" + _img(segmentation_examples(folder, data_root), "test images, labels, predictions"))
         except (OSError, ValueError) as err:
@@ -84,16 +85,13 @@ def write_report(folders: list[str | Path], out: str | Path | None = None, class
     """report.html for `folders` (run folders, or folders of runs), every figure embedded."""
     runs: list[Path] = []
     for folder in map(Path, folders):
-        found = sorted(p.parent for p in folder.rglob("config.yaml")) if not (folder / "config.yaml").exists() else [folder]
+        found = [folder] if (folder / CONFIG_FILE).exists() else sorted(p.parent for p in folder.rglob(CONFIG_FILE))
         if not found:
             raise FileNotFoundError(f"no run under {folder}: give run folders (OUT/<recipe>/<configuration>/seed<k>) or their parents")
         runs += found
     summary = []
     for folder in map(Path, folders):
-        try:
-            summary += summarize(collect_results(folder if not (folder / "config.yaml").exists() else folder.parent))
-        except ValueError:
-            pass
+        summary += summarize(finished_results(folder.parent if (folder / CONFIG_FILE).exists() else folder))
     body = ["<h1>srblock report</h1>"]
     if summary:
         body.append("<h2>Results across seeds</h2>" + _table(summary, [c for c in md_columns(summary) if c != "folder"]))

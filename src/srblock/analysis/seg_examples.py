@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from ..data import DATASETS
+from ..config import SegmentConfig
 from ..data.seg_transforms import SegEvalTransform
+from ..runs import load_splits, trained_model
 from ..seg_eval import segment
-from ..train.loop import load_splits, trained_model
 from .plots import segmentation_examples_figure
 
 
@@ -19,10 +19,9 @@ def segmentation_examples(folder: str | Path, data_root: str | Path | None = Non
     tested checkpoint's whole-image predictions."""
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
-    info = DATASETS[cfg.dataset]
-    if info.task != "segment":
+    if not isinstance(cfg, SegmentConfig):
         raise ValueError(f"{folder} is a {cfg.dataset} run, not a segmentation run")
-    _, _, _, test = load_splits(cfg, data_root)
+    info, _, _, test = load_splits(cfg, data_root)
     normalise = SegEvalTransform(info.mean, info.std)
     images, labels, preds = [], [], []
     for i in range(min(count, len(test))):

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import tempfile
-from pathlib import Path
 
 import torch
 
-from ..bench import Timing, bench_pair, interleaved
-from ..export import export_onnx, onnx_session
-from ..insert import remove_sr
-from ..registry import create_model
+from ..bench import bench_onnx_pair, bench_pair, bench_paper
 from ..render import render
 from .common import add_model_args, build_from_args
 
@@ -34,21 +28,12 @@ examples:
 COLUMNS = ["setting", "mode", "batch", "device", "plain_ms", "sr_ms", "overhead_pct", "overhead_ci_low_pct",
            "overhead_ci_high_pct", "macs_overhead_pct", "params_overhead_pct", "paper_plain_ms", "paper_sr_ms", "paper_overhead_pct"]
 
-# SPEC section 5: (setting, model kwargs, input size, batch, train, device, paper plain ms, paper SR ms)
-PAPER = [
-    ("(a) CIFAR-100 R50", dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2), (3, 32, 32), 128, True, None, 377.0, 379.0),
-    ("(a) CIFAR-100 R50", dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2), (3, 32, 32), 128, False, None, None, None),
-    ("(b) ImageNet R50", dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16), (3, 224, 224), 5, False, None, 61.74, 62.89),
-    ("(c) CPU R50, 1 image", dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16), (3, 224, 224), 1, False, "cpu", 41.45, 43.01),
-]
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="latency, MACs and parameters with and without SR, side by side",
                        epilog=EPILOG, description="Measure a model with SR blocks against the same model without.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
-    p.add_argument("--paper", action="store_true", help="the paper's three settings (SPEC section 5)")
+    p.add_argument("--paper", action="store_true", help="the paper's three settings (its section III-E)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
     p.add_argument("--train", action="store_true", help="time a training step instead of inference")
@@ -61,37 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _onnx_pair(model_sr: torch.nn.Module, input_size, batch: int, repeats: int, warmup: int) -> dict:
-    plain = remove_sr(copy.deepcopy(model_sr))
-    with tempfile.TemporaryDirectory() as tmp:
-        sessions = [onnx_session(export_onnx(m, input_size, Path(tmp) / f"{n}.onnx", batch=batch))
-                    for n, m in (("plain", plain), ("sr", model_sr))]
-        x = {"x": torch.randn(batch, *input_size).numpy()}
-        timing: Timing = interleaved(lambda: sessions[0].run(None, x), lambda: sessions[1].run(None, x),
-                                     repeats, warmup, torch.device("cpu"))
-    return {"mode": "onnxruntime inference", "batch": batch, "device": "CPU (onnxruntime)", **timing.summary()}
-
-
 def run(args: argparse.Namespace) -> int:
     dtype = torch.bfloat16 if args.bf16 else None
-    rows = []
     if args.paper:
-        for setting, kw, size, batch, train, device, paper_a, paper_b in PAPER:
-            kw = dict(kw)
-            model = create_model(kw.pop("name"), **kw)
-            row = bench_pair(model, size, batch=batch, train=train, device=device or args.device,
-                             repeats=args.repeats, warmup=args.warmup, dtype=dtype, channels_last=args.channels_last)
-            row.update(setting=setting, paper_plain_ms=paper_a, paper_sr_ms=paper_b,
-                       paper_overhead_pct=100 * (paper_b / paper_a - 1) if paper_a else None)
-            rows.append(row)
+        rows = bench_paper(args.device, repeats=args.repeats, warmup=args.warmup, dtype=dtype,
+                           channels_last=args.channels_last)
     else:
         model, input_size = build_from_args(args)
         if args.onnx:
-            row = _onnx_pair(model, input_size, args.batch, args.repeats, args.warmup)
+            row = bench_onnx_pair(model, input_size, batch=args.batch, repeats=args.repeats, warmup=args.warmup)
         else:
             row = bench_pair(model, input_size, batch=args.batch, train=args.train, device=args.device,
                              repeats=args.repeats, warmup=args.warmup, dtype=dtype, channels_last=args.channels_last)
-        rows.append({"setting": args.model, **row})
+        rows = [{"setting": args.model, **row}]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

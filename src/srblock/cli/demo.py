@@ -7,14 +7,12 @@ canvases of pasted Fashion-MNIST items with per-pixel labels.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from pathlib import Path
 
+from ..config import make_config
 from ..render import render
-from ..train import make_config, run_training
-from ..train.runs import RESULT_FILE, is_finished, run_dir
-from .common import make_fabric
+from ..runs import finished, read_result, run_dir
+from .common import add_device_args
 
 EPILOG = """\
 Trains resnet10s_cifar (one BasicBlock per stage, widths 16-128) on Fashion-MNIST (the Debian
@@ -45,32 +43,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiny", action="store_true", help="a smoke test in seconds (1 epoch or 20 iterations, few images)")
     p.add_argument("--data", metavar="DIR", help="folder with Fashion-MNIST's IDX files (default: the Debian package's)")
     p.add_argument("--out", metavar="DIR", default="runs", help="where run folders go (default: runs)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "cuda", "gpu", "mps"))
-    p.set_defaults(run=run, devices="1", num_nodes=1)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_device_args(p, several=False)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train import make_fabric, run_training  # the training stack loads for the commands that train
+
     if args.task == "seg":
-        recipe, name, sr = "fashion_mnist_seg", "fcn_resnet10s", dict(sr_stage=2, sr_blocks=4)
+        recipe, name, sr = "fashion_mnist_seg", "fcn_resnet10s", dict(sr_stage=2)
         tiny = {"iterations": 20, "eval_interval": 10, "limit_train": 320, "limit_test": 100}
         columns = ["model", "test_miou", "test_macc", "test_miou_ms", "test_macc_ms"]
     else:
-        recipe, name, sr = "fashion_mnist", "resnet10s_cifar", dict(sr_stage=3, sr_blocks=4)
+        recipe, name, sr = "fashion_mnist", "resnet10s_cifar", dict(sr_stage=3)
         tiny = {"epochs": 1, "limit_train": 1000, "limit_test": 500}
         columns = ["model", "test_acc"]
-    plain = make_config(recipe, tiny if args.tiny else {})
-    configs = {name: plain, f"{name} + SR": dataclasses.replace(plain, **sr)}
+    data = {"data_dir": str(Path(args.data).expanduser().resolve())} if args.data else {}
+    configs = {name: make_config(recipe, {**(tiny if args.tiny else {}), **data}),
+               f"{name} + SR": make_config(recipe, {**(tiny if args.tiny else {}), **data, **sr})}
     group = ("demo-seg" if args.task == "seg" else "demo") + ("-tiny" if args.tiny else "")
-    fabric = make_fabric(args, plain.precision)
+    fabric = make_fabric(args.accelerator, precision=configs[name].precision)
     rows = []
     for label, cfg in configs.items():
         folder = run_dir(Path(args.out), group, cfg)
-        if is_finished(folder):
+        if finished(folder, cfg):
             fabric.print(f"{folder} is finished: reusing its result (delete it to train again)")
-            result = json.loads((folder / RESULT_FILE).read_text())
+            result = read_result(folder)
         else:
-            result = run_training(fabric, cfg, folder, data_root=args.data, resume=True, quiet=args.quiet)
+            result = run_training(fabric, cfg, folder, resume=True, quiet=args.quiet)
         rows.append({"model": label, **result, "minutes": result["wall_time_s"] / 60, "folder": str(folder)})
     fabric.print(render(rows, columns + ["params", "sr_params", "sr_oh_pct", "minutes", "folder"]))
     fabric.print(f"run folders (config, metrics.csv, checkpoints, result.json) are under {Path(args.out) / group}")

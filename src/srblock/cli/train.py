@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
+from ..config import make_config, with_seeds
+from ..recipes import group_name
 from ..render import render
 from ..results import METRICS
-from ..train import make_config, run_training
-from ..train.runs import is_finished, read_config, run_dir, unfinished_runs
-from .common import add_training_args, group_name, make_fabric, training_overrides, with_seeds
+from ..runs import finished, read_config, run_dir, unfinished_runs
+from .common import add_training_args, training_overrides
 
 EPILOG = """\
 examples:
@@ -41,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train import make_fabric, run_training  # the training stack loads for the commands that train
+
     group = group_name(args.recipe)
     overrides = training_overrides(args)
     if args.resume and not args.sets and not args.seeds:
@@ -48,17 +52,18 @@ def run(args: argparse.Namespace) -> int:
         if not folders:
             print(f"nothing to resume under {Path(args.out) / group}")
             return 0
-        jobs = [(read_config(f), f) for f in folders]
+        how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir")}  # --precision, --data: how to run
+        jobs = [(dataclasses.replace(read_config(f), **how), f) for f in folders]
     else:
         base = make_config(args.recipe, overrides)
         jobs = [(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
-    fabric = make_fabric(args, jobs[0][0].precision)
+    fabric = make_fabric(args.accelerator, args.devices, args.num_nodes, jobs[0][0].precision)
     rows = []
     for cfg, folder in jobs:
-        if is_finished(folder):
+        if finished(folder, cfg):
             fabric.print(f"{folder} is finished (result.json): skipped; delete it to train again")
             continue
-        result = run_training(fabric, cfg, folder, data_root=args.data, resume=args.resume, quiet=args.quiet)
+        result = run_training(fabric, cfg, folder, resume=args.resume, quiet=args.quiet)
         rows.append({"run": str(folder), "seed": cfg.seed, **{m: result.get(m) for m in METRICS},
                      "minutes": result["wall_time_s"] / 60})
     if rows:

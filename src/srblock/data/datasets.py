@@ -51,7 +51,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     load: Callable[[Path | None], tuple[Any, Any]]  # (train, test) from a folder
     task: str = "classify"  # or "segment": which training loop runs it
-    in_memory: bool = True  # uint8 tensors (ImageSet); else files read by DataLoader workers
+    in_memory: bool = True  # held in memory as tensors; else files read by DataLoader workers
     ignore_index: int | None = None  # segmentation: the label that marks pixels not scored
 
 
@@ -179,7 +179,7 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
     "fashion_mnist_seg": DatasetInfo(
         "fashion_mnist_seg", 11, (1, 64, 64), (0.1,), (0.25,), _load_fashion_mnist_seg,
-        task="segment", in_memory=False, ignore_index=IGNORE_INDEX,
+        task="segment", ignore_index=IGNORE_INDEX,
     ),
 }
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from .sampler import epoch_seed
+
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Pads each image by `padding` (zeros) and cuts it back at a random offset, all in one gather."""
@@ -72,7 +74,7 @@ class DeviceLoader:
         n = len(self.labels)
         if not self.train:
             return torch.arange(self.rank, n, self.world_size, device=self.device)
-        generator = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(n, generator=generator, device=self.device)
         per_rank = n // self.world_size  # equal shares: every process takes as many steps
         return order[self.rank * per_rank: (self.rank + 1) * per_rank]
@@ -83,7 +85,7 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()
-        generator = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + self.epoch + 7_919)
+        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
         for start in range(0, len(order), self.batch_size):
             index = order[start: start + self.batch_size]
             images = self.images[index]

@@ -1,5 +1,6 @@
-"""Resumable, reproducible sampling for file data sets (ImageNet, Cityscapes) read by workers.
+"""Resumable, reproducible sampling, and the seeds every epoch's draws come from (`epoch_seed`).
 
+For file data sets (ImageNet, Cityscapes, the segmentation demo) read by DataLoader workers,
 `EpochSampler` yields `(epoch, index)` keys: this process's share of a seeded permutation, from
 any batch on (a run resumed mid-epoch continues with the very next batch). `SeededItems` seeds
 torch's generator from (seed, epoch, index) before transforming an item, so what augmentation
@@ -45,7 +46,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
@@ -53,9 +54,16 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return iter([(self.epoch, int(i)) for i in mine])
 
 
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """The generator seed for `epoch` of a run seeded `seed`: every epoch's order and augmentation
+    come from here, so a resumed run redraws exactly what it would have drawn. `stream` tells
+    apart the draws of one epoch (0: the order of the images, 1: their augmentation)."""
+    return seed * 100_003 + epoch + 7_919 * stream
+
+
 def item_seed(seed: int, epoch: int, index: int) -> int:
-    """The torch seed for augmenting item `index` in `epoch` of a run seeded `seed`."""
-    return (seed * 1_000_003 + epoch) * 10_000_019 + index
+    """The torch seed for augmenting item `index` (or batch `index`) in `epoch` of a run seeded `seed`."""
+    return epoch_seed(seed, epoch, stream=1) * 10_000_019 + index
 
 
 class SeededItems(Dataset):

@@ -1,22 +1,22 @@
-"""Training: configs from recipes, the Fabric loops (classification, segmentation), checkpoints, run folders."""
+"""Training on Lightning Fabric: the classification loop (classify.py), the segmentation loop
+(segment.py), what both share (engine.py: the Fabric, a run's start, checkpoints and end), the
+batches of a classification split (batches.py) and the lr schedules (schedule.py)."""
 
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric import Fabric
 
-from ..data import DATASETS
-from .config import TrainConfig, make_config, parse_set
-from .loop import train_run
-from .seg_loop import train_seg_run
+from ..config import SegmentConfig, TrainConfig
+from .classify import train_classifier
+from .engine import make_fabric
+from .segment import train_segmenter
 
 
 def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) -> dict[str, Any]:
-    """Trains one run with the loop its data set's task needs (classification or segmentation)."""
-    if cfg.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASETS)}")
-    loop = train_seg_run if DATASETS[cfg.dataset].task == "segment" else train_run
+    """Trains one run with the loop its task needs (classification or segmentation); returns result.json."""
+    loop = train_segmenter if isinstance(cfg, SegmentConfig) else train_classifier
     return loop(fabric, cfg, folder, **kwargs)
 
 
-__all__ = ["TrainConfig", "make_config", "parse_set", "run_training", "train_run", "train_seg_run"]
+__all__ = ["make_fabric", "run_training", "train_classifier", "train_segmenter"]

@@ -1,31 +1,32 @@
-"""Cost and deployment: MACs by hand, the fused recall, interleaved timing, ONNX parity."""
+"""Cost: multiply-adds by hand, the fused recall, interleaved timing, `srblock bench`."""
 
 import json
 
 import numpy as np
 import pytest
-import timm
 import torch
-import torchvision
 
 import srblock
-from srblock.bench import Timing, bench_pair, count_macs, sr_macs
+from srblock.bench import PAPER_SETTINGS, Timing, bench_onnx_pair, bench_pair, bench_paper, count_macs
 from srblock.cli import main
-from srblock.export import export_onnx, onnx_max_diff
 
-from .conftest import fill_memory
+
+def block_macs(c, size, p, h, cs=1, feature_size=None):
+    """An SR block's multiply-adds on one image, by hand: squeeze conv over the incoming map, the
+    two linear layers, and the recall matmul at the memory's size (the final add is no multiply-add)."""
+    height, width = size
+    fh, fw = feature_size or size
+    return c * cs * fh * fw + cs * height * width * h + h * p + p * c * height * width
 
 
 @pytest.mark.parametrize("c,size,p,h,cs", [(256, (8, 8), 4, 8, 1), (64, (7, 5), 10, 16, 2), (1024, (14, 14), 2, 16, 1)])
 def test_block_macs_equal_a_hand_count(c, size, p, h, cs):
     block = srblock.SqueezeRemember(c, size, memory_blocks=p, hidden=h, squeeze_channels=cs)
-    height, width = size
-    by_hand = c * cs * height * width + cs * height * width * h + h * p + p * c * height * width
-    assert sr_macs(block) == by_hand
+    by_hand = block_macs(c, size, p, h, cs)
     with torch.device("meta"):
         wrapped = torch.nn.Sequential(block)
-    assert count_macs(wrapped, (c, height, width), batch=1) == by_hand
-    assert count_macs(torch.nn.Sequential(block.to("cpu")), (c, height, width), batch=3) == 3 * by_hand
+    assert count_macs(wrapped, (c, *size), batch=1) == by_hand
+    assert count_macs(torch.nn.Sequential(block.to("cpu")), (c, *size), batch=3) == 3 * by_hand
 
 
 def test_fused_recall_equals_the_reference_sum():
@@ -42,8 +43,7 @@ def test_fused_recall_equals_the_reference_sum():
 def test_model_macs_grow_by_the_blocks_macs():
     model = srblock.create_model("resnet18_cifar", sr_stage=3, sr_blocks=4)
     plain = srblock.remove_sr(srblock.create_model("resnet18_cifar", sr_stage=3, sr_blocks=4))
-    block = srblock.sr_blocks(model)[0][1]
-    assert count_macs(model, (3, 32, 32)) - count_macs(plain, (3, 32, 32)) == sr_macs(block)
+    assert count_macs(model, (3, 32, 32)) - count_macs(plain, (3, 32, 32)) == block_macs(256, (8, 8), 4, 8)
 
 
 def test_timing_summary_median_ratio_and_interval():
@@ -60,7 +60,8 @@ def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():
     row = bench_pair(model, (3, 16, 16), batch=2, repeats=4, warmup=1)
     assert row["plain_ms"] > 0 and row["sr_ms"] > 0 and row["repeats"] == 4
     assert row["sr_params"] == sum(p.numel() for p in srblock.sr_blocks(model)[0][1].parameters())
-    assert row["sr_macs"] == 2 * sr_macs(srblock.sr_blocks(model)[0][1], 4, 4)  # stage 3 is 4x4 at 16x16
+    # stage 3 is 64 x 4 x 4 at 16x16: the squeeze runs there, the memory (8x8) is pooled to and resized from it
+    assert row["sr_macs"] == 2 * block_macs(64, (8, 8), 2, 8, feature_size=(4, 4))
     train = bench_pair(model, (3, 16, 16), batch=2, repeats=2, warmup=1, train=True)
     assert train["mode"] == "train step"
     with pytest.raises(ValueError, match="no SR block to measure"):
@@ -87,41 +88,25 @@ def test_bench_cli_segmentation_training_step_at_hxw(capsys):
     assert usage.value.code == 2 and "HxW" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "build,input_size",
-    [
-        (lambda: srblock.create_model("resnet10s_cifar", num_classes=10, sr_stage=3), (3, 32, 32)),
-        (lambda: srblock.add_sr(torchvision.models.resnet18(num_classes=10), 3, input_size=(3, 64, 64)), (3, 64, 64)),
-        (lambda: srblock.add_sr(timm.create_model("mobilenetv3_small_050", num_classes=10), 3, input_size=(3, 64, 64)), (3, 64, 64)),
-    ],
-    ids=["zoo", "torchvision", "timm"],
-)
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
-def test_onnx_parity(build, input_size, dynamic, tmp_path):
-    model = build().eval()
-    fill_memory(model, std=0.1)
-    path = export_onnx(model, input_size, tmp_path / "m.onnx", dynamic_batch=dynamic)
-    assert onnx_max_diff(model, path, input_size, batch=1) < 1e-4
-    if dynamic:
-        assert onnx_max_diff(model, path, input_size, batch=5) < 1e-4
-
-
-@pytest.mark.slow
-def test_export_cli_and_onnx_bench(tmp_path, capsys):
-    out = tmp_path / "r.onnx"
-    assert main(["export", "--model", "timm:convnext_atto", "--sr-stage", "3", "--size", "64", "--onnx", str(out), "--dynamic-batch"]) == 0
-    text = capsys.readouterr().out
-    assert out.stat().st_size > 0 and "onnxruntime vs PyTorch max |diff|" in text
-    assert main(["bench", "--model", "resnet10s_cifar", "--sr-stage", "3", "--size", "32", "--onnx", "--repeats", "3", "--warmup", "1", "--json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)
-    assert row["mode"] == "onnxruntime inference" and row["sr_ms"] > 0
-
-
-def test_export_errors(capsys):
-    assert main(["export", "--onnx", "x.onnx"]) == 2
-    assert "give --model NAME" in capsys.readouterr().err
-    assert main(["export", "--model", "timm:nonexistent_net", "--onnx", "x.onnx"]) == 2
-    assert "unknown timm model 'nonexistent_net'" in capsys.readouterr().err
+def test_bench_errors(capsys):
     assert main(["bench", "--model", "resnet10s_cifar", "--size", "16"]) == 2
     assert "no SR block to measure" in capsys.readouterr().err
+
+
+def test_paper_settings_at_a_tiny_size():
+    """`bench --paper`'s rows, each beside the paper's numbers (here ResNet10s at 16x16, CPU)."""
+    small = [s.__class__(s.name, dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2), (3, 16, 16), 2, s.train,
+                         s.device, s.paper_plain_ms, s.paper_sr_ms) for s in PAPER_SETTINGS]
+    rows = bench_paper("cpu", repeats=2, warmup=1, settings=small)
+    assert [r["setting"] for r in rows] == [s.name for s in PAPER_SETTINGS]
+    assert rows[0]["mode"] == "train step" and rows[0]["paper_overhead_pct"] == pytest.approx(100 * (379 / 377 - 1))
+    assert rows[1]["paper_overhead_pct"] is None and all(r["sr_ms"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_onnx_pair_times_both_exports():
+    pytest.importorskip("onnxruntime")
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_blocks=2)
+    row = bench_onnx_pair(model, (3, 16, 16), batch=1, repeats=3, warmup=1)
+    assert row["mode"] == "onnxruntime inference" and row["plain_ms"] > 0 and row["sr_ms"] > 0 and row["repeats"] == 3
+    assert srblock.sr_blocks(model)  # the caller's model keeps its block

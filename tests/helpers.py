@@ -1,12 +1,49 @@
-"""Small data sets in the standard on-disk layouts, written by the tests."""
+"""What several test modules use: small data sets in the standard on-disk layouts, the command
+line run as a user runs it, SR memories filled as training would, fabricated run results."""
 
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+
+# the smallest classification runs the engine accepts: a tiny zoo model, small batches, no progress output
+TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "eval_batch_size=64", "--quiet"]
+# the smallest segmentation runs: two iterations on 32x48 crops
+TINY_SEG = ["--set", "iterations=2", "--set", "eval_interval=1", "--set", "batch_size=2", "--set", "crop_size=32x48",
+            "--set", "num_workers=0", "--set", "ms_scales=[0.5, 1.0]", "--quiet"]
+
+
+def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """The installed console script's code path, in a fresh process (as a user runs it), one thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "srblock", *args], capture_output=True, text=True, env=env,
+                          timeout=600, check=False, **kw)
+
+
+def fill_memory(model: torch.nn.Module, std: float = 1.0) -> None:
+    """Gives every SR block a non-zero memory, as training would."""
+    from srblock import sr_blocks
+
+    with torch.no_grad():
+        for _, block in sr_blocks(model):
+            block.memory.normal_(0.0, std)
+
+
+def fabricate_result(root: Path, config: str, seed: int, acc: float, **extra) -> Path:
+    """A finished run's result.json (only), as `srblock table` reads it."""
+    folder = root / config / f"seed{seed}"
+    folder.mkdir(parents=True)
+    result = {"test_acc": acc, "oh_pct": 1.09, "sr_oh_pct": 0.3, "config": {"sr_stage": 3, "sr_blocks": 2}, **extra}
+    (folder / "result.json").write_text(json.dumps(result))
+    return folder
 
 
 def _images(rng: np.random.Generator, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -57,7 +94,6 @@ def write_fashion_mnist(folder: Path, train: int = 200, test: int = 50, seed: in
 
 def write_imagenet(root: Path, classes: int = 3, per_class: int = 4, val_per_class: int = 2, seed: int = 0) -> Path:
     """An ImageFolder tree of JPEGs (train/ and val/, one folder per class), sizes varying as ImageNet's."""
-    import torch
     from torchvision.io import write_jpeg
 
     rng = np.random.default_rng(seed)
@@ -74,7 +110,6 @@ def write_imagenet(root: Path, classes: int = 3, per_class: int = 4, val_per_cla
 
 def write_cityscapes(root: Path, train: int = 4, val: int = 2, size: tuple[int, int] = (32, 64), seed: int = 0) -> Path:
     """leftImg8bit/ and gtFine/ trees of PNGs with labelIds (some ignored: 0, 1, 9), two cities per split."""
-    import torch
     from torchvision.io import write_png
 
     rng = np.random.default_rng(seed)

@@ -1,0 +1,316 @@
+"""A training run's configuration: a recipe (YAML) plus `--set key=value` overrides, checked.
+
+Which fields a run has depends on its data set's task. Every run has `TrainConfig`'s; a
+classification run adds epochs, the step schedule, attention and regulariser, and either the
+fast path's fields (`TensorsConfig`: CIFAR and Fashion-MNIST, held in memory) or the image
+pipeline's (`FilesConfig`: ImageNet's folders); a segmentation run counts iterations and has its
+crops and multi-scale test (`SegmentConfig`). A run's config.yaml lists its own fields only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import yaml
+from torch import nn
+
+from .data import DATASETS
+from .recipes import load_yaml
+from .registry import create_model, default_sr_blocks
+
+
+@dataclass
+class TrainConfig:
+    """The fields of every run; the defaults are the paper's CIFAR-100 recipe."""
+
+    TASK: ClassVar[str] = "any"
+    # how to run rather than what: a run may resume with others, and its config.yaml then records them
+    EXECUTION: ClassVar[tuple[str, ...]] = ("precision", "compile", "num_workers", "data_dir")
+
+    dataset: str = "cifar100"
+    model: str = "resnet18_cifar"
+    sr_stage: int | None = None
+    sr_blocks: int | None = None  # P; None: the model's own (the paper's for the segmentation models), else 4
+    sr_hidden: int = 8
+    sr_squeeze: int = 1
+    batch_size: int = 128  # per process
+    eval_batch_size: int = 512
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    val_fraction: float = 0.1
+    flip: bool = True
+    seed: int = 0
+    precision: str = "auto"  # auto: bf16-mixed on a GPU, 32-true on the CPU
+    compile: bool = False
+    channels_last: bool = True
+    num_workers: int = 2
+    limit_train: int | None = None  # use only the first N training images (smoke runs)
+    limit_test: int | None = None  # use only the first N test images
+    data_dir: str | None = None  # where the data set was read (absolute)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same experiment: every field (seed included) but how it is run."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.EXECUTION}
+
+    def record(self) -> dict[str, Any]:
+        """What result.json records of the config: every field but where the data lay on this machine."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "data_dir"}
+
+    def input_size(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the run trains on, which sizes its SR memory."""
+        return DATASETS[self.dataset].input_size
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What this task passes to the model's builder beside classes and channels."""
+        return {}
+
+
+@dataclass
+class ClassifyConfig(TrainConfig):
+    """Classification: epochs, a step schedule, and the zoo's attention and regularisers."""
+
+    TASK: ClassVar[str] = "classification"
+
+    attn: str | None = None
+    reg: str | None = None
+    reg_rate: float | None = None
+    epochs: int = 200
+    milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
+    gamma: float = 0.2
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"attn": self.attn, "reg": self.reg, "reg_rate": self.reg_rate}
+
+
+@dataclass
+class TensorsConfig(ClassifyConfig):
+    """Classification of a data set held in memory (CIFAR, Fashion-MNIST): pad-crops and flips."""
+
+    TASK: ClassVar[str] = "classification of images held in memory"
+
+    crop_padding: int = 4
+    loader: str = "fast"  # fast: data set on the device; dataloader: torch DataLoader + workers
+
+
+@dataclass
+class FilesConfig(ClassifyConfig):
+    """Classification of image files (ImageNet's folders), read by DataLoader workers."""
+
+    TASK: ClassVar[str] = "classification of image files"
+
+    image_size: int = 224  # training crop; validation resizes to image_size / 0.875 and centre-crops
+    gpu_decode: bool = False  # decode JPEGs on the GPU (torchvision.io.decode_jpeg) instead of in workers
+
+    def input_size(self) -> tuple[int, int, int]:
+        return (DATASETS[self.dataset].input_size[0], self.image_size, self.image_size)
+
+
+@dataclass
+class SegmentConfig(TrainConfig):
+    """Segmentation (Cityscapes, the seg demo): iterations, poly lr, crops, multi-scale testing."""
+
+    TASK: ClassVar[str] = "segmentation"
+
+    iterations: int = 80_000
+    eval_interval: int = 8_000
+    save_interval: int = 1_000  # last.ckpt every N iterations, so a kill loses at most N
+    poly_power: float = 0.9
+    min_lr: float = 1e-4
+    crop_size: str = "512x1024"  # HxW of the training crop; also sizes the SR memory
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    photometric: bool = True
+    aux_weight: float = 0.4
+    ms_scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    ms_flip: bool = True
+
+    def crop_hw(self) -> tuple[int, int]:
+        """crop_size as (height, width)."""
+        return parse_hw(self.crop_size, "crop_size")
+
+    def input_size(self) -> tuple[int, int, int]:
+        return (DATASETS[self.dataset].input_size[0], *self.crop_hw())
+
+
+CONFIGS = (TensorsConfig, FilesConfig, SegmentConfig)
+
+
+def config_class(dataset: str) -> type[TrainConfig]:
+    """The config class of a data set's runs: by its task, and for classification by where its images lie."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    info = DATASETS[dataset]
+    if info.task == "segment":
+        return SegmentConfig
+    return TensorsConfig if info.in_memory else FilesConfig
+
+
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+KEYS = tuple(dict.fromkeys(k for cls in CONFIGS for k in _fields(cls)))  # every key any run may set
+_TYPES = {k: v for cls in CONFIGS for k, v in typing.get_type_hints(cls).items() if k in KEYS}
+POSITIVE = {"epochs", "batch_size", "eval_batch_size", "iterations", "eval_interval", "save_interval", "image_size",
+            "sr_blocks", "sr_hidden", "sr_squeeze", "lr"}
+CHOICES = {"loader": ("fast", "dataloader"), "precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"),
+           "dataset": tuple(DATASETS)}
+
+
+def key_groups() -> dict[str, list[str]]:
+    """The keys by the runs they apply to (for --help): every run's, then each task's own."""
+    common = _fields(TrainConfig)
+    groups = {"every run": common, "classification": [k for k in _fields(ClassifyConfig) if k not in common]}
+    for cls in CONFIGS:
+        groups[cls.TASK] = [k for k in _fields(cls) if k not in _fields(cls.__mro__[1])]
+    return groups
+
+
+def parse_hw(text: str, key: str) -> tuple[int, int]:
+    """`HxW` (or one number for a square) as (height, width), or a one-line ValueError."""
+    parts = str(text).lower().split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"{key} must be HxW of positive ints, e.g. 512x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _describe(tp: Any) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return f"{_describe(args[0])} or null"
+    if typing.get_origin(tp) is list:
+        return f"a list of {_describe(args[0])}s"
+    return {int: "an int", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _check(value: Any, tp: Any) -> Any:
+    """`value` as type `tp`, or None where it does not fit."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return _check(value, next(a for a in typing.get_args(tp) if a is not type(None)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            return None
+        items = [_check(v, typing.get_args(tp)[0]) for v in value]
+        return None if any(i is None for i in items) else items
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (bool, str) and isinstance(value, tp):
+        return value
+    return None
+
+
+def _is_optional(tp: Any) -> bool:
+    return type(None) in typing.get_args(tp)
+
+
+def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Checks one key and its value and stores it, or raises a one-line ValueError."""
+    if key not in KEYS:
+        close = difflib.get_close_matches(key, KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(KEYS)}")
+    if key == "crop_size" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # `crop_size: 512` in a YAML file: a square crop
+    checked = _check(value, _TYPES[key])
+    if checked is None and value is not None:
+        raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, got {value!r}")
+    if checked is None and not _is_optional(_TYPES[key]):
+        raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, not null")
+    if key == "crop_size":
+        parse_hw(checked, f"{source}: crop_size")
+    if key in POSITIVE and checked is not None and checked <= 0:
+        raise ValueError(f"{source}: {key} must be positive, got {checked!r}")
+    if key == "scale_range" and (len(checked) != 2 or not 0 < checked[0] <= checked[1]):
+        raise ValueError(f"{source}: scale_range must be [low, high] with 0 < low <= high, got {checked!r}")
+    if key == "ms_scales" and (not checked or min(checked) <= 0):
+        raise ValueError(f"{source}: ms_scales must be a non-empty list of positive scales, got {checked!r}")
+    if key in CHOICES and checked not in CHOICES[key]:
+        raise ValueError(f"{source}: {key} must be one of {', '.join(CHOICES[key])}, got {checked!r}")
+    values[key] = checked
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings as a dict; values are read as YAML (0.1, true, null, [60, 120])."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: write key=value, e.g. --set lr=0.05")
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        if key.strip() == "crop_size":
+            value = text  # HxW as written: YAML would read 0x100 as a hexadecimal number
+        set_value(values, key.strip(), value, f"--set {item}")
+    return values
+
+
+def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "refuse") -> TrainConfig:
+    """The config of checked `values`, of the class its data set's task needs, with the model's P
+    filled in where an SR block is asked for without one.
+
+    `other_tasks="drop"` leaves out keys of other tasks instead of refusing them: config.yaml
+    files written before configs were split by task list every key of every task.
+    """
+    dataset = values.get("dataset", TrainConfig.dataset)
+    cls = config_class(dataset)
+    own = set(_fields(cls))
+    foreign = [k for k in values if k not in own]
+    if foreign and other_tasks == "refuse":
+        raise ValueError(
+            f"{source}: {', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to {dataset} runs "
+            f"({cls.TASK}); their keys: {', '.join(_fields(cls))}"
+        )
+    values = {k: v for k, v in values.items() if k in own}
+    if values.get("sr_stage") is None:
+        values["sr_blocks"] = None  # no SR block: no P
+    elif values.get("sr_blocks") is None:
+        values["sr_blocks"] = default_sr_blocks(values.get("model", cls.model))
+    return cls(**values)
+
+
+def recipe_values(recipe: str) -> dict[str, Any]:
+    """The checked fields of a recipe (shipped name or YAML path)."""
+    data = load_yaml(recipe)
+    if "runs" in data:
+        raise ValueError(f"{recipe} is a sweep, not a recipe: run it with `srblock sweep {recipe}`")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key != "description":
+            set_value(values, key, value, f"recipe {recipe}")
+    return values
+
+
+def make_config(recipe: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A recipe with overrides applied on top (both already checked by set_value)."""
+    return build_config({**recipe_values(recipe), **(overrides or {})}, f"recipe {recipe} with its overrides")
+
+
+def with_seeds(cfg: TrainConfig, seeds: list[int] | None) -> list[TrainConfig]:
+    """One config per seed (the config's own seed when none are given)."""
+    return [dataclasses.replace(cfg, seed=s) for s in (seeds or [cfg.seed])]
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The run's model, with its SR block sized for the images it is trained on."""
+    info = DATASETS[cfg.dataset]
+    input_size = cfg.input_size()
+    return create_model(
+        cfg.model, num_classes=info.num_classes, in_chans=input_size[0], sr_stage=cfg.sr_stage,
+        sr_blocks=cfg.sr_blocks, sr_hidden=cfg.sr_hidden, sr_squeeze=cfg.sr_squeeze, input_size=input_size,
+        **cfg.model_kwargs(),
+    )

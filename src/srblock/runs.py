@@ -1,0 +1,199 @@
+"""Where a run lives, what it leaves behind, and reading a finished run back (no Lightning needed).
+
+Layout: OUT/<recipe or sweep>/<configuration>/seed<k>/, so the seeds of one configuration are
+siblings and `srblock table` can average them. A run folder holds config.yaml (the run's
+fields, and where its data lay), metrics.csv, tensorboard/, last.ckpt, best.ckpt (the tested
+checkpoint), result.json and, for segmentation, class_iou.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from torch import nn
+
+from .checkpoint import load_checkpoint, write_atomic
+from .config import TrainConfig, build_config, build_model, set_value
+from .data import DatasetInfo, load_dataset, split_train_val
+
+CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
+LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
+
+
+def config_slug(cfg: TrainConfig) -> str:
+    """A folder name for a configuration: model, attention, regulariser and SR placement."""
+    parts = [cfg.model] + [p for p in (getattr(cfg, "attn", None), getattr(cfg, "reg", None)) if p]
+    if cfg.sr_stage is not None:
+        parts.append(f"sr{cfg.sr_stage}p{cfg.sr_blocks}h{cfg.sr_hidden}")
+    return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts)
+
+
+def run_dir(out: Path, group: str, cfg: TrainConfig, name: str | None = None) -> Path:
+    return Path(out) / group / (name or config_slug(cfg)) / f"seed{cfg.seed}"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_config(folder: Path) -> TrainConfig:
+    """The config a run folder was started with (also one written before configs were split by task)."""
+    path = Path(folder) / CONFIG_FILE
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a run's config (a YAML mapping of key: value): delete that run folder")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        set_value(values, key, value, str(path))
+    return build_config(values, str(path), other_tasks="drop")
+
+
+def _same_run(folder: Path, cfg: TrainConfig) -> TrainConfig | None:
+    """The config of the run in `folder` (None if there is none), which must be `cfg`'s experiment."""
+    if not (folder / CONFIG_FILE).exists():
+        return None
+    old = read_config(folder)
+    before, now = old.identity(), cfg.identity()
+    changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in now if before.get(k) != now[k]]
+    if changed:
+        raise ValueError(
+            f"{folder} holds a run of another configuration ({'; '.join(changed)}): "
+            "choose another --out, or delete that folder"
+        )
+    return old
+
+
+def finished(folder: Path, cfg: TrainConfig) -> bool:
+    """Whether `folder` holds `cfg`'s run finished; a folder holding another configuration is an error."""
+    return _same_run(Path(folder), cfg) is not None and is_finished(folder)
+
+
+def claim_run_dir(folder: Path, cfg: TrainConfig) -> None:
+    """Writes config.yaml in a new run folder; an existing folder must hold the same configuration
+    (how it runs, e.g. its precision or where its data lies, may change: config.yaml records it)."""
+    old = _same_run(folder, cfg)
+    if old is not None and old == cfg:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+class MetricsLog:
+    """metrics.csv, one row per epoch (or evaluation); a resumed run first drops the rows after its
+    checkpoint, those whose first column (epoch, iteration) is not below `start`."""
+
+    def __init__(self, path: Path, start: int, columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
+        self.path, self.columns = path, columns
+        rows = []
+        if path.exists():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if float(r[columns[0]]) < start]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(path, text.getvalue())  # a kill while rewriting leaves the old file
+
+    def append(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns, lineterminator="\n").writerow(row)
+
+
+def read_metrics(folder: Path) -> list[dict[str, float]]:
+    with (Path(folder) / METRICS_FILE).open() as f:
+        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_result(folder: Path, result: dict[str, Any]) -> None:
+    write_text_atomic(folder / RESULT_FILE, json.dumps(result, indent=2))
+
+
+def read_result(folder: Path) -> dict[str, Any]:
+    """A finished run's result.json, or a one-line error naming the file."""
+    path = Path(folder) / RESULT_FILE
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{path} is not valid JSON: delete it and resume that run") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{path} is not a run's result (a JSON object): delete it and resume that run")
+    return result
+
+
+def is_finished(folder: Path) -> bool:
+    return (Path(folder) / RESULT_FILE).is_file()
+
+
+def unfinished_runs(root: Path) -> list[Path]:
+    """Run folders under `root` that were started (config.yaml) and have no result.json yet."""
+    return sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if not is_finished(p.parent))
+
+
+def data_root(cfg: TrainConfig, given: str | Path | None = None) -> Path | None:
+    """Where to read a run's data: `given` (--data) if any, else where the run read it."""
+    if given is not None:
+        return Path(given).expanduser()
+    if cfg.data_dir is None:
+        return None
+    if not Path(cfg.data_dir).exists():
+        raise FileNotFoundError(
+            f"{cfg.data_dir}, the data folder this run was trained from, is gone: pass --data DIR where it lies now"
+        )
+    return Path(cfg.data_dir)
+
+
+class Splits(NamedTuple):
+    info: DatasetInfo
+    train: Any
+    val: Any
+    test: Any
+
+
+def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Splits:
+    """(info, train, validation, test) as a run sees them: cut to limit_train / limit_test, the
+    training set split by the seed (an empty validation split when val_fraction is 0)."""
+    info, train_set, test_set = load_dataset(cfg.dataset, data_root(cfg, given_root))
+    train_set, val_set = split_train_val(train_set.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed)
+    return Splits(info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test)))
+
+
+class TrainedModel(NamedTuple):
+    model: nn.Module
+    cfg: TrainConfig
+    input_size: tuple[int, int, int]
+
+
+def trained_model(folder: str | Path) -> TrainedModel:
+    """A run folder's model with its tested checkpoint (best.ckpt) loaded, in eval mode, with the
+    run's config and the input size it was trained at; no data needed."""
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{folder} is not a run folder (no {CONFIG_FILE}): give OUT/<recipe>/<configuration>/seed<k>")
+    if not (folder / BEST_CKPT).is_file():
+        raise FileNotFoundError(f"{folder} has no {BEST_CKPT} yet: finish the run first (srblock train ... --resume)")
+    cfg = read_config(folder)
+    model = build_model(cfg)
+    load_weights(model, folder / BEST_CKPT, cfg)
+    return TrainedModel(model.eval(), cfg, cfg.input_size())
+
+
+def load_weights(model: nn.Module, path: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Loads a run's checkpoint into its model; returns the checkpoint. One from another
+    configuration (other shapes or names) is a one-line error, not a traceback."""
+    state = load_checkpoint(path, cfg.model)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError):
+        raise ValueError(
+            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another "
+            "configuration; choose another --out, or delete it"
+        ) from None
+    return state

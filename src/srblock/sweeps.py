@@ -1,0 +1,55 @@
+"""A sweep (one of the paper's tables) as configurations: its recipe, its shared `set`, each row's fields.
+
+One expansion serves `srblock sweep` (which trains every row x seed) and `srblock params --table`
+(which counts every row's parameters), so both read a sweep file the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import TrainConfig, make_config, set_value, with_seeds
+from .recipes import load_yaml
+
+ROW_LABELS = ("name", "paper")  # a row's keys that describe it rather than configure it
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One row of a sweep: its name and place in the table, the paper's numbers, its config, its seeds."""
+
+    name: str
+    index: int
+    table: str | None
+    paper: dict[str, Any] | None
+    config: TrainConfig
+    seeds: tuple[int, ...]
+
+    def extra(self) -> dict[str, Any]:
+        """What result.json records of the row, so `srblock table` can rebuild the paper's layout."""
+        cfg = self.config
+        return {"name": self.name, "row": self.index, "table": self.table, "paper": self.paper,
+                "M": cfg.sr_stage, "P": cfg.sr_blocks}
+
+    def configs(self, seeds: list[int] | None = None) -> list[TrainConfig]:
+        """The row's config once per seed: `seeds` if given, else the sweep's own."""
+        return with_seeds(self.config, list(seeds or self.seeds))
+
+
+def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[SweepRow]:
+    """Every row of a sweep (shipped name or YAML path), each row's fields on top of the sweep's
+    `set` on top of its recipe, and `overrides` (already checked) on top of all."""
+    data = load_yaml(sweep)
+    if "runs" not in data or "recipe" not in data:
+        raise ValueError(f"{sweep} is a recipe, not a sweep: run it with `srblock train {sweep}`")
+    seeds = tuple(data.get("seeds", [0, 1, 2, 3, 4]))
+    rows = []
+    for index, row in enumerate(data["runs"]):
+        values: dict[str, Any] = {}
+        for key, value in {**data.get("set", {}), **row}.items():
+            if key not in ROW_LABELS:
+                set_value(values, key, value, f"{sweep} row {row.get('name')!r}")
+        cfg = make_config(data["recipe"], {**values, **(overrides or {})})
+        rows.append(SweepRow(row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, seeds))
+    return rows

@@ -1,0 +1,73 @@
+"""A classification split's batches on the run's device, whatever the data: the fast path or a
+DataLoader for tensors in memory, or DataLoader workers reading image files (optionally decoded
+on the GPU). Every epoch's order and augmentation depend on (seed, epoch) only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from lightning.fabric import Fabric
+
+from ..config import TrainConfig
+from ..data import DeviceLoader, EpochSampler, ImageSet, make_dataloader, make_file_loader
+from ..data.imagenet import ImageFiles, collate_encoded, decode_batch, imagenet_transform
+from ..data.sampler import epoch_seed, item_seed
+
+
+class ClassifyBatches:
+    """(images, labels) batches of one split, on the fabric's device, `epoch(k)` at a time."""
+
+    def __init__(self, fabric: Fabric, cfg: TrainConfig, data: ImageSet | ImageFiles, mean, std, train: bool) -> None:
+        batch = cfg.batch_size if train else cfg.eval_batch_size
+        self.generator, self.device, self.decode, self.seed = None, fabric.device, None, cfg.seed
+        if isinstance(data, ImageFiles):
+            transform = imagenet_transform(train, cfg.image_size, mean, std)
+            if cfg.gpu_decode:
+                self.decode, data = transform, data.with_transform(None, encoded=True)
+            else:
+                data = data.with_transform(transform)
+            self.loader = make_file_loader(
+                data, batch_size=batch, train=train, seed=cfg.seed, rank=fabric.global_rank,
+                world_size=fabric.world_size, num_workers=cfg.num_workers,
+                collate_fn=collate_encoded if cfg.gpu_decode else None,
+            )
+        elif cfg.loader == "fast":
+            self.loader = DeviceLoader(
+                data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
+                rank=fabric.global_rank, world_size=fabric.world_size, channels_last=cfg.channels_last,
+                device=fabric.device, crop_padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed,
+            )
+        else:
+            loader = make_dataloader(
+                data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
+                num_workers=cfg.num_workers, crop_padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed,
+            )
+            self.generator = loader.generator
+            self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
+        # the fast path makes channels_last batches itself
+        self.channels_last = cfg.channels_last and not isinstance(self.loader, DeviceLoader)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `epoch`: order and augmentation depend on (seed, epoch) only."""
+        if isinstance(self.loader, DeviceLoader):
+            self.loader.set_epoch(epoch)
+        elif isinstance(self.loader.sampler, EpochSampler):
+            self.loader.sampler.set_epoch(epoch)
+        else:
+            self.generator.manual_seed(epoch_seed(self.seed, epoch))
+            if hasattr(self.loader.sampler, "set_epoch"):
+                self.loader.sampler.set_epoch(epoch)
+        for step, (images, labels) in enumerate(self.loader):
+            if self.decode is not None:  # JPEG bytes: decode and augment the batch on the device
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(item_seed(self.seed, epoch, step))
+                    images = decode_batch(images, self.decode, self.device)
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels
+
+    def __len__(self) -> int:
+        return len(self.loader)

@@ -1,0 +1,218 @@
+"""What both training loops share: the Fabric, the start of a run, its checkpoints, logs, and its end.
+
+`start_run` claims the run folder, builds the model and the optimiser and resumes from last.ckpt;
+`Run.checkpoint` and `Run.log` save progress; `Run.finish` writes result.json. The loops
+(classify.py, segment.py) hold only what differs: their batches, steps and evaluations.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric import Fabric
+from lightning.fabric.loggers import TensorBoardLogger
+from torch import nn
+from torchvision.models.segmentation.deeplabv3 import ASPPPooling
+from tqdm.auto import tqdm
+
+from ..checkpoint import save_atomic, set_rng_state, training_state
+from ..config import TrainConfig, build_model
+from ..insert import sr_blocks
+from ..params import config_overhead
+from ..runs import BEST_CKPT, LAST_CKPT, METRICS_FILE, MetricsLog, Splits, claim_run_dir, load_splits, load_weights, write_result
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """`auto`: bf16-mixed on a GPU, 32-true on the CPU (where bf16 autocast is slower)."""
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def make_fabric(accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, precision: str = "auto") -> Fabric:
+    """A launched Fabric: one process per device (DDP) when there are several devices or nodes."""
+    several = num_nodes > 1 or devices == "auto" or int(devices) > 1
+    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp" if several else "auto",
+                    precision=resolve_precision(precision, accelerator))
+    fabric.launch()
+    return fabric
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import timm
+    import torchvision
+
+    from .. import __version__
+
+    return {
+        "srblock": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "timm": timm.__version__, "lightning": lightning.__version__, "python": platform.python_version(),
+    }
+
+
+def device_name(fabric: Fabric) -> str:
+    if fabric.device.type == "cuda":
+        return torch.cuda.get_device_name(fabric.device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _refuse_unfit_batch(cfg: TrainConfig, model: nn.Module) -> None:
+    """BatchNorm after a global pooling (DeepLabv3's image-pooling branch) needs two images per process."""
+    if cfg.batch_size < 2 and any(isinstance(m, ASPPPooling) for m in model.modules()):
+        raise ValueError(
+            f"batch_size=1 cannot train {cfg.model}: the BatchNorm in its ASPP image-pooling branch sees one "
+            "value per channel; set batch_size=2 or more (it counts per process)"
+        )
+
+
+def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
+    """The model as training wants it: no weight recording, SyncBN across GPUs, on the device."""
+    for _, block in sr_blocks(model):
+        block.record_weights = False  # analyses turn it on; training needs no copy per step
+    if fabric.world_size > 1 and fabric.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # on the device before the optimiser exists, so a resumed optimiser state lands there too
+    return model.to(fabric.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+
+
+def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay, fused=fabric.device.type == "cuda" or None,
+    )
+
+
+class Progress:
+    """A tqdm bar on a terminal; where the output goes to a file, one line per `report` instead
+    (a bar's every frame would fill the file with carriage returns)."""
+
+    def __init__(self, fabric: Fabric, total: int, done: int, unit: str, label: str, quiet: bool) -> None:
+        shown = not quiet and fabric.global_rank == 0
+        self.lines = shown and not sys.stderr.isatty()
+        self.label = label
+        self.bar = tqdm(total=total, initial=done, disable=not shown or self.lines, unit=unit, dynamic_ncols=True,
+                        leave=False, desc=label)
+
+    @property
+    def live(self) -> bool:
+        """Whether a bar is drawn, so values shown on it are worth computing."""
+        return not self.bar.disable
+
+    def describe(self, where: str) -> None:
+        """What the bar shows beside the run's name (e.g. the epoch)."""
+        self.bar.set_description(f"{self.label} {where}", refresh=False)
+
+    def update(self, **values: str) -> None:
+        self.bar.update(1)
+        if values:
+            self.bar.set_postfix(values, refresh=False)
+
+    def report(self, where: str, **values: str) -> None:
+        """The outcome of an epoch or evaluation: on the bar, or as one printed line."""
+        if self.lines:
+            print(f"{self.label} {where}: " + " ".join(f"{k} {v}" for k, v in values.items()), file=sys.stderr, flush=True)
+        self.bar.set_postfix(values, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class Run:
+    """One run in progress: its folder, data, model (`model` unwrapped, `net` as Fabric set it up),
+    optimiser, schedule, and where it stands (`step`: epochs or iterations done, in `unit`s)."""
+
+    fabric: Fabric
+    cfg: TrainConfig
+    folder: Path
+    data: Splits
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    unit: str  # "epoch" or "iteration": the loop's count, as checkpoints name it
+    step: int = 0
+    best_val: float = float("-inf")
+    best_step: int = -1
+    metrics: MetricsLog | None = None
+    logger: TensorBoardLogger | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def rank0(self) -> bool:
+        return self.fabric.global_rank == 0
+
+    def checkpoint(self, name: str) -> None:
+        """Saves the run as it stands (model, optimiser, schedule, RNGs, progress) to `name` in its folder."""
+        if self.rank0:
+            progress = {self.unit: self.step, "best_val": self.best_val, f"best_{self.unit}": self.best_step}
+            state = training_state(self.cfg.identity(), self.model, self.optimizer, self.scheduler, **progress)
+            save_atomic(self.folder / name, state)
+        self.fabric.barrier()
+
+    def log(self, row: dict[str, Any]) -> None:
+        """A row of metrics.csv and TensorBoard (rank 0 writes, the others do nothing)."""
+        if self.rank0:
+            self.metrics.append(row)
+            self.logger.log_metrics({k: v for k, v in row.items() if k != self.unit and v is not None},
+                                    step=row[self.unit])
+
+    def load_best(self) -> None:
+        """Loads the tested checkpoint (best.ckpt) into the model."""
+        load_weights(self.model, self.folder / BEST_CKPT, self.cfg)
+
+    def finish(self, scores: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """result.json: the loop's test scores, then what every run records."""
+        if self.logger is not None:
+            self.logger.finalize("success")
+        result = {
+            **scores, "seed": self.cfg.seed, **config_overhead(self.cfg, self.model),
+            "wall_time_s": time.time() - self.started, "device": device_name(self.fabric),
+            "world_size": self.fabric.world_size, "config": self.cfg.record(), "versions": versions(), **(extra or {}),
+        }
+        if self.rank0:
+            write_result(self.folder, result)
+        self.fabric.barrier()
+        return result
+
+
+def start_run(fabric: Fabric, cfg: TrainConfig, folder: Path, *, unit: str, lr_factor: Callable[[int], float],
+              columns: tuple[str, ...], resume: bool) -> Run:
+    """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
+    continues from last.ckpt where one exists."""
+    folder = Path(folder)
+    fabric.seed_everything(cfg.seed, verbose=False)
+    model = build_model(cfg)
+    _refuse_unfit_batch(cfg, model)
+    if (folder / LAST_CKPT).exists() and not resume:
+        raise ValueError(f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out")
+    fabric.barrier()
+    if fabric.global_rank == 0:
+        claim_run_dir(folder, cfg)
+    fabric.barrier()
+    data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
+
+    model = prepare_model(fabric, cfg, model)
+    optimizer = make_optimizer(fabric, cfg, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    run = Run(fabric, cfg, folder, data, model, model, optimizer, scheduler, unit)
+    if (folder / LAST_CKPT).exists():
+        state = load_weights(model, folder / LAST_CKPT, cfg)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        run.step, run.best_val, run.best_step = state[unit], state["best_val"], state[f"best_{unit}"]
+    run.net, run.optimizer = fabric.setup(torch.compile(model) if cfg.compile else model, optimizer)
+    if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
+        run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
+        run.logger = TensorBoardLogger(folder, name="tensorboard", version="")
+    return run

@@ -1,0 +1,108 @@
+"""ONNX export of models with SR blocks (zoo, torchvision, timm, segmentation), checked with onnxruntime."""
+
+import json
+
+import pytest
+import timm
+import torch
+import torchvision
+from torch import nn
+
+import srblock
+from srblock.cli import main
+from srblock.export import export_onnx, onnx_max_diff
+
+from .helpers import TINY_SEG, fill_memory
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "build,input_size",
+    [
+        (lambda: srblock.create_model("resnet10s_cifar", num_classes=10, sr_stage=3), (3, 32, 32)),
+        (lambda: srblock.add_sr(torchvision.models.resnet18(num_classes=10), 3, input_size=(3, 64, 64)), (3, 64, 64)),
+        (lambda: srblock.add_sr(timm.create_model("mobilenetv3_small_050", num_classes=10), 3, input_size=(3, 64, 64)), (3, 64, 64)),
+    ],
+    ids=["zoo", "torchvision", "timm"],
+)
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_onnx_parity(build, input_size, dynamic, tmp_path):
+    model = build().eval()
+    fill_memory(model, std=0.1)
+    path = export_onnx(model, input_size, tmp_path / "m.onnx", dynamic_batch=dynamic)
+    assert onnx_max_diff(model, path, input_size, batch=1) < 1e-4
+    if dynamic:
+        assert onnx_max_diff(model, path, input_size, batch=5) < 1e-4
+
+
+def test_export_cli_and_onnx_bench(tmp_path, capsys):
+    out = tmp_path / "r.onnx"
+    assert main(["export", "--model", "timm:convnext_atto", "--sr-stage", "3", "--size", "64", "--onnx", str(out), "--dynamic-batch"]) == 0
+    text = capsys.readouterr().out
+    assert out.stat().st_size > 0 and "onnxruntime vs PyTorch max |diff|" in text
+    assert main(["bench", "--model", "resnet10s_cifar", "--sr-stage", "3", "--size", "32", "--onnx", "--repeats", "3", "--warmup", "1", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["mode"] == "onnxruntime inference" and row["sr_ms"] > 0
+
+
+def onnx_round_trip(model: nn.Module, x: torch.Tensor, tmp_path, **export_kwargs) -> float:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], **export_kwargs)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        return float((torch.from_numpy(out) - model(x)).abs().max())
+
+
+def test_onnx_export_of_a_zoo_model(tmp_path):
+    model = srblock.create_model("resnet18_cifar", num_classes=10, sr_stage=3).eval()
+    fill_memory(model, std=0.1)
+    assert onnx_round_trip(model, torch.randn(2, 3, 32, 32), tmp_path) < 1e-4
+
+
+def test_onnx_export_at_another_feature_size(tmp_path):
+    """Memory 8x8 at 32x32 training images; exported for 48x48 images: pooled and resized."""
+    model = srblock.create_model("resnet18_cifar", num_classes=10, sr_stage=3).eval()
+    fill_memory(model, std=0.1)
+    assert onnx_round_trip(model, torch.randn(1, 3, 48, 48), tmp_path) < 1e-4
+
+
+def test_segmentation_model_exports_its_main_head(tmp_path):
+    model = srblock.create_model("fcn_resnet10s", sr_stage=2).eval()
+    fill_memory(model, 0.1)
+    path = export_onnx(model, (1, 64, 64), tmp_path / "seg.onnx")
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    assert [o.name for o in graph.output] == ["logits"]  # the auxiliary head is not exported
+    assert onnx_max_diff(model, path, (1, 64, 64), batch=1) < 1e-4
+
+
+def test_export_leaves_the_callers_model_where_it_is(tmp_path):
+    """onnx_max_diff compares on the model's own device and does not move it (meta stands in for a GPU)."""
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3).eval()
+    path = export_onnx(model, (3, 32, 32), tmp_path / "m.onnx")
+    moved = []
+    original_cpu = model.cpu
+    model.cpu = lambda *a, **k: moved.append(True) or original_cpu(*a, **k)
+    assert onnx_max_diff(model, path, (3, 32, 32), batch=1) < 1e-4
+    assert not moved
+
+
+def test_export_errors(capsys, tmp_path):
+    assert main(["export", "--onnx", "x.onnx"]) == 2
+    assert "give --model NAME" in capsys.readouterr().err
+    assert main(["export", "--model", "timm:nonexistent_net", "--onnx", "x.onnx"]) == 2
+    assert "unknown timm model 'nonexistent_net'" in capsys.readouterr().err
+
+
+def test_export_a_segmentation_run_folder(cityscapes, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    assert main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), "--set", "model=fcn_resnet10s",
+                 "--set", "sr_stage=2", *TINY_SEG]) == 0
+    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "seg.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "1 x 3 x 32 x 48" in out and (tmp_path / "seg.onnx").is_file()  # the training crop's size

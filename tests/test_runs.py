@@ -1,0 +1,184 @@
+"""Run folders: checkpoints, config.yaml (also as earlier versions wrote it), metrics.csv, result.json,
+and reading a finished run back without the training stack."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from srblock.checkpoint import load_checkpoint, save_atomic
+from srblock.config import make_config, parse_set
+from srblock.runs import (
+    MetricsLog,
+    claim_run_dir,
+    config_slug,
+    data_root,
+    finished,
+    read_config,
+    read_result,
+    run_dir,
+    unfinished_runs,
+    write_result,
+)
+
+# config.yaml of a Fashion-MNIST run as srblock 0.1.0 wrote it before configs were split by task:
+# every key of every task, and sr_blocks 4 without an SR block
+LEGACY_CONFIG = """\
+dataset: fashion_mnist
+model: resnet10s_cifar
+attn: null
+reg: null
+reg_rate: null
+sr_stage: null
+sr_blocks: 4
+sr_hidden: 8
+sr_squeeze: 1
+epochs: 4
+batch_size: 128
+lr: 0.1
+momentum: 0.9
+nesterov: true
+weight_decay: 0.0005
+milestones: [2, 3]
+gamma: 0.1
+val_fraction: 0.1
+crop_padding: 2
+flip: true
+seed: 0
+precision: auto
+compile: false
+channels_last: true
+loader: fast
+num_workers: 2
+eval_batch_size: 512
+limit_train: null
+limit_test: null
+image_size: 224
+gpu_decode: false
+iterations: 80000
+eval_interval: 8000
+save_interval: 1000
+poly_power: 0.9
+min_lr: 0.0001
+crop_size: 512x1024
+scale_range: [0.5, 2.0]
+photometric: true
+aux_weight: 0.4
+ms_scales: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+ms_flip: true
+"""
+
+
+class Payload:
+    """An object a checkpoint must not be able to smuggle in."""
+
+
+def test_checkpoints_are_atomic_and_checked(tmp_path):
+    path = tmp_path / "last.ckpt"
+    save_atomic(path, {"config": {"model": "resnet18_cifar"}, "epoch": 3})
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+    assert load_checkpoint(path, "resnet18_cifar")["epoch"] == 3
+    with pytest.raises(ValueError, match="is from model 'resnet18_cifar', not 'vgg16_bn_cifar': choose another --out"):
+        load_checkpoint(path, "vgg16_bn_cifar")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="last.ckpt is corrupt or truncated .*: delete it to start that run over"):
+        load_checkpoint(path)
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ValueError, match="is not an srblock training checkpoint"):
+        load_checkpoint(path)
+    # weights_only refuses arbitrary objects: a clear error, not code execution
+    torch.save({"format": "srblock-checkpoint-1", "x": Payload()}, path)
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(path)
+
+
+def test_a_run_folder_written_before_configs_were_split_still_loads(tmp_path):
+    folder = tmp_path / "demo" / "resnet10s_cifar" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(LEGACY_CONFIG)
+    cfg = read_config(folder)
+    assert cfg == make_config("fashion_mnist")  # other tasks' keys dropped, no P without an SR block
+    claim_run_dir(folder, make_config("fashion_mnist"))  # the same run: resumable
+    assert (folder / "config.yaml").read_text() == LEGACY_CONFIG  # nothing to rewrite
+    with pytest.raises(ValueError, match="holds a run of another configuration \\(epochs: 4 -> 5\\)"):
+        claim_run_dir(folder, make_config("fashion_mnist", {"epochs": 5}))
+    (folder / "config.yaml").write_text(LEGACY_CONFIG + "warmup: 5\n")
+    with pytest.raises(ValueError, match="config.yaml: unknown key 'warmup'"):
+        read_config(folder)
+    (folder / "config.yaml").write_text("- a list\n")
+    with pytest.raises(ValueError, match="config.yaml is not a run's config"):
+        read_config(folder)
+
+
+def test_config_yaml_holds_the_runs_own_fields_and_its_data_folder(tmp_path):
+    cfg = make_config("cityscapes", {**parse_set(["sr_stage=2"]), "data_dir": str(tmp_path)})
+    folder = run_dir(tmp_path / "runs", "cityscapes", cfg)
+    assert folder.parts[-2:] == ("deeplabv3_r50_d8-sr2p2h8", "seed0") and config_slug(cfg) == folder.parts[-2]
+    claim_run_dir(folder, cfg)
+    written = yaml.safe_load((folder / "config.yaml").read_text())
+    assert written["data_dir"] == str(tmp_path) and written["sr_blocks"] == 2
+    assert "epochs" not in written and "crop_size" in written
+    assert read_config(folder) == cfg
+    # the data moved: the same run, its new place recorded
+    moved = dataclasses.replace(cfg, data_dir=str(tmp_path / "elsewhere"))
+    claim_run_dir(folder, moved)
+    assert read_config(folder).data_dir == str(tmp_path / "elsewhere")
+    assert unfinished_runs(tmp_path / "runs") == [folder] and not finished(folder, cfg)
+    # so may its precision (how it runs, not what it computes); config.yaml says what it runs with now
+    claim_run_dir(folder, dataclasses.replace(moved, precision="bf16-mixed"))
+    assert read_config(folder).precision == "bf16-mixed" and "precision" not in cfg.identity()
+
+
+def test_data_root_is_the_remembered_folder_unless_given(tmp_path):
+    cfg = make_config("fashion_mnist", {"data_dir": str(tmp_path)})
+    assert data_root(cfg) == tmp_path and data_root(cfg, "/given") .as_posix() == "/given"
+    assert data_root(make_config("fashion_mnist")) is None  # the default place
+    gone = dataclasses.replace(cfg, data_dir=str(tmp_path / "gone"))
+    with pytest.raises(FileNotFoundError, match="the data folder this run was trained from, is gone: pass --data DIR"):
+        data_root(gone)
+
+
+def test_a_finished_run_of_another_configuration_is_an_error_not_skipped(tmp_path):
+    cfg = make_config("fashion_mnist")
+    folder = run_dir(tmp_path, "fashion_mnist", cfg)
+    claim_run_dir(folder, cfg)
+    write_result(folder, {"test_acc": 90.0})
+    assert finished(folder, cfg)
+    with pytest.raises(ValueError, match="holds a run of another configuration \\(lr: 0.1 -> 0.2\\)"):
+        finished(folder, dataclasses.replace(cfg, lr=0.2))
+
+
+def test_result_json_is_read_or_named(tmp_path):
+    write_result(tmp_path, {"test_acc": 1.5})
+    assert read_result(tmp_path) == {"test_acc": 1.5}
+    (tmp_path / "result.json").write_text("{broken")
+    with pytest.raises(ValueError, match="result.json is not valid JSON: delete it and resume that run"):
+        read_result(tmp_path)
+    (tmp_path / "result.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ValueError, match="result.json is not a run's result"):
+        read_result(tmp_path)
+
+
+def test_metrics_log_keeps_the_rows_before_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.csv"
+    log = MetricsLog(path, 0, ("epoch", "loss"))
+    for epoch in range(3):
+        log.append({"epoch": epoch, "loss": 1.0 / (epoch + 1)})
+    MetricsLog(path, 2, ("epoch", "loss"))  # resumed from a checkpoint after 2 epochs: row 2 goes
+    assert path.read_text().splitlines() == ["epoch,loss", "0,1.0", "1,0.5"]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_reading_results_does_not_import_lightning():
+    """analyze, report, export and the run folders need no training stack (nor its start-up time)."""
+    code = ("import sys; import srblock.cli, srblock.analysis, srblock.analysis.report, srblock.export, srblock.runs, "
+            "srblock.results, srblock.bench; "
+            "print(sorted(m for m in sys.modules if m == 'lightning' or m.startswith(('lightning.', 'tensorboard'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
