@@ -17,15 +17,35 @@ import torch
 # the smallest classification runs the engine accepts: a tiny zoo model, small batches, no progress output
 TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "eval_batch_size=64", "--quiet"]
 # the smallest segmentation runs: two iterations on 32x48 crops
-TINY_SEG = ["--set", "iterations=2", "--set", "eval_interval=1", "--set", "batch_size=2", "--set", "crop_size=32x48",
-            "--set", "num_workers=0", "--set", "ms_scales=[0.5, 1.0]", "--quiet"]
+TINY_SEG = [
+    "--set",
+    "iterations=2",
+    "--set",
+    "eval_interval=1",
+    "--set",
+    "batch_size=2",
+    "--set",
+    "crop_size=32x48",
+    "--set",
+    "num_workers=0",
+    "--set",
+    "ms_scales=[0.5, 1.0]",
+    "--quiet",
+]
 
 
 def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """The installed console script's code path, in a fresh process (as a user runs it), one thread."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "srblock", *args], capture_output=True, text=True, env=env,
-                          timeout=600, check=False, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "srblock", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+        **kw,
+    )
 
 
 def fill_memory(model: torch.nn.Module, std: float = 1.0) -> None:
@@ -41,7 +61,13 @@ def fabricate_result(root: Path, config: str, seed: int, acc: float, **extra) ->
     """A finished run's result.json (only), as `srblock table` reads it."""
     folder = root / config / f"seed{seed}"
     folder.mkdir(parents=True)
-    result = {"test_acc": acc, "oh_pct": 1.09, "sr_oh_pct": 0.3, "config": {"sr_stage": 3, "sr_blocks": 2}, **extra}
+    result = {
+        "test_acc": acc,
+        "oh_pct": 1.09,
+        "sr_oh_pct": 0.3,
+        "config": {"sr_stage": 3, "sr_blocks": 2},
+        **extra,
+    }
     (folder / "result.json").write_text(json.dumps(result))
     return folder
 
@@ -73,9 +99,22 @@ def write_cifar100(root: Path, train: int = 300, test: int = 100, seed: int = 0)
     for name, n in (("train", train), ("test", test)):
         labels = rng.integers(0, 100, size=n)
         with (folder / name).open("wb") as f:
-            pickle.dump({"data": _images(rng, labels, 100), "fine_labels": labels.tolist(), "coarse_labels": (labels // 5).tolist()}, f)
+            pickle.dump(
+                {
+                    "data": _images(rng, labels, 100),
+                    "fine_labels": labels.tolist(),
+                    "coarse_labels": (labels // 5).tolist(),
+                },
+                f,
+            )
     with (folder / "meta").open("wb") as f:
-        pickle.dump({"fine_label_names": [f"fine{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}, f)
+        pickle.dump(
+            {
+                "fine_label_names": [f"fine{i}" for i in range(100)],
+                "coarse_label_names": [f"c{i}" for i in range(20)],
+            },
+            f,
+        )
     return root
 
 
@@ -92,7 +131,9 @@ def write_fashion_mnist(folder: Path, train: int = 200, test: int = 50, seed: in
     return folder
 
 
-def write_imagenet(root: Path, classes: int = 3, per_class: int = 4, val_per_class: int = 2, seed: int = 0) -> Path:
+def write_imagenet(
+    root: Path, classes: int = 3, per_class: int = 4, val_per_class: int = 2, seed: int = 0
+) -> Path:
     """An ImageFolder tree of JPEGs (train/ and val/, one folder per class), sizes varying as ImageNet's."""
     from torchvision.io import write_jpeg
 
@@ -108,20 +149,26 @@ def write_imagenet(root: Path, classes: int = 3, per_class: int = 4, val_per_cla
     return root
 
 
-def write_cityscapes(root: Path, train: int = 4, val: int = 2, size: tuple[int, int] = (32, 64), seed: int = 0) -> Path:
+def write_cityscapes(
+    root: Path, train: int = 4, val: int = 2, size: tuple[int, int] = (32, 64), seed: int = 0
+) -> Path:
     """leftImg8bit/ and gtFine/ trees of PNGs with labelIds (some ignored: 0, 1, 9), two cities per split."""
     from torchvision.io import write_png
 
     rng = np.random.default_rng(seed)
-    ids = np.array([0, 1, 7, 8, 9, 11, 21, 23, 24, 26])  # unlabeled, ego vehicle, road, ..., parking (ignored)
+    ids = np.array(
+        [0, 1, 7, 8, 9, 11, 21, 23, 24, 26]
+    )  # unlabeled, ego vehicle, road, ..., parking (ignored)
     for split, n in (("train", train), ("val", val)):
         for i in range(n):
             city = f"city{i % 2}"
             stem = f"{city}_{i:06d}_000019"
             label = ids[rng.integers(0, len(ids), size=size)].astype(np.uint8)
             image = np.clip(label[None] * 9 + rng.integers(0, 30, size=(3, *size)), 0, 255).astype(np.uint8)
-            for kind, name, array in (("leftImg8bit", f"{stem}_leftImg8bit.png", image),
-                                      ("gtFine", f"{stem}_gtFine_labelIds.png", label[None])):
+            for kind, name, array in (
+                ("leftImg8bit", f"{stem}_leftImg8bit.png", image),
+                ("gtFine", f"{stem}_gtFine_labelIds.png", label[None]),
+            ):
                 folder = root / kind / split / city
                 folder.mkdir(parents=True, exist_ok=True)
                 write_png(torch.from_numpy(np.ascontiguousarray(array)), str(folder / name))

@@ -26,7 +26,22 @@ TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "ep
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("analysis")
     data = write_cifar10(root / "data", per_batch=200, test=80)
-    assert main(["train", "cifar10", "--data", str(data), "--out", str(root / "runs"), "--set", "sr_stage=3", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cifar10",
+                "--data",
+                str(data),
+                "--out",
+                str(root / "runs"),
+                "--set",
+                "sr_stage=3",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert main(["train", "cifar10", "--data", str(data), "--out", str(root / "runs"), *TINY]) == 0
     sr = root / "runs" / "cifar10" / "resnet10s_cifar-sr3p4h8" / "seed0"
     # give the memory content, as a longer training would: the analysis must see it
@@ -41,8 +56,17 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     # no --data: the run folder remembers where its data lay
     assert main(["analyze", str(runs["sr"]), "--per-class", "4", "--classes", "class1", "3"]) == 0
     out = runs["sr"] / "analysis"
-    expected = ["weights.json", "features.json", "memory.json", "ablation.json", "weights_layer3.png",
-                "features_layer3.png", "memory_layer3.png", "separation_layer3.png", "ablation.png"]
+    expected = [
+        "weights.json",
+        "features.json",
+        "memory.json",
+        "ablation.json",
+        "weights_layer3.png",
+        "features_layer3.png",
+        "memory_layer3.png",
+        "separation_layer3.png",
+        "ablation.png",
+    ]
     printed = capsys.readouterr().out.splitlines()
     for name in expected:
         assert (out / name).stat().st_size > 0, name
@@ -69,11 +93,19 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     torch.testing.assert_close(torch.tensor(stats["weight_mean"]), sr.last_weights.mean(0), atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.tensor(stats["weight_std"]), sr.last_weights.std(0), atol=1e-5, rtol=0)
     features = json.loads((out / "features.json").read_text())["blocks"]["layer3.sr"]["per_class"]["class3"]
-    torch.testing.assert_close(torch.tensor(features["pre_mean"]), seen["x"].mean((0, 2, 3)), atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.tensor(features["post_mean"]), seen["y"].mean((0, 2, 3)), atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.tensor(features["delta_mean"]), (seen["y"] - seen["x"]).mean((0, 2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(features["pre_mean"]), seen["x"].mean((0, 2, 3)), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        torch.tensor(features["post_mean"]), seen["y"].mean((0, 2, 3)), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        torch.tensor(features["delta_mean"]), (seen["y"] - seen["x"]).mean((0, 2, 3)), atol=1e-5, rtol=0
+    )
     memory = json.loads((out / "memory.json").read_text())["layer3.sr"]
-    torch.testing.assert_close(torch.tensor(memory["memory_channel_means"]), sr.memory.mean((2, 3)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(memory["memory_channel_means"]), sr.memory.mean((2, 3)), atol=1e-6, rtol=0
+    )
 
     # bypassing equals evaluating the plain network with the same weights
     ab = json.loads((out / "ablation.json").read_text())
@@ -89,7 +121,7 @@ def test_ablation_per_block_with_two_blocks(runs):
     fill_memory(run.model)
     result = ablation(run)
     assert set(result) == {"with_sr", "all_bypassed", "bypassed layer3.sr", "bypassed layer4.sr", "drop"}
-    for name, block in sr_blocks(run.model):
+    for _, block in sr_blocks(run.model):
         assert not block.bypass  # restored
 
 
@@ -119,7 +151,22 @@ class _Page(HTMLParser):
 
 def test_report_embeds_every_figure(runs, tmp_path):
     out = tmp_path / "report.html"
-    assert main(["report", str(runs["sr"]), str(runs["plain"]), "--data", str(runs["data"]), "--per-class", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(runs["sr"]),
+                str(runs["plain"]),
+                "--data",
+                str(runs["data"]),
+                "--per-class",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     page = _Page()
     page.feed(out.read_text())
     figures = sorted((runs["sr"] / "analysis").glob("*.png"))
@@ -132,7 +179,10 @@ def test_report_embeds_every_figure(runs, tmp_path):
 
 def test_errors_are_one_line(runs, tmp_path, capsys):
     assert main(["analyze", str(runs["plain"]), "--data", str(runs["data"])]) == 2
-    assert "trained resnet10s_cifar without SR blocks: nothing to analyse (train with --set sr_stage=M)" in capsys.readouterr().err
+    assert (
+        "trained resnet10s_cifar without SR blocks: nothing to analyse (train with --set sr_stage=M)"
+        in capsys.readouterr().err
+    )
     assert main(["analyze", str(tmp_path)]) == 2
     assert "is not a run folder (no config.yaml)" in capsys.readouterr().err
     assert main(["analyze", str(runs["sr"]), "--data", str(runs["data"]), "--classes", "tulip"]) == 2
@@ -140,17 +190,35 @@ def test_errors_are_one_line(runs, tmp_path, capsys):
 
 
 def test_analyze_refuses_a_segmentation_run_and_report_shows_it(cityscapes, tmp_path, capsys):
-    assert main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), "--set", "model=fcn_resnet10s",
-                 *TINY_SEG]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cityscapes",
+                "--data",
+                str(cityscapes),
+                "--out",
+                str(tmp_path),
+                "--set",
+                "model=fcn_resnet10s",
+                *TINY_SEG,
+            ]
+        )
+        == 0
+    )
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
     assert main(["analyze", str(folder), "--data", str(cityscapes)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "segmentation runs are not supported" in err
     # the report shows what a segmentation run has: config, curves over iterations, mIoU
-    assert main(["report", str(folder), "--data", str(cityscapes), "--out", str(tmp_path / "report.html")]) == 0
+    assert (
+        main(["report", str(folder), "--data", str(cityscapes), "--out", str(tmp_path / "report.html")]) == 0
+    )
     page = (tmp_path / "report.html").read_text()
     assert "test_miou_ms" in page and "segmentation runs are not supported" in page
-    assert page.count("data:image/png;base64") == 2  # learning curves, and images beside labels and predictions
+    assert (
+        page.count("data:image/png;base64") == 2
+    )  # learning curves, and images beside labels and predictions
     assert (folder / "analysis" / "segmentation_examples.png").is_file()
 
 
@@ -163,7 +231,21 @@ def test_a_run_whose_data_moved_asks_for_data(runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "the data folder this run was trained from, is gone: pass --data DIR" in err
     assert main(["analyze", str(moved), "--per-class", "2", "--data", str(runs["data"])]) == 0
-    assert main(["report", str(moved), "--per-class", "2", "--data", str(runs["data"]), "--out", str(tmp_path / "r.html")]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(moved),
+                "--per-class",
+                "2",
+                "--data",
+                str(runs["data"]),
+                "--out",
+                str(tmp_path / "r.html"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_report_names_a_corrupt_result_instead_of_dropping_the_table(runs, tmp_path, capsys):

@@ -19,7 +19,9 @@ def block_macs(c, size, p, h, cs=1, feature_size=None):
     return c * cs * fh * fw + cs * height * width * h + h * p + p * c * height * width
 
 
-@pytest.mark.parametrize("c,size,p,h,cs", [(256, (8, 8), 4, 8, 1), (64, (7, 5), 10, 16, 2), (1024, (14, 14), 2, 16, 1)])
+@pytest.mark.parametrize(
+    "c,size,p,h,cs", [(256, (8, 8), 4, 8, 1), (64, (7, 5), 10, 16, 2), (1024, (14, 14), 2, 16, 1)]
+)
 def test_block_macs_equal_a_hand_count(c, size, p, h, cs):
     block = srblock.SqueezeRemember(c, size, memory_blocks=p, hidden=h, squeeze_channels=cs)
     by_hand = block_macs(c, size, p, h, cs)
@@ -37,7 +39,12 @@ def test_fused_recall_equals_the_reference_sum():
     reference = sum(weights[:, p, None, None, None] * block.memory[p] for p in range(7))
     torch.testing.assert_close(block.recall(weights), reference, rtol=1e-5, atol=1e-5)
     resized = block.recall(weights, (12, 8))
-    torch.testing.assert_close(resized, torch.nn.functional.interpolate(reference, size=(12, 8), mode="bilinear"), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        resized,
+        torch.nn.functional.interpolate(reference, size=(12, 8), mode="bilinear"),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_model_macs_grow_by_the_blocks_macs():
@@ -60,7 +67,7 @@ def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():
     row = bench_pair(model, (3, 16, 16), batch=2, repeats=4, warmup=1)
     assert row["plain_ms"] > 0 and row["sr_ms"] > 0 and row["repeats"] == 4
     assert row["sr_params"] == sum(p.numel() for p in srblock.sr_blocks(model)[0][1].parameters())
-    # stage 3 is 64 x 4 x 4 at 16x16: the squeeze runs there, the memory (8x8) is pooled to and resized from it
+    # stage 3 is 64 x 4 x 4 at 16x16: the squeeze runs there, the 8x8 memory is pooled to and resized from it
     assert row["sr_macs"] == 2 * block_macs(64, (8, 8), 2, 8, feature_size=(4, 4))
     train = bench_pair(model, (3, 16, 16), batch=2, repeats=2, warmup=1, train=True)
     assert train["mode"] == "train step"
@@ -69,20 +76,56 @@ def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():
 
 
 def test_bench_cli_json(capsys):
-    args = ["bench", "--model", "resnet10s_cifar", "--sr-stage", "3", "--size", "16", "--batch", "2", "--repeats", "3", "--warmup", "1", "--json"]
+    args = [
+        "bench",
+        "--model",
+        "resnet10s_cifar",
+        "--sr-stage",
+        "3",
+        "--size",
+        "16",
+        "--batch",
+        "2",
+        "--repeats",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["setting"] == "resnet10s_cifar" and row["input_size"] == [3, 16, 16] and row["macs_overhead_pct"] > 0
+    assert (
+        row["setting"] == "resnet10s_cifar"
+        and row["input_size"] == [3, 16, 16]
+        and row["macs_overhead_pct"] > 0
+    )
 
 
 def test_bench_cli_segmentation_training_step_at_hxw(capsys):
     """A segmentation model's training step (main + auxiliary loss) at a non-square size, its own P."""
-    args = ["bench", "--model", "fcn_resnet10s", "--sr-stage", "2", "--size", "32x48", "--batch", "2", "--train",
-            "--repeats", "2", "--warmup", "1", "--json"]
+    args = [
+        "bench",
+        "--model",
+        "fcn_resnet10s",
+        "--sr-stage",
+        "2",
+        "--size",
+        "32x48",
+        "--batch",
+        "2",
+        "--train",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["input_size"] == [1, 32, 48] and row["mode"] == "train step" and row["sr_ms"] > 0
-    assert row["sr_params"] == 4 * 32 * 16 * 24 + 32 + 1 + 16 * 24 * 8 + 8 + 8 * 4 + 4  # Eq. 1, P = 4, 32 x 16 x 24
+    assert (
+        row["sr_params"] == 4 * 32 * 16 * 24 + 32 + 1 + 16 * 24 * 8 + 8 + 8 * 4 + 4
+    )  # Eq. 1, P = 4, 32 x 16 x 24
     with pytest.raises(SystemExit) as usage:
         main(["bench", "--model", "fcn_resnet10s", "--sr-stage", "2", "--size", "32y48"])
     assert usage.value.code == 2 and "HxW" in capsys.readouterr().err
@@ -95,11 +138,24 @@ def test_bench_errors(capsys):
 
 def test_paper_settings_at_a_tiny_size():
     """`bench --paper`'s rows, each beside the paper's numbers (here ResNet10s at 16x16, CPU)."""
-    small = [s.__class__(s.name, dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2), (3, 16, 16), 2, s.train,
-                         s.device, s.paper_plain_ms, s.paper_sr_ms) for s in PAPER_SETTINGS]
+    small = [
+        s.__class__(
+            s.name,
+            dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2),
+            (3, 16, 16),
+            2,
+            s.train,
+            s.device,
+            s.paper_plain_ms,
+            s.paper_sr_ms,
+        )
+        for s in PAPER_SETTINGS
+    ]
     rows = bench_paper("cpu", repeats=2, warmup=1, settings=small)
     assert [r["setting"] for r in rows] == [s.name for s in PAPER_SETTINGS]
-    assert rows[0]["mode"] == "train step" and rows[0]["paper_overhead_pct"] == pytest.approx(100 * (379 / 377 - 1))
+    assert rows[0]["mode"] == "train step" and rows[0]["paper_overhead_pct"] == pytest.approx(
+        100 * (379 / 377 - 1)
+    )
     assert rows[1]["paper_overhead_pct"] is None and all(r["sr_ms"] > 0 for r in rows)
 
 
@@ -108,5 +164,10 @@ def test_onnx_pair_times_both_exports():
     pytest.importorskip("onnxruntime")
     model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_blocks=2)
     row = bench_onnx_pair(model, (3, 16, 16), batch=1, repeats=3, warmup=1)
-    assert row["mode"] == "onnxruntime inference" and row["plain_ms"] > 0 and row["sr_ms"] > 0 and row["repeats"] == 3
+    assert (
+        row["mode"] == "onnxruntime inference"
+        and row["plain_ms"] > 0
+        and row["sr_ms"] > 0
+        and row["repeats"] == 3
+    )
     assert srblock.sr_blocks(model)  # the caller's model keeps its block

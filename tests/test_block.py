@@ -58,7 +58,15 @@ def test_gradients_reach_every_part_and_one_step_changes_the_output():
         loss = (block(x) - target).pow(2).mean()
         loss.backward()
         opt.step()
-    for name in ("memory", "squeeze.weight", "squeeze.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
+    for name in (
+        "memory",
+        "squeeze.weight",
+        "squeeze.bias",
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ):
         grad = block.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
     assert block.memory.abs().sum() > 0
@@ -75,16 +83,25 @@ def test_first_step_gives_memory_gradient():
 
 @pytest.mark.parametrize(
     "channels,size,blocks,hidden,squeeze",
-    [(256, (8, 8), 4, 8, 1), (64, (32, 32), 2, 8, 1), (512, (4, 4), 12, 16, 2), (1024, (14, 14), 10, 32, 3), (3, (5, 7), 20, 1, 1)],
+    [
+        (256, (8, 8), 4, 8, 1),
+        (64, (32, 32), 2, 8, 1),
+        (512, (4, 4), 12, 16, 2),
+        (1024, (14, 14), 10, 32, 3),
+        (3, (5, 7), 20, 1, 1),
+    ],
 )
 def test_parameter_count_is_eq1(channels, size, blocks, hidden, squeeze):
     block = SqueezeRemember(channels, size, memory_blocks=blocks, hidden=hidden, squeeze_channels=squeeze)
     counted = sum(p.numel() for p in block.parameters())
     h, w = size
     by_hand = (
-        channels * squeeze + squeeze  # squeeze conv
-        + squeeze * h * w * hidden + hidden  # first linear
-        + hidden * blocks + blocks  # second linear
+        channels * squeeze
+        + squeeze  # squeeze conv
+        + squeeze * h * w * hidden
+        + hidden  # first linear
+        + hidden * blocks
+        + blocks  # second linear
         + blocks * channels * h * w  # memory
     )
     assert counted == by_hand == sr_param_count(channels, size, blocks, hidden, squeeze)
@@ -229,7 +246,9 @@ def test_zoo_model_channels_last_and_autocast():
     with torch.no_grad():
         reference = model(x)
         model = model.to(memory_format=torch.channels_last)
-        torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            model(x.to(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-4
+        )
         for dtype in (torch.bfloat16, torch.float16):
             with torch.autocast("cpu", dtype=dtype):
                 out = model(x)

@@ -28,18 +28,26 @@ def test_bad_model_name_is_one_line_exit_2():
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("srblock params: error: unknown model 'resnet19_cifar' (did you mean 'resnet18_cifar'?)")
+    assert lines[0].startswith(
+        "srblock params: error: unknown model 'resnet19_cifar' (did you mean 'resnet18_cifar'?)"
+    )
     assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["params", "--model", "resnet18_cifar", "--sr-stage", "9"], "stage 9 does not exist in ResNet: choose 1..4"),
+        (
+            ["params", "--model", "resnet18_cifar", "--sr-stage", "9"],
+            "stage 9 does not exist in ResNet: choose 1..4",
+        ),
         (["params", "--model", "resnet18_cifar", "--attn", "eca"], "argument --attn: invalid choice: 'eca'"),
         (["params", "--table", "svhn"], "argument --table: invalid choice: 'svhn'"),
         (["params"], "give --model NAME"),
-        (["params", "--model", "resnet18_cifar", "--sr-stage", "3", "--input-size", "1", "32", "32"], "does not fit ResNet"),
+        (
+            ["params", "--model", "resnet18_cifar", "--sr-stage", "3", "--input-size", "1", "32", "32"],
+            "does not fit ResNet",
+        ),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
 )
@@ -54,7 +62,10 @@ def test_bad_input_is_one_line_exit_2(args, message, capsys):
 
 
 def test_params_one_model_markdown(capsys):
-    assert main(["params", "--model", "resnet18_cifar", "--attn", "se", "--sr-stage", "3", "--sr-blocks", "2"]) == 0
+    assert (
+        main(["params", "--model", "resnet18_cifar", "--attn", "se", "--sr-stage", "3", "--sr-blocks", "2"])
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| name")
     assert "resnet18_cifar + SE + SR" in out[2] and "layer3 (256x8x8, P=2)" in out[2] and "1.09" in out[2]
@@ -94,21 +105,30 @@ def test_train_help_lists_every_recipe_field_by_task(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(key in text for key in KEYS)
-    assert "segmentation: iterations, eval_interval" in text and "classification of image files: image_size, gpu_decode" in text
+    assert (
+        "segmentation: iterations, eval_interval" in text
+        and "classification of image files: image_size, gpu_decode" in text
+    )
 
 
 def test_recipes_command(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split()[1] for line in out.splitlines()}
-    assert lines["cifar100"] == "recipe" and lines["cifar100-table1"] == "sweep" and lines["fashion_mnist"] == "recipe"
+    assert (
+        lines["cifar100"] == "recipe"
+        and lines["cifar100-table1"] == "sweep"
+        and lines["fashion_mnist"] == "recipe"
+    )
 
 
 def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
     sweep = tmp_path / "mini-sweep.yaml"
     sweep.write_text(
-        "description: two rows\nrecipe: cifar10\nset: {model: resnet10s_cifar, epochs: 1, batch_size: 32}\nseeds: [0]\n"
-        "runs:\n  - {name: R10s}\n  - {name: R10s + SR, sr_stage: 3, sr_blocks: 2, paper: {acc: 50.0, std: 1.0}}\n"
+        "description: two rows\nrecipe: cifar10\n"
+        "set: {model: resnet10s_cifar, epochs: 1, batch_size: 32}\nseeds: [0]\n"
+        "runs:\n  - {name: R10s}\n"
+        "  - {name: R10s + SR, sr_stage: 3, sr_blocks: 2, paper: {acc: 50.0, std: 1.0}}\n"
     )
     args = ["sweep", str(sweep), "--data", str(cifar), "--out", str(tmp_path / "runs"), "--quiet"]
     assert main(args) == 0
@@ -118,7 +138,12 @@ def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
     assert main(["table", str(tmp_path / "runs"), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["R10s", "R10s + SR"]
-    assert rows[1]["M"] == 3 and rows[1]["P"] == 2 and rows[1]["paper_acc_mean"] == 50.0 and rows[1]["seeds"] == 1
+    assert (
+        rows[1]["M"] == 3
+        and rows[1]["P"] == 2
+        and rows[1]["paper_acc_mean"] == 50.0
+        and rows[1]["seeds"] == 1
+    )
 
 
 def test_demo_tiny(tmp_path):
@@ -131,7 +156,22 @@ def test_demo_tiny(tmp_path):
 
 def test_segmentation_demo_tiny(tmp_path, capsys):
     data = write_fashion_mnist(tmp_path / "fashion", train=60, test=20)
-    assert main(["demo", "--task", "seg", "--tiny", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--task",
+                "seg",
+                "--tiny",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "runs"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "fcn_resnet10s + SR" in out and "test_miou" in out
     results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "demo-seg-tiny").rglob("result.json")]

@@ -22,33 +22,86 @@ from srblock.sweeps import expand_sweep
 
 def test_recipes_are_the_papers():
     c100 = make_config("cifar100")
-    assert (c100.lr, c100.momentum, c100.weight_decay, c100.batch_size, c100.epochs) == (0.1, 0.9, 5e-4, 128, 200)
-    assert (c100.milestones, c100.gamma, c100.val_fraction, c100.crop_padding, c100.flip) == ([60, 120, 160], 0.2, 0.1, 4, True)
+    assert (c100.lr, c100.momentum, c100.weight_decay, c100.batch_size, c100.epochs) == (
+        0.1,
+        0.9,
+        5e-4,
+        128,
+        200,
+    )
+    assert (c100.milestones, c100.gamma, c100.val_fraction, c100.crop_padding, c100.flip) == (
+        [60, 120, 160],
+        0.2,
+        0.1,
+        4,
+        True,
+    )
     c10 = make_config("cifar10")
     assert (c10.weight_decay, c10.milestones, c10.gamma, c10.epochs) == (1e-4, [90, 136], 0.1, 182)
     imagenet = make_config("imagenet")
-    assert (imagenet.lr, imagenet.momentum, imagenet.weight_decay, imagenet.batch_size, imagenet.epochs) == (0.1, 0.9, 1e-4, 256, 450)
-    assert (len(imagenet.milestones), imagenet.gamma, imagenet.image_size, imagenet.model, imagenet.val_fraction) == (5, 0.1, 224, "resnet50", 0.0)
+    assert (imagenet.lr, imagenet.momentum, imagenet.weight_decay, imagenet.batch_size, imagenet.epochs) == (
+        0.1,
+        0.9,
+        1e-4,
+        256,
+        450,
+    )
+    assert (
+        len(imagenet.milestones),
+        imagenet.gamma,
+        imagenet.image_size,
+        imagenet.model,
+        imagenet.val_fraction,
+    ) == (5, 0.1, 224, "resnet50", 0.0)
     city = make_config("cityscapes")
-    assert (city.lr, city.iterations, city.eval_interval, city.crop_hw(), city.poly_power, city.min_lr) == (0.01, 80_000, 8_000, (512, 1024), 0.9, 1e-4)
+    assert (city.lr, city.iterations, city.eval_interval, city.crop_hw(), city.poly_power, city.min_lr) == (
+        0.01,
+        80_000,
+        8_000,
+        (512, 1024),
+        0.9,
+        1e-4,
+    )
 
 
 def test_each_task_has_its_own_fields():
     fashion, imagenet, city = make_config("fashion_mnist"), make_config("imagenet"), make_config("cityscapes")
     assert (type(fashion), type(imagenet), type(city)) == (TensorsConfig, FilesConfig, SegmentConfig)
-    assert {"crop_padding", "loader", "epochs"} <= set(fashion.identity()) and not {"crop_size", "ms_scales", "image_size"} & set(fashion.identity())
-    assert {"image_size", "gpu_decode", "epochs"} <= set(imagenet.identity()) and not {"loader", "crop_size"} & set(imagenet.identity())
-    assert {"crop_size", "iterations", "ms_scales"} <= set(city.identity()) and not {"epochs", "attn", "loader"} & set(city.identity())
+    assert {"crop_padding", "loader", "epochs"} <= set(fashion.identity()) and not {
+        "crop_size",
+        "ms_scales",
+        "image_size",
+    } & set(fashion.identity())
+    assert {"image_size", "gpu_decode", "epochs"} <= set(imagenet.identity()) and not {
+        "loader",
+        "crop_size",
+    } & set(imagenet.identity())
+    assert {"crop_size", "iterations", "ms_scales"} <= set(city.identity()) and not {
+        "epochs",
+        "attn",
+        "loader",
+    } & set(city.identity())
     assert "data_dir" not in fashion.identity()  # where the data lies does not make another experiment
     groups = key_groups()
     assert set(KEYS) == {k for keys in groups.values() for k in keys} and "segmentation" in groups
 
 
-@pytest.mark.parametrize("recipe, item, message", [
-    ("fashion_mnist", "crop_size=64", "crop_size does not apply to fashion_mnist runs (classification of images held in memory)"),
-    ("cityscapes", "epochs=3", "epochs does not apply to cityscapes runs (segmentation); their keys: dataset, model"),
-    ("cifar10", "gpu_decode=true", "gpu_decode does not apply to cifar10 runs"),
-])
+@pytest.mark.parametrize(
+    "recipe, item, message",
+    [
+        (
+            "fashion_mnist",
+            "crop_size=64",
+            "crop_size does not apply to fashion_mnist runs (classification of images held in memory)",
+        ),
+        (
+            "cityscapes",
+            "epochs=3",
+            "epochs does not apply to cityscapes runs (segmentation); their keys: dataset, model",
+        ),
+        ("cifar10", "gpu_decode=true", "gpu_decode does not apply to cifar10 runs"),
+    ],
+)
 def test_a_key_of_another_task_is_refused(recipe, item, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_config(recipe, parse_set([item]))
@@ -57,17 +110,22 @@ def test_a_key_of_another_task_is_refused(recipe, item, message):
 def test_a_dataset_override_picks_its_task():
     cfg = make_config("cifar100", parse_set(["dataset=fashion_mnist"]))
     assert isinstance(cfg, TensorsConfig) and cfg.input_size() == (1, 28, 28)
-    with pytest.raises(ValueError, match="epochs, milestones, gamma, crop_padding do not apply to fashion_mnist_seg runs"):
+    with pytest.raises(
+        ValueError, match="epochs, milestones, gamma, crop_padding do not apply to fashion_mnist_seg runs"
+    ):
         make_config("cifar100", parse_set(["dataset=fashion_mnist_seg"]))  # a recipe of another task
 
 
-@pytest.mark.parametrize("recipe, sets, blocks", [
-    ("cityscapes", ["sr_stage=2"], 2),  # DeepLabv3's own P
-    ("cityscapes", ["sr_stage=2", "model=fcn_r50_d8"], 3),
-    ("cityscapes", ["sr_stage=2", "sr_blocks=5"], 5),
-    ("fashion_mnist", ["sr_stage=3"], 4),
-    ("fashion_mnist", ["sr_blocks=6"], None),  # no SR block: no P
-])
+@pytest.mark.parametrize(
+    "recipe, sets, blocks",
+    [
+        ("cityscapes", ["sr_stage=2"], 2),  # DeepLabv3's own P
+        ("cityscapes", ["sr_stage=2", "model=fcn_r50_d8"], 3),
+        ("cityscapes", ["sr_stage=2", "sr_blocks=5"], 5),
+        ("fashion_mnist", ["sr_stage=3"], 4),
+        ("fashion_mnist", ["sr_blocks=6"], None),  # no SR block: no P
+    ],
+)
 def test_default_p_is_the_models_own(recipe, sets, blocks):
     cfg = make_config(recipe, parse_set(sets))
     assert cfg.sr_blocks == blocks
@@ -78,8 +136,17 @@ def test_default_p_is_the_models_own(recipe, sets, blocks):
 
 
 def test_set_overrides_and_errors(tmp_path):
-    cfg = make_config("cifar100", parse_set(["model=resnet34_cifar", "sr_stage=3", "lr=0.05", "milestones=[1, 2]", "attn=se"]))
-    assert (cfg.model, cfg.sr_stage, cfg.lr, cfg.milestones, cfg.attn) == ("resnet34_cifar", 3, 0.05, [1, 2], "se")
+    cfg = make_config(
+        "cifar100",
+        parse_set(["model=resnet34_cifar", "sr_stage=3", "lr=0.05", "milestones=[1, 2]", "attn=se"]),
+    )
+    assert (cfg.model, cfg.sr_stage, cfg.lr, cfg.milestones, cfg.attn) == (
+        "resnet34_cifar",
+        3,
+        0.05,
+        [1, 2],
+        "se",
+    )
     with pytest.raises(ValueError) as err:
         parse_set(["lrr=0.1"])
     assert "unknown key 'lrr' (did you mean 'lr'?); valid keys: " + ", ".join(KEYS) in str(err.value)
@@ -99,14 +166,17 @@ def test_set_overrides_and_errors(tmp_path):
         make_config(str(own))
 
 
-@pytest.mark.parametrize("item, message", [
-    ("iterations=0", "iterations must be positive"),
-    ("eval_interval=-5", "eval_interval must be positive"),
-    ("crop_size=512", None),
-    ("crop_size=0x5", "crop_size must be HxW"),
-    ("scale_range=[2.0, 0.5]", "scale_range must be"),
-    ("ms_scales=[]", "ms_scales must be"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("iterations=0", "iterations must be positive"),
+        ("eval_interval=-5", "eval_interval must be positive"),
+        ("crop_size=512", None),
+        ("crop_size=0x5", "crop_size must be HxW"),
+        ("scale_range=[2.0, 0.5]", "scale_range must be"),
+        ("ms_scales=[]", "ms_scales must be"),
+    ],
+)
 def test_segmentation_keys_are_checked(item, message):
     if message is None:
         assert make_config("cityscapes", parse_set([item])).crop_hw() == (512, 512)
@@ -118,12 +188,22 @@ def test_segmentation_keys_are_checked(item, message):
 def test_with_seeds_and_group_names():
     cfg = make_config("fashion_mnist")
     assert [c.seed for c in with_seeds(cfg, [3, 4])] == [3, 4] and with_seeds(cfg, None) == [cfg]
-    assert group_name("cifar100") == "cifar100" and group_name("my/own.yaml") == "own" and group_name("x.yml") == "x"
+    assert (
+        group_name("cifar100") == "cifar100"
+        and group_name("my/own.yaml") == "own"
+        and group_name("x.yml") == "x"
+    )
 
 
 def test_every_shipped_sweep_expands_to_its_recipes_configs():
     sweeps = [name for name in list_recipe_files() if "runs" in load_yaml(name)]
-    assert {"cifar100-table1", "cifar100-table2", "cifar10-table5", "imagenet-table3", "cityscapes-table4"} <= set(sweeps)
+    assert {
+        "cifar100-table1",
+        "cifar100-table2",
+        "cifar10-table5",
+        "imagenet-table3",
+        "cityscapes-table4",
+    } <= set(sweeps)
     for name in sweeps:
         data = load_yaml(name)
         rows = expand_sweep(name)
@@ -136,16 +216,27 @@ def test_sweep_rows_take_the_sweep_set_the_row_and_overrides_in_that_order():
     rows = expand_sweep("imagenet-table3", {"epochs": 2})
     sr = next(r for r in rows if r.config.sr_stage is not None)
     assert sr.config.sr_hidden == 16 and sr.config.epochs == 2  # the sweep's set, then the override
-    assert sr.extra() == {"name": sr.name, "row": sr.index, "table": "III", "paper": sr.paper,
-                          "M": sr.config.sr_stage, "P": sr.config.sr_blocks}
-    assert [c.seed for c in sr.configs([7])] == [7] and dataclasses.replace(sr.config, seed=7) == sr.configs([7])[0]
+    assert sr.extra() == {
+        "name": sr.name,
+        "row": sr.index,
+        "table": "III",
+        "paper": sr.paper,
+        "M": sr.config.sr_stage,
+        "P": sr.config.sr_blocks,
+    }
+    assert [c.seed for c in sr.configs([7])] == [7] and dataclasses.replace(sr.config, seed=7) == sr.configs(
+        [7]
+    )[0]
     with pytest.raises(ValueError, match="cifar100 is a recipe, not a sweep"):
         expand_sweep("cifar100")
 
 
 def test_recipe_files_and_errors(tmp_path):
     assert load_yaml("cifar100-table2")["table"] == "II"
-    with pytest.raises(ValueError, match="no recipe 'nope': give a YAML file's path or one of: cifar10, cifar10-table5, cifar100, "):
+    with pytest.raises(
+        ValueError,
+        match="no recipe 'nope': give a YAML file's path or one of: cifar10, cifar10-table5, cifar100, ",
+    ):
         load_yaml("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")

@@ -4,7 +4,15 @@ transforms, and the loaders (the fast path, DataLoaders, resumable sampling)."""
 import pytest
 import torch
 
-from srblock.data import DATASETS, DeviceLoader, EpochSampler, SeededItems, load_dataset, make_dataloader, split_train_val
+from srblock.data import (
+    DATASETS,
+    DeviceLoader,
+    EpochSampler,
+    SeededItems,
+    load_dataset,
+    make_dataloader,
+    split_train_val,
+)
 from srblock.data.canvas import paste_canvases
 from srblock.data.cityscapes import CITYSCAPES_CLASSES, train_id_lut
 from srblock.data.device_loader import random_crop, random_flip
@@ -43,7 +51,9 @@ def test_missing_and_incomplete_cifar_say_what_was_expected(tmp_path):
         load_dataset("cifar10", tmp_path)
     with pytest.raises(FileNotFoundError, match="needs a data folder: pass --data DIR"):
         load_dataset("cifar10", None)
-    with pytest.raises(ValueError, match="unknown dataset 'svhn'; choose one of: cifar10, cifar100, fashion_mnist"):
+    with pytest.raises(
+        ValueError, match="unknown dataset 'svhn'; choose one of: cifar10, cifar100, fashion_mnist"
+    ):
         load_dataset("svhn", tmp_path)
 
 
@@ -84,7 +94,7 @@ def test_random_crop_is_a_shifted_window():
     cropped = random_crop(images, 2, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
     for i in range(2):
-        windows = [padded[i, :, y:y + 5, x:x + 5] for y in range(5) for x in range(5)]
+        windows = [padded[i, :, y : y + 5, x : x + 5] for y in range(5) for x in range(5)]
         assert any(torch.equal(cropped[i], w) for w in windows)
     flipped = random_flip(images, torch.Generator().manual_seed(0))
     for i in range(2):
@@ -92,7 +102,15 @@ def test_random_crop_is_a_shifted_window():
 
 
 def loader(images, labels, **kw):
-    args = dict(batch_size=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), train=True, crop_padding=4, flip=True, seed=3)
+    args = dict(
+        batch_size=8,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        train=True,
+        crop_padding=4,
+        flip=True,
+        seed=3,
+    )
     args.update(kw)
     return DeviceLoader(images, labels, **args)
 
@@ -124,13 +142,28 @@ def test_device_loader_shards_across_processes_and_eval_covers_all():
         seen.append(torch.cat([y for _, y in shard]))
     assert {len(s) for s in seen} == {6}  # equal shares: every process takes as many steps
     assert not set(seen[0].tolist()) & set(seen[1].tolist())
-    evals = [torch.cat([y for _, y in loader(images, labels, train=False, rank=r, world_size=3, mean=(0.0,), std=(1.0,))]) for r in range(3)]
+    evals = [
+        torch.cat(
+            [y for _, y in loader(images, labels, train=False, rank=r, world_size=3, mean=(0.0,), std=(1.0,))]
+        )
+        for r in range(3)
+    ]
     assert sorted(torch.cat(evals).tolist()) == list(range(20))
 
 
 def test_dataloader_path_is_seeded_and_normalised():
     images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
-    dl = make_dataloader(images, torch.arange(16), batch_size=4, mean=(0.5,) * 3, std=(0.25,) * 3, train=True, crop_padding=2, flip=True, seed=1)
+    dl = make_dataloader(
+        images,
+        torch.arange(16),
+        batch_size=4,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        train=True,
+        crop_padding=2,
+        flip=True,
+        seed=1,
+    )
     dl.generator.manual_seed(5)
     a = [y for _, y in dl]
     dl.generator.manual_seed(5)
@@ -149,6 +182,7 @@ def test_dataset_table_is_consistent():
 
 # --- ImageNet ---
 
+
 def test_image_folder_layout_is_read(imagenet):
     info, train, val = load_dataset("imagenet", imagenet)
     assert (len(train), len(val), train.classes) == (12, 6, ("n00000000", "n00000001", "n00000002"))
@@ -162,7 +196,10 @@ def test_transforms_are_the_pytorch_examples():
     assert imagenet_transform(True, 224)(image).shape == (3, 224, 224)
     val = imagenet_transform(False, 224)
     resize, crop = val.transforms[0], val.transforms[1]
-    assert (list(resize.size), list(crop.size)) == ([256], [224, 224])  # resize 256 (= 224 / 0.875), centre crop 224
+    assert (list(resize.size), list(crop.size)) == (
+        [256],
+        [224, 224],
+    )  # resize 256 (= 224 / 0.875), centre crop 224
     x = val(image)
     assert x.dtype == torch.float32 and x.shape == (3, 224, 224) and -3 < x.mean() < 3
 
@@ -182,9 +219,14 @@ def test_batch_decoding_equals_decoding_in_workers(imagenet):
 
 # --- Cityscapes, transforms, sampling, canvases ---
 
+
 def test_label_id_to_train_id_map():
     lut = train_id_lut()
-    assert len(CITYSCAPES_CLASSES) == 19 and CITYSCAPES_CLASSES[0] == "road" and CITYSCAPES_CLASSES[-1] == "bicycle"
+    assert (
+        len(CITYSCAPES_CLASSES) == 19
+        and CITYSCAPES_CLASSES[0] == "road"
+        and CITYSCAPES_CLASSES[-1] == "bicycle"
+    )
     assert [lut[i].item() for i in (7, 8, 11, 23, 24, 26, 33)] == [0, 1, 2, 10, 11, 13, 18]
     assert [lut[i].item() for i in (0, 1, 3, 9, 14, 29, 30, 200)] == [255] * 8  # void classes and unknown ids
     assert sorted(set(lut.tolist()) - {255}) == list(range(19))
@@ -199,10 +241,13 @@ def test_cityscapes_layout_is_read_and_mapped(cityscapes):
     assert (label == 255).any()  # ids 0, 1 and 9 (parking) are ignored
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda root: None, "not a Cityscapes folder"),
-    (lambda root: (root / "leftImg8bit" / "train").mkdir(parents=True), "not a Cityscapes folder"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: None, "not a Cityscapes folder"),
+        (lambda root: (root / "leftImg8bit" / "train").mkdir(parents=True), "not a Cityscapes folder"),
+    ],
+)
 def test_wrong_cityscapes_layout_is_a_clear_error(tmp_path, damage, message):
     damage(tmp_path)
     with pytest.raises(FileNotFoundError, match=message):
@@ -221,7 +266,9 @@ def test_train_transform_crops_pads_with_ignore_and_is_seeded():
     mask = torch.randint(0, 19, (20, 30), dtype=torch.uint8)
     transform = SegTrainTransform((40, 48), (1.0, 1.0), (0.5,) * 3, (0.25,) * 3)
     x, y = transform(image, mask)
-    assert x.shape == (3, 40, 48) and x.dtype == torch.float32 and y.shape == (40, 48) and y.dtype == torch.int64
+    assert (
+        x.shape == (3, 40, 48) and x.dtype == torch.float32 and y.shape == (40, 48) and y.dtype == torch.int64
+    )
     assert (y == 255).sum() == 40 * 48 - 20 * 30  # padding is ignored, nothing else
     items = SeededItems(_Apply(transform, image, mask), seed=3)
     a, b, c = items[(0, 1)], items[(0, 1)], items[(1, 1)]
@@ -240,7 +287,9 @@ class _Apply:
 
 
 def test_epoch_sampler_shards_resumes_and_evaluates_each_item_once():
-    train = [list(EpochSampler(10, seed=1, shuffle=True, rank=r, world_size=3, drop_last=True)) for r in range(3)]
+    train = [
+        list(EpochSampler(10, seed=1, shuffle=True, rank=r, world_size=3, drop_last=True)) for r in range(3)
+    ]
     assert all(len(keys) == 3 for keys in train) and len({k for keys in train for k in keys}) == 9
     sampler = EpochSampler(10, seed=1, shuffle=True)
     sampler.set_epoch(2)

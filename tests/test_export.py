@@ -21,8 +21,16 @@ pytestmark = pytest.mark.slow
     "build,input_size",
     [
         (lambda: srblock.create_model("resnet10s_cifar", num_classes=10, sr_stage=3), (3, 32, 32)),
-        (lambda: srblock.add_sr(torchvision.models.resnet18(num_classes=10), 3, input_size=(3, 64, 64)), (3, 64, 64)),
-        (lambda: srblock.add_sr(timm.create_model("mobilenetv3_small_050", num_classes=10), 3, input_size=(3, 64, 64)), (3, 64, 64)),
+        (
+            lambda: srblock.add_sr(torchvision.models.resnet18(num_classes=10), 3, input_size=(3, 64, 64)),
+            (3, 64, 64),
+        ),
+        (
+            lambda: srblock.add_sr(
+                timm.create_model("mobilenetv3_small_050", num_classes=10), 3, input_size=(3, 64, 64)
+            ),
+            (3, 64, 64),
+        ),
     ],
     ids=["zoo", "torchvision", "timm"],
 )
@@ -38,10 +46,45 @@ def test_onnx_parity(build, input_size, dynamic, tmp_path):
 
 def test_export_cli_and_onnx_bench(tmp_path, capsys):
     out = tmp_path / "r.onnx"
-    assert main(["export", "--model", "timm:convnext_atto", "--sr-stage", "3", "--size", "64", "--onnx", str(out), "--dynamic-batch"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                "timm:convnext_atto",
+                "--sr-stage",
+                "3",
+                "--size",
+                "64",
+                "--onnx",
+                str(out),
+                "--dynamic-batch",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert out.stat().st_size > 0 and "onnxruntime vs PyTorch max |diff|" in text
-    assert main(["bench", "--model", "resnet10s_cifar", "--sr-stage", "3", "--size", "32", "--onnx", "--repeats", "3", "--warmup", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "resnet10s_cifar",
+                "--sr-stage",
+                "3",
+                "--size",
+                "32",
+                "--onnx",
+                "--repeats",
+                "3",
+                "--warmup",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     (row,) = json.loads(capsys.readouterr().out)
     assert row["mode"] == "onnxruntime inference" and row["sr_ms"] > 0
 
@@ -100,8 +143,24 @@ def test_export_errors(capsys, tmp_path):
 
 def test_export_a_segmentation_run_folder(cityscapes, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    assert main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), "--set", "model=fcn_resnet10s",
-                 "--set", "sr_stage=2", *TINY_SEG]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cityscapes",
+                "--data",
+                str(cityscapes),
+                "--out",
+                str(tmp_path),
+                "--set",
+                "model=fcn_resnet10s",
+                "--set",
+                "sr_stage=2",
+                *TINY_SEG,
+            ]
+        )
+        == 0
+    )
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
     assert main(["export", str(folder), "--onnx", str(tmp_path / "seg.onnx")]) == 0
     out = capsys.readouterr().out

@@ -13,14 +13,34 @@ from .helpers import fill_memory
 
 # (builder, input_size, stage, expected stage module name): our zoo, torchvision, timm CNNs
 NETWORKS = {
-    "zoo_resnet18": (lambda: srblock.create_model("resnet18_cifar", num_classes=10), (3, 32, 32), 3, "layer3"),
-    "zoo_vgg16": (lambda: srblock.create_model("vgg16_bn_cifar", num_classes=10), (3, 32, 32), 4, "features.3"),
+    "zoo_resnet18": (
+        lambda: srblock.create_model("resnet18_cifar", num_classes=10),
+        (3, 32, 32),
+        3,
+        "layer3",
+    ),
+    "zoo_vgg16": (
+        lambda: srblock.create_model("vgg16_bn_cifar", num_classes=10),
+        (3, 32, 32),
+        4,
+        "features.3",
+    ),
     "tv_resnet18": (lambda: torchvision.models.resnet18(num_classes=10), (3, 64, 64), 3, "layer3"),
     "tv_vgg11_bn": (lambda: torchvision.models.vgg11_bn(num_classes=10), (3, 64, 64), 2, "features.7"),
-    "timm_efficientnet": (lambda: timm.create_model("efficientnet_b0", num_classes=10), (3, 64, 64), 4, "blocks.4"),
+    "timm_efficientnet": (
+        lambda: timm.create_model("efficientnet_b0", num_classes=10),
+        (3, 64, 64),
+        4,
+        "blocks.4",
+    ),
     "timm_convnext": (lambda: timm.create_model("convnext_atto", num_classes=10), (3, 64, 64), 3, "stages.2"),
     "timm_regnet": (lambda: timm.create_model("regnetx_002", num_classes=10), (3, 64, 64), 2, "s2"),
-    "timm_mobilenetv3": (lambda: timm.create_model("mobilenetv3_small_050", num_classes=10), (3, 64, 64), 1, "blocks.0"),
+    "timm_mobilenetv3": (
+        lambda: timm.create_model("mobilenetv3_small_050", num_classes=10),
+        (3, 64, 64),
+        1,
+        "blocks.0",
+    ),
 }
 
 
@@ -160,7 +180,9 @@ def test_stage_that_does_not_exist():
 
 def test_model_it_cannot_split():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
-    with pytest.raises(ValueError, match="cannot split Sequential into stages: .* pass stage as a module name"):
+    with pytest.raises(
+        ValueError, match="cannot split Sequential into stages: .* pass stage as a module name"
+    ):
         add_sr(model, stage=1, input_size=(3, 16, 16))
     add_sr(model, stage="2", input_size=(3, 16, 16))  # by name it works
     assert sr_blocks(model)[0][1].size == (12, 12)
@@ -170,7 +192,8 @@ def test_wrong_input_size():
     model = srblock.create_model("resnet18_cifar")
     with pytest.raises(
         ValueError,
-        match=r"input_size \(1, 32, 32\) does not fit ResNet .*pass the \(channels, height, width\) .*, e.g. its default \(3, 32, 32\)",
+        match=r"input_size \(1, 32, 32\) does not fit ResNet .*pass the \(channels, height, width\) "
+        r".*, e.g. its default \(3, 32, 32\)",
     ):
         add_sr(model, stage=3, input_size=(1, 32, 32))
     with pytest.raises(ValueError, match=r"input_size must be \(channels, height, width\)"):
@@ -185,7 +208,9 @@ def test_input_size_needed_where_the_model_has_none():
 
 def test_inserting_twice_at_one_stage_is_refused():
     model = srblock.create_model("resnet18_cifar", sr_stage=3)
-    with pytest.raises(ValueError, match=r"stage 3 \(layer3\) already has an SR block; remove it with remove_sr first"):
+    with pytest.raises(
+        ValueError, match=r"stage 3 \(layer3\) already has an SR block; remove it with remove_sr first"
+    ):
         add_sr(model, stage=3)
     assert len(sr_blocks(model)) == 1
 

@@ -9,7 +9,15 @@ from srblock.models.layers import DEFAULT_REG_RATE
 
 from .helpers import fill_memory
 
-CLASSIFIERS = ["resnet10s_cifar", "resnet18_cifar", "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"]
+CLASSIFIERS = [
+    "resnet10s_cifar",
+    "resnet18_cifar",
+    "resnet34_cifar",
+    "resnet50",
+    "resnet50_cifar",
+    "vgg16_bn_cifar",
+    "vgg19_bn_cifar",
+]
 SEGMENTERS = ["deeplabv3_r50_d8", "fcn_r50_d8", "fcn_resnet10s"]
 ZOO = sorted(CLASSIFIERS + SEGMENTERS)
 
@@ -41,7 +49,9 @@ def test_resnet50_is_torchvisions():
     ours = build_on_meta("resnet50")
     with torch.device("meta"):
         theirs = torchvision.models.resnet50()
-    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
 
 
 def test_plain_resnet18_cifar_has_the_cifar_stem():
@@ -53,8 +63,10 @@ def test_plain_resnet18_cifar_has_the_cifar_stem():
 
 
 def test_resnet18_with_se_d2d_and_an_sr_block():
-    model = create_model("resnet18_cifar", num_classes=100, attn="se", reg="d2d", sr_stage=3, sr_blocks=6, sr_hidden=8)
-    (name, block), = sr_blocks(model)
+    model = create_model(
+        "resnet18_cifar", num_classes=100, attn="se", reg="d2d", sr_stage=3, sr_blocks=6, sr_hidden=8
+    )
+    ((name, block),) = sr_blocks(model)
     assert name == "layer3.sr"
     assert (block.channels, block.size, block.memory_blocks, block.hidden) == (256, (8, 8), 6, 8)
     model.eval()
@@ -91,7 +103,9 @@ def test_structured_dropout_at_the_end_of_stages_3_and_4(name, reg, layer):
         drop = getattr(stage, "drop", None)
         if i in (3, 4):
             assert (type(drop).__name__ == layer) if isinstance(layer, str) else isinstance(drop, layer)
-            assert drop.p == DEFAULT_REG_RATE[reg] if reg == "d2d" else drop.drop_prob == DEFAULT_REG_RATE[reg]
+            assert (
+                drop.p == DEFAULT_REG_RATE[reg] if reg == "d2d" else drop.drop_prob == DEFAULT_REG_RATE[reg]
+            )
         else:
             assert drop is None
     # the SR block sees the regularised stage output: drop runs before sr
@@ -163,13 +177,18 @@ def test_unknown_model():
 
 
 def test_unknown_keyword():
-    with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_path'; valid: block, layers, num_classes, in_chans"):
+    with pytest.raises(
+        ValueError,
+        match="resnet18_cifar takes no argument 'drop_path'; valid: block, layers, num_classes, in_chans",
+    ):
         create_model("resnet18_cifar", drop_path=0.1)
     # checked against the model class, so each model takes what its class takes
     assert create_model("vgg16_bn_cifar", drop_rate=0.3).classifier[2].p == 0.3
     with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_rate'"):
         create_model("resnet18_cifar", drop_rate=0.3)
-    with pytest.raises(ValueError, match="fcn_resnet10s takes no argument 'attn'; valid: head, backbone, num_classes"):
+    with pytest.raises(
+        ValueError, match="fcn_resnet10s takes no argument 'attn'; valid: head, backbone, num_classes"
+    ):
         create_model("fcn_resnet10s", attn="se")
 
 
@@ -179,7 +198,10 @@ def test_unknown_keyword():
         (dict(attn="eca"), "unknown attn 'eca'; choose one of: None, 'se', 'cbam'"),
         (dict(reg="dropout"), "unknown reg 'dropout'; choose one of: None, 'd', 'd2d', 'db'"),
         (dict(reg="d2d", reg_rate=1.5), "reg_rate must be in [0, 1), got 1.5"),
-        (dict(reg="d2d", reg_stages=(3, 6)), "reg_stages (3, 6) name stages that do not exist: choose from 1..4"),
+        (
+            dict(reg="d2d", reg_stages=(3, 6)),
+            "reg_stages (3, 6) name stages that do not exist: choose from 1..4",
+        ),
         (dict(sr_stage=5), "stage 5 does not exist in ResNet: choose 1..4"),
     ],
 )
@@ -190,7 +212,9 @@ def test_bad_model_arguments(kwargs, message):
 
 
 def test_vgg_refuses_reg_d():
-    with pytest.raises(ValueError, match="VGG always has dropout in its classifier .* choose reg None, 'd2d' or 'db'"):
+    with pytest.raises(
+        ValueError, match="VGG always has dropout in its classifier .* choose reg None, 'd2d' or 'db'"
+    ):
         create_model("vgg16_bn_cifar", reg="d")
 
 
@@ -218,7 +242,9 @@ def test_narrow_resnets_dilate_where_asked():
 
     from srblock.models import ResNet
 
-    net = ResNet(Bottleneck, [1, 1, 2, 2], widths=(8, 16, 32, 64), replace_stride_with_dilation=[False, True, True])
+    net = ResNet(
+        Bottleneck, [1, 1, 2, 2], widths=(8, 16, 32, 64), replace_stride_with_dilation=[False, True, True]
+    )
     assert net.layer3[0].conv2.stride == net.layer4[0].conv2.stride == (1, 1)
     assert net.layer3[1].conv2.dilation == (2, 2) and net.layer4[1].conv2.dilation == (4, 4)
     x = torch.randn(1, 3, 64, 64)
@@ -242,11 +268,14 @@ def test_timm_model_with_other_input_channels_and_size():
     assert sr_blocks(model)[0][1].size == (2, 2) and model.default_input_size == (1, 64, 64)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("timm:convnext_atoo", "unknown timm model 'convnext_atoo' (did you mean 'convnext_atto'"),
-    ("tv:resnet181", "unknown torchvision model 'resnet181' (did you mean 'resnet18'"),
-    ("hf:bert", "unknown model source 'hf' in 'hf:bert': write NAME, tv:NAME or timm:NAME"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("timm:convnext_atoo", "unknown timm model 'convnext_atoo' (did you mean 'convnext_atto'"),
+        ("tv:resnet181", "unknown torchvision model 'resnet181' (did you mean 'resnet18'"),
+        ("hf:bert", "unknown model source 'hf' in 'hf:bert': write NAME, tv:NAME or timm:NAME"),
+    ],
+)
 def test_unknown_external_names(name, message):
     with pytest.raises(ValueError) as err:
         create_model(name)

@@ -7,7 +7,7 @@ from srblock.params import param_count, sr_param_count, table_rows
 from srblock.recipes import load_yaml, sweeps_for
 from srblock.render import render
 
-# stage output (C, H, W) per SPEC section 2: CIFAR BasicBlock nets, Bottleneck (x4), ImageNet R50
+# stage outputs (C, H, W) of the paper's networks: CIFAR BasicBlock nets, Bottleneck (x4), ImageNet R50
 CIFAR_BASIC = {1: (64, 32, 32), 2: (128, 16, 16), 3: (256, 8, 8), 4: (512, 4, 4)}
 CIFAR_BOTTLENECK = {m: (4 * c, h, w) for m, (c, h, w) in CIFAR_BASIC.items()}
 CIFAR_VGG = {1: (64, 16, 16), 2: (128, 8, 8), 3: (256, 4, 4), 4: (512, 2, 2), 5: (512, 1, 1)}
@@ -45,13 +45,14 @@ def test_sr_parameters_of_every_row_are_eq1(rows):
                 c, h, w = SHAPES[run["model"]][run["sr_stage"]]
                 assert row["sr_params"] == sr_param_count(c, (h, w), run["sr_blocks"], hidden), run["name"]
                 classes = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}[table]
-                assert row["params"] - row["sr_params"] == param_count(
-                    run["model"], num_classes=classes, attn=run.get("attn")
-                )["params"]
+                assert (
+                    row["params"] - row["sr_params"]
+                    == param_count(run["model"], num_classes=classes, attn=run.get("attn"))["params"]
+                )
 
 
 def test_overheads_agree_with_table2(rows):
-    """Table II's OH (SPEC section 6), to its printed precision, but for one row the paper misprints."""
+    """Table II's OH, to its printed precision, but for one row the paper misprints."""
     for row in rows["cifar100"]:
         if row["paper_oh_pct"] is None:
             continue
@@ -97,7 +98,10 @@ def test_render_formats():
         "| bb   |         2 |        |",
     ]
     assert render(data, ["name", "params"], "csv").splitlines() == ["name,params", "a,1234567", "bb,2"]
-    assert json.loads(render(data, ["name", "oh_pct"], "json")) == [{"name": "a", "oh_pct": 0.5}, {"name": "bb", "oh_pct": None}]
+    assert json.loads(render(data, ["name", "oh_pct"], "json")) == [
+        {"name": "a", "oh_pct": 0.5},
+        {"name": "bb", "oh_pct": None},
+    ]
     with pytest.raises(ValueError, match="unknown format 'xml'; choose one of: md, csv, json"):
         render(data, ["name"], "xml")
 

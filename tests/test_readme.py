@@ -17,5 +17,7 @@ def test_readme_python_example_runs(capsys):
 def test_readme_commands_match_ci():
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    test_command = next(line.split("#")[0].strip() for line in text.splitlines() if "pytest" in line and "pip install" in line)
+    test_command = next(
+        line.split("#")[0].strip() for line in text.splitlines() if "pytest" in line and "pip install" in line
+    )
     assert test_command in ci

@@ -10,13 +10,27 @@ from .helpers import fabricate_result
 
 def test_table_mean_and_sample_std(tmp_path, capsys):
     for seed, acc in enumerate([76.0, 77.0, 78.0]):
-        fabricate_result(tmp_path, "r18-se-sr", seed, acc, name="R18 + SE + SR", table="II", row=1, paper={"acc": 76.86, "std": 0.21, "oh": 1.09})
+        fabricate_result(
+            tmp_path,
+            "r18-se-sr",
+            seed,
+            acc,
+            name="R18 + SE + SR",
+            table="II",
+            row=1,
+            paper={"acc": 76.86, "std": 0.21, "oh": 1.09},
+        )
     for seed, acc in enumerate([70.0, 71.0]):
         fabricate_result(tmp_path, "r18-se", seed, acc, name="R18 + SE", table="II", row=0)
     assert main(["table", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "R18 + SE " in lines[2] and "70.50 ± 0.71" in lines[2]
-    assert "R18 + SE + SR" in lines[3] and "77.00 ± 1.00" in lines[3] and "76.86 ± 0.21" in lines[3] and "1.09" in lines[3]
+    assert (
+        "R18 + SE + SR" in lines[3]
+        and "77.00 ± 1.00" in lines[3]
+        and "76.86 ± 0.21" in lines[3]
+        and "1.09" in lines[3]
+    )
     assert main(["table", str(tmp_path), "--format", "csv"]) == 0
     csv_lines = capsys.readouterr().out.splitlines()
     assert csv_lines[0].startswith("table,name,M,P,seeds,test_acc_mean,test_acc_std")

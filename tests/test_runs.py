@@ -84,10 +84,14 @@ def test_checkpoints_are_atomic_and_checked(tmp_path):
     save_atomic(path, {"config": {"model": "resnet18_cifar"}, "epoch": 3})
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
     assert load_checkpoint(path, "resnet18_cifar")["epoch"] == 3
-    with pytest.raises(ValueError, match="is from model 'resnet18_cifar', not 'vgg16_bn_cifar': choose another --out"):
+    with pytest.raises(
+        ValueError, match="is from model 'resnet18_cifar', not 'vgg16_bn_cifar': choose another --out"
+    ):
         load_checkpoint(path, "vgg16_bn_cifar")
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ValueError, match="last.ckpt is corrupt or truncated .*: delete it to start that run over"):
+    with pytest.raises(
+        ValueError, match="last.ckpt is corrupt or truncated .*: delete it to start that run over"
+    ):
         load_checkpoint(path)
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ValueError, match="is not an srblock training checkpoint"):
@@ -137,10 +141,12 @@ def test_config_yaml_holds_the_runs_own_fields_and_its_data_folder(tmp_path):
 
 def test_data_root_is_the_remembered_folder_unless_given(tmp_path):
     cfg = make_config("fashion_mnist", {"data_dir": str(tmp_path)})
-    assert data_root(cfg) == tmp_path and data_root(cfg, "/given") .as_posix() == "/given"
+    assert data_root(cfg) == tmp_path and data_root(cfg, "/given").as_posix() == "/given"
     assert data_root(make_config("fashion_mnist")) is None  # the default place
     gone = dataclasses.replace(cfg, data_dir=str(tmp_path / "gone"))
-    with pytest.raises(FileNotFoundError, match="the data folder this run was trained from, is gone: pass --data DIR"):
+    with pytest.raises(
+        FileNotFoundError, match="the data folder this run was trained from, is gone: pass --data DIR"
+    ):
         data_root(gone)
 
 
@@ -177,8 +183,12 @@ def test_metrics_log_keeps_the_rows_before_the_checkpoint(tmp_path):
 
 def test_reading_results_does_not_import_lightning():
     """analyze, report, export and the run folders need no training stack (nor its start-up time)."""
-    code = ("import sys; import srblock.cli, srblock.analysis, srblock.analysis.report, srblock.export, srblock.runs, "
-            "srblock.results, srblock.bench; "
-            "print(sorted(m for m in sys.modules if m == 'lightning' or m.startswith(('lightning.', 'tensorboard'))))")
+    code = (
+        "import sys; import srblock.cli, srblock.analysis, srblock.analysis.report, srblock.export, "
+        "srblock.runs, "
+        "srblock.results, srblock.bench; "
+        "print(sorted(m for m in sys.modules "
+        "if m == 'lightning' or m.startswith(('lightning.', 'tensorboard'))))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

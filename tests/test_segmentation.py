@@ -16,11 +16,15 @@ from srblock.seg_eval import SegmentationMetric, class_table, iou_from_confusion
 from .helpers import fill_memory
 
 
-@pytest.mark.parametrize("ours, theirs", [("fcn_r50_d8", "fcn_resnet50"), ("deeplabv3_r50_d8", "deeplabv3_resnet50")])
+@pytest.mark.parametrize(
+    "ours, theirs", [("fcn_r50_d8", "fcn_resnet50"), ("deeplabv3_r50_d8", "deeplabv3_resnet50")]
+)
 def test_r50_d8_models_are_torchvisions_with_dropout_01(ours, theirs):
     with torch.device("meta"):
         model = create_model(ours)
-        reference = torchvision.models.get_model(theirs, weights=None, weights_backbone=None, num_classes=19, aux_loss=True)
+        reference = torchvision.models.get_model(
+            theirs, weights=None, weights_backbone=None, num_classes=19, aux_loss=True
+        )
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     assert shapes == {k: v.shape for k, v in reference.state_dict().items()}  # torchvision weights load
     assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.1}

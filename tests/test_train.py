@@ -38,7 +38,22 @@ def test_schedules_are_the_papers():
 
 
 def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
-    args = ["train", "cifar10", "--data", str(cifar), "--out", str(tmp_path), "--set", "epochs=2", "--set", "sr_stage=3", "--seeds", "0", "1", *TINY]
+    args = [
+        "train",
+        "cifar10",
+        "--data",
+        str(cifar),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "epochs=2",
+        "--set",
+        "sr_stage=3",
+        "--seeds",
+        "0",
+        "1",
+        *TINY,
+    ]
     assert main(args) == 0
     seeds = sorted((tmp_path / "cifar10" / "resnet10s_cifar-sr3p4h8").iterdir())
     assert [p.name for p in seeds] == ["seed0", "seed1"]
@@ -50,8 +65,12 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
         assert lines[0] == "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds" and len(lines) == 3
         result = json.loads((folder / "result.json").read_text())
         assert 0 <= result["test_acc"] <= 100 and result["epochs"] == 2
-        assert result["sr_params"] > 0 and result["oh_pct"] == pytest.approx(100 * result["sr_params"] / result["base_params"])
-        assert {"torch", "timm", "lightning", "srblock"} <= set(result["versions"]) and result["wall_time_s"] > 0
+        assert result["sr_params"] > 0 and result["oh_pct"] == pytest.approx(
+            100 * result["sr_params"] / result["base_params"]
+        )
+        assert {"torch", "timm", "lightning", "srblock"} <= set(result["versions"]) and result[
+            "wall_time_s"
+        ] > 0
         assert "data_dir" not in result["config"] and "crop_size" not in result["config"]
         best = load_checkpoint(folder / "best.ckpt", "resnet10s_cifar")
         assert best["epoch"] == result["best_epoch"] + 1
@@ -69,8 +88,22 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
 
 def test_same_seed_same_result(cifar, tmp_path):
     for out in ("a", "b"):
-        main(["train", "cifar10", "--data", str(cifar), "--out", str(tmp_path / out), "--set", "epochs=1", *TINY])
-    a, b = (load_checkpoint(tmp_path / o / "cifar10" / "resnet10s_cifar" / "seed0" / "last.ckpt") for o in "ab")
+        main(
+            [
+                "train",
+                "cifar10",
+                "--data",
+                str(cifar),
+                "--out",
+                str(tmp_path / out),
+                "--set",
+                "epochs=1",
+                *TINY,
+            ]
+        )
+    a, b = (
+        load_checkpoint(tmp_path / o / "cifar10" / "resnet10s_cifar" / "seed0" / "last.ckpt") for o in "ab"
+    )
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
@@ -99,21 +132,38 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
     assert straight.returncode == 0, straight.stderr
     steps_per_epoch = -(-270 // 32)  # 300 images, 10% for validation, batch 32: 9 steps
     marker = tmp_path / "killed_at"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
-           "KILL_AT": str(steps_per_epoch + 4), "MARKER": str(marker)}
-    killed = subprocess.run([sys.executable, "-c", KILLER, *common, "--out", str(tmp_path / "killed")],
-                            capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert killed.returncode == -signal.SIGKILL and marker.read_text() == str(steps_per_epoch + 4)  # 4 steps into epoch 2
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "KILL_AT": str(steps_per_epoch + 4),
+        "MARKER": str(marker),
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, *common, "--out", str(tmp_path / "killed")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL and marker.read_text() == str(
+        steps_per_epoch + 4
+    )  # 4 steps into epoch 2
     folder = tmp_path / "killed" / SR_FOLDER
     assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1 and not (folder / "result.json").exists()
     assert len((folder / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1's row
 
     again = srblock_cli(*common, "--out", str(tmp_path / "killed"))
     assert again.returncode == 2
-    assert again.stderr.strip().endswith("holds an unfinished run: add --resume to continue it, or choose another --out")
+    assert again.stderr.strip().endswith(
+        "holds an unfinished run: add --resume to continue it, or choose another --out"
+    )
 
     # data remembered; a bare --resume applies --precision (32-true is what auto means on the CPU)
-    resumed = srblock_cli("train", "cifar10", "--out", str(tmp_path / "killed"), "--resume", "--precision", "32-true", "--quiet")
+    resumed = srblock_cli(
+        "train", "cifar10", "--out", str(tmp_path / "killed"), "--resume", "--precision", "32-true", "--quiet"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert yaml.safe_load((folder / "config.yaml").read_text())["precision"] == "32-true"
     a = load_checkpoint(folder / "last.ckpt")
@@ -122,17 +172,32 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
     for key in b["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     result = json.loads((folder / "result.json").read_text())
-    assert result["test_acc"] == json.loads((tmp_path / "straight" / SR_FOLDER / "result.json").read_text())["test_acc"]
+    assert (
+        result["test_acc"]
+        == json.loads((tmp_path / "straight" / SR_FOLDER / "result.json").read_text())["test_acc"]
+    )
     assert len((folder / "metrics.csv").read_text().splitlines()) == 4  # one row per epoch, none twice
 
 
 def test_progress_is_one_line_per_epoch_when_the_output_is_a_file(cifar, tmp_path):
-    done = srblock_cli("train", "cifar10", "--data", str(cifar), "--out", str(tmp_path), "--set", "epochs=2",
-                       *[a for a in TINY if a != "--quiet"])
+    done = srblock_cli(
+        "train",
+        "cifar10",
+        "--data",
+        str(cifar),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "epochs=2",
+        *[a for a in TINY if a != "--quiet"],
+    )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if "resnet10s_cifar/seed0" in line]
-    assert [line.split(":")[0] for line in lines] == ["resnet10s_cifar/seed0 epoch 1/2", "resnet10s_cifar/seed0 epoch 2/2"]
+    assert [line.split(":")[0] for line in lines] == [
+        "resnet10s_cifar/seed0 epoch 1/2",
+        "resnet10s_cifar/seed0 epoch 2/2",
+    ]
     assert "val_acc" not in done.stderr and all("loss" in line and "val" in line for line in lines)
 
 
@@ -140,23 +205,59 @@ def test_corrupt_and_foreign_checkpoints_on_resume(cifar, tmp_path, capsys):
     folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
     folder.mkdir(parents=True)
     (folder / "last.ckpt").write_bytes(b"not a checkpoint at all")
-    args = ["train", "cifar10", "--data", str(cifar), "--out", str(tmp_path), "--resume", "--set", "epochs=1", *TINY]
+    args = [
+        "train",
+        "cifar10",
+        "--data",
+        str(cifar),
+        "--out",
+        str(tmp_path),
+        "--resume",
+        "--set",
+        "epochs=1",
+        *TINY,
+    ]
     assert main(args) == 2
     assert "last.ckpt is corrupt or truncated" in capsys.readouterr().err
     save_atomic(folder / "last.ckpt", {"config": {"model": "resnet18_cifar"}, "model": {}})
     assert main(args) == 2
     assert "is from model 'resnet18_cifar', not 'resnet10s_cifar'" in capsys.readouterr().err
-    save_atomic(folder / "last.ckpt", {"config": {"model": "resnet10s_cifar"}, "model": {"fc.weight": torch.zeros(1)}})
+    save_atomic(
+        folder / "last.ckpt", {"config": {"model": "resnet10s_cifar"}, "model": {"fc.weight": torch.zeros(1)}}
+    )
     assert main(args) == 2
-    assert "does not fit this run's resnet10s_cifar: it is from another configuration" in capsys.readouterr().err
+    assert (
+        "does not fit this run's resnet10s_cifar: it is from another configuration" in capsys.readouterr().err
+    )
 
 
 def test_bad_input_is_one_line(cifar, tmp_path):
     cases = [
-        (["train", "cifar10", "--data", str(tmp_path / "none"), "--out", str(tmp_path)], "cifar-10-batches-py lacks data_batch_1"),
-        (["train", "cifar10", "--data", str(cifar), "--set", "lr=fast"], "--set lr=fast: lr takes a number, got 'fast'"),
-        (["train", "cifar10", "--set", "modell=x"], "unknown key 'modell' (did you mean 'model'?); valid keys: dataset, model"),
-        (["train", "cifar10", "--data", str(cifar), "--set", "model=resnet19_cifar", "--out", str(tmp_path)], "unknown model 'resnet19_cifar'"),
+        (
+            ["train", "cifar10", "--data", str(tmp_path / "none"), "--out", str(tmp_path)],
+            "cifar-10-batches-py lacks data_batch_1",
+        ),
+        (
+            ["train", "cifar10", "--data", str(cifar), "--set", "lr=fast"],
+            "--set lr=fast: lr takes a number, got 'fast'",
+        ),
+        (
+            ["train", "cifar10", "--set", "modell=x"],
+            "unknown key 'modell' (did you mean 'model'?); valid keys: dataset, model",
+        ),
+        (
+            [
+                "train",
+                "cifar10",
+                "--data",
+                str(cifar),
+                "--set",
+                "model=resnet19_cifar",
+                "--out",
+                str(tmp_path),
+            ],
+            "unknown model 'resnet19_cifar'",
+        ),
         (["train", "cifar10", "--set", "crop_size=32"], "crop_size does not apply to cifar10 runs"),
         (["train", "cifar10", "--devices", "abc"], "--devices takes a positive number or 'auto', got 'abc'"),
         (["train", "nope"], "no recipe 'nope'"),
@@ -166,18 +267,49 @@ def test_bad_input_is_one_line(cifar, tmp_path):
         assert done.returncode == 2, (args, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
-    assert not (tmp_path / "cifar10" / "resnet19_cifar").exists()  # nothing written for a model that does not build
+    assert not (
+        tmp_path / "cifar10" / "resnet19_cifar"
+    ).exists()  # nothing written for a model that does not build
 
 
 def test_dataloader_path_trains(cifar, tmp_path):
-    args = ["train", "cifar10", "--data", str(cifar), "--out", str(tmp_path), "--set", "epochs=1", "--set", "loader=dataloader", "--set", "num_workers=0", *TINY]
+    args = [
+        "train",
+        "cifar10",
+        "--data",
+        str(cifar),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "epochs=1",
+        "--set",
+        "loader=dataloader",
+        "--set",
+        "num_workers=0",
+        *TINY,
+    ]
     assert main(args) == 0
     assert (tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json").exists()
 
 
 def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
-    done = srblock_cli("train", "cifar10", "--data", str(cifar), "--out", str(tmp_path), "--accelerator", "cpu",
-                       "--devices", "2", "--set", "epochs=2", "--set", "sr_stage=3", *TINY)
+    done = srblock_cli(
+        "train",
+        "cifar10",
+        "--data",
+        str(cifar),
+        "--out",
+        str(tmp_path),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--set",
+        "epochs=2",
+        "--set",
+        "sr_stage=3",
+        *TINY,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / SR_FOLDER
     assert sorted(p.name for p in folder.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
@@ -199,10 +331,35 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
 @pytest.mark.parametrize("gpu_decode", [False, True])
 def test_imagenet_one_epoch_end_to_end_with_top5(imagenet, tmp_path, gpu_decode):
     out = tmp_path / "runs"
-    code = main(["train", "imagenet", "--data", str(imagenet), "--out", str(out), "--quiet",
-                 "--set", "epochs=1", "--set", "batch_size=4", "--set", "eval_batch_size=4", "--set", "image_size=32",
-                 "--set", "num_workers=1", "--set", "sr_stage=3", "--set", "sr_blocks=2", "--set", "lr=0.01",
-                 "--set", f"gpu_decode={str(gpu_decode).lower()}"])
+    code = main(
+        [
+            "train",
+            "imagenet",
+            "--data",
+            str(imagenet),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "eval_batch_size=4",
+            "--set",
+            "image_size=32",
+            "--set",
+            "num_workers=1",
+            "--set",
+            "sr_stage=3",
+            "--set",
+            "sr_blocks=2",
+            "--set",
+            "lr=0.01",
+            "--set",
+            f"gpu_decode={str(gpu_decode).lower()}",
+        ]
+    )
     assert code == 0
     [path] = out.rglob("result.json")
     result = json.loads(path.read_text())
@@ -211,11 +368,17 @@ def test_imagenet_one_epoch_end_to_end_with_top5(imagenet, tmp_path, gpu_decode)
     assert result["sr_params"] > 0 and result["base_params"] == 25_557_032
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda root: __import__("shutil").rmtree(root / "val"), "val is missing"),
-    (lambda root: (root / "val" / "n00000000").rename(root / "val" / "other"), "different class folders"),
-    (lambda root: [p.unlink() for p in (root / "train" / "n00000001").iterdir()], "class folders without images"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: __import__("shutil").rmtree(root / "val"), "val is missing"),
+        (lambda root: (root / "val" / "n00000000").rename(root / "val" / "other"), "different class folders"),
+        (
+            lambda root: [p.unlink() for p in (root / "train" / "n00000001").iterdir()],
+            "class folders without images",
+        ),
+    ],
+)
 def test_wrong_imagenet_layouts_are_clear_errors(tmp_path, damage, message, capsys):
     root = write_imagenet(tmp_path / "imagenet", per_class=1, val_per_class=1)
     damage(root)
@@ -227,10 +390,31 @@ def test_wrong_imagenet_layouts_are_clear_errors(tmp_path, damage, message, caps
 def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
     """3 validation images, batch 1, 2 processes: 2 batches on one, 1 on the other; no hang, all counted."""
     root = write_imagenet(tmp_path / "imagenet", per_class=2, val_per_class=1)
-    done = srblock_cli("train", "imagenet", "--data", str(root), "--out", str(tmp_path / "runs"), "--accelerator", "cpu",
-                       "--devices", "2", "--quiet", "--set", "model=resnet10s_cifar", "--set", "epochs=1",
-                       "--set", "batch_size=2", "--set", "eval_batch_size=1", "--set", "image_size=32",
-                       "--set", "num_workers=0")
+    done = srblock_cli(
+        "train",
+        "imagenet",
+        "--data",
+        str(root),
+        "--out",
+        str(tmp_path / "runs"),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--quiet",
+        "--set",
+        "model=resnet10s_cifar",
+        "--set",
+        "epochs=1",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "eval_batch_size=1",
+        "--set",
+        "image_size=32",
+        "--set",
+        "num_workers=0",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [path] = (tmp_path / "runs").rglob("result.json")
     result = json.loads(path.read_text())

@@ -20,12 +20,29 @@ from .helpers import TINY_SEG, srblock_cli, write_cityscapes
 
 def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
     out = tmp_path / "runs"
-    code = main(["train", "cityscapes", "--data", str(cityscapes), "--out", str(out), "--set", "sr_stage=2",
-                 "--set", "sr_blocks=2", *TINY_SEG])
+    code = main(
+        [
+            "train",
+            "cityscapes",
+            "--data",
+            str(cityscapes),
+            "--out",
+            str(out),
+            "--set",
+            "sr_stage=2",
+            "--set",
+            "sr_blocks=2",
+            *TINY_SEG,
+        ]
+    )
     assert code == 0
     folder = out / "cityscapes" / "deeplabv3_r50_d8-sr2p2h8" / "seed0"
     result = json.loads((folder / "result.json").read_text())
-    assert 0 <= result["test_miou"] <= 100 and 0 <= result["test_miou_ms"] <= 100 and 0 <= result["test_macc"] <= 100
+    assert (
+        0 <= result["test_miou"] <= 100
+        and 0 <= result["test_miou_ms"] <= 100
+        and 0 <= result["test_macc"] <= 100
+    )
     assert result["best_iteration"] == 2 and result["sr_params"] > 0 and len(result["class_iou"]) == 19
     table = (folder / "class_iou.md").read_text()
     assert "| road" in table and "iou_ms" in table
@@ -38,9 +55,31 @@ def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
 def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypatch):
     import srblock.train.segment as seg_loop
 
-    args = ["train", "cityscapes", "--data", str(cityscapes), "--set", "model=fcn_resnet10s", "--set", "sr_stage=2",
-            "--set", "iterations=5", "--set", "eval_interval=5", "--set", "save_interval=2", "--set", "batch_size=2",
-            "--set", "crop_size=32x32", "--set", "num_workers=0", "--set", "ms_scales=[1.0]", "--quiet"]
+    args = [
+        "train",
+        "cityscapes",
+        "--data",
+        str(cityscapes),
+        "--set",
+        "model=fcn_resnet10s",
+        "--set",
+        "sr_stage=2",
+        "--set",
+        "iterations=5",
+        "--set",
+        "eval_interval=5",
+        "--set",
+        "save_interval=2",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "crop_size=32x32",
+        "--set",
+        "num_workers=0",
+        "--set",
+        "ms_scales=[1.0]",
+        "--quiet",
+    ]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
 
     real, calls = seg_loop.seg_loss, []
@@ -64,7 +103,10 @@ def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypat
 
 
 def test_wrong_cityscapes_folder_is_one_line_exit_2(tmp_path, capsys):
-    assert main(["train", "cityscapes", "--data", str(tmp_path), "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert (
+        main(["train", "cityscapes", "--data", str(tmp_path), "--out", str(tmp_path / "runs"), "--quiet"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "leftImg8bit" in err and "gtFine" in err
 
@@ -72,9 +114,25 @@ def test_wrong_cityscapes_folder_is_one_line_exit_2(tmp_path, capsys):
 def test_two_processes_count_every_validation_image_once(tmp_path):
     """3 validation images on 2 processes (2 + 1): the synced mIoU equals one process scoring all 3."""
     root = write_cityscapes(tmp_path / "data", train=4, val=3)
-    done = srblock_cli("train", "cityscapes", "--data", str(root), "--out", str(tmp_path / "runs"), "--accelerator", "cpu",
-                       "--devices", "2", "--set", "model=fcn_resnet10s", "--set", "sr_stage=2", "--set", "ms_flip=false",
-                       *TINY_SEG)
+    done = srblock_cli(
+        "train",
+        "cityscapes",
+        "--data",
+        str(root),
+        "--out",
+        str(tmp_path / "runs"),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--set",
+        "model=fcn_resnet10s",
+        "--set",
+        "sr_stage=2",
+        "--set",
+        "ms_flip=false",
+        *TINY_SEG,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [folder] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
     result = json.loads((folder / "result.json").read_text())
@@ -92,10 +150,24 @@ def test_two_processes_count_every_validation_image_once(tmp_path):
 
 
 def test_deeplabv3_with_one_image_per_process_is_refused_before_training(cityscapes, tmp_path, capsys):
-    """BatchNorm in the ASPP image-pooling branch cannot train on one image (PyTorch's own error comes mid-step)."""
-    args = ["train", "cityscapes", "--data", str(cityscapes), "--out", str(tmp_path), *TINY_SEG, "--set", "batch_size=1"]
+    """BatchNorm in DeepLabv3's image-pooling branch cannot train on one image (PyTorch fails mid-step)."""
+    args = [
+        "train",
+        "cityscapes",
+        "--data",
+        str(cityscapes),
+        "--out",
+        str(tmp_path),
+        *TINY_SEG,
+        "--set",
+        "batch_size=1",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "batch_size=1 cannot train deeplabv3_r50_d8" in err and "set batch_size=2 or more" in err
+    assert (
+        "\n" not in err
+        and "batch_size=1 cannot train deeplabv3_r50_d8" in err
+        and "set batch_size=2 or more" in err
+    )
     assert not any(tmp_path.rglob("config.yaml"))  # refused before the run folder was made
     assert main([*args, "--set", "model=fcn_resnet10s"]) == 0  # no image pooling: one image is fine

@@ -65,8 +65,9 @@ class Timing:
         }
 
 
-def interleaved(plain: Callable[[], object], sr: Callable[[], object], repeats: int, warmup: int,
-                device: torch.device) -> Timing:
+def interleaved(
+    plain: Callable[[], object], sr: Callable[[], object], repeats: int, warmup: int, device: torch.device
+) -> Timing:
     """Times `plain` and `sr` alternately, A B B A A B ..., so neither always runs first."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -95,7 +96,9 @@ def _outputs(out: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
     return list(out.values()) if isinstance(out, dict) else [out]
 
 
-def _step_fn(model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype | None) -> Callable[[], object]:
+def _step_fn(
+    model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype | None
+) -> Callable[[], object]:
     """One inference forward, or one training step (forward, backward, SGD step)."""
     if not train:
         model.eval()
@@ -123,9 +126,18 @@ def _step_fn(model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype 
     return step
 
 
-def bench_pair(model_sr: nn.Module, input_size: tuple[int, int, int], *, batch: int = 1, train: bool = False,
-               device: str | torch.device = "cpu", repeats: int = 50, warmup: int = 5,
-               dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, Any]:
+def bench_pair(
+    model_sr: nn.Module,
+    input_size: tuple[int, int, int],
+    *,
+    batch: int = 1,
+    train: bool = False,
+    device: str | torch.device = "cpu",
+    repeats: int = 50,
+    warmup: int = 5,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict[str, Any]:
     """The model with its SR blocks against a copy without them: latency, MACs, parameters."""
     if not sr_blocks(model_sr):
         raise ValueError("the model has no SR block to measure: give --sr-stage M")
@@ -138,31 +150,58 @@ def bench_pair(model_sr: nn.Module, input_size: tuple[int, int, int], *, batch: 
     x = torch.randn(batch, *input_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    timing = interleaved(_step_fn(plain, x, train, dtype), _step_fn(model_sr, x, train, dtype), repeats, warmup, device)
+    timing = interleaved(
+        _step_fn(plain, x, train, dtype), _step_fn(model_sr, x, train, dtype), repeats, warmup, device
+    )
     params_plain, params_sr = count_params(plain), count_params(model_sr)
     return {
-        "batch": batch, "input_size": list(input_size), "mode": "train step" if train else "inference",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "batch": batch,
+        "input_size": list(input_size),
+        "mode": "train step" if train else "inference",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads",
         "dtype": str(dtype).removeprefix("torch.") if dtype else "float32",
         **timing.summary(),
-        "plain_macs": macs_plain, "sr_macs": macs_sr - macs_plain, "macs_overhead_pct": 100.0 * (macs_sr - macs_plain) / macs_plain,
-        "plain_params": params_plain, "sr_params": params_sr - params_plain,
+        "plain_macs": macs_plain,
+        "sr_macs": macs_sr - macs_plain,
+        "macs_overhead_pct": 100.0 * (macs_sr - macs_plain) / macs_plain,
+        "plain_params": params_plain,
+        "sr_params": params_sr - params_plain,
         "params_overhead_pct": 100.0 * (params_sr - params_plain) / params_plain,
     }
 
 
-def bench_onnx_pair(model_sr: nn.Module, input_size: tuple[int, int, int], *, batch: int = 1, repeats: int = 50,
-                    warmup: int = 5) -> dict[str, Any]:
+def bench_onnx_pair(
+    model_sr: nn.Module,
+    input_size: tuple[int, int, int],
+    *,
+    batch: int = 1,
+    repeats: int = 50,
+    warmup: int = 5,
+) -> dict[str, Any]:
     """The model with its SR blocks against a copy without them, both exported to ONNX and run by
     onnxruntime on the CPU, interleaved."""
     plain = remove_sr(copy.deepcopy(model_sr))
     with tempfile.TemporaryDirectory() as tmp:
-        sessions = [onnx_session(export_onnx(m, input_size, Path(tmp) / f"{n}.onnx", batch=batch))
-                    for n, m in (("plain", plain), ("sr", model_sr))]
+        sessions = [
+            onnx_session(export_onnx(m, input_size, Path(tmp) / f"{n}.onnx", batch=batch))
+            for n, m in (("plain", plain), ("sr", model_sr))
+        ]
         x = {"x": torch.randn(batch, *input_size).numpy()}
-        timing = interleaved(lambda: sessions[0].run(None, x), lambda: sessions[1].run(None, x),
-                             repeats, warmup, torch.device("cpu"))
-    return {"mode": "onnxruntime inference", "batch": batch, "device": "CPU (onnxruntime)", **timing.summary()}
+        timing = interleaved(
+            lambda: sessions[0].run(None, x),
+            lambda: sessions[1].run(None, x),
+            repeats,
+            warmup,
+            torch.device("cpu"),
+        )
+    return {
+        "mode": "onnxruntime inference",
+        "batch": batch,
+        "device": "CPU (onnxruntime)",
+        **timing.summary(),
+    }
 
 
 @dataclass(frozen=True)
@@ -180,27 +219,82 @@ class PaperSetting:
 
 
 PAPER_SETTINGS = (
-    PaperSetting("(a) CIFAR-100 R50", dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
-                 (3, 32, 32), 128, True, None, 377.0, 379.0),
-    PaperSetting("(a) CIFAR-100 R50", dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
-                 (3, 32, 32), 128, False, None, None, None),
-    PaperSetting("(b) ImageNet R50", dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
-                 (3, 224, 224), 5, False, None, 61.74, 62.89),
-    PaperSetting("(c) CPU R50, 1 image", dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
-                 (3, 224, 224), 1, False, "cpu", 41.45, 43.01),
+    PaperSetting(
+        "(a) CIFAR-100 R50",
+        dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
+        (3, 32, 32),
+        128,
+        True,
+        None,
+        377.0,
+        379.0,
+    ),
+    PaperSetting(
+        "(a) CIFAR-100 R50",
+        dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
+        (3, 32, 32),
+        128,
+        False,
+        None,
+        None,
+        None,
+    ),
+    PaperSetting(
+        "(b) ImageNet R50",
+        dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
+        (3, 224, 224),
+        5,
+        False,
+        None,
+        61.74,
+        62.89,
+    ),
+    PaperSetting(
+        "(c) CPU R50, 1 image",
+        dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
+        (3, 224, 224),
+        1,
+        False,
+        "cpu",
+        41.45,
+        43.01,
+    ),
 )
 
 
-def bench_paper(device: str | torch.device, *, repeats: int = 50, warmup: int = 5, dtype: torch.dtype | None = None,
-                channels_last: bool = False, settings: Sequence[PaperSetting] = PAPER_SETTINGS) -> list[dict[str, Any]]:
+def bench_paper(
+    device: str | torch.device,
+    *,
+    repeats: int = 50,
+    warmup: int = 5,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    settings: Sequence[PaperSetting] = PAPER_SETTINGS,
+) -> list[dict[str, Any]]:
     """The paper's settings measured here (each with the paper's own numbers beside ours)."""
     rows = []
     for s in settings:
         kwargs = dict(s.model)
         model = create_model(kwargs.pop("name"), **kwargs)
-        row = bench_pair(model, s.input_size, batch=s.batch, train=s.train, device=s.device or device,
-                         repeats=repeats, warmup=warmup, dtype=dtype, channels_last=channels_last)
+        row = bench_pair(
+            model,
+            s.input_size,
+            batch=s.batch,
+            train=s.train,
+            device=s.device or device,
+            repeats=repeats,
+            warmup=warmup,
+            dtype=dtype,
+            channels_last=channels_last,
+        )
         paper_pct = 100 * (s.paper_sr_ms / s.paper_plain_ms - 1) if s.paper_plain_ms else None
-        rows.append({"setting": s.name, **row, "paper_plain_ms": s.paper_plain_ms, "paper_sr_ms": s.paper_sr_ms,
-                     "paper_overhead_pct": paper_pct})
+        rows.append(
+            {
+                "setting": s.name,
+                **row,
+                "paper_plain_ms": s.paper_plain_ms,
+                "paper_sr_ms": s.paper_sr_ms,
+                "paper_overhead_pct": paper_pct,
+            }
+        )
     return rows

@@ -1,16 +1,15 @@
-"""The Squeeze-and-Remember block (SPEC section 1): squeeze, remember, add."""
+"""The Squeeze-and-Remember block (arXiv 2410.00823; docs/method.md): squeeze, remember, add."""
 
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import torch
 import torch.nn.functional as F
 from timm.layers import get_act_layer
 from torch import nn
 
-ActLayer = Union[str, type[nn.Module], None]
+ActLayer = str | type[nn.Module] | None
 
 
 def _size2(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -45,7 +44,7 @@ class SqueezeRemember(nn.Module):
         act: activation between the two linear layers: a name timm knows (``"relu"``,
             ``"gelu"``...), a module class, or ``None`` for none.
 
-    Feature maps of another size than ``size`` are handled as SPEC section 1 says: the squeezed
+    Feature maps of another size than ``size`` (beyond the paper; docs/method.md): the squeezed
     map is adaptive-average-pooled to ``size`` before the FC net and the recalled memory is
     resized bilinearly to the incoming size.
     """
@@ -99,7 +98,9 @@ class SqueezeRemember(nn.Module):
         logits = self.fc2(self.act(self.fc1(squeezed.flatten(1))))
         return logits.float().softmax(dim=-1)  # float32: weights must sum to 1 under bf16 too
 
-    def recall(self, weights: torch.Tensor, size: tuple[int, int] | None = None, channels_last: bool = False) -> torch.Tensor:
+    def recall(
+        self, weights: torch.Tensor, size: tuple[int, int] | None = None, channels_last: bool = False
+    ) -> torch.Tensor:
         """The memory mix sum_p w_p M_p (B x C x H x W), one matrix product, resized to `size`.
 
         `channels_last` computes it in H x W x C order, so that adding it to a channels_last
@@ -122,7 +123,9 @@ class SqueezeRemember(nn.Module):
         weights = self.memory_weights(x)
         if self.record_weights and not torch.compiler.is_exporting():
             self.last_weights = weights.detach()
-        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        channels_last = (
+            x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        )
         return x + self.recall(weights, x.shape[-2:], channels_last).to(x.dtype)
 
     def extra_repr(self) -> str:

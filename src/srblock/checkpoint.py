@@ -39,12 +39,23 @@ def save_atomic(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
-def training_state(config: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: Any, **progress: Any) -> dict[str, Any]:
+def training_state(
+    config: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    **progress: Any,
+) -> dict[str, Any]:
     """What a last.ckpt holds: config, model, optimiser, scheduler, the loop's progress
     (epoch or iteration, best metric) and every RNG state."""
-    return {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), **progress, "rng": rng_state()}
+    return {
+        "config": config,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        **progress,
+        "rng": rng_state(),
+    }
 
 
 def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:

@@ -157,10 +157,24 @@ def _fields(cls: type) -> list[str]:
 
 KEYS = tuple(dict.fromkeys(k for cls in CONFIGS for k in _fields(cls)))  # every key any run may set
 _TYPES = {k: v for cls in CONFIGS for k, v in typing.get_type_hints(cls).items() if k in KEYS}
-POSITIVE = {"epochs", "batch_size", "eval_batch_size", "iterations", "eval_interval", "save_interval", "image_size",
-            "sr_blocks", "sr_hidden", "sr_squeeze", "lr"}
-CHOICES = {"loader": ("fast", "dataloader"), "precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"),
-           "dataset": tuple(DATASETS)}
+POSITIVE = {
+    "epochs",
+    "batch_size",
+    "eval_batch_size",
+    "iterations",
+    "eval_interval",
+    "save_interval",
+    "image_size",
+    "sr_blocks",
+    "sr_hidden",
+    "sr_squeeze",
+    "lr",
+}
+CHOICES = {
+    "loader": ("fast", "dataloader"),
+    "precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"),
+    "dataset": tuple(DATASETS),
+}
 
 
 def key_groups() -> dict[str, list[str]]:
@@ -272,7 +286,8 @@ def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "ref
     foreign = [k for k in values if k not in own]
     if foreign and other_tasks == "refuse":
         raise ValueError(
-            f"{source}: {', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to {dataset} runs "
+            f"{source}: {', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to "
+            f"{dataset} runs "
             f"({cls.TASK}); their keys: {', '.join(_fields(cls))}"
         )
     values = {k: v for k, v in values.items() if k in own}
@@ -310,7 +325,13 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     info = DATASETS[cfg.dataset]
     input_size = cfg.input_size()
     return create_model(
-        cfg.model, num_classes=info.num_classes, in_chans=input_size[0], sr_stage=cfg.sr_stage,
-        sr_blocks=cfg.sr_blocks, sr_hidden=cfg.sr_hidden, sr_squeeze=cfg.sr_squeeze, input_size=input_size,
+        cfg.model,
+        num_classes=info.num_classes,
+        in_chans=input_size[0],
+        sr_stage=cfg.sr_stage,
+        sr_blocks=cfg.sr_blocks,
+        sr_hidden=cfg.sr_hidden,
+        sr_squeeze=cfg.sr_squeeze,
+        input_size=input_size,
         **cfg.model_kwargs(),
     )

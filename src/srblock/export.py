@@ -24,8 +24,14 @@ class _MainOutput(nn.Module):
         return main_output(self.model(x))
 
 
-def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | Path, *,
-                dynamic_batch: bool = False, batch: int = 1) -> Path:
+def export_onnx(
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    path: str | Path,
+    *,
+    dynamic_batch: bool = False,
+    batch: int = 1,
+) -> Path:
     """Writes `model` (in eval mode) as ONNX with input "x" and output "logits" (for a
     segmentation model the main head's per-pixel logits).
 
@@ -36,13 +42,22 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int, int], path: str | 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     # a dynamic batch is traced at batch 2: torch.export specialises a size-1 dimension
-    x = torch.randn(max(batch, 2) if dynamic_batch else batch, *input_size, device=next(model.parameters()).device)
+    x = torch.randn(
+        max(batch, 2) if dynamic_batch else batch, *input_size, device=next(model.parameters()).device
+    )
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     tmp = path.with_name(f".{path.name}.tmp")  # a failed export leaves an existing file as it was
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps
-            torch.onnx.export(_MainOutput(model).eval(), (x,), str(tmp), input_names=["x"], output_names=["logits"],
-                              dynamic_shapes=dynamic, external_data=False)
+            torch.onnx.export(
+                _MainOutput(model).eval(),
+                (x,),
+                str(tmp),
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_shapes=dynamic,
+                external_data=False,
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -65,7 +80,9 @@ def onnx_session(path: str | Path):
 
 
 @torch.no_grad()
-def onnx_max_diff(model: nn.Module, path: str | Path, input_size: tuple[int, int, int], batch: int = 2, seed: int = 0) -> float:
+def onnx_max_diff(
+    model: nn.Module, path: str | Path, input_size: tuple[int, int, int], batch: int = 2, seed: int = 0
+) -> float:
     """Largest |onnxruntime - PyTorch| over the outputs for random inputs of `batch` images."""
     x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(seed))
     (out,) = onnx_session(path).run(None, {"x": x.numpy()})

@@ -85,8 +85,7 @@ def _resolve_stage(model: nn.Module, stage: int | str) -> str:
             model.get_submodule(stage)
         except AttributeError:
             raise ValueError(
-                f"{type(model).__name__} has no module named {stage!r}; stages are "
-                f"{_describe_stages(model)}"
+                f"{type(model).__name__} has no module named {stage!r}; stages are {_describe_stages(model)}"
             ) from None
         return stage
     names = stage_names(model)
@@ -157,9 +156,7 @@ def _run_to_stage(model: nn.Module, stage_name: str, input_size: Sequence[int]) 
     return outputs[0]
 
 
-def stage_output_shape(
-    model: nn.Module, stage_name: str, input_size: Sequence[int]
-) -> tuple[int, int, int]:
+def stage_output_shape(model: nn.Module, stage_name: str, input_size: Sequence[int]) -> tuple[int, int, int]:
     """(C, H, W) of a stage's output, from one forward of a dummy image of `input_size`."""
     output = _run_to_stage(model, stage_name, input_size)
     if not isinstance(output, torch.Tensor) or output.dim() != 4:

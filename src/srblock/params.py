@@ -24,7 +24,18 @@ from .registry import create_model
 from .sweeps import expand_sweep
 
 PARAM_COLUMNS = ("name", "sr_at", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct")
-TABLE_COLUMNS = ("table", "name", "M", "P", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct", "paper_oh_pct")
+TABLE_COLUMNS = (
+    "table",
+    "name",
+    "M",
+    "P",
+    "base_params",
+    "sr_params",
+    "params",
+    "sr_oh_pct",
+    "oh_pct",
+    "paper_oh_pct",
+)
 TABLES = ("cifar100", "cifar10", "imagenet", "cityscapes")
 
 
@@ -46,7 +57,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def plain_params(name: str, num_classes: int | None = None, in_chans: int | None = None) -> int:
     """Parameters of the plain model (no attention, no SR): the base of the OH column."""
     with torch.device("meta"):
@@ -57,8 +68,13 @@ def overhead(model: nn.Module, base: int) -> dict[str, int | float]:
     """Parameters of `model`, of its SR blocks, and both overheads (in %) over `base`, the plain model's."""
     params = count_params(model)
     sr = sum(count_params(b) for _, b in find_sr_blocks(model))
-    return {"base_params": base, "sr_params": sr, "params": params,
-            "sr_oh_pct": 100.0 * sr / base, "oh_pct": 100.0 * (params - base) / base}
+    return {
+        "base_params": base,
+        "sr_params": sr,
+        "params": params,
+        "sr_oh_pct": 100.0 * sr / base,
+        "oh_pct": 100.0 * (params - base) / base,
+    }
 
 
 def config_overhead(cfg: TrainConfig, model: nn.Module | None = None) -> dict[str, int | float]:
@@ -76,8 +92,10 @@ def _label(name: str, attn: str | None, reg: str | None, sr_stage: Any) -> str:
 
 def _where(model: nn.Module) -> str:
     """Where a model's SR blocks sit, with their feature-map size and P."""
-    return ", ".join(f"{n.removesuffix('.sr')} ({b.channels}x{b.size[0]}x{b.size[1]}, P={b.memory_blocks})"
-                     for n, b in find_sr_blocks(model))
+    return ", ".join(
+        f"{n.removesuffix('.sr')} ({b.channels}x{b.size[0]}x{b.size[1]}, P={b.memory_blocks})"
+        for n, b in find_sr_blocks(model)
+    )
 
 
 def param_count(
@@ -96,10 +114,23 @@ def param_count(
     """One row: parameters of a configuration, of its plain model, of its SR blocks, and OH.
     `sr_blocks` (P) defaults to the model's own."""
     with torch.device("meta"):
-        model = create_model(name, num_classes=num_classes, in_chans=in_chans, attn=attn, reg=reg, sr_stage=sr_stage,
-                             sr_blocks=sr_blocks, sr_hidden=sr_hidden, sr_squeeze=sr_squeeze, input_size=input_size)
-    return {"name": _label(name, attn, reg, sr_stage), "sr_at": _where(model),
-            **overhead(model, plain_params(name, num_classes, in_chans))}
+        model = create_model(
+            name,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            attn=attn,
+            reg=reg,
+            sr_stage=sr_stage,
+            sr_blocks=sr_blocks,
+            sr_hidden=sr_hidden,
+            sr_squeeze=sr_squeeze,
+            input_size=input_size,
+        )
+    return {
+        "name": _label(name, attn, reg, sr_stage),
+        "sr_at": _where(model),
+        **overhead(model, plain_params(name, num_classes, in_chans)),
+    }
 
 
 def table_rows(table: str) -> list[dict[str, Any]]:
@@ -114,7 +145,15 @@ def table_rows(table: str) -> list[dict[str, Any]]:
             cfg = row.config
             with torch.device("meta"):
                 model = build_model(cfg)
-            rows.append({"table": row.table, "name": row.name, "M": cfg.sr_stage, "P": cfg.sr_blocks,
-                         "sr_at": _where(model), **config_overhead(cfg, model),
-                         "paper_oh_pct": (row.paper or {}).get("oh")})
+            rows.append(
+                {
+                    "table": row.table,
+                    "name": row.name,
+                    "M": cfg.sr_stage,
+                    "P": cfg.sr_blocks,
+                    "sr_at": _where(model),
+                    **config_overhead(cfg, model),
+                    "paper_oh_pct": (row.paper or {}).get("oh"),
+                }
+            )
     return rows

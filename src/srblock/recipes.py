@@ -37,7 +37,11 @@ def load_yaml(name_or_path: str | Path) -> dict[str, Any]:
 
 def sweeps_for(recipe: str) -> list[str]:
     """The names of the shipped sweeps (paper tables) that run `recipe`, in file order."""
-    return [name for name in list_recipe_files() if (data := load_yaml(name)).get("recipe") == recipe and "runs" in data]
+    return [
+        name
+        for name in list_recipe_files()
+        if (data := load_yaml(name)).get("recipe") == recipe and "runs" in data
+    ]
 
 
 def group_name(recipe: str) -> str:

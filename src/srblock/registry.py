@@ -37,7 +37,9 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         raise ValueError(f"model {name!r} is already registered; choose another function name")
     returned = typing.get_type_hints(fn).get("return")
     _MODELS[name] = fn
-    _MODEL_CLASSES[name] = returned if isinstance(returned, type) and issubclass(returned, nn.Module) else None
+    _MODEL_CLASSES[name] = (
+        returned if isinstance(returned, type) and issubclass(returned, nn.Module) else None
+    )
     return fn
 
 
@@ -55,7 +57,9 @@ def _unknown(name: str, known: Sequence[str], where: str, n: int = 1) -> str:
 def model_kwargs(name: str) -> list[str]:
     """The keyword arguments a registered model takes (besides the sr_* ones): its class's."""
     if name not in _MODELS:
-        raise ValueError(f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}")
+        raise ValueError(
+            f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}"
+        )
     target = _MODEL_CLASSES[name] or _MODELS[name]
     params = inspect.signature(target).parameters.values()
     return [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
@@ -72,7 +76,8 @@ def _create_zoo(name: str, kwargs: dict[str, object]) -> nn.Module:
     unknown = sorted(set(kwargs) - set(valid))
     if unknown and not _accepts_any(name):
         raise ValueError(
-            f"{name} takes no argument {', '.join(map(repr, unknown))}; valid: {', '.join(valid + list(SR_KWARGS))}"
+            f"{name} takes no argument {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(valid + list(SR_KWARGS))}"
         )
     return _MODELS[name](**kwargs)
 
@@ -95,9 +100,13 @@ def _create_external(source: str, name: str, kwargs: dict[str, object]) -> nn.Mo
         return model
     known = torchvision.models.list_models()
     if name not in known:
-        raise ValueError(f"{_unknown(name, known, 'torchvision model', n=3)}; see torchvision.models.list_models()")
+        raise ValueError(
+            f"{_unknown(name, known, 'torchvision model', n=3)}; see torchvision.models.list_models()"
+        )
     if kwargs.get("in_chans", 3) != 3:
-        raise ValueError(f"tv:{name} takes 3 input channels only: use a timm model (timm:NAME) for in_chans != 3")
+        raise ValueError(
+            f"tv:{name} takes 3 input channels only: use a timm model (timm:NAME) for in_chans != 3"
+        )
     kwargs.pop("in_chans", None)
     try:
         model = torchvision.models.get_model(name, **kwargs)
@@ -137,16 +146,25 @@ def create_model(
     elif name in _MODELS:
         model = _create_zoo(name, kwargs)
     else:
-        raise ValueError(f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}")
+        raise ValueError(
+            f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}"
+        )
     if sr_stage is not None:
-        add_sr(model, sr_stage, memory_blocks=sr_blocks, hidden=sr_hidden, squeeze_channels=sr_squeeze,
-               input_size=input_size, act=sr_act)
+        add_sr(
+            model,
+            sr_stage,
+            memory_blocks=sr_blocks,
+            hidden=sr_hidden,
+            squeeze_channels=sr_squeeze,
+            input_size=input_size,
+            act=sr_act,
+        )
     if input_size is not None:
         model.default_input_size = tuple(input_size)
     return model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_sr_blocks(name: str) -> int:
     """The P a model takes when none is given: its own choice (the paper's, for the segmentation
     models), else 4. Read off a copy built on the meta device, which costs no memory."""

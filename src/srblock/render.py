@@ -41,7 +41,9 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str = "m
         padded = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "| " + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric)) + " |"
+    rule = (
+        "| " + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric)) + " |"
+    )
     return "\n".join([line(columns), rule] + [line(r) for r in cells])
 
 

@@ -19,14 +19,37 @@ def _present(rows: list[dict[str, Any]]) -> list[str]:
 
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The readable table's columns: the metrics these rows have, as mean ± std."""
-    return ("table", "name", "M", "P", "seeds", *_present(rows), "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+    return (
+        "table",
+        "name",
+        "M",
+        "P",
+        "seeds",
+        *_present(rows),
+        "oh_pct",
+        "paper_acc",
+        "paper_oh_pct",
+        "folder",
+    )
 
 
 def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The CSV/JSON columns: each metric's mean and std as numbers."""
     stats = [f"{m}_{s}" for m in _present(rows) for s in ("mean", "std")]
-    return ("table", "name", "M", "P", "seeds", *stats, "oh_pct", "sr_oh_pct",
-            "paper_acc_mean", "paper_acc_std", "paper_oh_pct", "folder")
+    return (
+        "table",
+        "name",
+        "M",
+        "P",
+        "seeds",
+        *stats,
+        "oh_pct",
+        "sr_oh_pct",
+        "paper_acc_mean",
+        "paper_acc_std",
+        "paper_oh_pct",
+        "folder",
+    )
 
 
 def finished_results(root: Path) -> list[dict[str, Any]]:
@@ -34,7 +57,9 @@ def finished_results(root: Path) -> list[dict[str, Any]]:
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist: give the --out folder of `srblock train` or `sweep`")
-    return [{**read_result(path.parent), "folder": str(path.parent)} for path in sorted(root.rglob(RESULT_FILE))]
+    return [
+        {**read_result(path.parent), "folder": str(path.parent)} for path in sorted(root.rglob(RESULT_FILE))
+    ]
 
 
 def collect_results(root: Path) -> list[dict[str, Any]]:
@@ -67,21 +92,23 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 mean = statistics.fmean(values)
                 std = statistics.stdev(values) if len(values) > 1 else None  # sample std, as the paper's
                 scores.update({metric: _pm(mean, std), f"{metric}_mean": mean, f"{metric}_std": std})
-        rows.append({
-            "table": first.get("table"),
-            "name": first.get("name") or Path(folder).name,
-            "M": cfg.get("sr_stage"),
-            "P": cfg.get("sr_blocks") if cfg.get("sr_stage") is not None else None,
-            "seeds": len(runs),
-            **scores,
-            "oh_pct": first.get("oh_pct"),
-            "sr_oh_pct": first.get("sr_oh_pct"),
-            "paper_acc": _pm(paper.get("acc"), paper.get("std")),
-            "paper_acc_mean": paper.get("acc"),
-            "paper_acc_std": paper.get("std"),
-            "paper_oh_pct": paper.get("oh"),
-            "folder": folder,
-            "_order": (str(Path(folder).parent), first.get("row", 0), folder),
-        })
+        rows.append(
+            {
+                "table": first.get("table"),
+                "name": first.get("name") or Path(folder).name,
+                "M": cfg.get("sr_stage"),
+                "P": cfg.get("sr_blocks") if cfg.get("sr_stage") is not None else None,
+                "seeds": len(runs),
+                **scores,
+                "oh_pct": first.get("oh_pct"),
+                "sr_oh_pct": first.get("sr_oh_pct"),
+                "paper_acc": _pm(paper.get("acc"), paper.get("std")),
+                "paper_acc_mean": paper.get("acc"),
+                "paper_acc_std": paper.get("std"),
+                "paper_oh_pct": paper.get("oh"),
+                "folder": folder,
+                "_order": (str(Path(folder).parent), first.get("row", 0), folder),
+            }
+        )
     rows.sort(key=lambda r: r.pop("_order"))
     return rows

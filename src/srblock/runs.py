@@ -49,7 +49,9 @@ def read_config(folder: Path) -> TrainConfig:
     path = Path(folder) / CONFIG_FILE
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a run's config (a YAML mapping of key: value): delete that run folder")
+        raise ValueError(
+            f"{path} is not a run's config (a YAML mapping of key: value): delete that run folder"
+        )
     values: dict[str, Any] = {}
     for key, value in data.items():
         set_value(values, key, value, str(path))
@@ -109,7 +111,10 @@ class MetricsLog:
 
 def read_metrics(folder: Path) -> list[dict[str, float]]:
     with (Path(folder) / METRICS_FILE).open() as f:
-        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(f)]
+        return [
+            {k: float(v) if v not in ("", None) else None for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
 def write_result(folder: Path, result: dict[str, Any]) -> None:
@@ -145,7 +150,8 @@ def data_root(cfg: TrainConfig, given: str | Path | None = None) -> Path | None:
         return None
     if not Path(cfg.data_dir).exists():
         raise FileNotFoundError(
-            f"{cfg.data_dir}, the data folder this run was trained from, is gone: pass --data DIR where it lies now"
+            f"{cfg.data_dir}, the data folder this run was trained from, is gone: "
+            "pass --data DIR where it lies now"
         )
     return Path(cfg.data_dir)
 
@@ -161,7 +167,9 @@ def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Split
     """(info, train, validation, test) as a run sees them: cut to limit_train / limit_test, the
     training set split by the seed (an empty validation split when val_fraction is 0)."""
     info, train_set, test_set = load_dataset(cfg.dataset, data_root(cfg, given_root))
-    train_set, val_set = split_train_val(train_set.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed)
+    train_set, val_set = split_train_val(
+        train_set.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed
+    )
     return Splits(info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test)))
 
 
@@ -176,9 +184,13 @@ def trained_model(folder: str | Path) -> TrainedModel:
     run's config and the input size it was trained at; no data needed."""
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{folder} is not a run folder (no {CONFIG_FILE}): give OUT/<recipe>/<configuration>/seed<k>")
+        raise FileNotFoundError(
+            f"{folder} is not a run folder (no {CONFIG_FILE}): give OUT/<recipe>/<configuration>/seed<k>"
+        )
     if not (folder / BEST_CKPT).is_file():
-        raise FileNotFoundError(f"{folder} has no {BEST_CKPT} yet: finish the run first (srblock train ... --resume)")
+        raise FileNotFoundError(
+            f"{folder} has no {BEST_CKPT} yet: finish the run first (srblock train ... --resume)"
+        )
     cfg = read_config(folder)
     model = build_model(cfg)
     load_weights(model, folder / BEST_CKPT, cfg)

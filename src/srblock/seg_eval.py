@@ -20,7 +20,9 @@ from .render import render
 
 
 @torch.no_grad()
-def segment(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False) -> torch.Tensor:
+def segment(
+    model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False
+) -> torch.Tensor:
     """Class probabilities (B x K x H x W, float32) at the input's size, averaged over `scales`
     (each a resize of the whole image) and, with `flip`, their horizontal mirrors.
 
@@ -30,7 +32,11 @@ def segment(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1
     total, count = None, 0
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = images if size == (height, width) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        scaled = (
+            images
+            if size == (height, width)
+            else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        )
         for mirrored in (False, True) if flip else (False,):
             batch = scaled.flip(-1) if mirrored else scaled
             logits = main_output(model(batch)).float()
@@ -52,15 +58,24 @@ def iou_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
     union = labelled + predicted - hits
     iou = torch.where(union > 0, hits / union.clamp(min=1), torch.nan)
     acc = torch.where(labelled > 0, hits / labelled.clamp(min=1), torch.nan)
-    return {"iou": iou, "acc": acc, "miou": iou.nanmean(), "macc": acc.nanmean(),
-            "pixel_acc": hits.sum() / labelled.sum().clamp(min=1)}
+    return {
+        "iou": iou,
+        "acc": acc,
+        "miou": iou.nanmean(),
+        "macc": acc.nanmean(),
+        "pixel_acc": hits.sum() / labelled.sum().clamp(min=1),
+    }
 
 
 class SegmentationMetric:
     """Accumulates a confusion matrix over batches (and processes) and reports mIoU and mAcc in %."""
 
-    def __init__(self, num_classes: int, ignore_index: int | None, device: torch.device | str = "cpu") -> None:
-        self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index, validate_args=False).to(device)
+    def __init__(
+        self, num_classes: int, ignore_index: int | None, device: torch.device | str = "cpu"
+    ) -> None:
+        self.confusion = MulticlassConfusionMatrix(
+            num_classes, ignore_index=ignore_index, validate_args=False
+        ).to(device)
 
     def update(self, probs_or_logits: torch.Tensor, labels: torch.Tensor) -> None:
         self.confusion.update(probs_or_logits.argmax(1), labels)
@@ -68,7 +83,8 @@ class SegmentationMetric:
     def compute(self) -> dict[str, object]:
         scores = iou_from_confusion(self.confusion.compute())
         return {
-            "miou": 100.0 * scores["miou"].item(), "macc": 100.0 * scores["macc"].item(),
+            "miou": 100.0 * scores["miou"].item(),
+            "macc": 100.0 * scores["macc"].item(),
             "pixel_acc": 100.0 * scores["pixel_acc"].item(),
             "class_iou": [100.0 * v for v in scores["iou"].tolist()],
             "class_acc": [100.0 * v for v in scores["acc"].tolist()],
@@ -83,5 +99,7 @@ def class_table(classes: Sequence[str], scores: dict[str, dict[str, Any]]) -> st
         for key, s in scores.items():
             row[f"iou_{key}"], row[f"acc_{key}"] = s["class_iou"][i], s["class_acc"][i]
         rows.append(row)
-    rows.append({"class": "mean", **{f"{m}_{k}": s[f"m{m}"] for k, s in scores.items() for m in ("iou", "acc")}})
+    rows.append(
+        {"class": "mean", **{f"{m}_{k}": s[f"m{m}"] for k, s in scores.items() for m in ("iou", "acc")}}
+    )
     return render(rows, ["class"] + [f"{m}_{k}" for k in scores for m in ("iou", "acc")])

@@ -29,8 +29,14 @@ class SweepRow:
     def extra(self) -> dict[str, Any]:
         """What result.json records of the row, so `srblock table` can rebuild the paper's layout."""
         cfg = self.config
-        return {"name": self.name, "row": self.index, "table": self.table, "paper": self.paper,
-                "M": cfg.sr_stage, "P": cfg.sr_blocks}
+        return {
+            "name": self.name,
+            "row": self.index,
+            "table": self.table,
+            "paper": self.paper,
+            "M": cfg.sr_stage,
+            "P": cfg.sr_blocks,
+        }
 
     def configs(self, seeds: list[int] | None = None) -> list[TrainConfig]:
         """The row's config once per seed: `seeds` if given, else the sweep's own."""
@@ -51,5 +57,7 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
             if key not in ROW_LABELS:
                 set_value(values, key, value, f"{sweep} row {row.get('name')!r}")
         cfg = make_config(data["recipe"], {**values, **(overrides or {})})
-        rows.append(SweepRow(row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, seeds))
+        rows.append(
+            SweepRow(row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, seeds)
+        )
     return rows

@@ -12,8 +12,18 @@ def _slug(block: str) -> str:
     return block.removesuffix(".sr").replace(".", "_")
 
 
-WEIGHT_KEYS = ("memory_blocks", "images", "weight_mean", "weight_std", "weight_entropy", "max_entropy",
-               "unused_blocks", "nearest_centroid_acc", "chance_acc", "weight_sums")
+WEIGHT_KEYS = (
+    "memory_blocks",
+    "images",
+    "weight_mean",
+    "weight_std",
+    "weight_entropy",
+    "max_entropy",
+    "unused_blocks",
+    "nearest_centroid_acc",
+    "chance_acc",
+    "weight_sums",
+)
 FEATURE_KEYS = ("channels", "images", "pre_mean", "post_mean", "delta_mean")
 MEMORY_KEYS = ("channels", "size", "memory_blocks", "memory_channel_means", "memory_spatial_means")
 
@@ -24,12 +34,19 @@ def _select(blocks: dict, keys: tuple[str, ...], per_class: bool = False) -> dic
     for name, block in blocks.items():
         out[name] = {k: block[k] for k in keys if k in block}
         if per_class:
-            out[name]["per_class"] = {c: {k: v for k, v in stats.items() if k in keys} for c, stats in block["per_class"].items()}
+            out[name]["per_class"] = {
+                c: {k: v for k, v in stats.items() if k in keys} for c, stats in block["per_class"].items()
+            }
     return out
 
 
-def run_analysis(folder: str | Path, classes: list[str] | None = None, per_class: int = 50,
-                 split: str = "val", data_root: str | Path | None = None) -> dict[str, Path]:
+def run_analysis(
+    folder: str | Path,
+    classes: list[str] | None = None,
+    per_class: int = 50,
+    split: str = "val",
+    data_root: str | Path | None = None,
+) -> dict[str, Path]:
     """Writes RUN_DIR/analysis/: weights.json, features.json, memory.json, ablation.json and figures."""
     run = load_run(folder, data_root)
     picked = pick_classes(run.splits["test"].classes, classes)
@@ -49,7 +66,12 @@ def run_analysis(folder: str | Path, classes: list[str] | None = None, per_class
         write_json(out / name, data)
         paths[name] = out / name
     for block, data in blocks.items():
-        for kind, draw in (("weights", weights_figure), ("features", features_figure), ("memory", memory_figure), ("separation", separation_figure)):
+        for kind, draw in (
+            ("weights", weights_figure),
+            ("features", features_figure),
+            ("memory", memory_figure),
+            ("separation", separation_figure),
+        ):
             path = out / f"{kind}_{_slug(block)}.png"
             paths[path.name] = draw(block, data, path)
     paths["ablation.png"] = ablation_figure(result["ablation"], out / "ablation.png")

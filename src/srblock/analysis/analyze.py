@@ -76,7 +76,10 @@ def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 
         elif item in names:
             picked.append(names.index(item))
         else:
-            raise ValueError(f"unknown class {item!r}: give an index 0..{len(names) - 1} or a name ({', '.join(names[:10])}...)")
+            raise ValueError(
+                f"unknown class {item!r}: give an index 0..{len(names) - 1} "
+                f"or a name ({', '.join(names[:10])}...)"
+            )
     return picked
 
 
@@ -84,13 +87,16 @@ def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 
 def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo) -> dict[str, dict[str, torch.Tensor]]:
     """Per SR block: its weights (N x P) and channel means of its input and output (N x C)."""
     blocks = sr_blocks(model)
-    seen: dict[str, dict[str, list[torch.Tensor]]] = {name: {"weights": [], "pre": [], "post": []} for name, _ in blocks}
+    seen: dict[str, dict[str, list[torch.Tensor]]] = {
+        name: {"weights": [], "pre": [], "post": []} for name, _ in blocks
+    }
 
     def hook(name: str):
         def grab(module: SqueezeRemember, args: tuple, out: torch.Tensor) -> None:
             seen[name]["weights"].append(module.last_weights.float())
             seen[name]["pre"].append(args[0].float().mean(dim=(2, 3)))
             seen[name]["post"].append(out.float().mean(dim=(2, 3)))
+
         return grab
 
     handles = [block.register_forward_hook(hook(name)) for name, block in blocks]
@@ -126,8 +132,10 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
     """Every number of the analysis, as plain lists (what weights.json etc. hold)."""
     blocks = sr_blocks(run.model)
     if not blocks:
-        raise ValueError(f"{run.folder} trained {run.cfg.model} without SR blocks: nothing to analyse "
-                         "(train with --set sr_stage=M)")
+        raise ValueError(
+            f"{run.folder} trained {run.cfg.model} without SR blocks: nothing to analyse "
+            "(train with --set sr_stage=M)"
+        )
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     data = run.splits[split]
@@ -139,7 +147,12 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
     labels = data.labels[index]
     captured = capture(run.model, data.images[index], run.info)
 
-    result: dict[str, Any] = {"split": split, "per_class": per_class, "classes": [names[c] for c in classes], "blocks": {}}
+    result: dict[str, Any] = {
+        "split": split,
+        "per_class": per_class,
+        "classes": [names[c] for c in classes],
+        "blocks": {},
+    }
     for name, block in blocks:
         got = captured[name]
         weights, pre, post = got["weights"], got["pre"], got["post"]
@@ -159,11 +172,15 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
         class_means = torch.stack([weights[labels == c].mean(0) for c in labels.unique()])
         memory = block.memory.detach().float()
         result["blocks"][name] = {
-            "channels": block.channels, "size": list(block.size), "memory_blocks": block.memory_blocks,
+            "channels": block.channels,
+            "size": list(block.size),
+            "memory_blocks": block.memory_blocks,
             "per_class": per,
             "weight_sums": [weights.sum(1).min().item(), weights.sum(1).max().item()],
             "max_entropy": float(np.log(block.memory_blocks)),
-            "unused_blocks": [p for p in range(block.memory_blocks) if class_means[:, p].max() < 0.5 / block.memory_blocks],
+            "unused_blocks": [
+                p for p in range(block.memory_blocks) if class_means[:, p].max() < 0.5 / block.memory_blocks
+            ],
             "nearest_centroid_acc": nearest_centroid_accuracy(weights, labels),
             "chance_acc": 100.0 / len(labels.unique()),
             "memory_channel_means": memory.mean(dim=(2, 3)).tolist(),  # P x C

@@ -31,7 +31,9 @@ def weights_figure(block: str, data: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(per), figsize=(2.2 * len(per) + 0.6, 2.6), sharey=True, squeeze=False)
     for ax, (name, stats) in zip(axes[0], per.items()):
         p = np.arange(len(stats["weight_mean"]))
-        ax.bar(p, stats["weight_mean"], yerr=stats["weight_std"], color=COLOURS[0], ecolor="#444444", capsize=2)
+        ax.bar(
+            p, stats["weight_mean"], yerr=stats["weight_std"], color=COLOURS[0], ecolor="#444444", capsize=2
+        )
         ax.set_title(f"{name} (n={stats['images']})")
         ax.set_xlabel("memory block p")
         ax.set_xticks(p)
@@ -69,7 +71,9 @@ def memory_figure(block: str, data: dict[str, Any], path: Path) -> Path:
     grid = fig.add_gridspec(2, max(blocks, 1), height_ratios=[max(blocks, 2), 2])
     ax = fig.add_subplot(grid[0, :])
     limit = np.abs(channel).max() or 1.0
-    image = ax.imshow(channel, aspect="auto", cmap="cividis", vmin=-limit, vmax=limit, interpolation="nearest")
+    image = ax.imshow(
+        channel, aspect="auto", cmap="cividis", vmin=-limit, vmax=limit, interpolation="nearest"
+    )
     ax.set_xlabel("channel")
     ax.set_ylabel("memory block p")
     ax.set_yticks(range(blocks))
@@ -90,12 +94,21 @@ def separation_figure(block: str, data: dict[str, Any], path: Path) -> Path:
     per = data["per_class"]
     fig, ax = plt.subplots(figsize=(1.0 * len(per) + 2.0, 2.6))
     ax.bar(list(per), [s["weight_entropy"] for s in per.values()], color=COLOURS[2])
-    ax.axhline(data["max_entropy"], color=COLOURS[3], ls="--", lw=1, label=f"uniform over P (ln P = {data['max_entropy']:.2f})")
+    ax.axhline(
+        data["max_entropy"],
+        color=COLOURS[3],
+        ls="--",
+        lw=1,
+        label=f"uniform over P (ln P = {data['max_entropy']:.2f})",
+    )
     ax.set_ylabel("mean weight entropy (nats)")
     ax.set_xlabel("class")
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"{block}: classes told apart by weights alone: {data['nearest_centroid_acc']:.1f}% "
-                 f"(chance {data['chance_acc']:.1f}%)", fontsize=8)
+    ax.set_title(
+        f"{block}: classes told apart by weights alone: {data['nearest_centroid_acc']:.1f}% "
+        f"(chance {data['chance_acc']:.1f}%)",
+        fontsize=8,
+    )
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     return _save(fig, path)
 
@@ -134,7 +147,12 @@ def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
 def _segmentation_curves(rows: list[dict[str, float]], path: Path) -> Path:
     iterations = [r["iteration"] for r in rows]
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(7.5, 2.6))
-    loss_ax.plot(iterations, [r["train_loss"] for r in rows], label="train (mean since the last evaluation)", marker=".")
+    loss_ax.plot(
+        iterations,
+        [r["train_loss"] for r in rows],
+        label="train (mean since the last evaluation)",
+        marker=".",
+    )
     score_ax.plot(iterations, [r["val_miou"] for r in rows], label="mIoU", marker=".")
     score_ax.plot(iterations, [r["val_macc"] for r in rows], label="mAcc", marker=".", ls="--")
     loss_ax.set(xlabel="iteration", ylabel="cross-entropy loss (+ aux)")
@@ -144,8 +162,14 @@ def _segmentation_curves(rows: list[dict[str, float]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def segmentation_examples_figure(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
-                                 classes: tuple[str, ...], path: Path, ignore_index: int = 255) -> Path:
+def segmentation_examples_figure(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    classes: tuple[str, ...],
+    path: Path,
+    ignore_index: int = 255,
+) -> Path:
     """Image, ground truth and prediction side by side, one row per image, with a class legend.
 
     Ignored pixels are white in the ground truth. Colours come from matplotlib's tab20 (20
@@ -161,7 +185,9 @@ def segmentation_examples_figure(images: torch.Tensor, labels: torch.Tensor, pre
         axes[row][0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
         truth = np.ma.masked_equal(label.numpy(), ignore_index)
         axes[row][1].imshow(truth, cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5, interpolation="nearest")
-        axes[row][2].imshow(pred.numpy(), cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5, interpolation="nearest")
+        axes[row][2].imshow(
+            pred.numpy(), cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5, interpolation="nearest"
+        )
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -11,7 +11,15 @@ from pathlib import Path
 import yaml
 
 from ..results import finished_results, md_columns, summarize
-from ..runs import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, is_finished, read_config, read_metrics, read_result
+from ..runs import (
+    CLASS_IOU_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    is_finished,
+    read_config,
+    read_metrics,
+    read_result,
+)
 from . import run_analysis
 from .plots import learning_curves_figure
 from .seg_examples import segmentation_examples
@@ -19,7 +27,8 @@ from .seg_examples import segmentation_examples
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1, h2, h3 { font-weight: 600; } img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
-table { border-collapse: collapse; font-size: 14px; } td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
+table { border-collapse: collapse; font-size: 14px; }
+td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
 th { background: #f4f4f4; } pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: 13px; }
 """
 
@@ -52,13 +61,19 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
         parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and scores per epoch or evaluation"))
     if is_finished(folder):
         result = read_result(folder)
-        scores = (["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"] if "test_miou" in result
-                  else ["test_acc", "test_top5", "best_val_acc", "best_epoch"])
+        scores = (
+            ["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"]
+            if "test_miou" in result
+            else ["test_acc", "test_top5", "best_val_acc", "best_epoch"]
+        )
         keys = [*scores, "params", "sr_params", "oh_pct", "wall_time_s", "device"]
         parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
     if (folder / CLASS_IOU_FILE).is_file():  # a segmentation run: what it predicts
         try:
-            parts.append("<h3>Predictions</h3>" + _img(segmentation_examples(folder, data_root), "test images, labels, predictions"))
+            parts.append(
+                "<h3>Predictions</h3>"
+                + _img(segmentation_examples(folder, data_root), "test images, labels, predictions")
+            )
         except (OSError, ValueError) as err:
             parts.append(f"<h3>Predictions</h3><p>{html.escape(str(err))}</p>")
     try:
@@ -69,32 +84,55 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
     ablation = json.loads(paths["ablation.json"].read_text())
     weights = json.loads(paths["weights.json"].read_text())
     parts.append("<h3>Analyses</h3>")
-    parts.append("<p>Ablation (test accuracy, %): " + ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in ablation.items()) + "</p>")
+    parts.append(
+        "<p>Ablation (test accuracy, %): "
+        + ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in ablation.items())
+        + "</p>"
+    )
     for block, data in weights["blocks"].items():
         unused = ", ".join(map(str, data["unused_blocks"])) or "none"
-        parts.append(f"<p><b>{html.escape(block)}</b>: classes told apart by their weights alone "
-                     f"{data['nearest_centroid_acc']:.1f}% (chance {data['chance_acc']:.1f}%); unused memory blocks: {unused}.</p>")
+        parts.append(
+            f"<p><b>{html.escape(block)}</b>: classes told apart by their weights alone "
+            f"{data['nearest_centroid_acc']:.1f}% (chance {data['chance_acc']:.1f}%); "
+            f"unused memory blocks: {unused}.</p>"
+        )
     for name, path in paths.items():
         if name.endswith(".png"):
             parts.append(_img(path, name.removesuffix(".png").replace("_", " ")))
     return "\n".join(parts)
 
 
-def write_report(folders: list[str | Path], out: str | Path | None = None, classes=None, per_class: int = 50,
-                 split: str = "val", data_root=None) -> Path:
+def write_report(
+    folders: list[str | Path],
+    out: str | Path | None = None,
+    classes=None,
+    per_class: int = 50,
+    split: str = "val",
+    data_root=None,
+) -> Path:
     """report.html for `folders` (run folders, or folders of runs), every figure embedded."""
     runs: list[Path] = []
     for folder in map(Path, folders):
-        found = [folder] if (folder / CONFIG_FILE).exists() else sorted(p.parent for p in folder.rglob(CONFIG_FILE))
+        found = (
+            [folder]
+            if (folder / CONFIG_FILE).exists()
+            else sorted(p.parent for p in folder.rglob(CONFIG_FILE))
+        )
         if not found:
-            raise FileNotFoundError(f"no run under {folder}: give run folders (OUT/<recipe>/<configuration>/seed<k>) or their parents")
+            raise FileNotFoundError(
+                f"no run under {folder}: give run folders "
+                "(OUT/<recipe>/<configuration>/seed<k>) or their parents"
+            )
         runs += found
     summary = []
     for folder in map(Path, folders):
         summary += summarize(finished_results(folder.parent if (folder / CONFIG_FILE).exists() else folder))
     body = ["<h1>srblock report</h1>"]
     if summary:
-        body.append("<h2>Results across seeds</h2>" + _table(summary, [c for c in md_columns(summary) if c != "folder"]))
+        body.append(
+            "<h2>Results across seeds</h2>"
+            + _table(summary, [c for c in md_columns(summary) if c != "folder"])
+        )
     body += [_run_section(r, classes, per_class, split, data_root) for r in runs]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
@@ -103,4 +141,3 @@ def write_report(folders: list[str | Path], out: str | Path | None = None, class
     out = Path(out) if out else runs[0] / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
-

@@ -32,5 +32,6 @@ def segmentation_examples(folder: str | Path, data_root: str | Path | None = Non
         preds.append(segment(model, x[None]).argmax(1)[0])
     out = folder / "analysis"
     out.mkdir(exist_ok=True)
-    return segmentation_examples_figure(images, labels, preds, test.classes, out / "segmentation_examples.png",
-                                        ignore_index=info.ignore_index)
+    return segmentation_examples_figure(
+        images, labels, preds, test.classes, out / "segmentation_examples.png", ignore_index=info.ignore_index
+    )

@@ -22,11 +22,20 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help="figures and numbers of what the SR memory learned", epilog=EPILOG,
-                       description="Analyse the best checkpoint of a run (the paper's section IV-D).",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "analyze",
+        help="figures and numbers of what the SR memory learned",
+        epilog=EPILOG,
+        description="Analyse the best checkpoint of a run (the paper's section IV-D).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", help="a run folder: OUT/<recipe>/<configuration>/seed<k>")
-    p.add_argument("--classes", nargs="+", metavar="C", help="class names or indices (default: five spread over the labels)")
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="C",
+        help="class names or indices (default: five spread over the labels)",
+    )
     p.add_argument("--per-class", type=int, default=50, metavar="N", help="images per class (default: 50)")
     p.add_argument("--split", choices=SPLITS, default="val", help="which images (default: val)")
     p.add_argument("--data", metavar="DIR", help="the data folder the run was trained from")

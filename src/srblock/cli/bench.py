@@ -25,13 +25,32 @@ examples:
         --channels-last --device cuda          # Cityscapes DeepLabv3 + SR training iterations
 """
 
-COLUMNS = ["setting", "mode", "batch", "device", "plain_ms", "sr_ms", "overhead_pct", "overhead_ci_low_pct",
-           "overhead_ci_high_pct", "macs_overhead_pct", "params_overhead_pct", "paper_plain_ms", "paper_sr_ms", "paper_overhead_pct"]
+COLUMNS = [
+    "setting",
+    "mode",
+    "batch",
+    "device",
+    "plain_ms",
+    "sr_ms",
+    "overhead_pct",
+    "overhead_ci_low_pct",
+    "overhead_ci_high_pct",
+    "macs_overhead_pct",
+    "params_overhead_pct",
+    "paper_plain_ms",
+    "paper_sr_ms",
+    "paper_overhead_pct",
+]
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="latency, MACs and parameters with and without SR, side by side",
-                       epilog=EPILOG, description="Measure a model with SR blocks against the same model without.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="latency, MACs and parameters with and without SR, side by side",
+        epilog=EPILOG,
+        description="Measure a model with SR blocks against the same model without.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_model_args(p)
     p.add_argument("--paper", action="store_true", help="the paper's three settings (its section III-E)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
@@ -49,15 +68,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     dtype = torch.bfloat16 if args.bf16 else None
     if args.paper:
-        rows = bench_paper(args.device, repeats=args.repeats, warmup=args.warmup, dtype=dtype,
-                           channels_last=args.channels_last)
+        rows = bench_paper(
+            args.device,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            dtype=dtype,
+            channels_last=args.channels_last,
+        )
     else:
         model, input_size = build_from_args(args)
         if args.onnx:
-            row = bench_onnx_pair(model, input_size, batch=args.batch, repeats=args.repeats, warmup=args.warmup)
+            row = bench_onnx_pair(
+                model, input_size, batch=args.batch, repeats=args.repeats, warmup=args.warmup
+            )
         else:
-            row = bench_pair(model, input_size, batch=args.batch, train=args.train, device=args.device,
-                             repeats=args.repeats, warmup=args.warmup, dtype=dtype, channels_last=args.channels_last)
+            row = bench_pair(
+                model,
+                input_size,
+                batch=args.batch,
+                train=args.train,
+                device=args.device,
+                repeats=args.repeats,
+                warmup=args.warmup,
+                dtype=dtype,
+                channels_last=args.channels_last,
+            )
         rows = [{"setting": args.model, **row}]
     if args.json:
         print(json.dumps(rows, indent=2))

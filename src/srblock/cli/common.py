@@ -25,21 +25,43 @@ def add_device_args(p: argparse.ArgumentParser, several: bool = True) -> None:
     g = p.add_argument_group("devices (Lightning Fabric)")
     g.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "cuda", "gpu", "mps"))
     if several:
-        g.add_argument("--devices", type=devices_arg, default=1, help="devices per node: a number, or 'auto' (default: 1)")
+        g.add_argument(
+            "--devices",
+            type=devices_arg,
+            default=1,
+            help="devices per node: a number, or 'auto' (default: 1)",
+        )
         g.add_argument("--num-nodes", type=int, default=1, metavar="N", help="nodes (default: 1)")
     p.set_defaults(devices=1, num_nodes=1)
 
 
 def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> None:
     fields = "; ".join(f"{group}: {', '.join(keys)}" for group, keys in key_groups().items())
-    p.add_argument("--data", metavar="DIR", help="folder holding the data set (see the README); the run folder remembers it")
-    p.add_argument("--out", metavar="DIR", default=out_default, help=f"where run folders go (default: {out_default})")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="folder holding the data set (see the README); the run folder remembers it",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", default=out_default, help=f"where run folders go (default: {out_default})"
+    )
     p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="train once per seed")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a recipe field, e.g. --set lr=0.05 (repeatable); fields by the runs they apply to: {fields}")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set lr=0.05 (repeatable); "
+        f"fields by the runs they apply to: {fields}",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_args(p)
-    p.add_argument("--precision", choices=CHOICES["precision"], help="default: the recipe's (auto: bf16-mixed on GPU, 32-true on CPU)")
+    p.add_argument(
+        "--precision",
+        choices=CHOICES["precision"],
+        help="default: the recipe's (auto: bf16-mixed on GPU, 32-true on CPU)",
+    )
 
 
 def training_overrides(args: argparse.Namespace) -> dict:
@@ -70,10 +92,19 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME", help="a zoo model, or tv:NAME (torchvision) or timm:NAME")
     p.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the model's)")
     p.add_argument("--attn", choices=("se", "cbam"), help="SE or CBAM in every block (zoo models)")
-    p.add_argument("--sr-stage", type=stage_arg, metavar="M", help="SR block after stage M (a number or a module name)")
-    p.add_argument("--sr-blocks", type=int, metavar="P", help="memory blocks (default: the model's own, else 4)")
+    p.add_argument(
+        "--sr-stage", type=stage_arg, metavar="M", help="SR block after stage M (a number or a module name)"
+    )
+    p.add_argument(
+        "--sr-blocks", type=int, metavar="P", help="memory blocks (default: the model's own, else 4)"
+    )
     p.add_argument("--sr-hidden", type=int, default=8, metavar="H", help="hidden neurons (default: 8)")
-    p.add_argument("--size", type=size_arg, metavar="S", help="input size: S or HxW, e.g. 512x1024 (default: the model's)")
+    p.add_argument(
+        "--size",
+        type=size_arg,
+        metavar="S",
+        help="input size: S or HxW, e.g. 512x1024 (default: the model's)",
+    )
 
 
 def build_from_args(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int, int]]:
@@ -84,5 +115,7 @@ def build_from_args(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int
     default = tuple(model.default_input_size)
     input_size = (default[0], *args.size) if args.size else default
     if args.sr_stage is not None:
-        add_sr(model, args.sr_stage, memory_blocks=args.sr_blocks, hidden=args.sr_hidden, input_size=input_size)
+        add_sr(
+            model, args.sr_stage, memory_blocks=args.sr_blocks, hidden=args.sr_hidden, input_size=input_size
+        )
     return model, input_size

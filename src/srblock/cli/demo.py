@@ -35,13 +35,25 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="offline demo: Fashion-MNIST with and without an SR block", epilog=EPILOG,
-                       description="Train a small ResNet with and without an SR block on Fashion-MNIST.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("classify", "seg"), default="classify",
-                   help="classify: Fashion-MNIST images (default); seg: Fashion-MNIST canvases, per-pixel labels")
-    p.add_argument("--tiny", action="store_true", help="a smoke test in seconds (1 epoch or 20 iterations, few images)")
-    p.add_argument("--data", metavar="DIR", help="folder with Fashion-MNIST's IDX files (default: the Debian package's)")
+    p = sub.add_parser(
+        "demo",
+        help="offline demo: Fashion-MNIST with and without an SR block",
+        epilog=EPILOG,
+        description="Train a small ResNet with and without an SR block on Fashion-MNIST.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--task",
+        choices=("classify", "seg"),
+        default="classify",
+        help="classify: Fashion-MNIST images (default); seg: Fashion-MNIST canvases, per-pixel labels",
+    )
+    p.add_argument(
+        "--tiny", action="store_true", help="a smoke test in seconds (1 epoch or 20 iterations, few images)"
+    )
+    p.add_argument(
+        "--data", metavar="DIR", help="folder with Fashion-MNIST's IDX files (default: the Debian package's)"
+    )
     p.add_argument("--out", metavar="DIR", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_args(p, several=False)
@@ -60,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
         tiny = {"epochs": 1, "limit_train": 1000, "limit_test": 500}
         columns = ["model", "test_acc"]
     data = {"data_dir": str(Path(args.data).expanduser().resolve())} if args.data else {}
-    configs = {name: make_config(recipe, {**(tiny if args.tiny else {}), **data}),
-               f"{name} + SR": make_config(recipe, {**(tiny if args.tiny else {}), **data, **sr})}
+    configs = {
+        name: make_config(recipe, {**(tiny if args.tiny else {}), **data}),
+        f"{name} + SR": make_config(recipe, {**(tiny if args.tiny else {}), **data, **sr}),
+    }
     group = ("demo-seg" if args.task == "seg" else "demo") + ("-tiny" if args.tiny else "")
     fabric = make_fabric(args.accelerator, precision=configs[name].precision)
     rows = []
@@ -74,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
             result = run_training(fabric, cfg, folder, resume=True, quiet=args.quiet)
         rows.append({"model": label, **result, "minutes": result["wall_time_s"] / 60, "folder": str(folder)})
     fabric.print(render(rows, columns + ["params", "sr_params", "sr_oh_pct", "minutes", "folder"]))
-    fabric.print(f"run folders (config, metrics.csv, checkpoints, result.json) are under {Path(args.out) / group}")
+    fabric.print(
+        f"run folders (config, metrics.csv, checkpoints, result.json) are under {Path(args.out) / group}"
+    )
     return 0

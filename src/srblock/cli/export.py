@@ -22,9 +22,13 @@ PyTorch's output is printed (it must stay under 1e-4).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a model with SR blocks to ONNX", epilog=EPILOG,
-                       description="Export a model (or a run's best checkpoint) to ONNX and check it.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "export",
+        help="export a model with SR blocks to ONNX",
+        epilog=EPILOG,
+        description="Export a model (or a run's best checkpoint) to ONNX and check it.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", nargs="?", help="a run folder: exports its best checkpoint")
     p.add_argument("--onnx", required=True, metavar="FILE", help="where to write the .onnx file")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
@@ -39,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
         model, input_size = build_from_args(args)
     path = export_onnx(model, input_size, Path(args.onnx), dynamic_batch=args.dynamic_batch)
     diff = onnx_max_diff(model, path, input_size, batch=3 if args.dynamic_batch else 1)
-    print(f"wrote {path} (input x: {'N' if args.dynamic_batch else 1} x {' x '.join(map(str, input_size))}); "
-          f"onnxruntime vs PyTorch max |diff| = {diff:.2e}")
+    print(
+        f"wrote {path} (input x: {'N' if args.dynamic_batch else 1} x {' x '.join(map(str, input_size))}); "
+        f"onnxruntime vs PyTorch max |diff| = {diff:.2e}"
+    )
     if diff > 1e-4:
-        raise ValueError(f"onnxruntime's output differs from PyTorch's by {diff:.2e} (> 1e-4): please report this model")
+        raise ValueError(
+            f"onnxruntime's output differs from PyTorch's by {diff:.2e} (> 1e-4): please report this model"
+        )
     return 0

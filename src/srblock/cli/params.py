@@ -38,11 +38,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attn", choices=[a for a in ATTN_LAYERS if a], help="SE or CBAM in every block")
     p.add_argument("--reg", choices=[r for r in REG_LAYERS if r], help="regulariser (adds no parameters)")
     p.add_argument("--sr-stage", type=stage_arg, metavar="M", help="put an SR block after stage M")
-    p.add_argument("--sr-blocks", type=int, metavar="P", help="memory blocks (default: the model's own, else 4)")
+    p.add_argument(
+        "--sr-blocks", type=int, metavar="P", help="memory blocks (default: the model's own, else 4)"
+    )
     p.add_argument("--sr-hidden", type=int, default=8, metavar="H", help="hidden neurons (default: 8)")
     p.add_argument("--sr-squeeze", type=int, default=1, metavar="CS", help="squeezed channels (default: 1)")
     p.add_argument(
-        "--input-size", type=int, nargs=3, metavar=("C", "H", "W"),
+        "--input-size",
+        type=int,
+        nargs=3,
+        metavar=("C", "H", "W"),
         help="input size that sizes the memory (default: the model's, 3 32 32 for CIFAR models)",
     )
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")

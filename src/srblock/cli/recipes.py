@@ -15,9 +15,13 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("recipes", help="list the built-in recipes and sweeps", epilog=EPILOG,
-                       description="List the built-in recipes (for `srblock train`) and sweeps (for `srblock sweep`).",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "recipes",
+        help="list the built-in recipes and sweeps",
+        epilog=EPILOG,
+        description="List the built-in recipes (for `srblock train`) and sweeps (for `srblock sweep`).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(run=run)
 
 

@@ -19,9 +19,13 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="one self-contained HTML report of runs and their analyses", epilog=EPILOG,
-                       description="Write report.html for run folders (or folders of runs).",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML report of runs and their analyses",
+        epilog=EPILOG,
+        description="Write report.html for run folders (or folders of runs).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding runs")
     p.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/report.html of the first)")
     p.add_argument("--classes", nargs="+", metavar="C", help="class names or indices (default: five spread)")

@@ -22,9 +22,13 @@ continues a sweep that was stopped.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="train every row of a paper table x its seeds", epilog=EPILOG,
-                       description="Train every row of a sweep (the paper's tables), each with its seeds.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "sweep",
+        help="train every row of a paper table x its seeds",
+        epilog=EPILOG,
+        description="Train every row of a sweep (the paper's tables), each with its seeds.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("sweep", help="sweep name (see `srblock recipes`) or YAML path")
     add_training_args(p)
     p.set_defaults(run=run)
@@ -35,7 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     rows = expand_sweep(args.sweep, training_overrides(args))
     group = group_name(args.sweep)
-    jobs = [(cfg, run_dir(Path(args.out), group, cfg), row.extra()) for row in rows for cfg in row.configs(args.seeds)]
+    jobs = [
+        (cfg, run_dir(Path(args.out), group, cfg), row.extra())
+        for row in rows
+        for cfg in row.configs(args.seeds)
+    ]
     fabric = make_fabric(args.accelerator, args.devices, args.num_nodes, jobs[0][0].precision)
     done = 0
     for cfg, folder, extra in jobs:
@@ -43,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             done += 1
             continue
         run_training(fabric, cfg, folder, resume=True, quiet=args.quiet, extra=extra)
-    fabric.print(f"{len(jobs)} runs: {done} were finished already, {len(jobs) - done} trained now; "
-                 f"see `srblock table {Path(args.out) / group}`")
+    fabric.print(
+        f"{len(jobs)} runs: {done} were finished already, {len(jobs) - done} trained now; "
+        f"see `srblock table {Path(args.out) / group}`"
+    )
     return 0

@@ -10,7 +10,8 @@ from ..results import collect_results, md_columns, raw_columns, summarize
 EPILOG = """\
 test_acc is the mean ± sample standard deviation over seeds of the test accuracy (%) of each
 run's best-validation checkpoint (test_top5 likewise); segmentation runs show test_miou and
-test_macc (whole image) and test_miou_ms, test_macc_ms (multi-scale + flip) instead; OH is the parameter overhead over the plain model (%); the
+test_macc (whole image) and test_miou_ms, test_macc_ms (multi-scale + flip) instead; OH is the
+parameter overhead over the plain model (%); the
 paper's values stand beside ours where the sweep knows them (Table II).
 
 examples:
@@ -20,9 +21,13 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("table", help="mean ± std over seeds of finished runs", epilog=EPILOG,
-                       description="Mean ± std over seeds of every configuration's runs under a folder.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "table",
+        help="mean ± std over seeds of finished runs",
+        epilog=EPILOG,
+        description="Mean ± std over seeds of every configuration's runs under a folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("folder", help="a folder of runs (the --out of train or sweep, or below it)")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")
     p.set_defaults(run=run)

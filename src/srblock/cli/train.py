@@ -32,12 +32,16 @@ class_iou.md (per-class IoU, whole image and multi-scale + flip).
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a recipe (several seeds, resumable)", epilog=EPILOG,
+        "train",
+        help="train a recipe (several seeds, resumable)",
+        epilog=EPILOG,
         description="Train a recipe: a shipped name (see `srblock recipes`) or a YAML file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("recipe", help="recipe name or YAML path")
-    p.add_argument("--resume", action="store_true", help="continue unfinished runs from their last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue unfinished runs from their last checkpoint"
+    )
     add_training_args(p)
     p.set_defaults(run=run)
 
@@ -52,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         if not folders:
             print(f"nothing to resume under {Path(args.out) / group}")
             return 0
-        how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir")}  # --precision, --data: how to run
+        how = {
+            k: v for k, v in overrides.items() if k in ("precision", "data_dir")
+        }  # --precision, --data: how to run
         jobs = [(dataclasses.replace(read_config(f), **how), f) for f in folders]
     else:
         base = make_config(args.recipe, overrides)
@@ -64,8 +70,14 @@ def run(args: argparse.Namespace) -> int:
             fabric.print(f"{folder} is finished (result.json): skipped; delete it to train again")
             continue
         result = run_training(fabric, cfg, folder, resume=args.resume, quiet=args.quiet)
-        rows.append({"run": str(folder), "seed": cfg.seed, **{m: result.get(m) for m in METRICS},
-                     "minutes": result["wall_time_s"] / 60})
+        rows.append(
+            {
+                "run": str(folder),
+                "seed": cfg.seed,
+                **{m: result.get(m) for m in METRICS},
+                "minutes": result["wall_time_s"] / 60,
+            }
+        )
     if rows:
         shown = [m for m in METRICS if any(r[m] is not None for r in rows)]
         fabric.print(render(rows, ["run", "seed", *shown, "minutes"]))

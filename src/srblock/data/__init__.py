@@ -6,6 +6,14 @@ from .sampler import EpochSampler, SeededItems
 from .torch_loader import make_dataloader, make_file_loader
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "DeviceLoader", "EpochSampler", "ImageSet", "SeededItems", "load_dataset",
-    "make_dataloader", "make_file_loader", "split_train_val",
+    "DATASETS",
+    "DatasetInfo",
+    "DeviceLoader",
+    "EpochSampler",
+    "ImageSet",
+    "SeededItems",
+    "load_dataset",
+    "make_dataloader",
+    "make_file_loader",
+    "split_train_val",
 ]

@@ -15,8 +15,15 @@ from .seg_transforms import SegmentationTensors
 INK_THRESHOLD = 32  # an item pixel brighter than this (of 255) belongs to the item
 
 
-def paste_canvases(images: torch.Tensor, labels: torch.Tensor, count: int, *, size: int = 64,
-                   items: tuple[int, int] = (2, 3), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def paste_canvases(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    count: int,
+    *,
+    size: int = 64,
+    items: tuple[int, int] = (2, 3),
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` canvases (count x 1 x size x size, uint8) and label maps (count x size x size, uint8).
 
     Each canvas gets between items[0] and items[1] items drawn from `images` (N x 1 x h x w) at
@@ -32,16 +39,20 @@ def paste_canvases(images: torch.Tensor, labels: torch.Tensor, count: int, *, si
     for n in range(count):
         picks = torch.randint(len(images), (int(per_canvas[n]),), generator=generator)
         for i in picks.tolist():
-            y, x = torch.randint(size - h + 1, (1,), generator=generator).item(), torch.randint(size - w + 1, (1,), generator=generator).item()
+            y, x = (
+                torch.randint(size - h + 1, (1,), generator=generator).item(),
+                torch.randint(size - w + 1, (1,), generator=generator).item(),
+            )
             item = images[i, 0]
             ink = item > INK_THRESHOLD
-            canvas, mask = canvases[n, 0, y:y + h, x:x + w], masks[n, y:y + h, x:x + w]
+            canvas, mask = canvases[n, 0, y : y + h, x : x + w], masks[n, y : y + h, x : x + w]
             canvas[ink] = item[ink]
             mask[ink] = int(labels[i]) + 1
     return canvases, masks
 
 
-def canvas_split(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], count: int,
-                 seed: int) -> SegmentationTensors:
+def canvas_split(
+    images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], count: int, seed: int
+) -> SegmentationTensors:
     canvases, masks = paste_canvases(images, labels, count, seed=seed)
     return SegmentationTensors(canvases, masks, ("background", *classes))

@@ -32,8 +32,13 @@ def train_id_lut() -> torch.Tensor:
 class SegmentationFiles(Dataset):
     """(image file, label file) pairs; labels are mapped through `lut` (labelId -> trainId)."""
 
-    def __init__(self, pairs: list[tuple[str, str]], classes: tuple[str, ...], lut: torch.Tensor | None = None,
-                 transform=None) -> None:
+    def __init__(
+        self,
+        pairs: list[tuple[str, str]],
+        classes: tuple[str, ...],
+        lut: torch.Tensor | None = None,
+        transform=None,
+    ) -> None:
         self.pairs, self.classes, self.lut, self.transform = pairs, classes, lut, transform
 
     def __len__(self) -> int:
@@ -46,7 +51,10 @@ class SegmentationFiles(Dataset):
         if self.lut is not None:
             label = self.lut[label.long()]
         if label.shape != image.shape[-2:]:
-            raise ValueError(f"{label_path} is {tuple(label.shape)} but its image {image_path} is {tuple(image.shape[-2:])}")
+            raise ValueError(
+                f"{label_path} is {tuple(label.shape)} but its image {image_path} "
+                f"is {tuple(image.shape[-2:])}"
+            )
         return self.transform(image, label) if self.transform else (image, label.long())
 
     def subset(self, index: torch.Tensor | slice) -> SegmentationFiles:
@@ -68,11 +76,18 @@ def cityscapes_split(root: Path, split: str) -> SegmentationFiles:
             "gtFine_trainvaltest.zip there)"
         ) from None
     except (FileNotFoundError, NotADirectoryError) as err:
-        raise FileNotFoundError(f"{root}: a city folder lacks its gtFine counterpart ({err.filename})") from None
-    pairs = sorted((image, targets[0]) for image, targets in zip(found.images, found.targets)
-                   if image.endswith("_leftImg8bit.png"))
+        raise FileNotFoundError(
+            f"{root}: a city folder lacks its gtFine counterpart ({err.filename})"
+        ) from None
+    pairs = sorted(
+        (image, targets[0])
+        for image, targets in zip(found.images, found.targets)
+        if image.endswith("_leftImg8bit.png")
+    )
     if not pairs:
-        raise FileNotFoundError(f"{root}/leftImg8bit/{split} holds no *_leftImg8bit.png images in city folders")
+        raise FileNotFoundError(
+            f"{root}/leftImg8bit/{split} holds no *_leftImg8bit.png images in city folders"
+        )
     missing = [label for _, label in pairs if not Path(label).is_file()]
     if missing:
         raise FileNotFoundError(
@@ -85,6 +100,8 @@ def cityscapes_split(root: Path, split: str) -> SegmentationFiles:
 def load_cityscapes(root: Path | None) -> tuple[SegmentationFiles, SegmentationFiles]:
     """(train, val): the 2,975 training and 500 validation images of the standard layout."""
     if root is None:
-        raise FileNotFoundError("cityscapes needs a data folder: pass --data DIR, the folder that holds leftImg8bit/ and gtFine/")
+        raise FileNotFoundError(
+            "cityscapes needs a data folder: pass --data DIR, the folder that holds leftImg8bit/ and gtFine/"
+        )
     root = Path(root).expanduser()
     return cityscapes_split(root, "train"), cityscapes_split(root, "val")

@@ -64,13 +64,22 @@ def _read_pickle(path: Path) -> dict:
         return pickle.load(f, encoding="latin1")
 
 
-def _cifar(folder_name: str, train_files: list[tuple[str, str]], test_files: list[tuple[str, str]],
-           meta_file: str, label_key: str, names_key: str, url: str) -> Callable[[Path | None], tuple[ImageSet, ImageSet]]:
+def _cifar(
+    folder_name: str,
+    train_files: list[tuple[str, str]],
+    test_files: list[tuple[str, str]],
+    meta_file: str,
+    label_key: str,
+    names_key: str,
+    url: str,
+) -> Callable[[Path | None], tuple[ImageSet, ImageSet]]:
     """A loader for one CIFAR layout; the md5 lists are torchvision's (a mismatch only warns)."""
 
     def load(root: Path | None) -> tuple[ImageSet, ImageSet]:
         if root is None:
-            raise FileNotFoundError(f"{folder_name} needs a data folder: pass --data DIR, the folder that holds {folder_name}/")
+            raise FileNotFoundError(
+                f"{folder_name} needs a data folder: pass --data DIR, the folder that holds {folder_name}/"
+            )
         folder = Path(root).expanduser() / folder_name
         expected = [name for name, _ in train_files + test_files] + [meta_file]
         missing = [name for name in expected if not (folder / name).is_file()]
@@ -81,7 +90,9 @@ def _cifar(folder_name: str, train_files: list[tuple[str, str]], test_files: lis
             )
         for name, md5 in train_files + test_files:
             if _md5(folder / name) != md5:
-                warnings.warn(f"{folder / name} does not match the official checksum; using it anyway", stacklevel=2)
+                warnings.warn(
+                    f"{folder / name} does not match the official checksum; using it anyway", stacklevel=2
+                )
         classes = tuple(_read_pickle(folder / meta_file)[names_key])
 
         def read(files: list[tuple[str, str]]) -> ImageSet:
@@ -90,7 +101,9 @@ def _cifar(folder_name: str, train_files: list[tuple[str, str]], test_files: lis
                 data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
                 labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
             except KeyError as err:
-                raise ValueError(f"{folder} holds a batch file without {err}: it is not a {folder_name} folder") from None
+                raise ValueError(
+                    f"{folder} holds a batch file without {err}: it is not a {folder_name} folder"
+                ) from None
             images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
             return ImageSet(images, torch.from_numpy(labels), classes)
 
@@ -107,20 +120,40 @@ def _read_idx(path: Path) -> torch.Tensor:
     if len(raw) < 4 or raw[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
     return torch.from_numpy(data.reshape(dims).copy())
 
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 def _load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
     """From --data (DIR or DIR/fashion-mnist) or else the Debian package's folder."""
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    candidates = [FASHION_MNIST_SYSTEM_DIR] if root is None else [Path(root).expanduser() / "fashion-mnist", Path(root).expanduser()]
+    names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
+    candidates = (
+        [FASHION_MNIST_SYSTEM_DIR]
+        if root is None
+        else [Path(root).expanduser() / "fashion-mnist", Path(root).expanduser()]
+    )
 
     def find(folder: Path, name: str) -> Path | None:
         return next((folder / n for n in (name + ".gz", name) if (folder / n).is_file()), None)
@@ -143,8 +176,10 @@ def _load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
 def _load_fashion_mnist_seg(root: Path | None) -> tuple[Any, Any]:
     """8,000 training canvases from Fashion-MNIST's training images, 1,000 test ones from its test images."""
     train, test = _load_fashion_mnist(root)
-    return (canvas_split(train.images, train.labels, train.classes, 8000, seed=0),
-            canvas_split(test.images, test.labels, test.classes, 1000, seed=1))
+    return (
+        canvas_split(train.images, train.labels, train.classes, 8000, seed=0),
+        canvas_split(test.images, test.labels, test.classes, 1000, seed=1),
+    )
 
 
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -152,34 +187,67 @@ _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
-        "cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "cifar10",
+        10,
+        (3, 32, 32),
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
         _cifar(
             "cifar-10-batches-py",
-            [("data_batch_1", "c99cafc152244af753f735de768cd75f"), ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
-             ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"), ("data_batch_4", "634d18415352ddfa80567beed471001a"),
-             ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb")],
+            [
+                ("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+                ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+                ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+                ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+                ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+            ],
             [("test_batch", "40351d587109b95175f43aff81a1287e")],
-            "batches.meta", "labels", "label_names", _CIFAR10_URL,
+            "batches.meta",
+            "labels",
+            "label_names",
+            _CIFAR10_URL,
         ),
     ),
     "cifar100": DatasetInfo(
-        "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+        "cifar100",
+        100,
+        (3, 32, 32),
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
         _cifar(
             "cifar-100-python",
             [("train", "16019d7e3df5f24257cddd939b257f8d")],
             [("test", "f0ef6b0ae62326f3e7ffdfab6717acfc")],
-            "meta", "fine_labels", "fine_label_names", _CIFAR100_URL,
+            "meta",
+            "fine_labels",
+            "fine_label_names",
+            _CIFAR100_URL,
         ),
     ),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), _load_fashion_mnist),
-    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, load_imagenet, in_memory=False),
+    "imagenet": DatasetInfo(
+        "imagenet", 1000, (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, load_imagenet, in_memory=False
+    ),
     "cityscapes": DatasetInfo(
-        "cityscapes", 19, (3, 512, 1024), CITYSCAPES_MEAN, CITYSCAPES_STD, load_cityscapes,
-        task="segment", in_memory=False, ignore_index=IGNORE_INDEX,
+        "cityscapes",
+        19,
+        (3, 512, 1024),
+        CITYSCAPES_MEAN,
+        CITYSCAPES_STD,
+        load_cityscapes,
+        task="segment",
+        in_memory=False,
+        ignore_index=IGNORE_INDEX,
     ),
     "fashion_mnist_seg": DatasetInfo(
-        "fashion_mnist_seg", 11, (1, 64, 64), (0.1,), (0.25,), _load_fashion_mnist_seg,
-        task="segment", ignore_index=IGNORE_INDEX,
+        "fashion_mnist_seg",
+        11,
+        (1, 64, 64),
+        (0.1,),
+        (0.25,),
+        _load_fashion_mnist_seg,
+        task="segment",
+        ignore_index=IGNORE_INDEX,
     ),
 }
 

@@ -77,7 +77,7 @@ class DeviceLoader:
         generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(n, generator=generator, device=self.device)
         per_rank = n // self.world_size  # equal shares: every process takes as many steps
-        return order[self.rank * per_rank: (self.rank + 1) * per_rank]
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def __len__(self) -> int:
         n = len(self._order()) if not self.train else len(self.labels) // self.world_size
@@ -85,9 +85,11 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()
-        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+        generator = torch.Generator(device=self.device).manual_seed(
+            epoch_seed(self.seed, self.epoch, stream=1)
+        )
         for start in range(0, len(order), self.batch_size):
-            index = order[start: start + self.batch_size]
+            index = order[start : start + self.batch_size]
             images = self.images[index]
             if self.train:
                 images = random_crop(images, self.crop_padding, generator)

@@ -21,8 +21,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def imagenet_transform(train: bool, image_size: int, mean: Sequence[float] = IMAGENET_MEAN,
-                       std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
+def imagenet_transform(
+    train: bool, image_size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> v2.Compose:
     """The PyTorch ImageNet example's transforms, on uint8 CHW tensors (CPU or GPU)."""
     if train:
         steps = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
@@ -34,8 +35,13 @@ def imagenet_transform(train: bool, image_size: int, mean: Sequence[float] = IMA
 class ImageFiles(Dataset):
     """Labelled image files; an item is (transformed image, label), or (JPEG bytes, label) when encoded."""
 
-    def __init__(self, samples: list[tuple[str, int]], classes: tuple[str, ...],
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, encoded: bool = False) -> None:
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        classes: tuple[str, ...],
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        encoded: bool = False,
+    ) -> None:
         self.samples, self.classes, self.transform, self.encoded = samples, classes, transform, encoded
 
     def __len__(self) -> int:
@@ -54,14 +60,18 @@ class ImageFiles(Dataset):
         return torch.tensor([label for _, label in self.samples])
 
     def subset(self, index: torch.Tensor | slice) -> ImageFiles:
-        picked = self.samples[index] if isinstance(index, slice) else [self.samples[i] for i in index.tolist()]
+        picked = (
+            self.samples[index] if isinstance(index, slice) else [self.samples[i] for i in index.tolist()]
+        )
         return ImageFiles(picked, self.classes, self.transform, self.encoded)
 
     def with_transform(self, transform: Callable | None, encoded: bool = False) -> ImageFiles:
         return ImageFiles(self.samples, self.classes, transform, encoded)
 
 
-def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+def collate_encoded(
+    batch: list[tuple[torch.Tensor, int]],
+) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A batch of JPEG byte tensors (of different lengths) packed into one (bytes, lengths) pair:
     one shared-memory block for the worker to hand over, split again by `decode_batch`."""
     data = [d for d, _ in batch]
@@ -69,8 +79,11 @@ def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[tuple[torch.
     return packed, torch.tensor([label for _, label in batch])
 
 
-def decode_batch(encoded: tuple[torch.Tensor, torch.Tensor], transform: Callable[[torch.Tensor], torch.Tensor],
-                 device: torch.device) -> torch.Tensor:
+def decode_batch(
+    encoded: tuple[torch.Tensor, torch.Tensor],
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+) -> torch.Tensor:
     """Decodes a packed batch of JPEGs on `device` (nvjpeg on a GPU) and transforms each image there."""
     data, lengths = encoded
     images = decode_jpeg(list(torch.split(data, lengths.tolist())), mode=ImageReadMode.RGB, device=device)
@@ -96,7 +109,9 @@ def _class_folder(root: Path, split: str) -> tuple[list[str], dict[str, int]]:
 def load_imagenet(root: Path | None) -> tuple[ImageFiles, ImageFiles]:
     """(train, val) file lists from `root`/train and `root`/val; the class folders must agree."""
     if root is None:
-        raise FileNotFoundError("imagenet needs a data folder: pass --data DIR, the folder that holds train/ and val/")
+        raise FileNotFoundError(
+            "imagenet needs a data folder: pass --data DIR, the folder that holds train/ and val/"
+        )
     root = Path(root).expanduser()
     splits = {}
     for split in ("train", "val"):

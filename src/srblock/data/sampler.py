@@ -25,8 +25,16 @@ class EpochSampler(Sampler[tuple[int, int]]):
     first `start` keys of this process.
     """
 
-    def __init__(self, size: int, *, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        seed: int,
+        shuffle: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
         if size < 1:
             raise ValueError("cannot sample from an empty data set")
         self.size, self.seed, self.shuffle = size, seed, shuffle
@@ -50,7 +58,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
-        mine = order[self.rank::self.world_size][:self._per_rank()][self.start:]
+        mine = order[self.rank :: self.world_size][: self._per_rank()][self.start :]
         return iter([(self.epoch, int(i)) for i in mine])
 
 

@@ -20,8 +20,15 @@ class SegTrainTransform:
     """Random resize (ratio in `scale_range` of the image's size), random crop (padded: image 0,
     label 255), horizontal flip, photometric distortion, then float and normalised."""
 
-    def __init__(self, crop: tuple[int, int], scale_range: Sequence[float], mean: Sequence[float],
-                 std: Sequence[float], flip: bool = True, photometric: bool = True) -> None:
+    def __init__(
+        self,
+        crop: tuple[int, int],
+        scale_range: Sequence[float],
+        mean: Sequence[float],
+        std: Sequence[float],
+        flip: bool = True,
+        photometric: bool = True,
+    ) -> None:
         self.scale_range = tuple(scale_range)
         steps: list[v2.Transform] = [
             v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Mask: IGNORE_INDEX, "others": 0})
@@ -47,7 +54,9 @@ class SegEvalTransform:
     """The whole image, float and normalised; the label as it is."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+        self.normalize = v2.Compose(
+            [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+        )
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.normalize(image), mask.long()
@@ -56,7 +65,9 @@ class SegEvalTransform:
 class SegmentationTensors(torch.utils.data.Dataset):
     """In-memory images (N x C x H x W, uint8) and label maps (N x H x W, uint8), transformed per item."""
 
-    def __init__(self, images: torch.Tensor, masks: torch.Tensor, classes: tuple[str, ...], transform=None) -> None:
+    def __init__(
+        self, images: torch.Tensor, masks: torch.Tensor, classes: tuple[str, ...], transform=None
+    ) -> None:
         self.images, self.masks, self.classes, self.transform = images, masks, classes, transform
 
     def __len__(self) -> int:

@@ -75,7 +75,9 @@ def make_file_loader(
     Call `loader.sampler.set_epoch(epoch, start)` before each epoch; `start` counts this
     process's samples to skip.
     """
-    sampler = EpochSampler(len(dataset), seed=seed, shuffle=train, rank=rank, world_size=world_size, drop_last=train)
+    sampler = EpochSampler(
+        len(dataset), seed=seed, shuffle=train, rank=rank, world_size=world_size, drop_last=train
+    )
     return DataLoader(
         SeededItems(dataset, seed),
         batch_size=batch_size,

@@ -1,4 +1,4 @@
-"""The paper's initialisation (SPEC section 3), which leaves every SR block as it is."""
+"""The paper's initialisation (its appendix VII-A), which leaves every SR block as it is."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from torch import nn
 ATTN_LAYERS = (None, "se", "cbam")
 REG_LAYERS = (None, "d", "d2d", "db")
 
-# Where the paper is silent (SPEC section 2) these are our choices, documented in docs/models.md:
+# Where the paper is silent these are our choices, documented in docs/models.md and docs/method.md:
 # D is dropout before the classifier, D2D and DB act on the outputs of stages 3 and 4.
 DEFAULT_REG_RATE = {"d": 0.2, "d2d": 0.1, "db": 0.1}
 DEFAULT_REG_STAGES = (3, 4)
@@ -59,5 +59,7 @@ def create_stage_reg(reg: str | None, rate: float, drop_block_size: int) -> nn.M
 def check_reg_stages(reg_stages: tuple[int, ...], num_stages: int) -> tuple[int, ...]:
     bad = [s for s in reg_stages if not isinstance(s, int) or not 1 <= s <= num_stages]
     if bad:
-        raise ValueError(f"reg_stages {tuple(reg_stages)} name stages that do not exist: choose from 1..{num_stages}")
+        raise ValueError(
+            f"reg_stages {tuple(reg_stages)} name stages that do not exist: choose from 1..{num_stages}"
+        )
     return tuple(reg_stages)

@@ -97,7 +97,12 @@ class ResNet(tv.ResNet):
         check_attn(attn)
         rate = check_reg(reg, reg_rate)
         block_fn = _block_with_attn(block, attn)
-        super().__init__(block_fn, layers, num_classes=num_classes, replace_stride_with_dilation=replace_stride_with_dilation)
+        super().__init__(
+            block_fn,
+            layers,
+            num_classes=num_classes,
+            replace_stride_with_dilation=replace_stride_with_dilation,
+        )
         dilate = list(replace_stride_with_dilation or [False] * 3)
         if tuple(widths) != (64, 128, 256, 512):
             self._rebuild_stages(block_fn, layers, tuple(widths), num_classes, dilate)
@@ -116,11 +121,19 @@ class ResNet(tv.ResNet):
         self.feature_info = []
         for i in range(4):
             reduction *= 1 if i == 0 or dilated[i] else 2
-            self.feature_info.append(dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=reduction))
+            self.feature_info.append(
+                dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=reduction)
+            )
         self.default_input_size = (in_chans, 32, 32) if cifar_stem else (in_chans, 224, 224)
 
-    def _rebuild_stages(self, block_fn: object, layers: list[int], widths: tuple[int, ...], num_classes: int,
-                        dilate: list[bool]) -> None:
+    def _rebuild_stages(
+        self,
+        block_fn: object,
+        layers: list[int],
+        widths: tuple[int, ...],
+        num_classes: int,
+        dilate: list[bool],
+    ) -> None:
         """Stem, stages and classifier at other widths, with torchvision's own _make_layer (which
         dilates instead of striding where `dilate` says, as torchvision's constructor does)."""
         if len(widths) != 4:
@@ -129,7 +142,9 @@ class ResNet(tv.ResNet):
         self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         for i, (width, depth) in enumerate(zip(widths, layers)):
-            stage = self._make_layer(block_fn, width, depth, stride=1 if i == 0 else 2, dilate=i > 0 and dilate[i - 1])
+            stage = self._make_layer(
+                block_fn, width, depth, stride=1 if i == 0 else 2, dilate=i > 0 and dilate[i - 1]
+            )
             setattr(self, f"layer{i + 1}", stage)
         self.fc = nn.Linear(self.inplanes, num_classes)
 
@@ -153,21 +168,27 @@ def _create_resnet(model_args: dict[str, object], kwargs: dict[str, object]) -> 
 @register_model
 def resnet18_cifar(**kwargs: object) -> ResNet:
     """ResNet18 for 32x32 images (11,220,132 parameters at 100 classes)."""
-    model_args = dict(block=tv.BasicBlock, layers=[2, 2, 2, 2], cifar_stem=True, num_classes=100, drop_block_size=3)
+    model_args = dict(
+        block=tv.BasicBlock, layers=[2, 2, 2, 2], cifar_stem=True, num_classes=100, drop_block_size=3
+    )
     return _create_resnet(model_args, kwargs)
 
 
 @register_model
 def resnet34_cifar(**kwargs: object) -> ResNet:
     """ResNet34 for 32x32 images (21,328,292 parameters at 100 classes)."""
-    model_args = dict(block=tv.BasicBlock, layers=[3, 4, 6, 3], cifar_stem=True, num_classes=100, drop_block_size=3)
+    model_args = dict(
+        block=tv.BasicBlock, layers=[3, 4, 6, 3], cifar_stem=True, num_classes=100, drop_block_size=3
+    )
     return _create_resnet(model_args, kwargs)
 
 
 @register_model
 def resnet50_cifar(**kwargs: object) -> ResNet:
     """ResNet50 for 32x32 images (23,705,252 parameters at 100 classes)."""
-    model_args = dict(block=tv.Bottleneck, layers=[3, 4, 6, 3], cifar_stem=True, num_classes=100, drop_block_size=3)
+    model_args = dict(
+        block=tv.Bottleneck, layers=[3, 4, 6, 3], cifar_stem=True, num_classes=100, drop_block_size=3
+    )
     return _create_resnet(model_args, kwargs)
 
 
@@ -181,6 +202,12 @@ def resnet50(**kwargs: object) -> ResNet:
 @register_model
 def resnet10s_cifar(**kwargs: object) -> ResNet:
     """A small CIFAR ResNet (one BasicBlock per stage, widths 16-128) for the CPU demo and tests."""
-    model_args = dict(block=tv.BasicBlock, layers=[1, 1, 1, 1], cifar_stem=True, widths=(16, 32, 64, 128),
-                      num_classes=10, drop_block_size=3)
+    model_args = dict(
+        block=tv.BasicBlock,
+        layers=[1, 1, 1, 1],
+        cifar_stem=True,
+        widths=(16, 32, 64, 128),
+        num_classes=10,
+        drop_block_size=3,
+    )
     return _create_resnet(model_args, kwargs)

@@ -5,7 +5,7 @@ with ASPP rates 12/24/36 beside its 1x1 branch, IntermediateLayerGetter), so par
 are torchvision's and its weights load into the plain models. Differences from torchvision's
 `fcn_resnet50` / `deeplabv3_resnet50`: dropout 0.1 in every head (torchvision's ASPP has 0.5),
 and the auxiliary head is skipped in eval mode (it only feeds the training loss). SR goes after
-stage 2 (SPEC section 2): `create_model("deeplabv3_r50_d8", sr_stage=2)` gives P = 2 by default
+stage 2, as in the paper: `create_model("deeplabv3_r50_d8", sr_stage=2)` gives P = 2 by default
 and `fcn_r50_d8` P = 3; the memory has the training crop's feature size (512x1024 -> 64x128).
 """
 
@@ -31,13 +31,15 @@ BACKBONES = ("r50_d8", "resnet10s")
 
 
 def main_output(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-    """A model's main prediction: a segmentation model's "out" (torchvision's dict), a classifier's own output."""
+    """A model's main prediction: a segmentation model's "out" (torchvision's dict), a classifier's output."""
     return out["out"] if isinstance(out, dict) else out
 
 
 def _dilated_r50(in_chans: int) -> ResNet:
     """torchvision's ResNet50 with stages 3 and 4 dilated (output stride 8), as its segmentation models."""
-    return ResNet(tv.Bottleneck, [3, 4, 6, 3], in_chans=in_chans, replace_stride_with_dilation=[False, True, True])
+    return ResNet(
+        tv.Bottleneck, [3, 4, 6, 3], in_chans=in_chans, replace_stride_with_dilation=[False, True, True]
+    )
 
 
 def _resnet10s(in_chans: int) -> ResNet:
@@ -75,11 +77,17 @@ class SegmentationModel(nn.Module):
     ) -> None:
         super().__init__()
         if head not in HEADS or backbone not in BACKBONES:
-            raise ValueError(f"head must be one of {HEADS} and backbone one of {BACKBONES}, got {head!r}, {backbone!r}")
+            raise ValueError(
+                f"head must be one of {HEADS} and backbone one of {BACKBONES}, got {head!r}, {backbone!r}"
+            )
         net = _dilated_r50(in_chans) if backbone == "r50_d8" else _resnet10s(in_chans)
         aux_channels, channels = (info["num_chs"] for info in net.feature_info[2:])  # stages 3 and 4
-        self.backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out", **({"layer3": "aux"} if aux else {})})
-        self.classifier = FCNHead(channels, num_classes) if head == "fcn" else DeepLabHead(channels, num_classes)
+        self.backbone = IntermediateLayerGetter(
+            net, return_layers={"layer4": "out", **({"layer3": "aux"} if aux else {})}
+        )
+        self.classifier = (
+            FCNHead(channels, num_classes) if head == "fcn" else DeepLabHead(channels, num_classes)
+        )
         self.aux_classifier = FCNHead(aux_channels, num_classes) if aux else None
         for m in self.modules():
             if isinstance(m, nn.Dropout):
@@ -91,7 +99,11 @@ class SegmentationModel(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
         features = self.backbone(x)
-        result = OrderedDict(out=F.interpolate(self.classifier(features["out"]), size=size, mode="bilinear", align_corners=False))
+        result = OrderedDict(
+            out=F.interpolate(
+                self.classifier(features["out"]), size=size, mode="bilinear", align_corners=False
+            )
+        )
         if self.aux_classifier is not None and self.training:
             aux = self.aux_classifier(features["aux"])
             result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)

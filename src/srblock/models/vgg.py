@@ -1,4 +1,4 @@
-"""VGG16-BN and VGG19-BN for 32x32 images (SPEC section 2).
+"""VGG16-BN and VGG19-BN for 32x32 images, as the paper uses them.
 
 `features` holds the five conv stages, each an ``nn.Sequential`` ending in its max-pool, so
 "after stage M" (the paper's M = 1..5) is the output of ``features[M-1]``. The classifier is
@@ -92,8 +92,7 @@ class VGG(nn.Module):
             nn.Linear(4096, num_classes),
         )
         self.feature_info = [
-            dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1))
-            for i, w in enumerate(widths)
+            dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1)) for i, w in enumerate(widths)
         ]
         self.default_input_size = (in_chans, 32, 32)
 

@@ -18,7 +18,9 @@ from ..data.sampler import epoch_seed, item_seed
 class ClassifyBatches:
     """(images, labels) batches of one split, on the fabric's device, `epoch(k)` at a time."""
 
-    def __init__(self, fabric: Fabric, cfg: TrainConfig, data: ImageSet | ImageFiles, mean, std, train: bool) -> None:
+    def __init__(
+        self, fabric: Fabric, cfg: TrainConfig, data: ImageSet | ImageFiles, mean, std, train: bool
+    ) -> None:
         batch = cfg.batch_size if train else cfg.eval_batch_size
         self.generator, self.device, self.decode, self.seed = None, fabric.device, None, cfg.seed
         if isinstance(data, ImageFiles):
@@ -28,20 +30,43 @@ class ClassifyBatches:
             else:
                 data = data.with_transform(transform)
             self.loader = make_file_loader(
-                data, batch_size=batch, train=train, seed=cfg.seed, rank=fabric.global_rank,
-                world_size=fabric.world_size, num_workers=cfg.num_workers,
+                data,
+                batch_size=batch,
+                train=train,
+                seed=cfg.seed,
+                rank=fabric.global_rank,
+                world_size=fabric.world_size,
+                num_workers=cfg.num_workers,
                 collate_fn=collate_encoded if cfg.gpu_decode else None,
             )
         elif cfg.loader == "fast":
             self.loader = DeviceLoader(
-                data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
-                rank=fabric.global_rank, world_size=fabric.world_size, channels_last=cfg.channels_last,
-                device=fabric.device, crop_padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed,
+                data.images,
+                data.labels,
+                batch_size=batch,
+                mean=mean,
+                std=std,
+                train=train,
+                rank=fabric.global_rank,
+                world_size=fabric.world_size,
+                channels_last=cfg.channels_last,
+                device=fabric.device,
+                crop_padding=cfg.crop_padding,
+                flip=cfg.flip,
+                seed=cfg.seed,
             )
         else:
             loader = make_dataloader(
-                data.images, data.labels, batch_size=batch, mean=mean, std=std, train=train,
-                num_workers=cfg.num_workers, crop_padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed,
+                data.images,
+                data.labels,
+                batch_size=batch,
+                mean=mean,
+                std=std,
+                train=train,
+                num_workers=cfg.num_workers,
+                crop_padding=cfg.crop_padding,
+                flip=cfg.flip,
+                seed=cfg.seed,
             )
             self.generator = loader.generator
             self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)

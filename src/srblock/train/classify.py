@@ -28,33 +28,61 @@ from .schedule import multistep_factor
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, batches: ClassifyBatches, num_classes: int, device: torch.device) -> tuple[float, float, float]:
+def evaluate(
+    net: nn.Module, batches: ClassifyBatches, num_classes: int, device: torch.device
+) -> tuple[float, float, float]:
     """(mean loss, top-1 and top-5 accuracy in %) over a split, summed over every process."""
     net.eval()
     loss_metric = MeanMetric().to(device)
     acc_metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
-    top5_metric = MulticlassAccuracy(num_classes=num_classes, average="micro", top_k=min(5, num_classes)).to(device)
+    top5_metric = MulticlassAccuracy(num_classes=num_classes, average="micro", top_k=min(5, num_classes)).to(
+        device
+    )
     for images, labels in batches.epoch(0):
         logits = net(images)
         loss_metric.update(F.cross_entropy(logits.float(), labels), weight=len(labels))
         acc_metric.update(logits, labels)
         top5_metric.update(logits, labels)
-    return loss_metric.compute().item(), 100.0 * acc_metric.compute().item(), 100.0 * top5_metric.compute().item()
+    return (
+        loss_metric.compute().item(),
+        100.0 * acc_metric.compute().item(),
+        100.0 * top5_metric.compute().item(),
+    )
 
 
-def train_classifier(fabric: Fabric, cfg: ClassifyConfig, folder: Path, *, resume: bool = False, quiet: bool = False,
-                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_classifier(
+    fabric: Fabric,
+    cfg: ClassifyConfig,
+    folder: Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Trains one configuration with one seed in `folder`; returns (and writes) result.json."""
     lr_factor = functools.partial(multistep_factor, milestones=cfg.milestones, gamma=cfg.gamma)
-    run = start_run(fabric, cfg, folder, unit="epoch", lr_factor=lr_factor, columns=METRIC_COLUMNS, resume=resume)
+    run = start_run(
+        fabric, cfg, folder, unit="epoch", lr_factor=lr_factor, columns=METRIC_COLUMNS, resume=resume
+    )
     data, device = run.data, fabric.device
     num_classes = data.info.num_classes
     train_batches = ClassifyBatches(fabric, cfg, data.train, data.info.mean, data.info.std, train=True)
-    val_batches = ClassifyBatches(fabric, cfg, data.val, data.info.mean, data.info.std, train=False) if len(data.val) else None
+    val_batches = (
+        ClassifyBatches(fabric, cfg, data.val, data.info.mean, data.info.std, train=False)
+        if len(data.val)
+        else None
+    )
     test_batches = ClassifyBatches(fabric, cfg, data.test, data.info.mean, data.info.std, train=False)
 
     steps = len(train_batches)
-    progress = Progress(fabric, cfg.epochs * steps, run.step * steps, "step", f"{run.folder.parent.name}/{run.folder.name}", quiet)
+    progress = Progress(
+        fabric,
+        cfg.epochs * steps,
+        run.step * steps,
+        "step",
+        f"{run.folder.parent.name}/{run.folder.name}",
+        quiet,
+    )
     loss_metric = MeanMetric().to(device)
     acc_metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
 
@@ -84,22 +112,42 @@ def train_classifier(fabric: Fabric, cfg: ClassifyConfig, folder: Path, *, resum
         run.scheduler.step()
 
         # without a validation split (ImageNet: its val set is the test set) the last epoch is tested
-        val_loss, val_acc = evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else (None, None)
+        val_loss, val_acc = (
+            evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else (None, None)
+        )
         run.step = epoch + 1
         if val_acc is None or val_acc > run.best_val:
             run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
             run.checkpoint(BEST_CKPT)
         # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
-        run.log(dict(zip(METRIC_COLUMNS, (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start))))
+        run.log(
+            dict(
+                zip(
+                    METRIC_COLUMNS,
+                    (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start),
+                )
+            )
+        )
         run.checkpoint(LAST_CKPT)
-        progress.report(f"epoch {epoch + 1}/{cfg.epochs}", loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}%",
-                        val="-" if val_acc is None else f"{val_acc:.1f}%")
+        progress.report(
+            f"epoch {epoch + 1}/{cfg.epochs}",
+            loss=f"{train_loss:.3f}",
+            acc=f"{train_acc:.1f}%",
+            val="-" if val_acc is None else f"{val_acc:.1f}%",
+        )
     progress.close()
 
     # the checkpoint best on validation is the one tested
     run.load_best()
     test_loss, test_acc, test_top5 = evaluate(run.net, test_batches, num_classes, device)
-    return run.finish({
-        "test_acc": test_acc, "test_top5": test_top5, "test_loss": test_loss,
-        "best_val_acc": run.best_val if val_batches else None, "best_epoch": run.best_step, "epochs": cfg.epochs,
-    }, extra)
+    return run.finish(
+        {
+            "test_acc": test_acc,
+            "test_top5": test_top5,
+            "test_loss": test_loss,
+            "best_val_acc": run.best_val if val_batches else None,
+            "best_epoch": run.best_step,
+            "epochs": cfg.epochs,
+        },
+        extra,
+    )

@@ -26,7 +26,17 @@ from ..checkpoint import save_atomic, set_rng_state, training_state
 from ..config import TrainConfig, build_model
 from ..insert import sr_blocks
 from ..params import config_overhead
-from ..runs import BEST_CKPT, LAST_CKPT, METRICS_FILE, MetricsLog, Splits, claim_run_dir, load_splits, load_weights, write_result
+from ..runs import (
+    BEST_CKPT,
+    LAST_CKPT,
+    METRICS_FILE,
+    MetricsLog,
+    Splits,
+    claim_run_dir,
+    load_splits,
+    load_weights,
+    write_result,
+)
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -37,11 +47,18 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
-def make_fabric(accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, precision: str = "auto") -> Fabric:
+def make_fabric(
+    accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, precision: str = "auto"
+) -> Fabric:
     """A launched Fabric: one process per device (DDP) when there are several devices or nodes."""
     several = num_nodes > 1 or devices == "auto" or int(devices) > 1
-    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp" if several else "auto",
-                    precision=resolve_precision(precision, accelerator))
+    fabric = Fabric(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy="ddp" if several else "auto",
+        precision=resolve_precision(precision, accelerator),
+    )
     fabric.launch()
     return fabric
 
@@ -54,8 +71,12 @@ def versions() -> dict[str, str]:
     from .. import __version__
 
     return {
-        "srblock": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "timm": timm.__version__, "lightning": lightning.__version__, "python": platform.python_version(),
+        "srblock": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
     }
 
 
@@ -81,13 +102,19 @@ def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Modu
     if fabric.world_size > 1 and fabric.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # on the device before the optimiser exists, so a resumed optimiser state lands there too
-    return model.to(fabric.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+    return model.to(
+        fabric.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format
+    )
 
 
 def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
     return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay, fused=fabric.device.type == "cuda" or None,
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+        fused=fabric.device.type == "cuda" or None,
     )
 
 
@@ -99,8 +126,15 @@ class Progress:
         shown = not quiet and fabric.global_rank == 0
         self.lines = shown and not sys.stderr.isatty()
         self.label = label
-        self.bar = tqdm(total=total, initial=done, disable=not shown or self.lines, unit=unit, dynamic_ncols=True,
-                        leave=False, desc=label)
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            disable=not shown or self.lines,
+            unit=unit,
+            dynamic_ncols=True,
+            leave=False,
+            desc=label,
+        )
 
     @property
     def live(self) -> bool:
@@ -119,7 +153,11 @@ class Progress:
     def report(self, where: str, **values: str) -> None:
         """The outcome of an epoch or evaluation: on the bar, or as one printed line."""
         if self.lines:
-            print(f"{self.label} {where}: " + " ".join(f"{k} {v}" for k, v in values.items()), file=sys.stderr, flush=True)
+            print(
+                f"{self.label} {where}: " + " ".join(f"{k} {v}" for k, v in values.items()),
+                file=sys.stderr,
+                flush=True,
+            )
         self.bar.set_postfix(values, refresh=False)
 
     def close(self) -> None:
@@ -155,7 +193,9 @@ class Run:
         """Saves the run as it stands (model, optimiser, schedule, RNGs, progress) to `name` in its folder."""
         if self.rank0:
             progress = {self.unit: self.step, "best_val": self.best_val, f"best_{self.unit}": self.best_step}
-            state = training_state(self.cfg.identity(), self.model, self.optimizer, self.scheduler, **progress)
+            state = training_state(
+                self.cfg.identity(), self.model, self.optimizer, self.scheduler, **progress
+            )
             save_atomic(self.folder / name, state)
         self.fabric.barrier()
 
@@ -163,8 +203,9 @@ class Run:
         """A row of metrics.csv and TensorBoard (rank 0 writes, the others do nothing)."""
         if self.rank0:
             self.metrics.append(row)
-            self.logger.log_metrics({k: v for k, v in row.items() if k != self.unit and v is not None},
-                                    step=row[self.unit])
+            self.logger.log_metrics(
+                {k: v for k, v in row.items() if k != self.unit and v is not None}, step=row[self.unit]
+            )
 
     def load_best(self) -> None:
         """Loads the tested checkpoint (best.ckpt) into the model."""
@@ -175,9 +216,15 @@ class Run:
         if self.logger is not None:
             self.logger.finalize("success")
         result = {
-            **scores, "seed": self.cfg.seed, **config_overhead(self.cfg, self.model),
-            "wall_time_s": time.time() - self.started, "device": device_name(self.fabric),
-            "world_size": self.fabric.world_size, "config": self.cfg.record(), "versions": versions(), **(extra or {}),
+            **scores,
+            "seed": self.cfg.seed,
+            **config_overhead(self.cfg, self.model),
+            "wall_time_s": time.time() - self.started,
+            "device": device_name(self.fabric),
+            "world_size": self.fabric.world_size,
+            "config": self.cfg.record(),
+            "versions": versions(),
+            **(extra or {}),
         }
         if self.rank0:
             write_result(self.folder, result)
@@ -185,8 +232,16 @@ class Run:
         return result
 
 
-def start_run(fabric: Fabric, cfg: TrainConfig, folder: Path, *, unit: str, lr_factor: Callable[[int], float],
-              columns: tuple[str, ...], resume: bool) -> Run:
+def start_run(
+    fabric: Fabric,
+    cfg: TrainConfig,
+    folder: Path,
+    *,
+    unit: str,
+    lr_factor: Callable[[int], float],
+    columns: tuple[str, ...],
+    resume: bool,
+) -> Run:
     """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
     continues from last.ckpt where one exists."""
     folder = Path(folder)
@@ -194,7 +249,9 @@ def start_run(fabric: Fabric, cfg: TrainConfig, folder: Path, *, unit: str, lr_f
     model = build_model(cfg)
     _refuse_unfit_batch(cfg, model)
     if (folder / LAST_CKPT).exists() and not resume:
-        raise ValueError(f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out")
+        raise ValueError(
+            f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out"
+        )
     fabric.barrier()
     if fabric.global_rank == 0:
         claim_run_dir(folder, cfg)

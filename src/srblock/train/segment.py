@@ -30,8 +30,10 @@ from .engine import Progress, start_run
 from .schedule import poly_factor
 
 
-def seg_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, aux_weight: float, ignore_index: int) -> torch.Tensor:
-    """Cross-entropy of the main head plus `aux_weight` times the auxiliary head's, ignored pixels left out."""
+def seg_loss(
+    out: dict[str, torch.Tensor], labels: torch.Tensor, aux_weight: float, ignore_index: int
+) -> torch.Tensor:
+    """Cross-entropy of the main head plus `aux_weight` times the auxiliary head's, without ignored pixels."""
     loss = F.cross_entropy(out["out"].float(), labels, ignore_index=ignore_index)
     if "aux" in out and aux_weight:
         loss = loss + aux_weight * F.cross_entropy(out["aux"].float(), labels, ignore_index=ignore_index)
@@ -39,8 +41,15 @@ def seg_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, aux_weight: flo
 
 
 @torch.no_grad()
-def evaluate_segmentation(fabric: Fabric, model: nn.Module, loader, num_classes: int, ignore_index: int,
-                          scales=(1.0,), flip: bool = False) -> dict[str, Any]:
+def evaluate_segmentation(
+    fabric: Fabric,
+    model: nn.Module,
+    loader,
+    num_classes: int,
+    ignore_index: int,
+    scales=(1.0,),
+    flip: bool = False,
+) -> dict[str, Any]:
     """mIoU, mAcc (and per class) over a split, summed over every process.
 
     Runs the unwrapped model under the fabric's autocast: processes may hold different numbers
@@ -57,33 +66,63 @@ def evaluate_segmentation(fabric: Fabric, model: nn.Module, loader, num_classes:
     return metric.compute()
 
 
-def train_segmenter(fabric: Fabric, cfg: SegmentConfig, folder: Path, *, resume: bool = False, quiet: bool = False,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_segmenter(
+    fabric: Fabric,
+    cfg: SegmentConfig,
+    folder: Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Trains one segmentation configuration with one seed in `folder`; returns (and writes) result.json."""
-    lr_factor = functools.partial(poly_factor, total=cfg.iterations, power=cfg.poly_power, min_factor=cfg.min_lr / cfg.lr)
-    run = start_run(fabric, cfg, folder, unit="iteration", lr_factor=lr_factor, columns=SEG_METRIC_COLUMNS, resume=resume)
+    lr_factor = functools.partial(
+        poly_factor, total=cfg.iterations, power=cfg.poly_power, min_factor=cfg.min_lr / cfg.lr
+    )
+    run = start_run(
+        fabric, cfg, folder, unit="iteration", lr_factor=lr_factor, columns=SEG_METRIC_COLUMNS, resume=resume
+    )
     data, device = run.data, fabric.device
     info = data.info
 
     # files (or canvases) read by workers; training crops sized cfg.crop_size
-    augment = SegTrainTransform(cfg.crop_hw(), cfg.scale_range, info.mean, info.std, flip=cfg.flip, photometric=cfg.photometric)
+    augment = SegTrainTransform(
+        cfg.crop_hw(), cfg.scale_range, info.mean, info.std, flip=cfg.flip, photometric=cfg.photometric
+    )
     whole = SegEvalTransform(info.mean, info.std)
-    shard = dict(seed=cfg.seed, rank=fabric.global_rank, world_size=fabric.world_size, num_workers=cfg.num_workers)
-    train_loader = make_file_loader(data.train.with_transform(augment), batch_size=cfg.batch_size, train=True, **shard)
+    shard = dict(
+        seed=cfg.seed, rank=fabric.global_rank, world_size=fabric.world_size, num_workers=cfg.num_workers
+    )
+    train_loader = make_file_loader(
+        data.train.with_transform(augment), batch_size=cfg.batch_size, train=True, **shard
+    )
     if len(train_loader) == 0:
-        raise ValueError(f"{len(data.train)} training images make no batch of {cfg.batch_size}: lower batch_size")
+        raise ValueError(
+            f"{len(data.train)} training images make no batch of {cfg.batch_size}: lower batch_size"
+        )
     eval_set = data.val if len(data.val) else data.test
-    eval_loader = make_file_loader(eval_set.with_transform(whole), batch_size=cfg.eval_batch_size, train=False, **shard)
-    test_loader = eval_loader if eval_set is data.test else make_file_loader(
-        data.test.with_transform(whole), batch_size=cfg.eval_batch_size, train=False, **shard)
+    eval_loader = make_file_loader(
+        eval_set.with_transform(whole), batch_size=cfg.eval_batch_size, train=False, **shard
+    )
+    test_loader = (
+        eval_loader
+        if eval_set is data.test
+        else make_file_loader(
+            data.test.with_transform(whole), batch_size=cfg.eval_batch_size, train=False, **shard
+        )
+    )
 
-    progress = Progress(fabric, cfg.iterations, run.step, "it", f"{run.folder.parent.name}/{run.folder.name}", quiet)
+    progress = Progress(
+        fabric, cfg.iterations, run.step, "it", f"{run.folder.parent.name}/{run.folder.name}", quiet
+    )
     loss_metric = MeanMetric().to(device)
     steps_per_epoch, window_start = len(train_loader), time.time()
 
     while run.step < cfg.iterations:
         epoch, offset = divmod(run.step, steps_per_epoch)
-        train_loader.sampler.set_epoch(epoch, offset * cfg.batch_size)  # a resumed run continues with the next batch
+        train_loader.sampler.set_epoch(
+            epoch, offset * cfg.batch_size
+        )  # a resumed run continues with the next batch
         run.net.train()
         for images, labels in train_loader:
             images = images.to(device, non_blocking=True)
@@ -102,17 +141,35 @@ def train_segmenter(fabric: Fabric, cfg: SegmentConfig, folder: Path, *, resume:
             progress.update(**({"loss": f"{loss.item():.3f}", "lr": f"{lr:.2e}"} if shown else {}))
 
             if run.step % cfg.eval_interval == 0 or run.step == cfg.iterations:
-                scores = evaluate_segmentation(fabric, run.model, eval_loader, info.num_classes, info.ignore_index)
+                scores = evaluate_segmentation(
+                    fabric, run.model, eval_loader, info.num_classes, info.ignore_index
+                )
                 if not len(data.val) or scores["miou"] > run.best_val:
                     run.best_val, run.best_step = scores["miou"], run.step
                     run.checkpoint(BEST_CKPT)
                 train_loss = loss_metric.compute().item()
-                run.log(dict(zip(SEG_METRIC_COLUMNS, (run.step, lr, train_loss, scores["miou"], scores["macc"],
-                                                      time.time() - window_start))))
+                run.log(
+                    dict(
+                        zip(
+                            SEG_METRIC_COLUMNS,
+                            (
+                                run.step,
+                                lr,
+                                train_loss,
+                                scores["miou"],
+                                scores["macc"],
+                                time.time() - window_start,
+                            ),
+                        )
+                    )
+                )
                 loss_metric.reset()
                 window_start = time.time()
-                progress.report(f"iteration {run.step}/{cfg.iterations}", loss=f"{train_loss:.3f}",
-                                miou=f"{scores['miou']:.1f}%")
+                progress.report(
+                    f"iteration {run.step}/{cfg.iterations}",
+                    loss=f"{train_loss:.3f}",
+                    miou=f"{scores['miou']:.1f}%",
+                )
                 run.net.train()
                 run.checkpoint(LAST_CKPT)
             elif run.step % cfg.save_interval == 0:
@@ -125,17 +182,31 @@ def train_segmenter(fabric: Fabric, cfg: SegmentConfig, folder: Path, *, resume:
     run.load_best()
     scores = {
         "whole": evaluate_segmentation(fabric, run.model, test_loader, info.num_classes, info.ignore_index),
-        "ms": evaluate_segmentation(fabric, run.model, test_loader, info.num_classes, info.ignore_index,
-                                    scales=cfg.ms_scales, flip=cfg.ms_flip),
+        "ms": evaluate_segmentation(
+            fabric,
+            run.model,
+            test_loader,
+            info.num_classes,
+            info.ignore_index,
+            scales=cfg.ms_scales,
+            flip=cfg.ms_flip,
+        ),
     }
     classes = data.train.classes
     if run.rank0:
         write_text_atomic(run.folder / CLASS_IOU_FILE, class_table(classes, scores) + "\n")
-    return run.finish({
-        "test_miou": scores["whole"]["miou"], "test_macc": scores["whole"]["macc"],
-        "test_miou_ms": scores["ms"]["miou"], "test_macc_ms": scores["ms"]["macc"],
-        "test_pixel_acc": scores["whole"]["pixel_acc"],
-        "best_val_miou": run.best_val if len(data.val) else None, "best_iteration": run.best_step,
-        "iterations": cfg.iterations, "class_iou": dict(zip(classes, scores["whole"]["class_iou"])),
-        "class_iou_ms": dict(zip(classes, scores["ms"]["class_iou"])),
-    }, extra)
+    return run.finish(
+        {
+            "test_miou": scores["whole"]["miou"],
+            "test_macc": scores["whole"]["macc"],
+            "test_miou_ms": scores["ms"]["miou"],
+            "test_macc_ms": scores["ms"]["macc"],
+            "test_pixel_acc": scores["whole"]["pixel_acc"],
+            "best_val_miou": run.best_val if len(data.val) else None,
+            "best_iteration": run.best_step,
+            "iterations": cfg.iterations,
+            "class_iou": dict(zip(classes, scores["whole"]["class_iou"])),
+            "class_iou_ms": dict(zip(classes, scores["ms"]["class_iou"])),
+        },
+        extra,
+    )
