@@ -39,13 +39,18 @@ def write_jpegs(root: Path, count: int, size: tuple[int, int] = (375, 500)) -> P
             folder.mkdir(parents=True, exist_ok=True)
             phase = torch.rand(3, 1, 1, generator=generator) * 6.28
             freq = 2 + 10 * torch.rand(3, 1, 1, generator=generator)
-            image = 127 + 100 * torch.sin(freq * (x + y) + phase) + 20 * torch.randn(3, *size, generator=generator)
+            image = (
+                127
+                + 100 * torch.sin(freq * (x + y) + phase)
+                + 20 * torch.randn(3, *size, generator=generator)
+            )
             write_jpeg(image.clamp(0, 255).to(torch.uint8), str(folder / f"{i}.JPEG"), quality=90)
     return root
 
 
 def images_per_second(loader, decode=None, device: torch.device | None = None) -> float:
     """One warm-up pass (starts persistent workers, fills caches), then one timed pass."""
+
     def one_pass() -> int:
         seen = 0
         for images, _ in loader:
@@ -64,8 +69,12 @@ def images_per_second(loader, decode=None, device: torch.device | None = None) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="an ImageNet folder (train/ with class folders); default: synthetic JPEGs")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", help="an ImageNet folder (train/ with class folders); default: synthetic JPEGs"
+    )
     parser.add_argument("--images", type=int, default=512, help="synthetic images, or the first N of --data")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
@@ -77,22 +86,47 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.data) if args.data else write_jpegs(Path(tmp), args.images)
         train, _ = load_imagenet(root)
-        train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.images])
+        train = train.subset(
+            torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.images]
+        )
         transform = imagenet_transform(True, 224)
         kb = sum(Path(p).stat().st_size for p, _ in train.samples) / len(train) / 1024
         rows = []
         for workers in args.workers:
-            loader = make_file_loader(train.with_transform(transform), batch_size=args.batch, train=True, seed=0,
-                                      num_workers=workers)
-            rows.append({"pipeline": "decode + augment in DataLoader workers (CPU)", "workers": workers,
-                         "images_per_s": images_per_second(loader, device=device)})
-            loader = make_file_loader(train.with_transform(None, encoded=True), batch_size=args.batch, train=True,
-                                      seed=0, num_workers=workers, collate_fn=collate_encoded)
-            rows.append({"pipeline": f"workers read bytes; batch decode + augment on {device.type}", "workers": workers,
-                         "images_per_s": images_per_second(loader, transform, device)})
+            loader = make_file_loader(
+                train.with_transform(transform),
+                batch_size=args.batch,
+                train=True,
+                seed=0,
+                num_workers=workers,
+            )
+            rows.append(
+                {
+                    "pipeline": "decode + augment in DataLoader workers (CPU)",
+                    "workers": workers,
+                    "images_per_s": images_per_second(loader, device=device),
+                }
+            )
+            loader = make_file_loader(
+                train.with_transform(None, encoded=True),
+                batch_size=args.batch,
+                train=True,
+                seed=0,
+                num_workers=workers,
+                collate_fn=collate_encoded,
+            )
+            rows.append(
+                {
+                    "pipeline": f"workers read bytes; batch decode + augment on {device.type}",
+                    "workers": workers,
+                    "images_per_s": images_per_second(loader, transform, device),
+                }
+            )
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
-    print(f"{len(train)} JPEGs of {kb:.0f} kB on average, batch {args.batch}, {where}, "
-          f"{torch.get_num_threads()} torch threads in the main process, torch {torch.__version__}")
+    print(
+        f"{len(train)} JPEGs of {kb:.0f} kB on average, batch {args.batch}, {where}, "
+        f"{torch.get_num_threads()} torch threads in the main process, torch {torch.__version__}"
+    )
     print(render(rows, ["pipeline", "workers", "images_per_s"]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -33,7 +33,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_loader(kind: str, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int, workers: int):
+def make_loader(
+    kind: str, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int, workers: int
+):
     common = dict(batch_size=batch, mean=MEAN, std=STD, train=True, crop_padding=4, flip=True, seed=0)
     if kind == "fast":
         return DeviceLoader(images, labels, channels_last=True, device=device, **common)
@@ -47,7 +49,10 @@ def batches(loader, device: torch.device):
         if isinstance(loader, DeviceLoader):
             loader.set_epoch(epoch)
         for x, y in loader:
-            yield (x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last), y.to(device, non_blocking=True))
+            yield (
+                x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+                y.to(device, non_blocking=True),
+            )
         epoch += 1
 
 
@@ -64,13 +69,22 @@ def loader_throughput(loader, device: torch.device, steps: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def train_throughput(model_name: str, sr: bool, loader, device: torch.device, steps: int, warmup: int,
-                     precision: str, compile_model: bool) -> float:
+def train_throughput(
+    model_name: str,
+    sr: bool,
+    loader,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    precision: str,
+    compile_model: bool,
+) -> float:
     """Images/s of full training steps (forward, backward, SGD step) on batches from `loader`."""
     model = create_model(model_name, num_classes=100, sr_stage=3 if sr else None, sr_blocks=2)
     model = model.to(device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4,
-                                fused=device.type == "cuda" or None)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, fused=device.type == "cuda" or None
+    )
     net = torch.compile(model) if compile_model else model
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     it = batches(loader, device)
@@ -107,7 +121,9 @@ def main() -> None:
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args()
     device = torch.device(args.device)
-    precision = args.precision if args.precision != "auto" else ("bf16-mixed" if device.type == "cuda" else "32-true")
+    precision = (
+        args.precision if args.precision != "auto" else ("bf16-mixed" if device.type == "cuda" else "32-true")
+    )
     torch.manual_seed(0)
     images = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 100, (50_000,))
@@ -115,18 +131,34 @@ def main() -> None:
     loader_rows = []
     for kind in ("fast", "dataloader"):
         loader = make_loader(kind, images, labels, device, args.batch, args.workers)
-        loader_rows.append({"data path": kind, "images_per_s": loader_throughput(loader, device, args.loader_steps)})
+        loader_rows.append(
+            {"data path": kind, "images_per_s": loader_throughput(loader, device, args.loader_steps)}
+        )
     train_rows = []
     for name in args.models:
         for sr in (False, True):
             for kind in ("fast", "dataloader") if name == args.models[0] and not sr else ("fast",):
                 loader = make_loader(kind, images, labels, device, args.batch, args.workers)
-                ips = train_throughput(name, sr, loader, device, args.steps, args.warmup, precision, args.compile)
-                train_rows.append({"model": name + (" + SR (3, 2)" if sr else ""), "data path": kind, "images_per_s": ips,
-                                   "epoch_s": TRAIN_IMAGES / ips, "200_epochs_min": 200 * TRAIN_IMAGES / ips / 60})
+                ips = train_throughput(
+                    name, sr, loader, device, args.steps, args.warmup, precision, args.compile
+                )
+                train_rows.append(
+                    {
+                        "model": name + (" + SR (3, 2)" if sr else ""),
+                        "data path": kind,
+                        "images_per_s": ips,
+                        "epoch_s": TRAIN_IMAGES / ips,
+                        "200_epochs_min": 200 * TRAIN_IMAGES / ips / 60,
+                    }
+                )
     machine = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__, "precision": precision, "compile": args.compile, "batch": args.batch,
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU {platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "precision": precision,
+        "compile": args.compile,
+        "batch": args.batch,
     }
     print(machine)
     print(render(loader_rows, ["data path", "images_per_s"]))
