@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers import write_cifar10, write_cityscapes, write_imagenet
+from .helpers import TINY_SEG, argv, write_cifar10, write_cityscapes, write_imagenet
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +29,15 @@ def cityscapes(tmp_path_factory) -> Path:
 def imagenet(tmp_path_factory) -> Path:
     """An ImageNet folder of 3 classes, 4 training and 2 validation JPEGs each."""
     return write_imagenet(tmp_path_factory.mktemp("imagenet"))
+
+
+@pytest.fixture(scope="session")
+def seg_run(cityscapes, tmp_path_factory) -> Path:
+    """A finished two-iteration segmentation run (fcn_resnet10s + SR after stage 2, 32x48 crops)."""
+    from srblock.cli import main
+
+    out = tmp_path_factory.mktemp("seg_run")
+    line = "train cityscapes --data {data} --out {out} --set model=fcn_resnet10s --set sr_stage=2"
+    assert main(argv(line, data=cityscapes, out=out) + TINY_SEG) == 0
+    [folder] = [p.parent for p in out.rglob("result.json")]
+    return folder

@@ -14,24 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+
+def argv(line: str, **paths: object) -> list[str]:
+    """A command line written as one string, `{name}` fields filled after splitting (so a path with
+    spaces stays one argument): argv("train cifar10 --data {data}", data=folder)."""
+    return [part.format(**{k: str(v) for k, v in paths.items()}) for part in line.split()]
+
+
 # the smallest classification runs the engine accepts: a tiny zoo model, small batches, no progress output
 TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "eval_batch_size=64", "--quiet"]
 # the smallest segmentation runs: two iterations on 32x48 crops
-TINY_SEG = [
-    "--set",
-    "iterations=2",
-    "--set",
-    "eval_interval=1",
-    "--set",
-    "batch_size=2",
-    "--set",
-    "crop_size=32x48",
-    "--set",
-    "num_workers=0",
-    "--set",
-    "ms_scales=[0.5, 1.0]",
-    "--quiet",
-]
+TINY_SEG = argv(
+    "--set iterations=2 --set eval_interval=1 --set batch_size=2 --set crop_size=32x48 --set num_workers=0 "
+    "--set ms_scales=[0.5,1.0] --quiet"
+)
 
 
 def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
@@ -156,9 +152,8 @@ def write_cityscapes(
     from torchvision.io import write_png
 
     rng = np.random.default_rng(seed)
-    ids = np.array(
-        [0, 1, 7, 8, 9, 11, 21, 23, 24, 26]
-    )  # unlabeled, ego vehicle, road, ..., parking (ignored)
+    # unlabeled, ego vehicle, road, ..., parking (ignored)
+    ids = np.array([0, 1, 7, 8, 9, 11, 21, 23, 24, 26])
     for split, n in (("train", train), ("val", val)):
         for i in range(n):
             city = f"city{i % 2}"

@@ -16,7 +16,7 @@ from srblock.analysis import load_run, pick_classes
 from srblock.analysis.analyze import ablation, accuracy
 from srblock.cli import main
 
-from .helpers import TINY_SEG, fill_memory, write_cifar10
+from .helpers import argv, fill_memory, write_cifar10
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "epochs=1", "--quiet"]
@@ -28,17 +28,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     data = write_cifar10(root / "data", per_batch=200, test=80)
     assert (
         main(
-            [
-                "train",
-                "cifar10",
-                "--data",
-                str(data),
-                "--out",
-                str(root / "runs"),
-                "--set",
-                "sr_stage=3",
-                *TINY,
-            ]
+            argv("train cifar10 --data {data} --out {out} --set sr_stage=3", data=data, out=root / "runs")
+            + TINY
         )
         == 0
     )
@@ -56,17 +47,10 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     # no --data: the run folder remembers where its data lay
     assert main(["analyze", str(runs["sr"]), "--per-class", "4", "--classes", "class1", "3"]) == 0
     out = runs["sr"] / "analysis"
-    expected = [
-        "weights.json",
-        "features.json",
-        "memory.json",
-        "ablation.json",
-        "weights_layer3.png",
-        "features_layer3.png",
-        "memory_layer3.png",
-        "separation_layer3.png",
-        "ablation.png",
-    ]
+    expected = argv(
+        "weights.json features.json memory.json ablation.json weights_layer3.png features_layer3.png "
+        "memory_layer3.png separation_layer3.png ablation.png"
+    )
     printed = capsys.readouterr().out.splitlines()
     for name in expected:
         assert (out / name).stat().st_size > 0, name
@@ -153,17 +137,13 @@ def test_report_embeds_every_figure(runs, tmp_path):
     out = tmp_path / "report.html"
     assert (
         main(
-            [
-                "report",
-                str(runs["sr"]),
-                str(runs["plain"]),
-                "--data",
-                str(runs["data"]),
-                "--per-class",
-                "3",
-                "--out",
-                str(out),
-            ]
+            argv(
+                "report {run} {run2} --data {data} --per-class 3 --out {out}",
+                run=runs["sr"],
+                run2=runs["plain"],
+                data=runs["data"],
+                out=out,
+            )
         )
         == 0
     )
@@ -189,36 +169,17 @@ def test_errors_are_one_line(runs, tmp_path, capsys):
     assert "unknown class 'tulip'" in capsys.readouterr().err
 
 
-def test_analyze_refuses_a_segmentation_run_and_report_shows_it(cityscapes, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "cityscapes",
-                "--data",
-                str(cityscapes),
-                "--out",
-                str(tmp_path),
-                "--set",
-                "model=fcn_resnet10s",
-                *TINY_SEG,
-            ]
-        )
-        == 0
-    )
-    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
-    assert main(["analyze", str(folder), "--data", str(cityscapes)]) == 2
+def test_analyze_refuses_a_segmentation_run_and_report_shows_it(seg_run, tmp_path, capsys):
+    folder = seg_run
+    assert main(["analyze", str(folder)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "segmentation runs are not supported" in err
     # the report shows what a segmentation run has: config, curves over iterations, mIoU
-    assert (
-        main(["report", str(folder), "--data", str(cityscapes), "--out", str(tmp_path / "report.html")]) == 0
-    )
+    assert main(["report", str(folder), "--out", str(tmp_path / "report.html")]) == 0  # data remembered
     page = (tmp_path / "report.html").read_text()
     assert "test_miou_ms" in page and "segmentation runs are not supported" in page
-    assert (
-        page.count("data:image/png;base64") == 2
-    )  # learning curves, and images beside labels and predictions
+    # learning curves, and images beside labels and predictions
+    assert page.count("data:image/png;base64") == 2
     assert (folder / "analysis" / "segmentation_examples.png").is_file()
 
 
@@ -233,16 +194,12 @@ def test_a_run_whose_data_moved_asks_for_data(runs, tmp_path, capsys):
     assert main(["analyze", str(moved), "--per-class", "2", "--data", str(runs["data"])]) == 0
     assert (
         main(
-            [
-                "report",
-                str(moved),
-                "--per-class",
-                "2",
-                "--data",
-                str(runs["data"]),
-                "--out",
-                str(tmp_path / "r.html"),
-            ]
+            argv(
+                "report {run} --per-class 2 --data {data} --out {out}",
+                run=moved,
+                data=runs["data"],
+                out=tmp_path / "r.html",
+            )
         )
         == 0
     )

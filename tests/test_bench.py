@@ -10,6 +10,8 @@ import srblock
 from srblock.bench import PAPER_SETTINGS, Timing, bench_onnx_pair, bench_pair, bench_paper, count_macs
 from srblock.cli import main
 
+from .helpers import argv
+
 
 def block_macs(c, size, p, h, cs=1, feature_size=None):
     """An SR block's multiply-adds on one image, by hand: squeeze conv over the incoming map, the
@@ -76,22 +78,9 @@ def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():
 
 
 def test_bench_cli_json(capsys):
-    args = [
-        "bench",
-        "--model",
-        "resnet10s_cifar",
-        "--sr-stage",
-        "3",
-        "--size",
-        "16",
-        "--batch",
-        "2",
-        "--repeats",
-        "3",
-        "--warmup",
-        "1",
-        "--json",
-    ]
+    args = argv(
+        "bench --model resnet10s_cifar --sr-stage 3 --size 16 --batch 2 --repeats 3 --warmup 1 --json"
+    )
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (
@@ -103,29 +92,15 @@ def test_bench_cli_json(capsys):
 
 def test_bench_cli_segmentation_training_step_at_hxw(capsys):
     """A segmentation model's training step (main + auxiliary loss) at a non-square size, its own P."""
-    args = [
-        "bench",
-        "--model",
-        "fcn_resnet10s",
-        "--sr-stage",
-        "2",
-        "--size",
-        "32x48",
-        "--batch",
-        "2",
-        "--train",
-        "--repeats",
-        "2",
-        "--warmup",
-        "1",
-        "--json",
-    ]
+    args = argv(
+        "bench --model fcn_resnet10s --sr-stage 2 --size 32x48 --batch 2 --train --repeats 2 --warmup 1 "
+        "--json"
+    )
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["input_size"] == [1, 32, 48] and row["mode"] == "train step" and row["sr_ms"] > 0
-    assert (
-        row["sr_params"] == 4 * 32 * 16 * 24 + 32 + 1 + 16 * 24 * 8 + 8 + 8 * 4 + 4
-    )  # Eq. 1, P = 4, 32 x 16 x 24
+    # Eq. 1, P = 4, 32 x 16 x 24
+    assert row["sr_params"] == 4 * 32 * 16 * 24 + 32 + 1 + 16 * 24 * 8 + 8 + 8 * 4 + 4
     with pytest.raises(SystemExit) as usage:
         main(["bench", "--model", "fcn_resnet10s", "--sr-stage", "2", "--size", "32y48"])
     assert usage.value.code == 2 and "HxW" in capsys.readouterr().err

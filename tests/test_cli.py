@@ -6,8 +6,8 @@ import pytest
 
 from srblock.cli import build_parser, main
 
+from .helpers import argv, write_fashion_mnist
 from .helpers import srblock_cli as run_cli
-from .helpers import write_fashion_mnist
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 
@@ -158,17 +158,7 @@ def test_segmentation_demo_tiny(tmp_path, capsys):
     data = write_fashion_mnist(tmp_path / "fashion", train=60, test=20)
     assert (
         main(
-            [
-                "demo",
-                "--task",
-                "seg",
-                "--tiny",
-                "--data",
-                str(data),
-                "--out",
-                str(tmp_path / "runs"),
-                "--quiet",
-            ]
+            argv("demo --task seg --tiny --data {data} --out {out} --quiet", data=data, out=tmp_path / "runs")
         )
         == 0
     )

@@ -20,67 +20,51 @@ from srblock.recipes import group_name, list_recipe_files, load_yaml
 from srblock.sweeps import expand_sweep
 
 
-def test_recipes_are_the_papers():
-    c100 = make_config("cifar100")
-    assert (c100.lr, c100.momentum, c100.weight_decay, c100.batch_size, c100.epochs) == (
-        0.1,
-        0.9,
-        5e-4,
-        128,
-        200,
-    )
-    assert (c100.milestones, c100.gamma, c100.val_fraction, c100.crop_padding, c100.flip) == (
-        [60, 120, 160],
-        0.2,
-        0.1,
-        4,
-        True,
-    )
-    c10 = make_config("cifar10")
-    assert (c10.weight_decay, c10.milestones, c10.gamma, c10.epochs) == (1e-4, [90, 136], 0.1, 182)
-    imagenet = make_config("imagenet")
-    assert (imagenet.lr, imagenet.momentum, imagenet.weight_decay, imagenet.batch_size, imagenet.epochs) == (
-        0.1,
-        0.9,
-        1e-4,
-        256,
-        450,
-    )
-    assert (
-        len(imagenet.milestones),
-        imagenet.gamma,
-        imagenet.image_size,
-        imagenet.model,
-        imagenet.val_fraction,
-    ) == (5, 0.1, 224, "resnet50", 0.0)
-    city = make_config("cityscapes")
-    assert (city.lr, city.iterations, city.eval_interval, city.crop_hw(), city.poly_power, city.min_lr) == (
-        0.01,
-        80_000,
-        8_000,
-        (512, 1024),
-        0.9,
-        1e-4,
-    )
+def fields(cfg, expected: dict) -> dict:
+    """The config's values of the keys in `expected`, to compare with it."""
+    return {k: (cfg.crop_hw() if k == "crop_hw" else getattr(cfg, k)) for k in expected}
+
+
+# the paper's recipes (its appendix VII), field by field
+PAPER_RECIPES = {
+    "cifar100": dict(lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=200, gamma=0.2),
+    "cifar10": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, epochs=182, gamma=0.1),
+    "imagenet": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256, epochs=450, gamma=0.1),
+    "cityscapes": dict(lr=0.01, momentum=0.9, weight_decay=5e-4, iterations=80_000, eval_interval=8_000),
+}
+PAPER_DETAILS = {
+    "cifar100": dict(milestones=[60, 120, 160], val_fraction=0.1, crop_padding=4, flip=True),
+    "cifar10": dict(milestones=[90, 136], val_fraction=0.1, crop_padding=4, flip=True),
+    "imagenet": dict(milestones=[75, 150, 225, 300, 375], image_size=224, model="resnet50", val_fraction=0.0),
+    "cityscapes": dict(crop_hw=(512, 1024), poly_power=0.9, min_lr=1e-4, aux_weight=0.4, ms_flip=True),
+}
+
+
+@pytest.mark.parametrize("recipe", PAPER_RECIPES)
+def test_recipes_are_the_papers(recipe):
+    expected = {**PAPER_RECIPES[recipe], **PAPER_DETAILS[recipe]}
+    assert fields(make_config(recipe), expected) == expected
 
 
 def test_each_task_has_its_own_fields():
     fashion, imagenet, city = make_config("fashion_mnist"), make_config("imagenet"), make_config("cityscapes")
     assert (type(fashion), type(imagenet), type(city)) == (TensorsConfig, FilesConfig, SegmentConfig)
-    assert {"crop_padding", "loader", "epochs"} <= set(fashion.identity()) and not {
-        "crop_size",
-        "ms_scales",
-        "image_size",
-    } & set(fashion.identity())
-    assert {"image_size", "gpu_decode", "epochs"} <= set(imagenet.identity()) and not {
+    fashion_keys, imagenet_keys, city_keys = (
+        set(fashion.identity()),
+        set(imagenet.identity()),
+        set(city.identity()),
+    )
+    assert {"crop_padding", "loader", "epochs"} <= fashion_keys
+    assert not {"crop_size", "ms_scales", "image_size"} & fashion_keys
+    assert {"image_size", "gpu_decode", "epochs"} <= imagenet_keys and not {
         "loader",
         "crop_size",
-    } & set(imagenet.identity())
-    assert {"crop_size", "iterations", "ms_scales"} <= set(city.identity()) and not {
+    } & imagenet_keys
+    assert {"crop_size", "iterations", "ms_scales"} <= city_keys and not {
         "epochs",
         "attn",
         "loader",
-    } & set(city.identity())
+    } & city_keys
     assert "data_dir" not in fashion.identity()  # where the data lies does not make another experiment
     groups = key_groups()
     assert set(KEYS) == {k for keys in groups.values() for k in keys} and "segmentation" in groups

@@ -196,10 +196,8 @@ def test_transforms_are_the_pytorch_examples():
     assert imagenet_transform(True, 224)(image).shape == (3, 224, 224)
     val = imagenet_transform(False, 224)
     resize, crop = val.transforms[0], val.transforms[1]
-    assert (list(resize.size), list(crop.size)) == (
-        [256],
-        [224, 224],
-    )  # resize 256 (= 224 / 0.875), centre crop 224
+    # resize 256 (= 224 / 0.875), centre crop 224
+    assert (list(resize.size), list(crop.size)) == ([256], [224, 224])
     x = val(image)
     assert x.dtype == torch.float32 and x.shape == (3, 224, 224) and -3 < x.mean() < 3
 

@@ -12,7 +12,7 @@ import srblock
 from srblock.cli import main
 from srblock.export import export_onnx, onnx_max_diff
 
-from .helpers import TINY_SEG, fill_memory
+from .helpers import argv, fill_memory
 
 pytestmark = pytest.mark.slow
 
@@ -48,18 +48,10 @@ def test_export_cli_and_onnx_bench(tmp_path, capsys):
     out = tmp_path / "r.onnx"
     assert (
         main(
-            [
-                "export",
-                "--model",
-                "timm:convnext_atto",
-                "--sr-stage",
-                "3",
-                "--size",
-                "64",
-                "--onnx",
-                str(out),
-                "--dynamic-batch",
-            ]
+            argv(
+                "export --model timm:convnext_atto --sr-stage 3 --size 64 --onnx {onnx} --dynamic-batch",
+                onnx=out,
+            )
         )
         == 0
     )
@@ -67,21 +59,7 @@ def test_export_cli_and_onnx_bench(tmp_path, capsys):
     assert out.stat().st_size > 0 and "onnxruntime vs PyTorch max |diff|" in text
     assert (
         main(
-            [
-                "bench",
-                "--model",
-                "resnet10s_cifar",
-                "--sr-stage",
-                "3",
-                "--size",
-                "32",
-                "--onnx",
-                "--repeats",
-                "3",
-                "--warmup",
-                "1",
-                "--json",
-            ]
+            argv("bench --model resnet10s_cifar --sr-stage 3 --size 32 --onnx --repeats 3 --warmup 1 --json")
         )
         == 0
     )
@@ -141,27 +119,9 @@ def test_export_errors(capsys, tmp_path):
     assert "unknown timm model 'nonexistent_net'" in capsys.readouterr().err
 
 
-def test_export_a_segmentation_run_folder(cityscapes, tmp_path, capsys):
+def test_export_a_segmentation_run_folder(seg_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    assert (
-        main(
-            [
-                "train",
-                "cityscapes",
-                "--data",
-                str(cityscapes),
-                "--out",
-                str(tmp_path),
-                "--set",
-                "model=fcn_resnet10s",
-                "--set",
-                "sr_stage=2",
-                *TINY_SEG,
-            ]
-        )
-        == 0
-    )
-    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    folder = seg_run
     assert main(["export", str(folder), "--onnx", str(tmp_path / "seg.onnx")]) == 0
     out = capsys.readouterr().out
     assert "1 x 3 x 32 x 48" in out and (tmp_path / "seg.onnx").is_file()  # the training crop's size

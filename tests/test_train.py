@@ -22,7 +22,7 @@ from srblock.data.imagenet import imagenet_transform
 from srblock.runs import trained_model
 from srblock.train.schedule import multistep_factor, poly_factor
 
-from .helpers import TINY, srblock_cli, write_imagenet
+from .helpers import TINY, argv, srblock_cli, write_imagenet
 
 # the CIFAR files written here are not the official ones: the checksum warning is expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
@@ -38,22 +38,14 @@ def test_schedules_are_the_papers():
 
 
 def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
-    args = [
-        "train",
-        "cifar10",
-        "--data",
-        str(cifar),
-        "--out",
-        str(tmp_path),
-        "--set",
-        "epochs=2",
-        "--set",
-        "sr_stage=3",
-        "--seeds",
-        "0",
-        "1",
-        *TINY,
-    ]
+    args = (
+        argv(
+            "train cifar10 --data {data} --out {out} --set epochs=2 --set sr_stage=3 --seeds 0 1",
+            data=cifar,
+            out=tmp_path,
+        )
+        + TINY
+    )
     assert main(args) == 0
     seeds = sorted((tmp_path / "cifar10" / "resnet10s_cifar-sr3p4h8").iterdir())
     assert [p.name for p in seeds] == ["seed0", "seed1"]
@@ -65,12 +57,10 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
         assert lines[0] == "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds" and len(lines) == 3
         result = json.loads((folder / "result.json").read_text())
         assert 0 <= result["test_acc"] <= 100 and result["epochs"] == 2
-        assert result["sr_params"] > 0 and result["oh_pct"] == pytest.approx(
-            100 * result["sr_params"] / result["base_params"]
-        )
-        assert {"torch", "timm", "lightning", "srblock"} <= set(result["versions"]) and result[
-            "wall_time_s"
-        ] > 0
+        assert result["sr_params"] > 0
+        assert result["oh_pct"] == pytest.approx(100 * result["sr_params"] / result["base_params"])
+        assert {"torch", "timm", "lightning", "srblock"} <= set(result["versions"])
+        assert result["wall_time_s"] > 0
         assert "data_dir" not in result["config"] and "crop_size" not in result["config"]
         best = load_checkpoint(folder / "best.ckpt", "resnet10s_cifar")
         assert best["epoch"] == result["best_epoch"] + 1
@@ -89,17 +79,8 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
 def test_same_seed_same_result(cifar, tmp_path):
     for out in ("a", "b"):
         main(
-            [
-                "train",
-                "cifar10",
-                "--data",
-                str(cifar),
-                "--out",
-                str(tmp_path / out),
-                "--set",
-                "epochs=1",
-                *TINY,
-            ]
+            argv("train cifar10 --data {data} --out {out} --set epochs=1", data=cifar, out=tmp_path / out)
+            + TINY
         )
     a, b = (
         load_checkpoint(tmp_path / o / "cifar10" / "resnet10s_cifar" / "seed0" / "last.ckpt") for o in "ab"
@@ -147,9 +128,8 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
         timeout=600,
         check=False,
     )
-    assert killed.returncode == -signal.SIGKILL and marker.read_text() == str(
-        steps_per_epoch + 4
-    )  # 4 steps into epoch 2
+    assert killed.returncode == -signal.SIGKILL
+    assert marker.read_text() == str(steps_per_epoch + 4)  # killed 4 steps into epoch 2
     folder = tmp_path / "killed" / SR_FOLDER
     assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1 and not (folder / "result.json").exists()
     assert len((folder / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1's row
@@ -181,14 +161,7 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
 
 def test_progress_is_one_line_per_epoch_when_the_output_is_a_file(cifar, tmp_path):
     done = srblock_cli(
-        "train",
-        "cifar10",
-        "--data",
-        str(cifar),
-        "--out",
-        str(tmp_path),
-        "--set",
-        "epochs=2",
+        *argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path),
         *[a for a in TINY if a != "--quiet"],
     )
     assert done.returncode == 0, done.stderr
@@ -205,18 +178,10 @@ def test_corrupt_and_foreign_checkpoints_on_resume(cifar, tmp_path, capsys):
     folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
     folder.mkdir(parents=True)
     (folder / "last.ckpt").write_bytes(b"not a checkpoint at all")
-    args = [
-        "train",
-        "cifar10",
-        "--data",
-        str(cifar),
-        "--out",
-        str(tmp_path),
-        "--resume",
-        "--set",
-        "epochs=1",
-        *TINY,
-    ]
+    args = (
+        argv("train cifar10 --data {data} --out {out} --resume --set epochs=1", data=cifar, out=tmp_path)
+        + TINY
+    )
     assert main(args) == 2
     assert "last.ckpt is corrupt or truncated" in capsys.readouterr().err
     save_atomic(folder / "last.ckpt", {"config": {"model": "resnet18_cifar"}, "model": {}})
@@ -246,16 +211,9 @@ def test_bad_input_is_one_line(cifar, tmp_path):
             "unknown key 'modell' (did you mean 'model'?); valid keys: dataset, model",
         ),
         (
-            [
-                "train",
-                "cifar10",
-                "--data",
-                str(cifar),
-                "--set",
-                "model=resnet19_cifar",
-                "--out",
-                str(tmp_path),
-            ],
+            argv(
+                "train cifar10 --data {data} --set model=resnet19_cifar --out {out}", data=cifar, out=tmp_path
+            ),
             "unknown model 'resnet19_cifar'",
         ),
         (["train", "cifar10", "--set", "crop_size=32"], "crop_size does not apply to cifar10 runs"),
@@ -273,41 +231,27 @@ def test_bad_input_is_one_line(cifar, tmp_path):
 
 
 def test_dataloader_path_trains(cifar, tmp_path):
-    args = [
-        "train",
-        "cifar10",
-        "--data",
-        str(cifar),
-        "--out",
-        str(tmp_path),
-        "--set",
-        "epochs=1",
-        "--set",
-        "loader=dataloader",
-        "--set",
-        "num_workers=0",
-        *TINY,
-    ]
+    args = (
+        argv(
+            "train cifar10 --data {data} --out {out} --set epochs=1 --set loader=dataloader "
+            "--set num_workers=0",
+            data=cifar,
+            out=tmp_path,
+        )
+        + TINY
+    )
     assert main(args) == 0
     assert (tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json").exists()
 
 
 def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
     done = srblock_cli(
-        "train",
-        "cifar10",
-        "--data",
-        str(cifar),
-        "--out",
-        str(tmp_path),
-        "--accelerator",
-        "cpu",
-        "--devices",
-        "2",
-        "--set",
-        "epochs=2",
-        "--set",
-        "sr_stage=3",
+        *argv(
+            "train cifar10 --data {data} --out {out} --accelerator cpu --devices 2 --set epochs=2 "
+            "--set sr_stage=3",
+            data=cifar,
+            out=tmp_path,
+        ),
         *TINY,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -331,35 +275,12 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
 @pytest.mark.parametrize("gpu_decode", [False, True])
 def test_imagenet_one_epoch_end_to_end_with_top5(imagenet, tmp_path, gpu_decode):
     out = tmp_path / "runs"
-    code = main(
-        [
-            "train",
-            "imagenet",
-            "--data",
-            str(imagenet),
-            "--out",
-            str(out),
-            "--quiet",
-            "--set",
-            "epochs=1",
-            "--set",
-            "batch_size=4",
-            "--set",
-            "eval_batch_size=4",
-            "--set",
-            "image_size=32",
-            "--set",
-            "num_workers=1",
-            "--set",
-            "sr_stage=3",
-            "--set",
-            "sr_blocks=2",
-            "--set",
-            "lr=0.01",
-            "--set",
-            f"gpu_decode={str(gpu_decode).lower()}",
-        ]
+    line = "train imagenet --data {data} --out {out} --quiet --set epochs=1 --set batch_size=4"
+    line += (
+        " --set eval_batch_size=4 --set image_size=32 --set num_workers=1 --set sr_stage=3 --set sr_blocks=2"
     )
+    line += " --set lr=0.01"
+    code = main(argv(line, data=imagenet, out=out) + ["--set", f"gpu_decode={str(gpu_decode).lower()}"])
     assert code == 0
     [path] = out.rglob("result.json")
     result = json.loads(path.read_text())
@@ -391,29 +312,13 @@ def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
     """3 validation images, batch 1, 2 processes: 2 batches on one, 1 on the other; no hang, all counted."""
     root = write_imagenet(tmp_path / "imagenet", per_class=2, val_per_class=1)
     done = srblock_cli(
-        "train",
-        "imagenet",
-        "--data",
-        str(root),
-        "--out",
-        str(tmp_path / "runs"),
-        "--accelerator",
-        "cpu",
-        "--devices",
-        "2",
-        "--quiet",
-        "--set",
-        "model=resnet10s_cifar",
-        "--set",
-        "epochs=1",
-        "--set",
-        "batch_size=2",
-        "--set",
-        "eval_batch_size=1",
-        "--set",
-        "image_size=32",
-        "--set",
-        "num_workers=0",
+        *argv(
+            "train imagenet --data {data} --out {out} --accelerator cpu --devices 2 --quiet "
+            "--set model=resnet10s_cifar --set epochs=1 --set batch_size=2 --set eval_batch_size=1 "
+            "--set image_size=32 --set num_workers=0",
+            data=root,
+            out=tmp_path / "runs",
+        )
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [path] = (tmp_path / "runs").rglob("result.json")

@@ -15,25 +15,18 @@ from srblock.data import load_dataset
 from srblock.data.seg_transforms import IGNORE_INDEX, SegEvalTransform
 from srblock.seg_eval import SegmentationMetric, segment
 
-from .helpers import TINY_SEG, srblock_cli, write_cityscapes
+from .helpers import TINY_SEG, argv, srblock_cli, write_cityscapes
 
 
 def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
     out = tmp_path / "runs"
     code = main(
-        [
-            "train",
-            "cityscapes",
-            "--data",
-            str(cityscapes),
-            "--out",
-            str(out),
-            "--set",
-            "sr_stage=2",
-            "--set",
-            "sr_blocks=2",
-            *TINY_SEG,
-        ]
+        argv(
+            "train cityscapes --data {data} --out {out} --set sr_stage=2 --set sr_blocks=2",
+            data=cityscapes,
+            out=out,
+        )
+        + TINY_SEG
     )
     assert code == 0
     folder = out / "cityscapes" / "deeplabv3_r50_d8-sr2p2h8" / "seed0"
@@ -55,31 +48,12 @@ def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
 def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypatch):
     import srblock.train.segment as seg_loop
 
-    args = [
-        "train",
-        "cityscapes",
-        "--data",
-        str(cityscapes),
-        "--set",
-        "model=fcn_resnet10s",
-        "--set",
-        "sr_stage=2",
-        "--set",
-        "iterations=5",
-        "--set",
-        "eval_interval=5",
-        "--set",
-        "save_interval=2",
-        "--set",
-        "batch_size=2",
-        "--set",
-        "crop_size=32x32",
-        "--set",
-        "num_workers=0",
-        "--set",
-        "ms_scales=[1.0]",
-        "--quiet",
-    ]
+    args = argv(
+        "train cityscapes --data {data} --set model=fcn_resnet10s --set sr_stage=2 --set iterations=5 "
+        "--set eval_interval=5 --set save_interval=2 --set batch_size=2 --set crop_size=32x32 "
+        "--set num_workers=0 --set ms_scales=[1.0] --quiet",
+        data=cityscapes,
+    )
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
 
     real, calls = seg_loop.seg_loss, []
@@ -115,22 +89,12 @@ def test_two_processes_count_every_validation_image_once(tmp_path):
     """3 validation images on 2 processes (2 + 1): the synced mIoU equals one process scoring all 3."""
     root = write_cityscapes(tmp_path / "data", train=4, val=3)
     done = srblock_cli(
-        "train",
-        "cityscapes",
-        "--data",
-        str(root),
-        "--out",
-        str(tmp_path / "runs"),
-        "--accelerator",
-        "cpu",
-        "--devices",
-        "2",
-        "--set",
-        "model=fcn_resnet10s",
-        "--set",
-        "sr_stage=2",
-        "--set",
-        "ms_flip=false",
+        *argv(
+            "train cityscapes --data {data} --out {out} --accelerator cpu --devices 2 "
+            "--set model=fcn_resnet10s --set sr_stage=2 --set ms_flip=false",
+            data=root,
+            out=tmp_path / "runs",
+        ),
         *TINY_SEG,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -151,17 +115,11 @@ def test_two_processes_count_every_validation_image_once(tmp_path):
 
 def test_deeplabv3_with_one_image_per_process_is_refused_before_training(cityscapes, tmp_path, capsys):
     """BatchNorm in DeepLabv3's image-pooling branch cannot train on one image (PyTorch fails mid-step)."""
-    args = [
-        "train",
-        "cityscapes",
-        "--data",
-        str(cityscapes),
-        "--out",
-        str(tmp_path),
-        *TINY_SEG,
-        "--set",
-        "batch_size=1",
-    ]
+    args = (
+        argv("train cityscapes --data {data} --out {out}", data=cityscapes, out=tmp_path)
+        + TINY_SEG
+        + argv("--set batch_size=1")
+    )
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert (

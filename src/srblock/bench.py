@@ -218,47 +218,13 @@ class PaperSetting:
     paper_sr_ms: float | None
 
 
+_R50_CIFAR = dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2)
+_R50_IMAGENET = dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16)
 PAPER_SETTINGS = (
-    PaperSetting(
-        "(a) CIFAR-100 R50",
-        dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
-        (3, 32, 32),
-        128,
-        True,
-        None,
-        377.0,
-        379.0,
-    ),
-    PaperSetting(
-        "(a) CIFAR-100 R50",
-        dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2),
-        (3, 32, 32),
-        128,
-        False,
-        None,
-        None,
-        None,
-    ),
-    PaperSetting(
-        "(b) ImageNet R50",
-        dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
-        (3, 224, 224),
-        5,
-        False,
-        None,
-        61.74,
-        62.89,
-    ),
-    PaperSetting(
-        "(c) CPU R50, 1 image",
-        dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16),
-        (3, 224, 224),
-        1,
-        False,
-        "cpu",
-        41.45,
-        43.01,
-    ),
+    PaperSetting("(a) CIFAR-100 R50", _R50_CIFAR, (3, 32, 32), 128, True, None, 377.0, 379.0),
+    PaperSetting("(a) CIFAR-100 R50", _R50_CIFAR, (3, 32, 32), 128, False, None, None, None),
+    PaperSetting("(b) ImageNet R50", _R50_IMAGENET, (3, 224, 224), 5, False, None, 61.74, 62.89),
+    PaperSetting("(c) CPU R50, 1 image", _R50_IMAGENET, (3, 224, 224), 1, False, "cpu", 41.45, 43.01),
 )
 
 

@@ -17,39 +17,19 @@ def _present(rows: list[dict[str, Any]]) -> list[str]:
     return [m for m in METRICS if any(r.get(m) is not None for r in rows)]
 
 
+ROW_COLUMNS = ("table", "name", "M", "P", "seeds")  # what a row is: the paper's table, row and (M, P)
+
+
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The readable table's columns: the metrics these rows have, as mean ± std."""
-    return (
-        "table",
-        "name",
-        "M",
-        "P",
-        "seeds",
-        *_present(rows),
-        "oh_pct",
-        "paper_acc",
-        "paper_oh_pct",
-        "folder",
-    )
+    return (*ROW_COLUMNS, *_present(rows), "oh_pct", "paper_acc", "paper_oh_pct", "folder")
 
 
 def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The CSV/JSON columns: each metric's mean and std as numbers."""
     stats = [f"{m}_{s}" for m in _present(rows) for s in ("mean", "std")]
-    return (
-        "table",
-        "name",
-        "M",
-        "P",
-        "seeds",
-        *stats,
-        "oh_pct",
-        "sr_oh_pct",
-        "paper_acc_mean",
-        "paper_acc_std",
-        "paper_oh_pct",
-        "folder",
-    )
+    paper = ("paper_acc_mean", "paper_acc_std", "paper_oh_pct")
+    return (*ROW_COLUMNS, *stats, "oh_pct", "sr_oh_pct", *paper, "folder")
 
 
 def finished_results(root: Path) -> list[dict[str, Any]]:

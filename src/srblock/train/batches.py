@@ -39,37 +39,30 @@ class ClassifyBatches:
                 num_workers=cfg.num_workers,
                 collate_fn=collate_encoded if cfg.gpu_decode else None,
             )
-        elif cfg.loader == "fast":
-            self.loader = DeviceLoader(
-                data.images,
-                data.labels,
+        else:  # tensors in memory: the same batches, augmentation and seeds either way
+            tensors = dict(
                 batch_size=batch,
                 mean=mean,
                 std=std,
                 train=train,
-                rank=fabric.global_rank,
-                world_size=fabric.world_size,
-                channels_last=cfg.channels_last,
-                device=fabric.device,
-                crop_padding=cfg.crop_padding,
-                flip=cfg.flip,
                 seed=cfg.seed,
-            )
-        else:
-            loader = make_dataloader(
-                data.images,
-                data.labels,
-                batch_size=batch,
-                mean=mean,
-                std=std,
-                train=train,
-                num_workers=cfg.num_workers,
-                crop_padding=cfg.crop_padding,
                 flip=cfg.flip,
-                seed=cfg.seed,
+                crop_padding=cfg.crop_padding,
             )
-            self.generator = loader.generator
-            self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
+            if cfg.loader == "fast":
+                self.loader = DeviceLoader(
+                    data.images,
+                    data.labels,
+                    rank=fabric.global_rank,
+                    world_size=fabric.world_size,
+                    channels_last=cfg.channels_last,
+                    device=fabric.device,
+                    **tensors,
+                )
+            else:
+                loader = make_dataloader(data.images, data.labels, num_workers=cfg.num_workers, **tensors)
+                self.generator = loader.generator
+                self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
         # the fast path makes channels_last batches itself
         self.channels_last = cfg.channels_last and not isinstance(self.loader, DeviceLoader)
 

@@ -120,9 +120,8 @@ def train_segmenter(
 
     while run.step < cfg.iterations:
         epoch, offset = divmod(run.step, steps_per_epoch)
-        train_loader.sampler.set_epoch(
-            epoch, offset * cfg.batch_size
-        )  # a resumed run continues with the next batch
+        # a resumed run continues with the next batch
+        train_loader.sampler.set_epoch(epoch, offset * cfg.batch_size)
         run.net.train()
         for images, labels in train_loader:
             images = images.to(device, non_blocking=True)
