@@ -30,6 +30,25 @@ TINY_SEG = argv(
 )
 
 
+# Runs `srblock train` and kills it with SIGKILL right after training step KILL_AT (counted over
+# the whole run), writing that step's number to MARKER first: a kill at a chosen point of an epoch.
+KILLER = """
+import os, signal, sys
+from srblock.cli import main
+from srblock.train import engine
+
+update, steps = engine.Progress.update, []
+def update_then_die(self, **values):
+    update(self, **values)
+    steps.append(1)
+    if len(steps) == int(os.environ["KILL_AT"]):
+        open(os.environ["MARKER"], "w").write(str(len(steps)))
+        os.kill(os.getpid(), signal.SIGKILL)
+engine.Progress.update = update_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """The installed console script's code path, in a fresh process (as a user runs it), one thread."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env_extra or {})}

@@ -22,7 +22,7 @@ from srblock.data.imagenet import imagenet_transform
 from srblock.runs import trained_model
 from srblock.train.schedule import multistep_factor, poly_factor
 
-from .helpers import TINY, argv, srblock_cli, write_imagenet
+from .helpers import KILLER, TINY, argv, srblock_cli, write_imagenet
 
 # the CIFAR files written here are not the official ones: the checksum warning is expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
@@ -86,25 +86,6 @@ def test_same_seed_same_result(cifar, tmp_path):
         load_checkpoint(tmp_path / o / "cifar10" / "resnet10s_cifar" / "seed0" / "last.ckpt") for o in "ab"
     )
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-
-
-# Runs `srblock train` and kills it with SIGKILL right after training step KILL_AT (counted over
-# the whole run), writing that step's number to MARKER first: a kill at a chosen point of an epoch.
-KILLER = """
-import os, signal, sys
-from srblock.cli import main
-from srblock.train import engine
-
-update, steps = engine.Progress.update, []
-def update_then_die(self, **values):
-    update(self, **values)
-    steps.append(1)
-    if len(steps) == int(os.environ["KILL_AT"]):
-        open(os.environ["MARKER"], "w").write(str(len(steps)))
-        os.kill(os.getpid(), signal.SIGKILL)
-engine.Progress.update = update_then_die
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_path):

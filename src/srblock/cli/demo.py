@@ -18,14 +18,14 @@ EPILOG = """\
 Trains resnet10s_cifar (one BasicBlock per stage, widths 16-128) on Fashion-MNIST (the Debian
 package dataset-fashion-mnist, or --data) with the fashion_mnist recipe, once plain and once with
 an SR block after stage 3 (P = 4, h = 8), and prints their test accuracy, parameters and SR
-overhead. 7 to 9 minutes on 2 CPU cores; finished runs are reused and a stopped
+overhead. 3 to 9 minutes on 2 CPU cores; finished runs are reused and a stopped
 run continues where it stopped.
 
 With --task seg: fcn_resnet10s (the same small ResNet as an output-stride-8 FCN with an auxiliary
 head) on 64x64 canvases of 2-3 Fashion-MNIST items, every pixel labelled with its item's class or
 background (11 classes), with the fashion_mnist_seg recipe (600 iterations, poly lr), once plain
 and once with an SR block after stage 2 (P = 4); prints mIoU and mAcc (whole image and
-multi-scale + flip). About 3 minutes on 2 CPU cores.
+multi-scale + flip). 1.5 to 3 minutes on 2 CPU cores.
 
 examples:
   srblock demo
