@@ -77,7 +77,7 @@ def test_insertion_into_torchvision_and_timm_on_the_gpu():
 
 
 def test_compiled_model_matches_eager():
-    model = create_model("resnet18_cifar", num_classes=10, sr_stage=3).cuda().eval()
+    model = create_model("resnet10s_cifar", num_classes=10, sr_stage=3).cuda().eval()
     fill_memory(model, 0.1)
     compiled = torch.compile(model)
     x = torch.randn(16, 3, 32, 32, device="cuda")
@@ -87,8 +87,9 @@ def test_compiled_model_matches_eager():
 
 @pytest.mark.parametrize("loader", ["fast", "dataloader"])
 def test_classification_loop_on_the_gpu(cifar, tmp_path, loader):
-    line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3 --set compile=true"
-    assert main(argv(line, data=cifar, out=tmp_path) + TINY + CUDA + ["--set", f"loader={loader}"]) == 0
+    line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3"
+    sets = ["--set", f"loader={loader}", "--set", f"compile={str(loader == 'fast').lower()}"]
+    assert main(argv(line, data=cifar, out=tmp_path) + TINY + CUDA + sets) == 0
     [path] = tmp_path.rglob("result.json")
     result = json.loads(path.read_text())
     assert result["device"] == torch.cuda.get_device_name() and result["config"]["precision"] == "auto"

@@ -27,20 +27,33 @@ from .engine import Progress, start_run
 from .schedule import multistep_factor
 
 
+def running_metrics(
+    num_classes: int, device: torch.device, top_k: int = 1
+) -> tuple[MeanMetric, MulticlassAccuracy]:
+    """Mean loss and accuracy, updated without a host-device sync per batch: no NaN check (a NaN
+    shows in the mean) and no validation of the labels (the data set's own)."""
+    loss = MeanMetric(nan_strategy="disable").to(device)
+    accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", top_k=top_k, validate_args=False)
+    return loss, accuracy.to(device)
+
+
+def per_item(loss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """A batch's mean loss once per item, so that a MeanMetric weighs batches by their size (a
+    Python `weight=len(labels)` would copy to the GPU and wait for it every step)."""
+    return loss.detach().float().expand(len(labels))
+
+
 @torch.no_grad()
 def evaluate(
     net: nn.Module, batches: ClassifyBatches, num_classes: int, device: torch.device
 ) -> tuple[float, float, float]:
     """(mean loss, top-1 and top-5 accuracy in %) over a split, summed over every process."""
     net.eval()
-    loss_metric = MeanMetric().to(device)
-    acc_metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
-    top5_metric = MulticlassAccuracy(num_classes=num_classes, average="micro", top_k=min(5, num_classes)).to(
-        device
-    )
+    loss_metric, acc_metric = running_metrics(num_classes, device)
+    top5_metric = running_metrics(num_classes, device, top_k=min(5, num_classes))[1]
     for images, labels in batches.epoch(0):
         logits = net(images)
-        loss_metric.update(F.cross_entropy(logits.float(), labels), weight=len(labels))
+        loss_metric.update(per_item(F.cross_entropy(logits.float(), labels), labels))
         acc_metric.update(logits, labels)
         top5_metric.update(logits, labels)
     return (
@@ -83,8 +96,7 @@ def train_classifier(
         f"{run.folder.parent.name}/{run.folder.name}",
         quiet,
     )
-    loss_metric = MeanMetric().to(device)
-    acc_metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
+    loss_metric, acc_metric = running_metrics(num_classes, device)
 
     for epoch in range(run.step, cfg.epochs):
         epoch_start, lr = time.time(), run.optimizer.param_groups[0]["lr"]
@@ -97,7 +109,7 @@ def train_classifier(
             run.optimizer.zero_grad(set_to_none=True)
             fabric.backward(loss)
             run.optimizer.step()
-            loss_metric.update(loss.detach(), weight=len(labels))
+            loss_metric.update(per_item(loss, labels))
             acc_metric.update(logits.detach(), labels)
             shown = {}
             if progress.live:

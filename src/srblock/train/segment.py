@@ -115,7 +115,7 @@ def train_segmenter(
     progress = Progress(
         fabric, cfg.iterations, run.step, "it", f"{run.folder.parent.name}/{run.folder.name}", quiet
     )
-    loss_metric = MeanMetric().to(device)
+    loss_metric = MeanMetric(nan_strategy="disable").to(device)  # no host sync per step
     steps_per_epoch, window_start = len(train_loader), time.time()
 
     while run.step < cfg.iterations:

@@ -1,0 +1,415 @@
+"""Every GPU number and every CUDA path of srblock from one command, within a time budget.
+
+    PYTHONPATH=src python benchmarks/gpu_check.py --out DIR            # one GPU, about 8 minutes
+    python benchmarks/gpu_check.py --out DIR --tiny                    # every part at toy size, CPU
+
+Writes DIR/gpu_check.json and DIR/gpu_check.md: the machine, versions, command and date, then one
+section each (a failing section records its error and the others still run):
+
+- r18_throughput: ResNet18 + SR (3, 2) on CIFAR-100-shaped synthetic data (uint8, 45,000 training
+  and 5,000 validation images) through `srblock train`: the paper's recipe (batch 128, SGD, crop +
+  flip), bf16, channels_last, fused SGD; seconds per epoch from metrics.csv (validation included)
+  with torch.compile on the fast path, and without compile on the fast and the DataLoader paths
+  for their ratio; the 200-epoch time they imply.
+- paper_overhead: `srblock bench --paper` (the paper's latency settings (a), (b), (c)), float32
+  and bf16 + channels_last: SR against plain interleaved, median ratio and its 95% interval.
+- deeplabv3: DeepLabv3-R50-D8 + SR training iterations at 512 x 1024, batch 2, bf16, plain and SR
+  interleaved.
+- syncs: host-device synchronisations per training step of the classification loop, from two
+  runs of different lengths under torch.cuda.set_sync_debug_mode (CUDA only).
+- jpeg_decode: the ImageNet pipeline's images/s, JPEGs decoded in DataLoader workers against
+  batches decoded on the GPU (nvjpeg).
+- cuda_tests: the tests marked `cuda` (tests/test_cuda.py), run by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import pickle
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from imagenet_pipeline import images_per_second, write_jpegs  # noqa: E402
+
+from srblock.bench import PAPER_SETTINGS, bench_pair, bench_paper  # noqa: E402
+from srblock.cli import main as srblock_main  # noqa: E402
+from srblock.data import make_file_loader  # noqa: E402
+from srblock.data.imagenet import collate_encoded, imagenet_transform, load_imagenet  # noqa: E402
+from srblock.registry import create_model  # noqa: E402
+from srblock.render import render  # noqa: E402
+from srblock.runs import read_metrics  # noqa: E402
+
+# what a paired timing reports: both medians, the overhead and its interval, and what SR adds
+TIMING_COLUMNS = [
+    "plain_ms",
+    "sr_ms",
+    "overhead_pct",
+    "overhead_ci_low_pct",
+    "overhead_ci_high_pct",
+    "macs_overhead_pct",
+    "params_overhead_pct",
+]
+
+
+class Check:
+    """The run's settings: sizes (full or --tiny), the device, the time left, scratch space."""
+
+    def __init__(self, args: argparse.Namespace, scratch: Path) -> None:
+        self.tiny, self.scratch, self.started, self.budget = args.tiny, scratch, time.time(), args.budget
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.fail, self.out = set(args.fail or []), Path(args.out)
+
+    def left(self) -> float:
+        return self.budget - (time.time() - self.started)
+
+    def timeout(self, full: float) -> float:
+        """A subprocess's limit: its share, but never past the budget."""
+        return max(10.0, min(full, self.left()))
+
+
+def run_srblock(check: Check, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """`python -m srblock ARGS` in a fresh process (its own compile caches and CUDA context)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-m", "srblock", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=check.timeout(timeout),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"srblock {' '.join(args[:2])} exited {done.returncode}: {done.stderr.strip()[-600:]}"
+        )
+    return done
+
+
+def write_cifar100(root: Path, train: int, test: int) -> Path:
+    """CIFAR-100's python-pickle layout with random uint8 images: speed, not accuracy."""
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", train), ("test", test)):
+        labels = rng.integers(0, 100, size=n)
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        with (folder / name).open("wb") as f:
+            pickle.dump({"data": data, "fine_labels": labels.tolist()}, f)
+    with (folder / "meta").open("wb") as f:
+        pickle.dump({"fine_label_names": [f"class{i}" for i in range(100)]}, f)
+    return root
+
+
+def r18_throughput(check: Check) -> dict[str, Any]:
+    train_images, test_images = (640, 64) if check.tiny else (50_000, 10_000)
+    data = write_cifar100(check.scratch / "cifar", train_images, test_images)
+    model = "resnet10s_cifar" if check.tiny else "resnet18_cifar"
+    batch, epochs, workers = (32, 2, 2) if check.tiny else (128, 3, 8)
+    common = f"train cifar100 --quiet --set model={model} --set sr_stage=3 --set sr_blocks=2"
+    common += f" --set batch_size={batch} --set num_workers={workers}"
+    compile_label = "fast path, compile" if not check.tiny else "fast path (compile: GPU only)"
+    variants = [
+        (compile_label, "fast", not check.tiny, epochs),
+        ("fast path", "fast", False, 1),
+        (f"DataLoader, {workers} workers", "dataloader", False, 1),
+    ]
+    rows = []
+    for index, (name, loader, compiled, n) in enumerate(variants):
+        out = check.scratch / f"r18-{index}"
+        sets = f" --set loader={loader} --set compile={str(compiled).lower()} --set epochs={n}"
+        run_srblock(
+            check,
+            (common + sets).split() + ["--data", str(data), "--out", str(out)],
+            240 if compiled else 120,
+        )
+        [folder] = [p.parent for p in out.rglob("metrics.csv")]
+        seconds = [row["seconds"] for row in read_metrics(folder)]
+        steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+        rows.append(
+            {
+                "variant": name,
+                "model": f"{model} + SR (3, 2)",
+                "batch": batch,
+                "epochs": n,
+                "first_epoch_s": seconds[0],
+                "epoch_s": steady,
+                "train_images_per_s": 0.9 * train_images / steady,  # the 90% training split
+                "200_epochs_min": (seconds[0] + 199 * steady) / 60,
+            }
+        )
+    fast = next(r for r in rows if r["variant"] == "fast path")["train_images_per_s"]
+    slow = next(r for r in rows if r["variant"].startswith("DataLoader"))["train_images_per_s"]
+    note = f"epoch seconds include the validation pass over {test_images // 2:,} images; bf16 on a GPU"
+    return {"rows": rows, "fast_over_dataloader": fast / slow, "note": note}
+
+
+def paper_overhead(check: Check) -> dict[str, Any]:
+    settings = PAPER_SETTINGS
+    if check.tiny:  # every setting, at ResNet10s' size
+        small = dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2)
+        settings = [
+            dataclasses.replace(s, model=small, input_size=(3, 16, 16), batch=2) for s in PAPER_SETTINGS
+        ]
+    repeats, warmup = (2, 1) if check.tiny else (100, 10)
+    rows = []
+    for label, dtype, channels_last in (
+        ("float32", None, False),
+        ("bf16, channels_last", torch.bfloat16, True),
+    ):
+        timed = bench_paper(
+            check.device,
+            repeats=repeats,
+            warmup=warmup,
+            dtype=dtype,
+            channels_last=channels_last,
+            settings=settings,
+        )
+        rows += [{"precision": label, **row} for row in timed]
+    columns = ["precision", "setting", "mode", "batch", "device", *TIMING_COLUMNS, "paper_overhead_pct"]
+    return {"rows": rows, "columns": columns}
+
+
+def deeplabv3(check: Check) -> dict[str, Any]:
+    name, size = ("fcn_resnet10s", (1, 64, 64)) if check.tiny else ("deeplabv3_r50_d8", (3, 512, 1024))
+    model = create_model(name, sr_stage=2, input_size=size)
+    dtype = torch.bfloat16 if check.device.type == "cuda" else None
+    repeats, warmup = (2, 1) if check.tiny else (30, 5)
+    row = bench_pair(
+        model,
+        size,
+        batch=2,
+        train=True,
+        device=check.device,
+        repeats=repeats,
+        warmup=warmup,
+        dtype=dtype,
+        channels_last=True,
+    )
+    row.update(
+        model=name,
+        input="x".join(map(str, size)),
+        plain_it_per_s=1e3 / row["plain_ms"],
+        sr_it_per_s=1e3 / row["sr_ms"],
+    )
+    columns = ["model", "input", "batch", "dtype", "device", "plain_it_per_s", "sr_it_per_s", *TIMING_COLUMNS]
+    return {"rows": [row], "columns": columns}
+
+
+def syncs(check: Check) -> dict[str, Any]:
+    if check.device.type != "cuda":
+        return {"skipped": "needs CUDA: torch.cuda.set_sync_debug_mode counts host-device synchronisations"}
+    data = write_cifar100(check.scratch / "cifar-syncs", 2048, 256)
+    counts = {}
+    for images in (512, 2048):  # 4 and 16 steps of 128: the difference is what steps cost
+        line = "train cifar100 --quiet --set model=resnet18_cifar --set sr_stage=3 --set epochs=1"
+        line += f" --set val_fraction=0 --set limit_train={images} --set limit_test=256"
+        args = line.split() + ["--data", str(data), "--out", str(check.scratch / f"syncs{images}")]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    assert srblock_main(args) == 0
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        found = [w for w in caught if "synchroniz" in str(w.message)]
+        counts[images] = {
+            "syncs": len(found),
+            "where": sorted({f"{Path(w.filename).name}:{w.lineno}" for w in found}),
+        }
+    per_step = (counts[2048]["syncs"] - counts[512]["syncs"]) / ((2048 - 512) / 128)
+    return {"syncs_per_training_step": per_step, "runs": counts}
+
+
+def jpeg_decode(check: Check) -> dict[str, Any]:
+    count, workers, batch = (32, [0], 8) if check.tiny else (1024, [8, 16], 64)
+    train, _ = load_imagenet(write_jpegs(check.scratch / "jpegs", count))
+    transform = imagenet_transform(True, 224)
+    rows = []
+    for n in workers:
+        loader = make_file_loader(
+            train.with_transform(transform), batch_size=batch, train=True, seed=0, num_workers=n
+        )
+        ips = images_per_second(loader, device=check.device)
+        rows.append({"pipeline": "decode + augment in workers", "workers": n, "images_per_s": ips})
+    loader = make_file_loader(
+        train.with_transform(None, encoded=True),
+        batch_size=batch,
+        train=True,
+        seed=0,
+        num_workers=workers[0],
+        collate_fn=collate_encoded,
+    )
+    ips = images_per_second(loader, transform, check.device)
+    where = f"workers read bytes, batch decode + augment on {check.device.type}"
+    rows.append({"pipeline": where, "workers": workers[0], "images_per_s": ips})
+    return {"rows": rows, "images": count, "batch": batch}
+
+
+def cuda_tests(check: Check) -> dict[str, Any]:
+    """pytest -m cuda, verbose, into a log beside the report; a timeout keeps what finished."""
+    log = check.out / "cuda_tests.log"
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-v",
+        "-m",
+        "cuda",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_cuda.py",
+    ]
+    with log.open("w") as f:
+        try:
+            code = subprocess.run(
+                command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=check.timeout(300), check=False
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    outcomes: dict[str, list[str]] = {}
+    for line in log.read_text().splitlines():
+        name, _, rest = line.partition(" ")
+        if name.startswith("tests/test_cuda.py::") and rest.split()[:1]:
+            outcomes.setdefault(rest.split()[0], []).append(name.split("::", 1)[1])
+    counts = {status: len(names) for status, names in outcomes.items()}
+    if code is None or code not in (0, 5) or outcomes.get("FAILED") or outcomes.get("ERROR"):
+        ended = "timed out" if code is None else f"exit {code}"
+        raise RuntimeError(
+            f"{ended}, {counts}; failed: {outcomes.get('FAILED', []) + outcomes.get('ERROR', [])}"
+        )
+    return {"counts": counts, "log": log.name}
+
+
+SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {  # in the order they run: the most wanted first
+    "r18_throughput": r18_throughput,
+    "cuda_tests": cuda_tests,
+    "paper_overhead": paper_overhead,
+    "deeplabv3": deeplabv3,
+    "syncs": syncs,
+    "jpeg_decode": jpeg_decode,
+}
+
+
+def machine() -> dict[str, Any]:
+    import lightning
+    import timm
+    import torchvision
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return {
+        "gpu": device,
+        "cpu": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "lightning": lightning.__version__,
+    }
+
+
+def report_md(report: dict[str, Any]) -> str:
+    lines = [
+        f"# gpu_check: {report['machine']['gpu']}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Date: {report['date']}",
+        "",
+        render([report["machine"]], list(report["machine"])),
+        "",
+    ]
+    for name, section in report["sections"].items():
+        lines += [f"## {name}: {section['status']} ({section['seconds']:.0f} s)", ""]
+        if section["status"] != "ok":
+            lines += [f"    {section.get('error', section.get('reason', ''))}", ""]
+            continue
+        result = section["result"]
+        rows = result.get("rows")
+        if rows:
+            columns = result.get("columns") or [
+                c for c in rows[0] if not isinstance(rows[0][c], (list, dict))
+            ]
+            lines += [render(rows, columns), ""]
+        lines += [f"- {k}: {v}" for k, v in result.items() if k not in ("rows", "columns")] + [""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="folder for gpu_check.json and gpu_check.md")
+    p.add_argument(
+        "--tiny", action="store_true", help="every section at toy size (a CPU test in under 2 minutes)"
+    )
+    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only")
+    p.add_argument(
+        "--fail", nargs="+", choices=SECTIONS, help="make these sections fail (to test the report)"
+    )
+    p.add_argument("--budget", type=float, default=540, help="seconds for all sections (default: 540)")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "sections": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        check = Check(args, Path(tmp))
+        for name, section in SECTIONS.items():
+            if args.only and name not in args.only:
+                continue
+            started = time.time()
+            entry: dict[str, Any]
+            if check.left() < 15:
+                entry = {"status": "skipped", "reason": f"the {args.budget:.0f} s budget is spent"}
+            else:
+                try:
+                    if name in check.fail:
+                        raise RuntimeError(f"forced failure (--fail {name})")
+                    result = section(check)
+                    entry = (
+                        {"status": "skipped", "reason": result["skipped"]}
+                        if "skipped" in result
+                        else {"status": "ok", "result": result}
+                    )
+                except Exception as err:  # one failing part never stops the others
+                    entry = {
+                        "status": "failed",
+                        "error": f"{type(err).__name__}: {err}",
+                        "traceback": traceback.format_exc()[-4000:],
+                    }
+            entry["seconds"] = time.time() - started
+            report["sections"][name] = entry
+            print(f"{name}: {entry['status']} ({entry['seconds']:.0f} s)", flush=True)
+            (out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "gpu_check.md").write_text(report_md(report))
+    print(report_md(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""benchmarks/gpu_check.py: the one command that measures everything on a GPU, here at toy size."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+SECTIONS = ["r18_throughput", "cuda_tests", "paper_overhead", "deeplabv3", "syncs", "jpeg_decode"]
+
+
+def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_path):
+    command = [sys.executable, str(GPU_CHECK), "--out", str(tmp_path), "--tiny", "--fail", "deeplabv3"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert list(report["sections"]) == SECTIONS
+    assert {"gpu", "torch", "torchvision", "timm", "lightning"} <= set(report["machine"])
+    assert "--tiny" in report["command"] and report["date"].startswith("20")
+    failed = report["sections"]["deeplabv3"]
+    assert failed["status"] == "failed" and "forced failure (--fail deeplabv3)" in failed["error"]
+    for name in SECTIONS:
+        section = report["sections"][name]
+        if name == "deeplabv3":
+            continue
+        assert section["status"] in ("ok", "skipped"), (name, section)
+    throughput = report["sections"]["r18_throughput"]["result"]
+    assert [r["variant"].split(",")[0].split(" (")[0] for r in throughput["rows"]] == ["fast path"] * 2 + [
+        "DataLoader"
+    ]
+    assert all(r["train_images_per_s"] > 0 and r["200_epochs_min"] > 0 for r in throughput["rows"])
+    paper = report["sections"]["paper_overhead"]["result"]["rows"]
+    assert {r["setting"][:3] for r in paper} == {"(a)", "(b)", "(c)"} and all(r["sr_ms"] > 0 for r in paper)
+    assert all(r["images_per_s"] > 0 for r in report["sections"]["jpeg_decode"]["result"]["rows"])
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert "## deeplabv3: failed" in markdown and "## r18_throughput: ok" in markdown
