@@ -11,6 +11,9 @@ section each (a failing section records its error and the others still run):
   flip), bf16, channels_last, fused SGD; seconds per epoch from metrics.csv (validation included)
   with torch.compile on the fast path, and without compile on the fast and the DataLoader paths
   for their ratio; the 200-epoch time they imply.
+- step_throughput: the same model's training steps alone (fast path, bf16, fused SGD), eager,
+  compiled, and compiled with CUDA graphs (`mode="reduce-overhead"`): what the engine adds, and
+  what launching kernels costs.
 - paper_overhead: `srblock bench --paper` (the paper's latency settings (a), (b), (c)), float32
   and bf16 + channels_last: SR against plain interleaved, median ratio and its 95% interval.
 - deeplabv3: DeepLabv3-R50-D8 + SR training iterations at 512 x 1024, batch 2, bf16, plain and SR
@@ -51,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from imagenet_pipeline import images_per_second, write_jpegs  # noqa: E402
+from train_throughput import make_loader, train_throughput  # noqa: E402
 
 from srblock.bench import PAPER_SETTINGS, bench_pair, bench_paper  # noqa: E402
 from srblock.cli import main as srblock_main  # noqa: E402
@@ -162,6 +166,33 @@ def r18_throughput(check: Check) -> dict[str, Any]:
     slow = next(r for r in rows if r["variant"].startswith("DataLoader"))["train_images_per_s"]
     note = f"epoch seconds include the validation pass over {test_images // 2:,} images; bf16 on a GPU"
     return {"rows": rows, "fast_over_dataloader": fast / slow, "note": note}
+
+
+def step_throughput(check: Check) -> dict[str, Any]:
+    """Training steps alone (no engine: no evaluation, metrics, checkpoints), on the fast path, to tell
+    the engine's cost from the model's, and launch overhead (CUDA graphs) from arithmetic."""
+    model = "resnet10s_cifar" if check.tiny else "resnet18_cifar"
+    count, steps, warmup = (256, 4, 2) if check.tiny else (50_000, 300, 30)
+    images, labels = (
+        torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8),
+        torch.randint(0, 100, (count,)),
+    )
+    loader = make_loader("fast", images, labels, check.device, 128, 0)
+    precision = "bf16-mixed" if check.device.type == "cuda" else "32-true"
+    modes = [None] if check.tiny else [None, "default", "reduce-overhead"]
+    rows = []
+    for mode in modes:
+        ips = train_throughput(model, True, loader, check.device, steps, warmup, precision, mode)
+        rows.append(
+            {
+                "model": f"{model} + SR (3, 2)",
+                "compile": mode or "no",
+                "batch": 128,
+                "images_per_s": ips,
+                "200_epochs_min": 200 * 45_000 / ips / 60,
+            }
+        )
+    return {"rows": rows, "precision": precision}
 
 
 def paper_overhead(check: Check) -> dict[str, Any]:
@@ -305,6 +336,7 @@ def cuda_tests(check: Check) -> dict[str, Any]:
 SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {  # in the order they run: the most wanted first
     "r18_throughput": r18_throughput,
     "cuda_tests": cuda_tests,
+    "step_throughput": step_throughput,
     "paper_overhead": paper_overhead,
     "deeplabv3": deeplabv3,
     "syncs": syncs,

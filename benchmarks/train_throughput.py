@@ -77,7 +77,7 @@ def train_throughput(
     steps: int,
     warmup: int,
     precision: str,
-    compile_model: bool,
+    compile_mode: str | None,
 ) -> float:
     """Images/s of full training steps (forward, backward, SGD step) on batches from `loader`."""
     model = create_model(model_name, num_classes=100, sr_stage=3 if sr else None, sr_blocks=2)
@@ -85,7 +85,7 @@ def train_throughput(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, fused=device.type == "cuda" or None
     )
-    net = torch.compile(model) if compile_model else model
+    net = torch.compile(model, mode=compile_mode) if compile_mode else model
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     it = batches(loader, device)
 
@@ -117,7 +117,13 @@ def main() -> None:
     p.add_argument("--loader-steps", type=int, default=60)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--precision", default="auto", help="auto: bf16-mixed on cuda, 32-true on cpu")
-    p.add_argument("--compile", action="store_true", help="torch.compile the models")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        metavar="MODE",
+        help="torch.compile the models (a mode: default, reduce-overhead for CUDA graphs, max-autotune)",
+    )
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args()
     device = torch.device(args.device)

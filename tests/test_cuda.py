@@ -21,7 +21,7 @@ from srblock import create_model, list_models, sr_blocks
 from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
 from srblock.config import make_config
-from srblock.runs import read_config
+from srblock.runs import METRIC_COLUMNS, read_config
 from srblock.train import make_fabric
 from srblock.train.engine import start_run
 
@@ -42,7 +42,9 @@ def test_block_in_bf16_autocast_and_channels_last():
     reference = block(x.double().float())
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out = block(x.contiguous(memory_format=torch.channels_last))
-    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+        # the block keeps its input's dtype: float32 stays float32, a bf16 map (a conv's, under autocast) bf16
+        assert block(x.bfloat16()).dtype == torch.bfloat16
+    assert out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(block.last_weights.sum(1), torch.ones(8, device="cuda"))
     error = (out.float() - reference).norm() / reference.norm()
     assert error < 1e-2  # bf16 operands
@@ -82,7 +84,9 @@ def test_compiled_model_matches_eager():
     compiled = torch.compile(model)
     x = torch.randn(16, 3, 32, 32, device="cuda")
     with torch.no_grad():
-        torch.testing.assert_close(compiled(x), model(x), atol=1e-3, rtol=1e-3)
+        got, expected = compiled(x), model(x)
+    # both run cuDNN's convolutions in TF32 (PyTorch's default), each with its own algorithms
+    assert (got - expected).norm() / expected.norm() < 2e-3
 
 
 @pytest.mark.parametrize("loader", ["fast", "dataloader"])
@@ -139,7 +143,7 @@ def test_optimiser_state_lands_on_the_gpu_after_a_resume(cifar, tmp_path):
     fabric = make_fabric("cuda")
     cfg = read_config(folder)
     run = start_run(
-        fabric, cfg, folder, unit="epoch", lr_factor=lambda _: 1.0, columns=("epoch",), resume=True
+        fabric, cfg, folder, unit="epoch", lr_factor=lambda _: 1.0, columns=METRIC_COLUMNS, resume=True
     )
     states = [s for s in run.optimizer.state.values() if "momentum_buffer" in s]
     assert run.step == 1 and states and all(s["momentum_buffer"].device.type == "cuda" for s in states)

@@ -6,7 +6,15 @@ import sys
 from pathlib import Path
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-SECTIONS = ["r18_throughput", "cuda_tests", "paper_overhead", "deeplabv3", "syncs", "jpeg_decode"]
+SECTIONS = [
+    "r18_throughput",
+    "cuda_tests",
+    "step_throughput",
+    "paper_overhead",
+    "deeplabv3",
+    "syncs",
+    "jpeg_decode",
+]
 
 
 def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_path):
