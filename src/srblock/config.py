@@ -30,7 +30,7 @@ class TrainConfig:
 
     TASK: ClassVar[str] = "any"
     # how to run rather than what: a run may resume with others, and its config.yaml then records them
-    EXECUTION: ClassVar[tuple[str, ...]] = ("precision", "compile", "num_workers", "data_dir")
+    EXECUTION: ClassVar[tuple[str, ...]] = ("precision", "compile", "compile_mode", "num_workers", "data_dir")
 
     dataset: str = "cifar100"
     model: str = "resnet18_cifar"
@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto: bf16-mixed on a GPU, 32-true on the CPU
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode; reduce-overhead replays CUDA graphs (GPU)
     channels_last: bool = True
     num_workers: int = 2
     limit_train: int | None = None  # use only the first N training images (smoke runs)
@@ -171,6 +172,7 @@ POSITIVE = {
     "lr",
 }
 CHOICES = {
+    "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "loader": ("fast", "dataloader"),
     "precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"),
     "dataset": tuple(DATASETS),

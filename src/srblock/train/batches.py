@@ -85,6 +85,8 @@ class ClassifyBatches:
             labels = labels.to(self.device, non_blocking=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            # each batch is a step: a model compiled with CUDA graphs may reuse the last step's outputs
+            torch.compiler.cudagraph_mark_step_begin()
             yield images, labels
 
     def __len__(self) -> int:

@@ -268,7 +268,8 @@ def start_run(
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         run.step, run.best_val, run.best_step = state[unit], state["best_val"], state[f"best_{unit}"]
-    run.net, run.optimizer = fabric.setup(torch.compile(model) if cfg.compile else model, optimizer)
+    net = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
+    run.net, run.optimizer = fabric.setup(net, optimizer)
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
         run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
         run.logger = TensorBoardLogger(folder, name="tensorboard", version="")
