@@ -33,7 +33,6 @@ import dataclasses
 import io
 import json
 import os
-import pickle
 import platform
 import statistics
 import subprocess
@@ -47,11 +46,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 from imagenet_pipeline import images_per_second, write_jpegs  # noqa: E402
 from train_throughput import make_loader, train_throughput  # noqa: E402
@@ -63,6 +61,7 @@ from srblock.data.imagenet import collate_encoded, imagenet_transform, load_imag
 from srblock.registry import create_model  # noqa: E402
 from srblock.render import render  # noqa: E402
 from srblock.runs import read_metrics  # noqa: E402
+from tests.helpers import write_cifar100  # noqa: E402  (CIFAR-100's layout, synthetic images)
 
 # what a paired timing reports: both medians, the overhead and its interval, and what SR adds
 TIMING_COLUMNS = [
@@ -108,21 +107,6 @@ def run_srblock(check: Check, args: list[str], timeout: float) -> subprocess.Com
             f"srblock {' '.join(args[:2])} exited {done.returncode}: {done.stderr.strip()[-600:]}"
         )
     return done
-
-
-def write_cifar100(root: Path, train: int, test: int) -> Path:
-    """CIFAR-100's python-pickle layout with random uint8 images: speed, not accuracy."""
-    rng = np.random.default_rng(0)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, n in (("train", train), ("test", test)):
-        labels = rng.integers(0, 100, size=n)
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        with (folder / name).open("wb") as f:
-            pickle.dump({"data": data, "fine_labels": labels.tolist()}, f)
-    with (folder / "meta").open("wb") as f:
-        pickle.dump({"fine_label_names": [f"class{i}" for i in range(100)]}, f)
-    return root
 
 
 def r18_throughput(check: Check) -> dict[str, Any]:

@@ -212,3 +212,15 @@ def test_report_names_a_corrupt_result_instead_of_dropping_the_table(runs, tmp_p
     assert main(["report", str(broken / "seed0"), "--out", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "result.json is not valid JSON" in err
+
+
+def test_report_stops_on_what_it_cannot_show_instead_of_hiding_it(runs, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "r.html")]
+    assert main(["report", str(runs["sr"]), "--classes", "nosuchclass", *out]) == 2
+    assert "unknown class 'nosuchclass'" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["sr"], broken)
+    (broken / "best.ckpt").write_bytes((broken / "best.ckpt").read_bytes()[:1000])
+    assert main(["report", str(broken), *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "best.ckpt is corrupt or truncated" in err

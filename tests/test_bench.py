@@ -71,10 +71,14 @@ def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():
     assert row["sr_params"] == sum(p.numel() for p in srblock.sr_blocks(model)[0][1].parameters())
     # stage 3 is 64 x 4 x 4 at 16x16: the squeeze runs there, the 8x8 memory is pooled to and resized from it
     assert row["sr_macs"] == 2 * block_macs(64, (8, 8), 2, 8, feature_size=(4, 4))
-    train = bench_pair(model, (3, 16, 16), batch=2, repeats=2, warmup=1, train=True)
+    model.eval()
+    train = bench_pair(model, (3, 16, 16), batch=2, repeats=2, warmup=1, train=True, channels_last=True)
     assert train["mode"] == "train step"
+    assert not model.training and model.conv1.weight.is_contiguous()  # the caller's model as it was
     with pytest.raises(ValueError, match="no SR block to measure"):
         bench_pair(srblock.create_model("resnet10s_cifar"), (3, 16, 16))
+    with pytest.raises(ValueError, match="no SR block to measure"):
+        bench_onnx_pair(srblock.create_model("resnet10s_cifar"), (3, 16, 16))
 
 
 def test_bench_cli_json(capsys):

@@ -166,3 +166,13 @@ def test_segmentation_demo_tiny(tmp_path, capsys):
     assert "fcn_resnet10s + SR" in out and "test_miou" in out
     results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "demo-seg-tiny").rglob("result.json")]
     assert len(results) == 2 and sorted(r["sr_params"] > 0 for r in results) == [False, True]
+
+
+def test_runs_of_different_precisions_are_not_trained_under_one(tmp_path):
+    from srblock.cli.common import shared_precision
+    from srblock.config import make_config
+
+    cfg = make_config("fashion_mnist")
+    assert shared_precision([cfg, cfg]) == "auto"
+    with pytest.raises(ValueError, match=r"different precisions \(32-true, auto\): resume them together"):
+        shared_precision([cfg, make_config("fashion_mnist", {"precision": "32-true"})])

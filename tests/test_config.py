@@ -229,3 +229,34 @@ def test_recipe_files_and_errors(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="must hold a YAML mapping"):
         load_yaml(bad)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("runs: []\n", "runs must be a list of rows, each a mapping"),
+        ("runs: [plain]\n", "runs must be a list of rows, each a mapping"),
+        ("seeds: 3\nruns: [{name: a}]\n", "seeds must be a list of non-negative ints"),
+        ("set: [1]\nruns: [{name: a}]\n", "set must be a mapping"),
+        (
+            "runs: [{name: row a, crop_size: 64}]\n",
+            "row 'row a': crop_size does not apply to fashion_mnist runs",
+        ),
+    ],
+)
+def test_a_malformed_sweep_is_a_one_line_error_naming_its_part(tmp_path, body, message):
+    sweep = tmp_path / "mine.yaml"
+    sweep.write_text("recipe: fashion_mnist\n" + body)
+    with pytest.raises(ValueError, match=message):
+        expand_sweep(str(sweep))
+
+
+def test_deeplabv3_with_one_image_per_process_is_refused_by_the_config():
+    """Before any run of a train, sweep or demo command starts: a sweep stops before its first row."""
+    with pytest.raises(
+        ValueError, match="batch_size=1 cannot train deeplabv3_r50_d8 .*set batch_size=2 or more"
+    ):
+        make_config("cityscapes", {"batch_size": 1})
+    with pytest.raises(ValueError, match="cityscapes-table4 row 'DLv3': batch_size=1 cannot train"):
+        expand_sweep("cityscapes-table4", {"batch_size": 1})
+    assert make_config("cityscapes", {"batch_size": 1, "model": "fcn_r50_d8"}).batch_size == 1

@@ -101,20 +101,25 @@ def test_segmentation_model_exports_its_main_head(tmp_path):
     assert onnx_max_diff(model, path, (1, 64, 64), batch=1) < 1e-4
 
 
-def test_export_leaves_the_callers_model_where_it_is(tmp_path):
-    """onnx_max_diff compares on the model's own device and does not move it (meta stands in for a GPU)."""
-    model = srblock.create_model("resnet10s_cifar", sr_stage=3).eval()
+def test_export_leaves_the_callers_model_as_it_was(tmp_path):
+    """Export and check run the model in eval mode on its own device, then give it back in its mode."""
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3).train()
     path = export_onnx(model, (3, 32, 32), tmp_path / "m.onnx")
+    assert model.training
     moved = []
     original_cpu = model.cpu
     model.cpu = lambda *a, **k: moved.append(True) or original_cpu(*a, **k)
     assert onnx_max_diff(model, path, (3, 32, 32), batch=1) < 1e-4
-    assert not moved
+    assert not moved and model.training
 
 
-def test_export_errors(capsys, tmp_path):
+def test_export_errors(seg_run, capsys, tmp_path):
     assert main(["export", "--onnx", "x.onnx"]) == 2
     assert "give --model NAME" in capsys.readouterr().err
+    assert (
+        main(["export", str(seg_run), "--model", "resnet18_cifar", "--onnx", str(tmp_path / "x.onnx")]) == 2
+    )
+    assert "--model describe a new model, but a run folder's model is its own" in capsys.readouterr().err
     assert main(["export", "--model", "timm:nonexistent_net", "--onnx", "x.onnx"]) == 2
     assert "unknown timm model 'nonexistent_net'" in capsys.readouterr().err
 

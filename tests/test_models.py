@@ -289,3 +289,11 @@ def test_default_p_is_the_models_own():
 
     assert (default_sr_blocks("fcn_r50_d8"), default_sr_blocks("deeplabv3_r50_d8")) == (3, 2)
     assert default_sr_blocks("resnet18_cifar") == default_sr_blocks("timm:resnet18") == 4
+
+
+def test_a_builder_annotated_with_a_class_defined_later_still_registers():
+    def _forward_ref_net(**kwargs: object) -> "NotYetDefined":  # noqa: F821
+        return nn.Linear(2, 2)
+
+    register_model(_forward_ref_net)
+    assert isinstance(create_model("_forward_ref_net"), nn.Linear)

@@ -115,9 +115,16 @@ def test_a_run_folder_written_before_configs_were_split_still_loads(tmp_path):
     (folder / "config.yaml").write_text(LEGACY_CONFIG + "warmup: 5\n")
     with pytest.raises(ValueError, match="config.yaml: unknown key 'warmup'"):
         read_config(folder)
-    (folder / "config.yaml").write_text("- a list\n")
-    with pytest.raises(ValueError, match="config.yaml is not a run's config"):
-        read_config(folder)
+    for text, message in [
+        ("- a list\n", "is not a run's config"),
+        ("", "is not a run's config"),
+        ("model: [1, 2\n", "is not valid YAML"),
+        (b"\xff\xfe", "is not valid YAML"),
+    ]:
+        path = folder / "config.yaml"
+        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+        with pytest.raises(ValueError, match=f"config.yaml {message}"):
+            read_config(folder)
 
 
 def test_config_yaml_holds_the_runs_own_fields_and_its_data_folder(tmp_path):
@@ -134,6 +141,11 @@ def test_config_yaml_holds_the_runs_own_fields_and_its_data_folder(tmp_path):
     claim_run_dir(folder, moved)
     assert read_config(folder).data_dir == str(tmp_path / "elsewhere")
     assert unfinished_runs(tmp_path / "runs") == [folder] and not finished(folder, cfg)
+    # a resume that names no data folder goes on with the remembered one
+    assert claim_run_dir(folder, dataclasses.replace(cfg, data_dir=None)).data_dir == str(
+        tmp_path / "elsewhere"
+    )
+    assert read_config(folder).data_dir == str(tmp_path / "elsewhere")
     # so may its precision (how it runs, not what it computes); config.yaml says what it runs with now
     claim_run_dir(folder, dataclasses.replace(moved, precision="bf16-mixed"))
     assert read_config(folder).precision == "bf16-mixed" and "precision" not in cfg.identity()

@@ -126,6 +126,11 @@ def _step_fn(
     return step
 
 
+def _require_sr(model: nn.Module) -> None:
+    if not sr_blocks(model):
+        raise ValueError("the model has no SR block to measure: give --sr-stage M")
+
+
 def bench_pair(
     model_sr: nn.Module,
     input_size: tuple[int, int, int],
@@ -138,11 +143,11 @@ def bench_pair(
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """The model with its SR blocks against a copy without them: latency, MACs, parameters."""
-    if not sr_blocks(model_sr):
-        raise ValueError("the model has no SR block to measure: give --sr-stage M")
+    """The model with its SR blocks against a copy without them: latency, MACs, parameters. Both
+    are copies: the caller's model keeps its device, memory format and mode."""
+    _require_sr(model_sr)
     device = torch.device(device)
-    model_sr = model_sr.to(device)
+    model_sr = copy.deepcopy(model_sr).to(device)
     plain = remove_sr(copy.deepcopy(model_sr))
     macs_sr, macs_plain = count_macs(model_sr, input_size, batch), count_macs(plain, input_size, batch)
     if channels_last:
@@ -182,6 +187,7 @@ def bench_onnx_pair(
 ) -> dict[str, Any]:
     """The model with its SR blocks against a copy without them, both exported to ONNX and run by
     onnxruntime on the CPU, interleaved."""
+    _require_sr(model_sr)
     plain = remove_sr(copy.deepcopy(model_sr))
     with tempfile.TemporaryDirectory() as tmp:
         sessions = [

@@ -21,7 +21,7 @@ from torch import nn
 
 from .data import DATASETS
 from .recipes import load_yaml
-from .registry import create_model, default_sr_blocks
+from .registry import create_model, default_sr_blocks, min_train_batch
 
 
 @dataclass
@@ -293,6 +293,12 @@ def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "ref
             f"({cls.TASK}); their keys: {', '.join(_fields(cls))}"
         )
     values = {k: v for k, v in values.items() if k in own}
+    model, batch = values.get("model", cls.model), values.get("batch_size", cls.batch_size)
+    if batch < min_train_batch(model):
+        raise ValueError(
+            f"{source}: batch_size={batch} cannot train {model} (per process): its image-pooling "
+            f"BatchNorm sees one value per channel; set batch_size={min_train_batch(model)} or more"
+        )
     if values.get("sr_stage") is None:
         values["sr_blocks"] = None  # no SR block: no P
     elif values.get("sr_blocks") is None:
@@ -312,9 +318,13 @@ def recipe_values(recipe: str) -> dict[str, Any]:
     return values
 
 
-def make_config(recipe: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A recipe with overrides applied on top (both already checked by set_value)."""
-    return build_config({**recipe_values(recipe), **(overrides or {})}, f"recipe {recipe} with its overrides")
+def make_config(
+    recipe: str, overrides: dict[str, Any] | None = None, source: str | None = None
+) -> TrainConfig:
+    """A recipe with overrides applied on top (both already checked by set_value); `source` names
+    where the overrides come from in an error (default: the recipe)."""
+    values = {**recipe_values(recipe), **(overrides or {})}
+    return build_config(values, source or f"recipe {recipe} with its overrides")
 
 
 def with_seeds(cfg: TrainConfig, seeds: list[int] | None) -> list[TrainConfig]:

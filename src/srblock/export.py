@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -24,6 +25,17 @@ class _MainOutput(nn.Module):
         return main_output(self.model(x))
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode inside; in the mode it was in before afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def export_onnx(
     model: nn.Module,
     input_size: tuple[int, int, int],
@@ -40,7 +52,6 @@ def export_onnx(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
     # a dynamic batch is traced at batch 2: torch.export specialises a size-1 dimension
     x = torch.randn(
         max(batch, 2) if dynamic_batch else batch, *input_size, device=next(model.parameters()).device
@@ -48,7 +59,8 @@ def export_onnx(
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     tmp = path.with_name(f".{path.name}.tmp")  # a failed export leaves an existing file as it was
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps
+        # the exporter narrates its steps; the caller's model is back in its own mode afterwards
+        with contextlib.redirect_stdout(io.StringIO()), evaluating(model):
             torch.onnx.export(
                 _MainOutput(model).eval(),
                 (x,),
@@ -86,6 +98,7 @@ def onnx_max_diff(
     """Largest |onnxruntime - PyTorch| over the outputs for random inputs of `batch` images."""
     x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(seed))
     (out,) = onnx_session(path).run(None, {"x": x.numpy()})
-    device = next(model.parameters()).device  # the caller's model stays where it is
-    reference = _MainOutput(model.eval())(x.to(device)).cpu()
+    device = next(model.parameters()).device  # the caller's model stays where it is, in its mode
+    with evaluating(model):
+        reference = _MainOutput(model)(x.to(device)).cpu()
     return float((torch.from_numpy(out) - reference).abs().max())

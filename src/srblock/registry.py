@@ -35,7 +35,10 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     name = fn.__name__
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered; choose another function name")
-    returned = typing.get_type_hints(fn).get("return")
+    try:
+        returned = typing.get_type_hints(fn).get("return")
+    except NameError:  # a class the annotation names is not defined yet: check against the builder
+        returned = None
     _MODELS[name] = fn
     _MODEL_CLASSES[name] = (
         returned if isinstance(returned, type) and issubclass(returned, nn.Module) else None
@@ -165,9 +168,21 @@ def create_model(
 
 
 @functools.cache
+def _on_meta(name: str) -> nn.Module:
+    """A model built on the meta device (no memory, no weights), to read facts off."""
+    with torch.device("meta"):
+        return create_model(name)
+
+
 def default_sr_blocks(name: str) -> int:
     """The P a model takes when none is given: its own choice (the paper's, for the segmentation
-    models), else 4. Read off a copy built on the meta device, which costs no memory."""
-    with torch.device("meta"):
-        model = create_model(name)
-    return int(getattr(model, "sr_default_blocks", DEFAULT_MEMORY_BLOCKS))
+    models), else 4."""
+    return int(getattr(_on_meta(name), "sr_default_blocks", DEFAULT_MEMORY_BLOCKS))
+
+
+def min_train_batch(name: str) -> int:
+    """Images per process a model needs to train: 2 where a BatchNorm follows a global pooling (the
+    image-pooling branch of DeepLabv3's ASPP), which normalises over the batch alone; else 1."""
+    from torchvision.models.segmentation.deeplabv3 import ASPPPooling
+
+    return 2 if any(isinstance(m, ASPPPooling) for m in _on_meta(name).modules()) else 1

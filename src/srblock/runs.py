@@ -47,10 +47,17 @@ def write_text_atomic(path: Path, text: str) -> None:
 def read_config(folder: Path) -> TrainConfig:
     """The config a run folder was started with (also one written before configs were split by task)."""
     path = Path(folder) / CONFIG_FILE
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        reason = str(err).strip().splitlines()[0]
         raise ValueError(
-            f"{path} is not a run's config (a YAML mapping of key: value): delete that run folder"
+            f"{path} is not valid YAML ({reason}): restore it or delete that run folder"
+        ) from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(
+            f"{path} is not a run's config (a YAML mapping of key: value): "
+            "restore it or delete that run folder"
         )
     values: dict[str, Any] = {}
     for key, value in data.items():
@@ -78,14 +85,18 @@ def finished(folder: Path, cfg: TrainConfig) -> bool:
     return _same_run(Path(folder), cfg) is not None and is_finished(folder)
 
 
-def claim_run_dir(folder: Path, cfg: TrainConfig) -> None:
+def claim_run_dir(folder: Path, cfg: TrainConfig, write: bool = True) -> TrainConfig:
     """Writes config.yaml in a new run folder; an existing folder must hold the same configuration
-    (how it runs, e.g. its precision or where its data lies, may change: config.yaml records it)."""
+    (how it runs, e.g. its precision or where its data lies, may change: config.yaml records it).
+    Returns the config the run goes on with: without a data folder of its own, the one the run
+    remembers. With `write=False` (the other processes of a distributed run) it only checks."""
     old = _same_run(folder, cfg)
-    if old is not None and old == cfg:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    if old is not None and cfg.data_dir is None:
+        cfg = dataclasses.replace(cfg, data_dir=old.data_dir)
+    if write and old != cfg:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    return cfg
 
 
 class MetricsLog:

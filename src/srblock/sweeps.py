@@ -49,15 +49,26 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
     data = load_yaml(sweep)
     if "runs" not in data or "recipe" not in data:
         raise ValueError(f"{sweep} is a recipe, not a sweep: run it with `srblock train {sweep}`")
-    seeds = tuple(data.get("seeds", [0, 1, 2, 3, 4]))
+    runs, shared, seeds = data["runs"], data.get("set", {}), data.get("seeds", [0, 1, 2, 3, 4])
+    if not isinstance(runs, list) or not runs or not all(isinstance(row, dict) for row in runs):
+        raise ValueError(
+            f"{sweep}: runs must be a list of rows, each a mapping (- {{name: ..., key: value}})"
+        )
+    if not isinstance(shared, dict):
+        raise ValueError(f"{sweep}: set must be a mapping of key: value")
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise ValueError(f"{sweep}: seeds must be a list of non-negative ints, e.g. [0, 1, 2], got {seeds!r}")
     rows = []
-    for index, row in enumerate(data["runs"]):
+    for index, row in enumerate(runs):
+        source = f"{sweep} row {row.get('name', index)!r}"
         values: dict[str, Any] = {}
-        for key, value in {**data.get("set", {}), **row}.items():
+        for key, value in {**shared, **row}.items():
             if key not in ROW_LABELS:
-                set_value(values, key, value, f"{sweep} row {row.get('name')!r}")
-        cfg = make_config(data["recipe"], {**values, **(overrides or {})})
+                set_value(values, key, value, source)
+        cfg = make_config(data["recipe"], {**values, **(overrides or {})}, source=source)
         rows.append(
-            SweepRow(row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, seeds)
+            SweepRow(
+                row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, tuple(seeds)
+            )
         )
     return rows

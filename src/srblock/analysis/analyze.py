@@ -26,6 +26,11 @@ from ..runs import load_splits, trained_model
 SPLITS = ("val", "test", "train")
 
 
+class NotAnalysable(ValueError):
+    """A run the analyses cannot read: one without SR blocks, or of a data set they do not read yet.
+    `srblock analyze` stops on it; `srblock report` says so on the page and goes on."""
+
+
 @dataclass
 class LoadedRun:
     folder: Path
@@ -40,7 +45,7 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
     if not isinstance(cfg, TensorsConfig):
-        raise ValueError(
+        raise NotAnalysable(
             f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
             "(data sets held in memory); ImageNet and segmentation runs are not supported yet "
             "(`srblock report RUN_DIR` shows a segmentation run's predictions)"
@@ -132,7 +137,7 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
     """Every number of the analysis, as plain lists (what weights.json etc. hold)."""
     blocks = sr_blocks(run.model)
     if not blocks:
-        raise ValueError(
+        raise NotAnalysable(
             f"{run.folder} trained {run.cfg.model} without SR blocks: nothing to analyse "
             "(train with --set sr_stage=M)"
         )

@@ -21,6 +21,7 @@ from ..runs import (
     read_result,
 )
 from . import run_analysis
+from .analyze import NotAnalysable
 from .plots import learning_curves_figure
 from .seg_examples import segmentation_examples
 
@@ -69,16 +70,11 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
         keys = [*scores, "params", "sr_params", "oh_pct", "wall_time_s", "device"]
         parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
     if (folder / CLASS_IOU_FILE).is_file():  # a segmentation run: what it predicts
-        try:
-            parts.append(
-                "<h3>Predictions</h3>"
-                + _img(segmentation_examples(folder, data_root), "test images, labels, predictions")
-            )
-        except (OSError, ValueError) as err:
-            parts.append(f"<h3>Predictions</h3><p>{html.escape(str(err))}</p>")
+        figure = segmentation_examples(folder, data_root)
+        parts.append("<h3>Predictions</h3>" + _img(figure, "test images, labels, predictions"))
     try:
         paths = run_analysis(folder, classes, per_class, split, data_root)
-    except ValueError as err:  # a run without SR blocks, or of a data set the analyses do not read: say so
+    except NotAnalysable as err:  # no SR blocks, or a data set the analyses do not read: say so
         parts.append(f"<h3>Analyses</h3><p>{html.escape(str(err))}</p>")
         return "\n".join(parts)
     ablation = json.loads(paths["ablation.json"].read_text())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 from torch import nn
 
-from ..config import CHOICES, key_groups, parse_hw, parse_set
+from ..config import CHOICES, TrainConfig, key_groups, parse_hw, parse_set
 from ..insert import add_sr
 from ..registry import create_model
 
@@ -72,6 +73,17 @@ def training_overrides(args: argparse.Namespace) -> dict:
     if args.data:
         overrides["data_dir"] = str(Path(args.data).expanduser().resolve())
     return overrides
+
+
+def shared_precision(configs: Iterable[TrainConfig]) -> str:
+    """The precision of a command's runs: one Fabric trains them all, so they must agree."""
+    found = sorted({cfg.precision for cfg in configs})
+    if len(found) > 1:
+        raise ValueError(
+            f"these runs were started with different precisions ({', '.join(found)}): resume them "
+            "together with --precision P, or one recipe configuration at a time"
+        )
+    return found[0]
 
 
 def stage_arg(text: str) -> int | str:

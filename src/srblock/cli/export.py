@@ -38,6 +38,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.run_dir:
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in ("model", "num_classes", "attn", "sr_stage", "sr_blocks", "size")
+            if getattr(args, k) is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{' '.join(given)} describe a new model, but a run folder's model is its own: "
+                "give a run folder or --model, not both"
+            )
         model, _, input_size = trained_model(args.run_dir)
     else:
         model, input_size = build_from_args(args)

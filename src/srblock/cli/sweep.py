@@ -8,7 +8,7 @@ from pathlib import Path
 from ..recipes import group_name
 from ..runs import finished, run_dir
 from ..sweeps import expand_sweep
-from .common import add_training_args, training_overrides
+from .common import add_training_args, shared_precision, training_overrides
 
 EPILOG = """\
 examples:
@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         for row in rows
         for cfg in row.configs(args.seeds)
     ]
-    fabric = make_fabric(args.accelerator, args.devices, args.num_nodes, jobs[0][0].precision)
+    fabric = make_fabric(
+        args.accelerator, args.devices, args.num_nodes, shared_precision(c for c, _, _ in jobs)
+    )
     done = 0
     for cfg, folder, extra in jobs:
         if finished(folder, cfg):

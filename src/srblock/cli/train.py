@@ -11,7 +11,7 @@ from ..recipes import group_name
 from ..render import render
 from ..results import METRICS
 from ..runs import finished, read_config, run_dir, unfinished_runs
-from .common import add_training_args, training_overrides
+from .common import add_training_args, shared_precision, training_overrides
 
 EPILOG = """\
 examples:
@@ -56,14 +56,13 @@ def run(args: argparse.Namespace) -> int:
         if not folders:
             print(f"nothing to resume under {Path(args.out) / group}")
             return 0
-        how = {
-            k: v for k, v in overrides.items() if k in ("precision", "data_dir")
-        }  # --precision, --data: how to run
+        # --precision and --data say how to run them; what they compute stays their config's
+        how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir")}
         jobs = [(dataclasses.replace(read_config(f), **how), f) for f in folders]
     else:
         base = make_config(args.recipe, overrides)
         jobs = [(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
-    fabric = make_fabric(args.accelerator, args.devices, args.num_nodes, jobs[0][0].precision)
+    fabric = make_fabric(args.accelerator, args.devices, args.num_nodes, shared_precision(c for c, _ in jobs))
     rows = []
     for cfg, folder in jobs:
         if finished(folder, cfg):

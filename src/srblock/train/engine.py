@@ -19,7 +19,6 @@ import torch
 from lightning.fabric import Fabric
 from lightning.fabric.loggers import TensorBoardLogger
 from torch import nn
-from torchvision.models.segmentation.deeplabv3 import ASPPPooling
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_atomic, set_rng_state, training_state
@@ -84,15 +83,6 @@ def device_name(fabric: Fabric) -> str:
     if fabric.device.type == "cuda":
         return torch.cuda.get_device_name(fabric.device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _refuse_unfit_batch(cfg: TrainConfig, model: nn.Module) -> None:
-    """BatchNorm after a global pooling (DeepLabv3's image-pooling branch) needs two images per process."""
-    if cfg.batch_size < 2 and any(isinstance(m, ASPPPooling) for m in model.modules()):
-        raise ValueError(
-            f"batch_size=1 cannot train {cfg.model}: the BatchNorm in its ASPP image-pooling branch sees one "
-            "value per channel; set batch_size=2 or more (it counts per process)"
-        )
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
@@ -247,14 +237,12 @@ def start_run(
     folder = Path(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
     model = build_model(cfg)
-    _refuse_unfit_batch(cfg, model)
     if (folder / LAST_CKPT).exists() and not resume:
         raise ValueError(
             f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out"
         )
     fabric.barrier()
-    if fabric.global_rank == 0:
-        claim_run_dir(folder, cfg)
+    cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)  # a resumed run keeps its data folder
     fabric.barrier()
     data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
 
