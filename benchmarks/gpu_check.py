@@ -54,7 +54,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 from imagenet_pipeline import images_per_second, write_jpegs  # noqa: E402
 from train_throughput import make_loader, train_throughput  # noqa: E402
 
-from srblock.bench import PAPER_SETTINGS, bench_pair, bench_paper  # noqa: E402
+from srblock.bench import PAPER_SETTINGS, TIMING_COLUMNS, bench_pair, bench_paper  # noqa: E402
 from srblock.cli import main as srblock_main  # noqa: E402
 from srblock.data import make_file_loader  # noqa: E402
 from srblock.data.imagenet import collate_encoded, imagenet_transform, load_imagenet  # noqa: E402
@@ -62,17 +62,6 @@ from srblock.registry import create_model  # noqa: E402
 from srblock.render import render  # noqa: E402
 from srblock.runs import read_metrics  # noqa: E402
 from tests.helpers import write_cifar100  # noqa: E402  (CIFAR-100's layout, synthetic images)
-
-# what a paired timing reports: both medians, the overhead and its interval, and what SR adds
-TIMING_COLUMNS = [
-    "plain_ms",
-    "sr_ms",
-    "overhead_pct",
-    "overhead_ci_low_pct",
-    "overhead_ci_high_pct",
-    "macs_overhead_pct",
-    "params_overhead_pct",
-]
 
 
 class Check:

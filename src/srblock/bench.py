@@ -126,6 +126,18 @@ def _step_fn(
     return step
 
 
+# what a paired timing reports: both medians, the overhead and its interval, and what SR adds
+TIMING_COLUMNS = (
+    "plain_ms",
+    "sr_ms",
+    "overhead_pct",
+    "overhead_ci_low_pct",
+    "overhead_ci_high_pct",
+    "macs_overhead_pct",
+    "params_overhead_pct",
+)
+
+
 def _require_sr(model: nn.Module) -> None:
     if not sr_blocks(model):
         raise ValueError("the model has no SR block to measure: give --sr-stage M")

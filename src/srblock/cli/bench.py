@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from ..bench import bench_onnx_pair, bench_pair, bench_paper
+from ..bench import TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
 from ..render import render
 from .common import add_model_args, build_from_args
 
@@ -30,13 +30,7 @@ COLUMNS = [
     "mode",
     "batch",
     "device",
-    "plain_ms",
-    "sr_ms",
-    "overhead_pct",
-    "overhead_ci_low_pct",
-    "overhead_ci_high_pct",
-    "macs_overhead_pct",
-    "params_overhead_pct",
+    *TIMING_COLUMNS,
     "paper_plain_ms",
     "paper_sr_ms",
     "paper_overhead_pct",
