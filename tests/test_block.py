@@ -254,3 +254,13 @@ def test_zoo_model_channels_last_and_autocast():
                 out = model(x)
             assert out.dtype == dtype
             assert nn.functional.cosine_similarity(out.float().flatten(), reference.flatten(), dim=0) > 0.99
+
+
+def test_an_unbatched_map_and_an_unknown_activation_are_refused():
+    block = make()
+    with pytest.raises(
+        ValueError, match=r"takes a batch of feature maps \(B x C x H x W\), got shape \(16, 4, 4\)"
+    ):
+        block(torch.randn(16, 4, 4))
+    with pytest.raises(ValueError, match="unknown act 'nosuchact': give an activation timm knows"):
+        make(act="nosuchact")

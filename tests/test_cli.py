@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from srblock.cli import build_parser, main
 
@@ -176,3 +177,46 @@ def test_runs_of_different_precisions_are_not_trained_under_one(tmp_path):
     assert shared_precision([cfg, cfg]) == "auto"
     with pytest.raises(ValueError, match=r"different precisions \(32-true, auto\): resume them together"):
         shared_precision([cfg, make_config("fashion_mnist", {"precision": "32-true"})])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["analyze", "x", "--per-class", "0"], "argument --per-class: must be at least 1, got 0"),
+        (["report", "x", "--per-class", "-1"], "argument --per-class: must be at least 1, got -1"),
+        (
+            ["export", "--model", "resnet10s_cifar", "--num-classes", "-3", "--onnx", "x"],
+            "--num-classes: must be at least 1",
+        ),
+        (
+            ["params", "--model", "resnet18_cifar", "--num-classes", "0"],
+            "argument --num-classes: must be at least 1",
+        ),
+        (
+            ["bench", "--model", "resnet10s_cifar", "--sr-stage", "3", "--batch", "0"],
+            "argument --batch: must be at least 1",
+        ),
+        (["bench", "--paper", "--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+        (["bench", "--paper", "--device", "tpu"], "argument --device: takes cpu or cuda (cuda:N), got 'tpu'"),
+        (["train", "fashion_mnist", "--seeds", "-1"], "argument --seeds: must be at least 0, got -1"),
+        (
+            ["train", "fashion_mnist", "--devices", "abc"],
+            "--devices takes a positive number or 'auto', got 'abc'",
+        ),
+    ],
+)
+def test_bad_numbers_and_devices_on_the_command_line_are_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")
+def test_a_gpu_asked_for_where_there_is_none(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--paper", "--device", "cuda"])
+    assert "argument --device: cuda: no CUDA GPU here; use --device cpu" in capsys.readouterr().err
+    assert main(["train", "fashion_mnist", "--accelerator", "cuda", "--set", "limit_train=10"]) == 2
+    assert "--accelerator cuda: no CUDA GPU here; use --accelerator cpu (or auto)" in capsys.readouterr().err

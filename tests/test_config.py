@@ -1,6 +1,7 @@
 """Configs from recipes and --set (checked, one class per task), the shipped recipes, and sweeps."""
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -153,8 +154,8 @@ def test_set_overrides_and_errors(tmp_path):
 @pytest.mark.parametrize(
     "item, message",
     [
-        ("iterations=0", "iterations must be positive"),
-        ("eval_interval=-5", "eval_interval must be positive"),
+        ("iterations=0", r"iterations must be in \[1, inf\), got 0"),
+        ("eval_interval=-5", r"eval_interval must be in \[1, inf\), got -5"),
         ("crop_size=512", None),
         ("crop_size=0x5", "crop_size must be HxW"),
         ("scale_range=[2.0, 0.5]", "scale_range must be"),
@@ -260,3 +261,43 @@ def test_deeplabv3_with_one_image_per_process_is_refused_by_the_config():
     with pytest.raises(ValueError, match="cityscapes-table4 row 'DLv3': batch_size=1 cannot train"):
         expand_sweep("cityscapes-table4", {"batch_size": 1})
     assert make_config("cityscapes", {"batch_size": 1, "model": "fcn_r50_d8"}).batch_size == 1
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("limit_train=0", r"limit_train must be in \[1, inf\), got 0"),
+        ("limit_test=-5", r"limit_test must be in \[1, inf\), got -5"),
+        ("gamma=0", r"gamma must be in \(0, inf\), got 0.0"),
+        ("seed=-1", r"seed must be in \[0, 4294967295\], got -1"),
+        ("crop_padding=-3", r"crop_padding must be in \[0, inf\), got -3"),
+        ("momentum=1", r"momentum must be in \[0, 1\), got 1.0"),
+        ("milestones=[10, 0]", r"milestones must be in \[1, inf\), got \[10, 0\]"),
+        ("lr=nan", "lr takes a number, got 'nan'"),
+        ("weight_decay=-1e-4", r"weight_decay must be in \[0, inf\)"),
+    ],
+)
+def test_every_number_is_checked_against_its_range(item, message):
+    with pytest.raises(ValueError, match=f"--set {re.escape(item)}: {message}"):
+        parse_set([item])
+
+
+def test_floats_as_a_user_types_them():
+    """YAML 1.1 reads 1e-3 (no dot) as a string; a number field takes it as the number it is."""
+    assert parse_set(["lr=1e-3", "weight_decay=5e-4", "min_lr=1E-6"]) == {
+        "lr": 1e-3,
+        "weight_decay": 5e-4,
+        "min_lr": 1e-6,
+    }
+
+
+@pytest.mark.parametrize(
+    "recipe, model, kind",
+    [
+        ("fashion_mnist", "fcn_resnet10s", "a segmentation model"),
+        ("cityscapes", "resnet18_cifar", "a classification model"),
+    ],
+)
+def test_a_model_of_another_task_is_refused(recipe, model, kind):
+    with pytest.raises(ValueError, match=f"{model} is {kind}, but {recipe} runs are"):
+        make_config(recipe, {"model": model})

@@ -25,8 +25,9 @@ from .helpers import write_cifar10, write_cifar100, write_cityscapes, write_fash
 
 def test_cifar10_from_pickles_warns_on_checksum(tmp_path):
     write_cifar10(tmp_path, per_batch=20, test=30)
-    with pytest.warns(UserWarning, match="does not match the official checksum; using it anyway"):
+    with pytest.warns(UserWarning, match="does not match the official checksum; using it anyway") as caught:
         info, train, test = load_dataset("cifar10", tmp_path)
+    assert caught[0].filename == str(tmp_path / "cifar-10-batches-py" / "data_batch_1")  # the user's file
     assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
     assert test.labels.shape == (30,) and train.classes[0] == "class0"
     assert info.num_classes == 10

@@ -237,3 +237,11 @@ def test_remove_sr_returns_to_plain_names_for_a_hooked_stage():
     remove_sr(model)
     assert not model.features[14]._forward_hooks
     assert model.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_an_empty_stage_name_is_refused_with_the_choices():
+    model = srblock.create_model("resnet10s_cifar")
+    with pytest.raises(
+        ValueError, match="stage is empty: give a stage number or a module name; stages are 1 = layer1"
+    ):
+        add_sr(model, " ")

@@ -71,7 +71,13 @@ class SqueezeRemember(nn.Module):
 
         self.squeeze = nn.Conv2d(channels, squeeze_channels, kernel_size=1, bias=True, **dd)
         self.fc1 = nn.Linear(squeeze_channels * height * width, hidden, **dd)
-        act_layer = get_act_layer(act) if act is not None else None
+        try:
+            act_layer = get_act_layer(act) if act is not None else None
+        except KeyError:
+            raise ValueError(
+                f"unknown act {act!r}: give an activation timm knows (relu, gelu, silu...), "
+                "a module class, or None"
+            ) from None
         self.act = act_layer() if act_layer is not None else nn.Identity()
         self.fc2 = nn.Linear(hidden, memory_blocks, **dd)
         self.memory = nn.Parameter(torch.empty(memory_blocks, channels, height, width, **dd))
@@ -118,14 +124,17 @@ class SqueezeRemember(nn.Module):
         return mix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:  # an unbatched C x H x W map would come back with a batch dimension added
+            raise ValueError(
+                f"SqueezeRemember takes a batch of feature maps (B x C x H x W), got shape {tuple(x.shape)}: "
+                "add the batch dimension (x[None])"
+            )
         if self.bypass:
             return x
         weights = self.memory_weights(x)
         if self.record_weights and not torch.compiler.is_exporting():
             self.last_weights = weights.detach()
-        channels_last = (
-            x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        )
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         return x + self.recall(weights, x.shape[-2:], channels_last).to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from torch import nn
 
 from .data import DATASETS
 from .recipes import load_yaml
-from .registry import create_model, default_sr_blocks, min_train_batch
+from .registry import create_model, default_sr_blocks, is_segmentation, min_train_batch
 
 
 @dataclass
@@ -158,18 +159,17 @@ def _fields(cls: type) -> list[str]:
 
 KEYS = tuple(dict.fromkeys(k for cls in CONFIGS for k in _fields(cls)))  # every key any run may set
 _TYPES = {k: v for cls in CONFIGS for k, v in typing.get_type_hints(cls).items() if k in KEYS}
-POSITIVE = {
-    "epochs",
-    "batch_size",
-    "eval_batch_size",
-    "iterations",
-    "eval_interval",
-    "save_interval",
-    "image_size",
-    "sr_blocks",
-    "sr_hidden",
-    "sr_squeeze",
-    "lr",
+# every numeric key's range, as an interval (a list's every item): one validation layer for all
+RANGES = {
+    **dict.fromkeys(
+        ("sr_stage", "sr_blocks", "sr_hidden", "sr_squeeze", "batch_size", "eval_batch_size"), "[1, inf)"
+    ),
+    **dict.fromkeys(("epochs", "milestones", "iterations", "eval_interval", "save_interval"), "[1, inf)"),
+    **dict.fromkeys(("limit_train", "limit_test", "image_size"), "[1, inf)"),
+    **dict.fromkeys(("lr", "gamma", "poly_power", "scale_range", "ms_scales"), "(0, inf)"),
+    **dict.fromkeys(("weight_decay", "min_lr", "aux_weight", "crop_padding", "num_workers"), "[0, inf)"),
+    **dict.fromkeys(("momentum", "val_fraction", "reg_rate"), "[0, 1)"),
+    "seed": "[0, 4294967295]",  # what numpy's generators take
 }
 CHOICES = {
     "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
@@ -219,8 +219,13 @@ def _check(value: Any, tp: Any) -> Any:
             return None
         items = [_check(v, typing.get_args(tp)[0]) for v in value]
         return None if any(i is None for i in items) else items
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            return None
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return float(value) if math.isfinite(value) else None
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp in (bool, str) and isinstance(value, tp):
@@ -230,6 +235,19 @@ def _check(value: Any, tp: Any) -> Any:
 
 def _is_optional(tp: Any) -> bool:
     return type(None) in typing.get_args(tp)
+
+
+def _check_range(key: str, value: Any, source: str) -> None:
+    """A one-line ValueError where a number (or a list's item) lies outside its key's RANGES interval."""
+    interval = RANGES.get(key)
+    if interval is None or value is None:
+        return
+    low, high = (float(bound) for bound in interval[1:-1].split(","))
+    for item in value if isinstance(value, list) else [value]:
+        above = item > low if interval[0] == "(" else item >= low
+        below = item < high if interval[-1] == ")" else item <= high
+        if not (above and below):
+            raise ValueError(f"{source}: {key} must be in {interval}, got {value!r}")
 
 
 def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None:
@@ -247,8 +265,7 @@ def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None
         raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, not null")
     if key == "crop_size":
         parse_hw(checked, f"{source}: crop_size")
-    if key in POSITIVE and checked is not None and checked <= 0:
-        raise ValueError(f"{source}: {key} must be positive, got {checked!r}")
+    _check_range(key, checked, source)
     if key == "scale_range" and (len(checked) != 2 or not 0 < checked[0] <= checked[1]):
         raise ValueError(f"{source}: scale_range must be [low, high] with 0 < low <= high, got {checked!r}")
     if key == "ms_scales" and (not checked or min(checked) <= 0):
@@ -294,6 +311,12 @@ def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "ref
         )
     values = {k: v for k, v in values.items() if k in own}
     model, batch = values.get("model", cls.model), values.get("batch_size", cls.batch_size)
+    if is_segmentation(model) != (cls is SegmentConfig):
+        kind = "a segmentation model" if is_segmentation(model) else "a classification model"
+        raise ValueError(
+            f"{source}: {model} is {kind}, but {dataset} runs are {cls.TASK}: choose a model for that task "
+            "(srblock.list_models())"
+        )
     if batch < min_train_batch(model):
         raise ValueError(
             f"{source}: batch_size={batch} cannot train {model} (per process): its image-pooling "

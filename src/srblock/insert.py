@@ -81,6 +81,10 @@ def stage_names(model: nn.Module) -> list[str]:
 def _resolve_stage(model: nn.Module, stage: int | str) -> str:
     """The module name of `stage` (1-based int, or a module name), or a ValueError naming choices."""
     if isinstance(stage, str):
+        if not stage.strip():
+            raise ValueError(
+                f"stage is empty: give a stage number or a module name; stages are {_describe_stages(model)}"
+            )
         try:
             model.get_submodule(stage)
         except AttributeError:

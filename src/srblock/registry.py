@@ -180,6 +180,16 @@ def default_sr_blocks(name: str) -> int:
     return int(getattr(_on_meta(name), "sr_default_blocks", DEFAULT_MEMORY_BLOCKS))
 
 
+def is_segmentation(name: str) -> bool:
+    """Whether a model predicts per pixel (srblock's and torchvision's segmentation models)."""
+    from .models.segmentation import SegmentationModel
+
+    model = _on_meta(name)
+    return isinstance(model, SegmentationModel) or type(model).__module__.startswith(
+        "torchvision.models.segmentation"
+    )
+
+
 def min_train_batch(name: str) -> int:
     """Images per process a model needs to train: 2 where a BatchNorm follows a global pooling (the
     image-pooling branch of DeepLabv3's ASPP), which normalises over the batch alone; else 1."""

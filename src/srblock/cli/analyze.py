@@ -6,6 +6,7 @@ import argparse
 
 from ..analysis import run_analysis
 from ..analysis.analyze import SPLITS
+from .common import at_least
 
 EPILOG = """\
 Writes RUN_DIR/analysis/: weights.json and weights_<stage>.png (mean ± std softmax weight of every
@@ -36,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="C",
         help="class names or indices (default: five spread over the labels)",
     )
-    p.add_argument("--per-class", type=int, default=50, metavar="N", help="images per class (default: 50)")
+    p.add_argument(
+        "--per-class", type=at_least(1), default=50, metavar="N", help="images per class (default: 50)"
+    )
     p.add_argument("--split", choices=SPLITS, default="val", help="which images (default: val)")
     p.add_argument("--data", metavar="DIR", help="the data folder the run was trained from")
     p.set_defaults(run=run)

@@ -9,7 +9,7 @@ import torch
 
 from ..bench import TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
 from ..render import render
-from .common import add_model_args, build_from_args
+from .common import add_model_args, at_least, build_from_args, device_arg
 
 EPILOG = """\
 Both models run interleaved in one process (A B B A ..., after a warm-up, CUDA synchronised);
@@ -47,11 +47,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--paper", action="store_true", help="the paper's three settings (its section III-E)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    p.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
+    p.add_argument(
+        "--device",
+        type=device_arg,
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda",
+    )
+    p.add_argument("--batch", type=at_least(1), default=1, help="images per call (default: 1)")
     p.add_argument("--train", action="store_true", help="time a training step instead of inference")
-    p.add_argument("--repeats", type=int, default=50, metavar="N", help="timed pairs (default: 50)")
-    p.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed pairs first (default: 5)")
+    p.add_argument("--repeats", type=at_least(1), default=50, metavar="N", help="timed pairs (default: 50)")
+    p.add_argument(
+        "--warmup", type=at_least(0), default=5, metavar="N", help="untimed pairs first (default: 5)"
+    )
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--onnx", action="store_true", help="time the ONNX exports with onnxruntime (CPU) instead")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from torch import nn
@@ -11,6 +12,32 @@ from torch import nn
 from ..config import CHOICES, TrainConfig, key_groups, parse_hw, parse_set
 from ..insert import add_sr
 from ..registry import create_model
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def device_arg(text: str) -> str:
+    """--device: cpu, or cuda (cuda:N) where there is a GPU."""
+    import torch
+
+    if text != "cpu" and not re.fullmatch(r"cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"takes cpu or cuda (cuda:N), got {text!r}")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU here; use --device cpu")
+    return text
 
 
 def devices_arg(text: str) -> int | str:
@@ -32,7 +59,7 @@ def add_device_args(p: argparse.ArgumentParser, several: bool = True) -> None:
             default=1,
             help="devices per node: a number, or 'auto' (default: 1)",
         )
-        g.add_argument("--num-nodes", type=int, default=1, metavar="N", help="nodes (default: 1)")
+        g.add_argument("--num-nodes", type=at_least(1), default=1, metavar="N", help="nodes (default: 1)")
     p.set_defaults(devices=1, num_nodes=1)
 
 
@@ -46,7 +73,7 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
     p.add_argument(
         "--out", metavar="DIR", default=out_default, help=f"where run folders go (default: {out_default})"
     )
-    p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="train once per seed")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", metavar="S", help="train once per seed")
     p.add_argument(
         "--set",
         dest="sets",
@@ -102,15 +129,17 @@ def size_arg(text: str) -> tuple[int, int]:
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model and the SR/attention flags of `bench` and `export`."""
     p.add_argument("--model", metavar="NAME", help="a zoo model, or tv:NAME (torchvision) or timm:NAME")
-    p.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the model's)")
+    p.add_argument("--num-classes", type=at_least(1), metavar="N", help="classes (default: the model's)")
     p.add_argument("--attn", choices=("se", "cbam"), help="SE or CBAM in every block (zoo models)")
     p.add_argument(
         "--sr-stage", type=stage_arg, metavar="M", help="SR block after stage M (a number or a module name)"
     )
     p.add_argument(
-        "--sr-blocks", type=int, metavar="P", help="memory blocks (default: the model's own, else 4)"
+        "--sr-blocks", type=at_least(1), metavar="P", help="memory blocks (default: the model's own, else 4)"
     )
-    p.add_argument("--sr-hidden", type=int, default=8, metavar="H", help="hidden neurons (default: 8)")
+    p.add_argument(
+        "--sr-hidden", type=at_least(1), default=8, metavar="H", help="hidden neurons (default: 8)"
+    )
     p.add_argument(
         "--size",
         type=size_arg,

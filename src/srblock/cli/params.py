@@ -7,7 +7,7 @@ import argparse
 from ..models.layers import ATTN_LAYERS, REG_LAYERS
 from ..params import PARAM_COLUMNS, TABLE_COLUMNS, TABLES, param_count, table_rows
 from ..render import FORMATS, render
-from .common import stage_arg
+from .common import at_least, stage_arg
 
 EPILOG = """\
 OH is the paper's: parameters added to the plain model (attention and SR together), in % of it.
@@ -33,19 +33,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--model", metavar="NAME", help="a model of `srblock.list_models()`")
     what.add_argument("--table", choices=TABLES, help="the paper's tables for this data set")
-    p.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the model's)")
-    p.add_argument("--in-chans", type=int, metavar="N", help="input channels (default: 3)")
+    p.add_argument("--num-classes", type=at_least(1), metavar="N", help="classes (default: the model's)")
+    p.add_argument("--in-chans", type=at_least(1), metavar="N", help="input channels (default: 3)")
     p.add_argument("--attn", choices=[a for a in ATTN_LAYERS if a], help="SE or CBAM in every block")
     p.add_argument("--reg", choices=[r for r in REG_LAYERS if r], help="regulariser (adds no parameters)")
     p.add_argument("--sr-stage", type=stage_arg, metavar="M", help="put an SR block after stage M")
     p.add_argument(
-        "--sr-blocks", type=int, metavar="P", help="memory blocks (default: the model's own, else 4)"
+        "--sr-blocks", type=at_least(1), metavar="P", help="memory blocks (default: the model's own, else 4)"
     )
-    p.add_argument("--sr-hidden", type=int, default=8, metavar="H", help="hidden neurons (default: 8)")
-    p.add_argument("--sr-squeeze", type=int, default=1, metavar="CS", help="squeezed channels (default: 1)")
+    p.add_argument(
+        "--sr-hidden", type=at_least(1), default=8, metavar="H", help="hidden neurons (default: 8)"
+    )
+    p.add_argument(
+        "--sr-squeeze", type=at_least(1), default=1, metavar="CS", help="squeezed channels (default: 1)"
+    )
     p.add_argument(
         "--input-size",
-        type=int,
+        type=at_least(1),
         nargs=3,
         metavar=("C", "H", "W"),
         help="input size that sizes the memory (default: the model's, 3 32 32 for CIFAR models)",

@@ -6,6 +6,7 @@ import argparse
 
 from ..analysis.analyze import SPLITS
 from ..analysis.report import write_report
+from .common import at_least
 
 EPILOG = """\
 The page needs no network: every figure is embedded. It holds each run's config, learning
@@ -29,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding runs")
     p.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/report.html of the first)")
     p.add_argument("--classes", nargs="+", metavar="C", help="class names or indices (default: five spread)")
-    p.add_argument("--per-class", type=int, default=50, metavar="N", help="images per class (default: 50)")
+    p.add_argument(
+        "--per-class", type=at_least(1), default=50, metavar="N", help="images per class (default: 50)"
+    )
     p.add_argument("--split", choices=SPLITS, default="val")
     p.add_argument("--data", metavar="DIR", help="the data folder the runs were trained from")
     p.set_defaults(run=run)

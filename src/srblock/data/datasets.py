@@ -90,9 +90,9 @@ def _cifar(
             )
         for name, md5 in train_files + test_files:
             if _md5(folder / name) != md5:
-                warnings.warn(
-                    f"{folder / name} does not match the official checksum; using it anyway", stacklevel=2
-                )
+                # the warning points at the user's file, not at this line
+                message = f"{folder_name}/{name} does not match the official checksum; using it anyway"
+                warnings.warn_explicit(message, UserWarning, filename=str(folder / name), lineno=0)
         classes = tuple(_read_pickle(folder / meta_file)[names_key])
 
         def read(files: list[tuple[str, str]]) -> ImageSet:

@@ -50,6 +50,10 @@ def make_fabric(
     accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, precision: str = "auto"
 ) -> Fabric:
     """A launched Fabric: one process per device (DDP) when there are several devices or nodes."""
+    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise ValueError(f"--accelerator {accelerator}: no CUDA GPU here; use --accelerator cpu (or auto)")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--accelerator mps: no Apple GPU here; use --accelerator cpu (or auto)")
     several = num_nodes > 1 or devices == "auto" or int(devices) > 1
     fabric = Fabric(
         accelerator=accelerator,
