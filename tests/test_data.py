@@ -1,6 +1,11 @@
 """The data sets (CIFAR, Fashion-MNIST, ImageNet and Cityscapes folders, the demo's canvases), their
 transforms, and the loaders (the fast path, DataLoaders, resumable sampling)."""
 
+import gzip
+import os
+import pickle
+
+import numpy as np
 import pytest
 import torch
 
@@ -316,3 +321,95 @@ def test_epoch_and_item_seeds_differ_by_seed_epoch_and_stream():
     assert len(seeds) == 30
     items = {item_seed(s, e, i) for s in range(3) for e in range(3) for i in range(100)}
     assert len(items) == 900 and item_seed(1, 2, 3) == epoch_seed(1, 2, stream=1) * 10_000_019 + 3
+
+
+# --- data that lies, breaks or attacks ---
+
+
+class _RunsCode:
+    """A pickled object that would run a command when unpickled by pickle.load."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize(
+    "file, content, message",
+    [
+        (
+            "batches.meta",
+            lambda m: pickle.dumps({"label_names": _RunsCode(m)}),
+            "names posix.system, which no CIFAR",
+        ),
+        (
+            "batches.meta",
+            lambda m: pickle.dumps({"label_names": ["a"] * 9}),
+            "names 9 classes in 'label_names', not 10",
+        ),
+        ("batches.meta", lambda m: pickle.dumps({"names": ["a"] * 10}), "has no 'label_names' entry"),
+        ("data_batch_2", lambda m: b"", "is not a readable CIFAR python pickle"),
+        ("data_batch_2", lambda m: bytes(range(256)) * 4, "is not a CIFAR python pickle"),
+        ("data_batch_2", lambda m: pickle.dumps([1, 2]), "holds a list, not the dict of a CIFAR file"),
+        (
+            "data_batch_2",
+            lambda m: pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "labels": [0] * 3}),
+            "holds 4 images but 3 labels",
+        ),
+        (
+            "data_batch_2",
+            lambda m: pickle.dumps({"data": np.full((2, 3072), 300), "labels": [0, 1]}),
+            "holds pixel values outside 0..255",
+        ),
+        (
+            "test_batch",
+            lambda m: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [3, 57]}),
+            r"holds labels outside 0..9 \(found 3..57\)",
+        ),
+    ],
+)
+def test_cifar_files_that_lie_break_or_attack_are_refused_by_name(tmp_path, file, content, message):
+    write_cifar10(tmp_path, per_batch=5, test=5)
+    marker = tmp_path / "ran"
+    (tmp_path / "cifar-10-batches-py" / file).write_bytes(content(str(marker)))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=f"{file} {message}|{file} .*{message}"):
+        load_dataset("cifar10", tmp_path)
+    assert not marker.exists()  # the hostile pickle ran nothing
+
+
+def test_cifar_files_with_bytes_keys_and_names_load(tmp_path):
+    """Pickles written by Python 2 carry bytes; their keys and names are read as text."""
+    write_cifar10(tmp_path, per_batch=5, test=5)
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}))
+    with pytest.warns(UserWarning):
+        _, train, _ = load_dataset("cifar10", tmp_path)
+    assert train.classes[3] == "c3"
+
+
+@pytest.mark.parametrize(
+    "file, damage, message",
+    [
+        ("train-images-idx3-ubyte.gz", lambda raw: raw[:-7], "is not a readable gzip file"),
+        ("train-images-idx3-ubyte.gz", lambda raw: b"", "is not an IDX file of unsigned bytes"),
+        ("train-labels-idx1-ubyte.gz", lambda raw: gzip.compress(gzip.decompress(raw)[:-3]), "is truncated"),
+        (
+            "t10k-labels-idx1-ubyte.gz",
+            lambda raw: gzip.compress(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + b"\x01\x02\x03"),
+            "holds 3 labels for the 5 images",
+        ),
+        (
+            "t10k-labels-idx1-ubyte.gz",
+            lambda raw: gzip.compress(b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"\x01\x0c\x00\x00\x00"),
+            r"holds labels outside 0..9 \(max 12\)",
+        ),
+    ],
+)
+def test_fashion_mnist_files_that_lie_or_break_are_refused_by_name(tmp_path, file, damage, message):
+    folder = write_fashion_mnist(tmp_path, train=5, test=5)
+    path = folder / file
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=f"{file} {message}"):
+        load_dataset("fashion_mnist", folder)

@@ -8,9 +8,7 @@ as uint8 tensors N x C x H x W; the loaders normalise and augment batches from t
 from __future__ import annotations
 
 import gzip
-import hashlib
-import pickle
-import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import cifar
 from .canvas import canvas_split
 from .cityscapes import CITYSCAPES_MEAN, CITYSCAPES_STD, load_cityscapes
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, load_imagenet
@@ -55,15 +54,6 @@ class DatasetInfo:
     ignore_index: int | None = None  # segmentation: the label that marks pixels not scored
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def _read_pickle(path: Path) -> dict:
-    with path.open("rb") as f:
-        return pickle.load(f, encoding="latin1")
-
-
 def _cifar(
     folder_name: str,
     train_files: list[tuple[str, str]],
@@ -71,6 +61,7 @@ def _cifar(
     meta_file: str,
     label_key: str,
     names_key: str,
+    num_classes: int,
     url: str,
 ) -> Callable[[Path | None], tuple[ImageSet, ImageSet]]:
     """A loader for one CIFAR layout; the md5 lists are torchvision's (a mismatch only warns)."""
@@ -89,23 +80,12 @@ def _cifar(
                 f"download {url} and unpack it into {Path(root).expanduser()}"
             )
         for name, md5 in train_files + test_files:
-            if _md5(folder / name) != md5:
-                # the warning points at the user's file, not at this line
-                message = f"{folder_name}/{name} does not match the official checksum; using it anyway"
-                warnings.warn_explicit(message, UserWarning, filename=str(folder / name), lineno=0)
-        classes = tuple(_read_pickle(folder / meta_file)[names_key])
+            cifar.warn_on_checksum(folder / name, md5, f"{folder_name}/{name}")
+        classes = cifar.read_names(folder / meta_file, names_key, num_classes)
 
         def read(files: list[tuple[str, str]]) -> ImageSet:
-            batches = [_read_pickle(folder / name) for name, _ in files]
-            try:
-                data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
-                labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
-            except KeyError as err:
-                raise ValueError(
-                    f"{folder} holds a batch file without {err}: it is not a {folder_name} folder"
-                ) from None
-            images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
-            return ImageSet(images, torch.from_numpy(labels), classes)
+            batches = [cifar.read_batch(folder / name, label_key, num_classes) for name, _ in files]
+            return ImageSet(torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]), classes)
 
         return read(train_files), read(test_files)
 
@@ -116,15 +96,34 @@ def _read_idx(path: Path) -> torch.Tensor:
     """An IDX file (the MNIST format), gzipped or not, as a uint8 tensor of its dimensions."""
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[2] != 0x08:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"{path} is not a readable gzip file ({err})") from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
+    data = np.frombuffer(raw, dtype=np.uint8, offset=min(len(raw), 4 + 4 * ndim))
+    if len(raw) < 4 + 4 * ndim or data.size != int(np.prod(dims)):
         raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
     return torch.from_numpy(data.reshape(dims).copy())
+
+
+def _idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST images (N x 1 x 28 x 28) and their labels (N), checked against each other."""
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise ValueError(f"{images_path} holds images of shape {tuple(images.shape)}, not N x 28 x 28")
+    if labels.dim() != 1 or len(labels) != len(images):
+        raise ValueError(
+            f"{labels_path} holds {labels.numel()} labels for the {len(images)} images of {images_path}"
+        )
+    if len(labels) and int(labels.max()) >= len(FASHION_CLASSES):
+        raise ValueError(
+            f"{labels_path} holds labels outside 0..{len(FASHION_CLASSES) - 1} (max {int(labels.max())})"
+        )
+    return images[:, None], labels.long()
 
 
 FASHION_CLASSES = (
@@ -161,10 +160,9 @@ def _load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
     for folder in candidates:
         paths = [find(folder, name) for name in names]
         if all(paths):
-            train_x, train_y, test_x, test_y = (_read_idx(p) for p in paths)
             return (
-                ImageSet(train_x[:, None], train_y.long(), FASHION_CLASSES),
-                ImageSet(test_x[:, None], test_y.long(), FASHION_CLASSES),
+                ImageSet(*_idx_pair(paths[0], paths[1]), FASHION_CLASSES),
+                ImageSet(*_idx_pair(paths[2], paths[3]), FASHION_CLASSES),
             )
     where = " or ".join(str(c) for c in candidates)
     raise FileNotFoundError(
@@ -205,6 +203,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "batches.meta",
             "labels",
             "label_names",
+            10,
             _CIFAR10_URL,
         ),
     ),
@@ -221,6 +220,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "meta",
             "fine_labels",
             "fine_label_names",
+            100,
             _CIFAR100_URL,
         ),
     ),
