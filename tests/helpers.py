@@ -48,6 +48,12 @@ engine.Progress.update = update_then_die
 sys.exit(main(sys.argv[1:]))
 """
 
+# Runs `srblock train` and, right after training step PAUSE_AT, writes MARKER and sleeps: a run held
+# in the middle of an epoch, for a second command to meet.
+PAUSER = KILLER.replace("os.kill(os.getpid(), signal.SIGKILL)", "__import__('time').sleep(120)").replace(
+    "KILL_AT", "PAUSE_AT"
+)
+
 
 def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """The installed console script's code path, in a fresh process (as a user runs it), one thread."""

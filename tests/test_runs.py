@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
+import stat
 import subprocess
 import sys
 
@@ -16,6 +19,7 @@ from srblock.checkpoint import load_checkpoint, save_atomic
 from srblock.config import make_config, parse_set
 from srblock.runs import (
     MetricsLog,
+    RunLock,
     claim_run_dir,
     config_slug,
     data_root,
@@ -23,6 +27,7 @@ from srblock.runs import (
     read_config,
     read_result,
     run_dir,
+    trained_model,
     unfinished_runs,
     write_result,
 )
@@ -204,3 +209,106 @@ def test_reading_results_does_not_import_lightning():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_caught(tmp_path):
+    path = tmp_path / "last.ckpt"
+    save_atomic(path, {"config": {"model": "m"}, "model": {"w": torch.arange(1000, dtype=torch.float32)}})
+    assert load_checkpoint(path)["model"]["w"][999] == 999
+    raw = bytearray(path.read_bytes())
+    at = raw.find(torch.tensor(500.0).numpy().tobytes())  # inside the stored weights
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        ValueError, match="last.ckpt is corrupt \\(its tensors do not match their checksum\\)"
+    ):
+        load_checkpoint(path)
+
+
+def test_atomic_files_honour_the_umask_and_leftovers_are_cleaned_when_a_folder_is_claimed(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_result(tmp_path, {"test_acc": 1.0})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "result.json").stat().st_mode) == 0o644  # readable by collaborators
+    cfg = make_config("fashion_mnist")
+    folder = tmp_path / "run"
+    claim_run_dir(folder, cfg)
+    (folder / ".last.ckpt.abc123.tmp").write_bytes(b"x" * 100)  # what a kill during a write leaves
+    claim_run_dir(folder, cfg, write=False)
+    assert (folder / ".last.ckpt.abc123.tmp").exists()  # only the process that writes cleans
+    claim_run_dir(folder, cfg)
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small file system here")
+    try:
+        save_atomic(small / "last.ckpt", {"config": {"model": "m"}, "model": {"w": torch.zeros(1000)}})
+        with pytest.raises(
+            ValueError, match="no space left on device while writing .*last.ckpt; the previous file is kept"
+        ):
+            save_atomic(
+                small / "last.ckpt", {"config": {"model": "m"}, "model": {"w": torch.zeros(1_000_000)}}
+            )
+        assert load_checkpoint(small / "last.ckpt")["model"]["w"].shape == (1000,)
+        assert not list(small.glob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_corrupt_metrics_is_named(tmp_path):
+    from srblock.runs import read_metrics
+
+    (tmp_path / "metrics.csv").write_text("epoch,lr\n0,zero\n")
+    with pytest.raises(
+        ValueError, match="metrics.csv is not a metrics table .*: delete it; --resume writes it anew"
+    ):
+        read_metrics(tmp_path)
+    with pytest.raises(ValueError, match="metrics.csv is not a metrics table"):
+        MetricsLog(tmp_path / "metrics.csv", 1, ("epoch", "lr"))
+    (tmp_path / "metrics.csv").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="metrics.csv is not a metrics table"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.csv").write_text("iteration,loss\n")
+    with pytest.raises(ValueError, match="metrics.csv has columns iteration, loss, not epoch, lr: delete it"):
+        MetricsLog(tmp_path / "metrics.csv", 1, ("epoch", "lr"))
+
+
+def test_a_finished_run_without_its_tested_checkpoint_says_so(tmp_path):
+    cfg = make_config("fashion_mnist")
+    claim_run_dir(tmp_path, cfg)
+    with pytest.raises(FileNotFoundError, match="has no best.ckpt yet: finish the run first"):
+        trained_model(tmp_path)
+    write_result(tmp_path, {"test_acc": 1.0})
+    with pytest.raises(
+        FileNotFoundError, match="is finished \\(result.json\\) but its tested checkpoint best.ckpt is gone"
+    ):
+        trained_model(tmp_path)
+
+
+def test_the_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path):
+    folder = tmp_path / "run"
+    with RunLock(folder):
+        assert (folder / ".lock").read_text().split()[0] == str(os.getpid())
+        with pytest.raises(ValueError, match=f"is in use by process {os.getpid()} \\(a run trains there\\)"):
+            RunLock(folder).__enter__()
+        with RunLock(folder, active=False):  # another process of the same distributed run
+            pass
+    assert not folder.exists()  # nothing was written: no folder left behind
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    folder.mkdir()
+    (folder / ".lock").write_text(f"{dead.stdout.strip()} {socket.gethostname()}")
+    with RunLock(folder):  # the dead process's lock is taken over
+        assert (folder / ".lock").read_text().split()[0] == str(os.getpid())
+    (folder / ".lock").write_text("4242 another-host")
+    with pytest.raises(ValueError, match="in use by process 4242 on another-host: wait, or delete"):
+        RunLock(folder).__enter__()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from srblock.data.imagenet import imagenet_transform
 from srblock.runs import trained_model
 from srblock.train.schedule import multistep_factor, poly_factor
 
-from .helpers import KILLER, TINY, argv, srblock_cli, write_imagenet
+from .helpers import KILLER, PAUSER, TINY, argv, srblock_cli, write_imagenet
 
 # the CIFAR files written here are not the official ones: the checksum warning is expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
@@ -312,3 +313,42 @@ def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
     with torch.no_grad():
         hits = sum(int(model(val[i][0][None]).argmax(1).item() == val[i][1]) for i in range(len(val)))
     assert input_size == (3, 32, 32) and result["test_acc"] == pytest.approx(100 * hits / 3, abs=1e-4)
+
+
+def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop_a_resume(cifar, tmp_path):
+    common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "PAUSE_AT": "3",
+        "MARKER": str(tmp_path / "m"),
+    }
+    first = subprocess.Popen(
+        [sys.executable, "-c", PAUSER, *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "m").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "m").exists(), "the first run never reached step 3"
+        for args in (common, [*common, "--resume"]):
+            second = srblock_cli(*args)
+            assert second.returncode == 2
+            assert (
+                f"is in use by process {first.pid} (a run trains there)"
+                in second.stderr.strip().splitlines()[-1]
+            )
+    finally:
+        first.kill()
+        first.wait()
+    # a folder a typo'd model left before configs were written only once the model builds
+    broken = tmp_path / "cifar10" / "resnet19_cifar" / "seed0"
+    broken.mkdir(parents=True)
+    (broken / "config.yaml").write_text("dataset: cifar10\nmodel: resnet19_cifar\n")
+    resumed = srblock_cli("train", "cifar10", "--out", str(tmp_path), "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"skipped {broken}: " in resumed.stderr and "unknown model 'resnet19_cifar'" in resumed.stderr
+    assert (
+        tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json"
+    ).exists()  # the dead run's lock taken over

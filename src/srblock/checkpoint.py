@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
+import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -17,26 +20,66 @@ import torch
 FORMAT = "srblock-checkpoint-1"
 
 
+TMP_SUFFIX = ".tmp"  # write_atomic's temporary files: .NAME.XXXX.tmp beside the file they become
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of space (torch.save says only that its write failed)."""
+    if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+        return True
+    return isinstance(err, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 1 << 20
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Writes a file through `write` into a temporary file beside `path`, syncs it, then renames
-    it over `path`: a kill at any moment leaves the old file or the new one, never half of one."""
+    it over `path`: a kill at any moment leaves the old file or the new one, never half of one. The
+    file gets the permissions any new file gets (the umask's), and a full disk is a one-line
+    error that keeps the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from collaborators
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(err, path.parent):
+            raise ValueError(
+                f"no space left on device while writing {path}; the previous file is kept"
+            ) from None
         raise
 
 
+def tensors_checksum(state: Any, crc: int = 0) -> int:
+    """CRC-32 of every tensor's bytes in a (nested) checkpoint state, in order: a flipped byte in
+    any weight, optimiser buffer or RNG state changes it."""
+    if isinstance(state, torch.Tensor):
+        data = state.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        return zlib.crc32(data, crc)
+    if isinstance(state, dict):
+        for value in state.values():
+            crc = tensors_checksum(value, crc)
+    elif isinstance(state, (list, tuple)):
+        for value in state:
+            crc = tensors_checksum(value, crc)
+    return crc
+
+
 def save_atomic(path: Path, state: dict[str, Any]) -> None:
-    """Writes a training checkpoint atomically (see write_atomic)."""
-    write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    """Writes a training checkpoint atomically (see write_atomic), with its tensors' checksum."""
+    state = {"format": FORMAT, **state}
+    state["checksum"] = tensors_checksum(state)
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def training_state(
@@ -72,6 +115,14 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not an srblock training checkpoint: delete it or choose another --out")
+    if (
+        "checksum" in state
+        and tensors_checksum({k: v for k, v in state.items() if k != "checksum"}) != state["checksum"]
+    ):
+        raise ValueError(
+            f"checkpoint {path} is corrupt (its tensors do not match their checksum): "
+            "delete it to start that run over"
+        )
     if model_name is not None and state.get("config", {}).get("model") != model_name:
         raise ValueError(
             f"checkpoint {path} is from model {state.get('config', {}).get('model')!r}, not "

@@ -12,18 +12,21 @@ import csv
 import dataclasses
 import io
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 from torch import nn
 
-from .checkpoint import load_checkpoint, write_atomic
+from .checkpoint import TMP_SUFFIX, load_checkpoint, write_atomic
 from .config import TrainConfig, build_config, build_model, set_value
 from .data import DatasetInfo, load_dataset, split_train_val
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
 LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
+LOCK_FILE = ".lock"  # held by the process training in the folder
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
 
@@ -93,6 +96,9 @@ def claim_run_dir(folder: Path, cfg: TrainConfig, write: bool = True) -> TrainCo
     old = _same_run(folder, cfg)
     if old is not None and cfg.data_dir is None:
         cfg = dataclasses.replace(cfg, data_dir=old.data_dir)
+    if write:  # what a killed write left behind: nobody else writes here (the lock)
+        for leftover in folder.glob(f".*{TMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
     if write and old != cfg:
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
@@ -105,10 +111,9 @@ class MetricsLog:
 
     def __init__(self, path: Path, start: int, columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
         self.path, self.columns = path, columns
-        rows = []
-        if path.exists():
-            with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if float(r[columns[0]]) < start]
+        rows = (
+            [r for r in _metrics_rows(path, columns) if float(r[columns[0]]) < start] if path.exists() else []
+        )
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
@@ -120,12 +125,32 @@ class MetricsLog:
             csv.DictWriter(f, fieldnames=self.columns, lineterminator="\n").writerow(row)
 
 
-def read_metrics(folder: Path) -> list[dict[str, float]]:
-    with (Path(folder) / METRICS_FILE).open() as f:
-        return [
-            {k: float(v) if v not in ("", None) else None for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+def _metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, str]]:
+    """metrics.csv's rows as written, each value a number or empty, or a one-line error naming the file."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            fields = list(reader.fieldnames or [])
+        for value in (v for row in rows for v in row.values()):
+            if value not in ("", None):
+                float(value)  # a ValueError (or TypeError, for a row too long) names the file below
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as err:
+        reason = str(err).splitlines()[0][:100]
+        raise ValueError(
+            f"{path} is not a metrics table ({reason}): delete it; --resume writes it anew"
+        ) from None
+    if columns is not None and fields != list(columns):
+        raise ValueError(
+            f"{path} has columns {', '.join(fields) or 'none'}, not {', '.join(columns)}: delete it"
+        )
+    return rows
+
+
+def read_metrics(folder: Path) -> list[dict[str, float | None]]:
+    """metrics.csv's rows as numbers (None where empty)."""
+    rows = _metrics_rows(Path(folder) / METRICS_FILE)
+    return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in rows]
 
 
 def write_result(folder: Path, result: dict[str, Any]) -> None:
@@ -151,6 +176,63 @@ def is_finished(folder: Path) -> bool:
 def unfinished_runs(root: Path) -> list[Path]:
     """Run folders under `root` that were started (config.yaml) and have no result.json yet."""
     return sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if not is_finished(p.parent))
+
+
+class RunLock:
+    """The lock of a run folder while a process trains in it (`LOCK_FILE`, holding its PID and host):
+    a second process refuses, in one line, to train there at the same time; the lock of a process
+    that has died is taken over. Inactive in the other processes of a distributed run."""
+
+    def __init__(self, folder: Path, active: bool = True) -> None:
+        self.path, self.active, self.held, self.made_folder = Path(folder) / LOCK_FILE, active, False, False
+
+    def __enter__(self) -> RunLock:
+        if not self.active:
+            return self
+        self.made_folder = not self.path.parent.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        holder = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                self._refuse_if_held()
+                self.path.unlink(missing_ok=True)  # a dead process's lock: take it over
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(holder)
+            self.held = True
+            return self
+        raise ValueError(f"{self.path.parent} could not be locked: another process took it; try again")
+
+    def _refuse_if_held(self) -> None:
+        """The one-line refusal while the lock's holder runs; nothing if it is gone."""
+        try:
+            pid_text, host = self.path.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return  # unreadable: its writer died halfway
+        where = self.path.parent
+        if host != socket.gethostname():
+            raise ValueError(
+                f"{where} is in use by process {pid} on {host}: wait, or delete {self.path} if it is gone"
+            )
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass  # it runs, under another user
+        raise ValueError(
+            f"{where} is in use by process {pid} (a run trains there): wait for it to end, or stop it"
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+            if self.made_folder and not any(self.path.parent.iterdir()):
+                self.path.parent.rmdir()  # nothing was written (a model that did not build): no folder left
 
 
 def data_root(cfg: TrainConfig, given: str | Path | None = None) -> Path | None:
@@ -197,6 +279,11 @@ def trained_model(folder: str | Path) -> TrainedModel:
     if not (folder / CONFIG_FILE).is_file():
         raise FileNotFoundError(
             f"{folder} is not a run folder (no {CONFIG_FILE}): give OUT/<recipe>/<configuration>/seed<k>"
+        )
+    if not (folder / BEST_CKPT).is_file() and is_finished(folder):
+        raise FileNotFoundError(
+            f"{folder} is finished ({RESULT_FILE}) but its tested checkpoint {BEST_CKPT} is gone: "
+            "delete the folder and train the run again"
         )
     if not (folder / BEST_CKPT).is_file():
         raise FileNotFoundError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from ..config import make_config, with_seeds
@@ -58,7 +59,14 @@ def run(args: argparse.Namespace) -> int:
             return 0
         # --precision and --data say how to run them; what they compute stays their config's
         how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir")}
-        jobs = [(dataclasses.replace(read_config(f), **how), f) for f in folders]
+        jobs = []
+        for folder in folders:
+            try:
+                jobs.append((dataclasses.replace(read_config(folder), **how), folder))
+            except (ValueError, OSError) as err:  # a broken folder does not stop the others
+                print(f"srblock train: skipped {folder}: {err}", file=sys.stderr)
+        if not jobs:
+            raise ValueError(f"no run under {Path(args.out) / group} can be resumed (see above)")
     else:
         base = make_config(args.recipe, overrides)
         jobs = [(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
