@@ -14,6 +14,7 @@ import torch
 from srblock import add_sr, remove_sr, sr_blocks
 from srblock.analysis import load_run, pick_classes
 from srblock.analysis.analyze import ablation, accuracy
+from srblock.checkpoint import save_atomic
 from srblock.cli import main
 
 from .helpers import argv, fill_memory, write_cifar10
@@ -39,7 +40,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     ckpt = torch.load(sr / "best.ckpt", weights_only=True)
     torch.manual_seed(0)
     ckpt["model"]["layer3.sr.memory"] = torch.randn_like(ckpt["model"]["layer3.sr.memory"]) * 0.5
-    torch.save(ckpt, sr / "best.ckpt")
+    save_atomic(sr / "best.ckpt", {k: v for k, v in ckpt.items() if k not in ("format", "checksum")})
     return {"data": data, "sr": sr, "plain": root / "runs" / "cifar10" / "resnet10s_cifar" / "seed0"}
 
 
