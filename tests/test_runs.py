@@ -312,3 +312,17 @@ def test_the_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path):
     (folder / ".lock").write_text("4242 another-host")
     with pytest.raises(ValueError, match="in use by process 4242 on another-host: wait, or delete"):
         RunLock(folder).__enter__()
+
+
+def test_a_run_folder_whose_checkpoint_has_no_model_or_another_one_is_one_line(tmp_path):
+    cfg = make_config("fashion_mnist")
+    claim_run_dir(tmp_path, cfg)
+    for weights in ({}, {"fc.weight": torch.zeros(3)}):
+        save_atomic(
+            tmp_path / "best.ckpt",
+            {"config": {"model": cfg.model}, **({"model": weights} if weights else {})},
+        )
+        with pytest.raises(
+            ValueError, match="best.ckpt does not fit this run's resnet10s_cifar: it is from another"
+        ):
+            trained_model(tmp_path)

@@ -352,3 +352,99 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop
     assert (
         tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json"
     ).exists()  # the dead run's lock taken over
+
+
+def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
+    done = srblock_cli(
+        *argv("train cifar10 --data {data} --out {out} --set lr=1e6", data=cifar, out=tmp_path), *TINY
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "training diverged in " in line and "at epoch 1: the training loss is" in line
+    assert "lower lr (now 1000000.0, e.g. --set lr=100000) and train again" in line
+    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    assert not (folder / "result.json").exists() and not (folder / "last.ckpt").exists()
+
+
+def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
+    common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "PAUSE_AT": "13",
+        "MARKER": str(tmp_path / "m"),
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-c", PAUSER, *common],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "m").exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    run.send_signal(signal.SIGINT)  # 4 steps into epoch 2
+    _, err = run.communicate(timeout=60)
+    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    assert run.returncode == 130
+    assert err.strip() == (
+        f"srblock train: interrupted in {folder}, whose last.ckpt is after epoch 1; "
+        f"continue with: srblock train cifar10 --out {tmp_path} --resume"
+    )
+    assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1 and not (folder / ".lock").exists()
+
+
+# `srblock train`, killed by SIGKILL at a chosen write: right after the metrics row of epoch 2 (before
+# its last.ckpt), or in the middle of rewriting metrics.csv on a resume (after the temporary file,
+# before the rename).
+KILL_AT_WRITE = """
+import os, signal, sys
+from srblock import checkpoint, runs
+from srblock.cli import main
+
+if os.environ["KILL_WHERE"] == "after-row":
+    append, rows = runs.MetricsLog.append, []
+    def append_then_die(self, row):
+        append(self, row)
+        rows.append(row)
+        if len(rows) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    runs.MetricsLog.append = append_then_die
+else:
+    replace = os.replace
+    def die_before_renaming_metrics(src, dst):
+        if str(dst).endswith("metrics.csv"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        replace(src, dst)
+    checkpoint.os.replace = die_before_renaming_metrics
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kills_between_a_row_and_its_checkpoint_or_during_the_rewrite_lose_nothing(cifar, tmp_path):
+    common = argv("train cifar10 --data {data} --out {out} --set epochs=3", data=cifar, out=tmp_path) + TINY
+    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+    def killed(where: str, *extra: str) -> int:
+        run = [sys.executable, "-c", KILL_AT_WRITE, *common, *extra]
+        return subprocess.run(
+            run, env={**env, "KILL_WHERE": where}, capture_output=True, check=False
+        ).returncode
+
+    assert killed("after-row") == -signal.SIGKILL
+    assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1  # epoch 2's row written, its checkpoint not
+    assert [r.split(",")[0] for r in (folder / "metrics.csv").read_text().splitlines()] == ["epoch", "0", "1"]
+    before = (folder / "metrics.csv").read_text()
+    assert killed("rewrite", "--resume") == -signal.SIGKILL  # killed before renaming the rewritten table
+    assert (folder / "metrics.csv").read_text() == before and list(folder.glob(".metrics.csv.*.tmp"))
+    assert srblock_cli(*common, "--resume").returncode == 0
+    assert [r.split(",")[0] for r in (folder / "metrics.csv").read_text().splitlines()] == [
+        "epoch",
+        "0",
+        "1",
+        "2",
+    ]
+    assert not list(folder.glob(".*.tmp"))  # the leftover cleaned when the folder was claimed

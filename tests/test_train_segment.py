@@ -45,7 +45,7 @@ def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
     assert state["iteration"] == 2 and state["model"]["backbone.layer2.sr.memory"].shape == (2, 512, 4, 6)
 
 
-def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypatch):
+def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypatch, capsys):
     import srblock.train.segment as seg_loop
 
     args = argv(
@@ -65,10 +65,14 @@ def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypat
         return real(*a, **k)
 
     monkeypatch.setattr(seg_loop, "seg_loss", dies_at_the_fourth_step)
-    with pytest.raises(KeyboardInterrupt):
-        main([*args, "--out", str(tmp_path / "killed")])
-    monkeypatch.setattr(seg_loop, "seg_loss", real)
+    assert main([*args, "--out", str(tmp_path / "killed")]) == 130  # Ctrl-C: no traceback, and where to go on
+    err = capsys.readouterr().err.strip()
     folder = Path("cityscapes") / "fcn_resnet10s-sr2p4h8" / "seed0"
+    assert err == (
+        f"srblock train: interrupted in {tmp_path / 'killed' / folder}, whose last.ckpt is after "
+        f"iteration 2; continue with: srblock train cityscapes --out {tmp_path / 'killed'} --resume"
+    )
+    monkeypatch.setattr(seg_loop, "seg_loss", real)
     assert torch.load(tmp_path / "killed" / folder / "last.ckpt", weights_only=True)["iteration"] == 2
     assert main([*args, "--out", str(tmp_path / "killed"), "--resume"]) == 0
     whole = torch.load(tmp_path / "whole" / folder / "last.ckpt", weights_only=True)["model"]

@@ -13,10 +13,12 @@ import dataclasses
 import io
 import json
 import os
+import pickle
 import socket
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
 import yaml
 from torch import nn
 
@@ -233,6 +235,23 @@ class RunLock:
             self.held = False
             if self.made_folder and not any(self.path.parent.iterdir()):
                 self.path.parent.rmdir()  # nothing was written (a model that did not build): no folder left
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) while a run trained in `folder`: its checkpoints are as they were."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(str(folder))
+        self.folder = Path(folder)
+
+    def where(self) -> str:
+        """Where the run stands: the progress its last.ckpt records (read without its tensors)."""
+        try:
+            state = torch.load(self.folder / LAST_CKPT, map_location="cpu", weights_only=True, mmap=True)
+            done = next(f"{unit} {state[unit]}" for unit in ("epoch", "iteration") if unit in state)
+        except (OSError, RuntimeError, ValueError, StopIteration, pickle.UnpicklingError):
+            return f"{self.folder}, before its first checkpoint"
+        return f"{self.folder}, whose last.ckpt is after {done}"
 
 
 def data_root(cfg: TrainConfig, given: str | Path | None = None) -> Path | None:

@@ -21,7 +21,7 @@ from ..block import SqueezeRemember
 from ..config import TensorsConfig, TrainConfig
 from ..data import DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
-from ..runs import load_splits, trained_model
+from ..runs import load_splits, trained_model, write_text_atomic
 
 SPLITS = ("val", "test", "train")
 
@@ -214,4 +214,4 @@ def ablation(run: LoadedRun) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1))
+    write_text_atomic(path, json.dumps(data, indent=1))

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ..checkpoint import write_atomic  # noqa: E402
+
 # Okabe-Ito: distinguishable with every common colour-vision deficiency, and in grey print
 COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 plt.rcParams.update({"axes.prop_cycle": matplotlib.cycler(color=COLOURS), "font.size": 9, "figure.dpi": 110})
@@ -20,7 +22,7 @@ plt.rcParams.update({"axes.prop_cycle": matplotlib.cycler(color=COLOURS), "font.
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path)
+    write_atomic(path, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
     return path
 
@@ -197,6 +199,6 @@ def segmentation_examples_figure(
     fig.legend(handles=handles, loc="lower center", ncol=min(len(classes), 6), fontsize=7, frameon=False)
     legend_rows = -(-len(classes) // 6)
     fig.tight_layout(rect=(0, (0.22 * legend_rows + 0.1) / fig.get_figheight(), 1, 1))
-    fig.savefig(path)
+    write_atomic(path, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
     return path

@@ -19,6 +19,7 @@ from ..runs import (
     read_config,
     read_metrics,
     read_result,
+    write_text_atomic,
 )
 from . import run_analysis
 from .analyze import NotAnalysable
@@ -135,5 +136,5 @@ def write_report(
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
     out = Path(out) if out else runs[0] / "report.html"
-    out.write_text(page, encoding="utf-8")
+    write_text_atomic(out, page)
     return out

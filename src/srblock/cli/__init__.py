@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..runs import Interrupted
 from . import analyze, bench, demo, export, params, recipes, report, sweep, table, train
 
 SUBCOMMANDS = (demo, train, sweep, table, analyze, report, bench, export, recipes, params)
@@ -48,7 +49,8 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand; bad input ends in a one-line error and exit code 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(argv) if argv is not None else sys.argv[1:]
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return 2
@@ -57,6 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"srblock {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: say where things stand and how to go on, not a traceback
+        where = f" in {err.where()}" if isinstance(err, Interrupted) else ""
+        print(
+            f"srblock {args.command}: interrupted{where}; continue with: {_again(args, words)}",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _again(args: argparse.Namespace, words: list[str]) -> str:
+    """The command line that continues an interrupted command where it stopped."""
+    if args.command == "train":
+        return f"srblock train {args.recipe} --out {args.out} --resume"
+    if args.command in ("sweep", "demo"):  # they skip finished runs and resume a stopped one
+        return " ".join(["srblock", *words])
+    return "the same command"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any
 from lightning.fabric import Fabric
 
 from ..config import SegmentConfig, TrainConfig
-from ..runs import RunLock
+from ..runs import Interrupted, RunLock
 from .classify import train_classifier
 from .engine import make_fabric
 from .segment import train_segmenter
@@ -18,7 +18,10 @@ def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) 
     """Trains one run with the loop its task needs (classification or segmentation); returns result.json."""
     loop = train_segmenter if isinstance(cfg, SegmentConfig) else train_classifier
     with RunLock(folder, active=fabric.global_rank == 0):  # one process trains in a folder at a time
-        return loop(fabric, cfg, folder, **kwargs)
+        try:
+            return loop(fabric, cfg, folder, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(folder) from None
 
 
 __all__ = ["make_fabric", "run_training", "train_classifier", "train_segmenter"]

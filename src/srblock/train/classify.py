@@ -119,6 +119,7 @@ def train_classifier(
                     shown = {"loss": f"{loss.item():.3f}", "acc": f"{100 * correct.item() / seen:.1f}%"}
             progress.update(**shown)
         train_loss, train_acc = loss_metric.compute().item(), 100.0 * acc_metric.compute().item()
+        run.check_finite(train_loss, f"epoch {epoch + 1}")
         loss_metric.reset()
         acc_metric.reset()
         run.scheduler.step()

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 import time
@@ -182,6 +183,15 @@ class Run:
     @property
     def rank0(self) -> bool:
         return self.fabric.global_rank == 0
+
+    def check_finite(self, loss: float, where: str) -> None:
+        """Stops a run whose training loss is no longer a number before it checkpoints, so it never
+        counts as finished; last.ckpt keeps the weights from before."""
+        if not math.isfinite(loss):
+            raise ValueError(
+                f"training diverged in {self.folder} at {where}: the training loss is {loss}; lower lr (now "
+                f"{self.cfg.lr}, e.g. --set lr={self.cfg.lr / 10:g}) and train again"
+            )
 
     def checkpoint(self, name: str) -> None:
         """Saves the run as it stands (model, optimiser, schedule, RNGs, progress) to `name` in its folder."""

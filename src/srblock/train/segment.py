@@ -140,13 +140,14 @@ def train_segmenter(
             progress.update(**({"loss": f"{loss.item():.3f}", "lr": f"{lr:.2e}"} if shown else {}))
 
             if run.step % cfg.eval_interval == 0 or run.step == cfg.iterations:
+                train_loss = loss_metric.compute().item()
+                run.check_finite(train_loss, f"iteration {run.step}")
                 scores = evaluate_segmentation(
                     fabric, run.model, eval_loader, info.num_classes, info.ignore_index
                 )
                 if not len(data.val) or scores["miou"] > run.best_val:
                     run.best_val, run.best_step = scores["miou"], run.step
                     run.checkpoint(BEST_CKPT)
-                train_loss = loss_metric.compute().item()
                 run.log(
                     dict(
                         zip(
@@ -172,6 +173,7 @@ def train_segmenter(
                 run.net.train()
                 run.checkpoint(LAST_CKPT)
             elif run.step % cfg.save_interval == 0:
+                run.check_finite(loss_metric.compute().item(), f"iteration {run.step}")
                 run.checkpoint(LAST_CKPT)
             if run.step >= cfg.iterations:
                 break
