@@ -136,6 +136,8 @@ def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
     assert "2 runs: 0 were finished already, 2 trained now" in capsys.readouterr().out
     assert main(args) == 0
     assert "2 runs: 2 were finished already, 0 trained now" in capsys.readouterr().out
+    assert main([*args, "--set", "lr=0.2"]) == 2  # finished, but not with these settings
+    assert "holds a run of another configuration (lr: 0.1 -> 0.2)" in capsys.readouterr().err
     assert main(["table", str(tmp_path / "runs"), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["R10s", "R10s + SR"]

@@ -1,6 +1,7 @@
 """ONNX export of models with SR blocks (zoo, torchvision, timm, segmentation), checked with onnxruntime."""
 
 import json
+from pathlib import Path
 
 import pytest
 import timm
@@ -130,3 +131,20 @@ def test_export_a_segmentation_run_folder(seg_run, tmp_path, capsys):
     assert main(["export", str(folder), "--onnx", str(tmp_path / "seg.onnx")]) == 0
     out = capsys.readouterr().out
     assert "1 x 3 x 32 x 48" in out and (tmp_path / "seg.onnx").is_file()  # the training crop's size
+
+
+def test_an_export_that_fails_midway_keeps_the_previous_file(tmp_path, monkeypatch):
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3)
+    path = export_onnx(model, (3, 32, 32), tmp_path / "m.onnx")
+    before = path.read_bytes()
+
+    def half_written(module, args, f, **kwargs):
+        Path(f).write_bytes(before[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", half_written)
+    with pytest.raises(
+        ValueError, match="no space left on device while writing .*m.onnx; the previous file is kept"
+    ):
+        export_onnx(model, (3, 32, 32), path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]

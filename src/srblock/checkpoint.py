@@ -29,7 +29,7 @@ def _umask() -> int:
     return mask
 
 
-def _disk_full(err: BaseException, folder: Path) -> bool:
+def disk_full(err: BaseException, folder: Path) -> bool:
     """Whether a failed write ran out of space (torch.save says only that its write failed)."""
     if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
         return True
@@ -53,7 +53,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if _disk_full(err, path.parent):
+        if disk_full(err, path.parent):
             raise ValueError(
                 f"no space left on device while writing {path}; the previous file is kept"
             ) from None

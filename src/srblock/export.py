@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import disk_full
 from .models.segmentation import main_output
 
 
@@ -71,6 +72,12 @@ def export_onnx(
                 external_data=False,
             )
         os.replace(tmp, path)
+    except Exception as err:
+        if disk_full(err, path.parent):
+            raise ValueError(
+                f"no space left on device while writing {path}; the previous file is kept"
+            ) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
