@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import srblock
 from srblock.bench import PAPER_SETTINGS, Timing, bench_onnx_pair, bench_pair, bench_paper, count_macs
@@ -150,3 +151,24 @@ def test_onnx_pair_times_both_exports():
         and row["repeats"] == 3
     )
     assert srblock.sr_blocks(model)  # the caller's model keeps its block
+
+
+def test_compiled_pair_runs_both_models_through_torch_compile(capsys):
+    """`compile` puts both models through torch.compile (here a two-conv net: seconds to compile)."""
+    net = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+    )
+    srblock.add_sr(net, stage="1", memory_blocks=2, input_size=(3, 16, 16))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    row = bench_pair(net, (3, 16, 16), batch=2, repeats=2, warmup=1, compile="default")
+    assert row["compile"] == "default" and row["sr_ms"] > 0
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # the plain one and the SR one
+    with pytest.raises(ValueError, match="not one of default, reduce-overhead"):
+        bench_pair(net, (3, 16, 16), compile="fast")
+    assert main(argv("bench --model resnet10s_cifar --sr-stage 3 --onnx --compile default")) == 2
+    assert "leave out --compile" in capsys.readouterr().err

@@ -96,17 +96,25 @@ def _outputs(out: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
     return list(out.values()) if isinstance(out, dict) else [out]
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
 def _step_fn(
-    model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype | None
+    model: nn.Module, x: torch.Tensor, train: bool, dtype: torch.dtype | None, compile: str | None = None
 ) -> Callable[[], object]:
-    """One inference forward, or one training step (forward, backward, SGD step)."""
+    """One inference forward, or one training step (forward, backward, SGD step); with `compile`,
+    the model's forward through torch.compile in that mode (reduce-overhead: CUDA graphs, which
+    take away the cost of launching each small kernel)."""
+    if compile is not None and compile not in COMPILE_MODES:
+        raise ValueError(f"compile mode {compile!r} is not one of {', '.join(COMPILE_MODES)}")
+    net = torch.compile(model, mode=compile) if compile else model
     if not train:
         model.eval()
 
         @torch.inference_mode()
         def infer() -> object:
             with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-                return model(x)
+                return net(x)
 
         return infer
     model.train()
@@ -117,7 +125,7 @@ def _step_fn(
 
     def step() -> object:
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-            loss = sum(F.cross_entropy(out.float(), target) for out in _outputs(model(x)))
+            loss = sum(F.cross_entropy(out.float(), target) for out in _outputs(net(x)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -154,9 +162,11 @@ def bench_pair(
     warmup: int = 5,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    compile: str | None = None,
 ) -> dict[str, Any]:
     """The model with its SR blocks against a copy without them: latency, MACs, parameters. Both
-    are copies: the caller's model keeps its device, memory format and mode."""
+    are copies: the caller's model keeps its device, memory format and mode. `compile` (a
+    torch.compile mode) compiles both alike."""
     _require_sr(model_sr)
     device = torch.device(device)
     model_sr = copy.deepcopy(model_sr).to(device)
@@ -168,7 +178,11 @@ def bench_pair(
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     timing = interleaved(
-        _step_fn(plain, x, train, dtype), _step_fn(model_sr, x, train, dtype), repeats, warmup, device
+        _step_fn(plain, x, train, dtype, compile),
+        _step_fn(model_sr, x, train, dtype, compile),
+        repeats,
+        warmup,
+        device,
     )
     params_plain, params_sr = count_params(plain), count_params(model_sr)
     return {
@@ -179,6 +193,7 @@ def bench_pair(
         if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads",
         "dtype": str(dtype).removeprefix("torch.") if dtype else "float32",
+        "compile": compile or "no",
         **timing.summary(),
         "plain_macs": macs_plain,
         "sr_macs": macs_sr - macs_plain,
@@ -253,6 +268,7 @@ def bench_paper(
     warmup: int = 5,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    compile: str | None = None,
     settings: Sequence[PaperSetting] = PAPER_SETTINGS,
 ) -> list[dict[str, Any]]:
     """The paper's settings measured here (each with the paper's own numbers beside ours)."""
@@ -270,6 +286,7 @@ def bench_paper(
             warmup=warmup,
             dtype=dtype,
             channels_last=channels_last,
+            compile=compile,
         )
         paper_pct = 100 * (s.paper_sr_ms / s.paper_plain_ms - 1) if s.paper_plain_ms else None
         rows.append(

@@ -59,15 +59,20 @@ def read_config(folder: Path) -> TrainConfig:
         raise ValueError(
             f"{path} is not valid YAML ({reason}): restore it or delete that run folder"
         ) from None
+    return config_from_mapping(data, str(path))
+
+
+def config_from_mapping(data: Any, source: str) -> TrainConfig:
+    """A run's config from what config.yaml holds (a mapping of key: value), every value checked."""
     if not isinstance(data, dict) or not data:
         raise ValueError(
-            f"{path} is not a run's config (a YAML mapping of key: value): "
+            f"{source} is not a run's config (a YAML mapping of key: value): "
             "restore it or delete that run folder"
         )
     values: dict[str, Any] = {}
     for key, value in data.items():
-        set_value(values, key, value, str(path))
-    return build_config(values, str(path), other_tasks="drop")
+        set_value(values, key, value, source)
+    return build_config(values, source, other_tasks="drop")
 
 
 def _same_run(folder: Path, cfg: TrainConfig) -> TrainConfig | None:

@@ -71,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _again(args: argparse.Namespace, words: list[str]) -> str:
     """The command line that continues an interrupted command where it stopped."""
     if args.command == "train":
-        return f"srblock train {args.recipe} --out {args.out} --resume"
+        parallel = f" --parallel {args.parallel}" if args.parallel else ""
+        return f"srblock train {args.recipe} --out {args.out} --resume{parallel}"
     if args.command in ("sweep", "demo"):  # they skip finished runs and resume a stopped one
         return " ".join(["srblock", *words])
     return "the same command"

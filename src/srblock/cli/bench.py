@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from ..bench import TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
+from ..bench import COMPILE_MODES, TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
 from ..render import render
 from .common import add_model_args, at_least, build_from_args, device_arg
 
@@ -21,6 +21,7 @@ examples:
   srblock bench --model resnet50_cifar --sr-stage 3 --sr-blocks 2 --batch 128 --train --device cuda
   srblock bench --model resnet50 --sr-stage 3 --sr-blocks 10 --sr-hidden 16 --onnx   # onnxruntime, CPU
   srblock bench --paper --device cuda        # the paper's three settings, its numbers beside ours
+  srblock bench --paper --device cuda --compile reduce-overhead   # the same, compiled with CUDA graphs
   srblock bench --model deeplabv3_r50_d8 --sr-stage 2 --size 512x1024 --batch 2 --train --bf16 \
         --channels-last --device cuda          # Cityscapes DeepLabv3 + SR training iterations
 """
@@ -61,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help=f"torch.compile both models in this mode ({', '.join(COMPILE_MODES)}); "
+        "reduce-overhead uses CUDA graphs",
+    )
     p.add_argument("--onnx", action="store_true", help="time the ONNX exports with onnxruntime (CPU) instead")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
@@ -68,6 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dtype = torch.bfloat16 if args.bf16 else None
+    if args.onnx and (args.compile or args.train or args.paper):
+        raise ValueError("--onnx times onnxruntime inference: leave out --compile, --train and --paper")
     if args.paper:
         rows = bench_paper(
             args.device,
@@ -75,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             dtype=dtype,
             channels_last=args.channels_last,
+            compile=args.compile,
         )
     else:
         model, input_size = build_from_args(args)
@@ -93,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 warmup=args.warmup,
                 dtype=dtype,
                 channels_last=args.channels_last,
+                compile=args.compile,
             )
         rows = [{"setting": args.model, **row}]
     if args.json:

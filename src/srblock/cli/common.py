@@ -92,6 +92,22 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
     )
 
 
+def add_parallel_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--parallel",
+        type=at_least(1),
+        metavar="N",
+        help="train N runs at once on each device, each in its own process; its output goes to "
+        "RUN_FOLDER/train.log (a small network leaves a large GPU mostly idle)",
+    )
+
+
+def parallel_jobs_refused(args: argparse.Namespace) -> None:
+    """--parallel gives each run one device: it cannot also spread one run over several nodes."""
+    if args.parallel and args.num_nodes > 1:
+        raise ValueError("--parallel runs each run on one device: leave out --num-nodes (or --parallel)")
+
+
 def training_overrides(args: argparse.Namespace) -> dict:
     """The recipe fields the command line sets: every --set, --precision, and --data (as data_dir)."""
     overrides = parse_set(args.sets)

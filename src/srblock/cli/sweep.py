@@ -8,7 +8,13 @@ from pathlib import Path
 from ..recipes import group_name
 from ..runs import finished, run_dir
 from ..sweeps import expand_sweep
-from .common import add_training_args, shared_precision, training_overrides
+from .common import (
+    add_parallel_arg,
+    add_training_args,
+    parallel_jobs_refused,
+    shared_precision,
+    training_overrides,
+)
 
 EPILOG = """\
 examples:
@@ -17,7 +23,8 @@ examples:
   srblock table runs/cifar100-table1                          # then the table, mean +- std
 
 Finished runs (result.json) are skipped and unfinished ones resume, so the same command
-continues a sweep that was stopped.
+continues a sweep that was stopped. --parallel N trains N runs at once on each device, each in
+its own process writing RUN_FOLDER/train.log.
 """
 
 
@@ -31,30 +38,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("sweep", help="sweep name (see `srblock recipes`) or YAML path")
     add_training_args(p)
+    add_parallel_arg(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train import make_fabric, run_training  # the training stack loads for the commands that train
+    from ..train.parallel import Job, run_parallel
 
+    parallel_jobs_refused(args)
     rows = expand_sweep(args.sweep, training_overrides(args))
     group = group_name(args.sweep)
     jobs = [
-        (cfg, run_dir(Path(args.out), group, cfg), row.extra())
+        Job(cfg, run_dir(Path(args.out), group, cfg), row.extra())
         for row in rows
         for cfg in row.configs(args.seeds)
     ]
-    fabric = make_fabric(
-        args.accelerator, args.devices, args.num_nodes, shared_precision(c for c, _, _ in jobs)
-    )
-    done = 0
-    for cfg, folder, extra in jobs:
-        if finished(folder, cfg):
-            done += 1
-            continue
-        run_training(fabric, cfg, folder, resume=True, quiet=args.quiet, extra=extra)
-    fabric.print(
-        f"{len(jobs)} runs: {done} were finished already, {len(jobs) - done} trained now; "
+    precision = shared_precision(job.cfg for job in jobs)
+    fabric = None if args.parallel else make_fabric(args.accelerator, args.devices, args.num_nodes, precision)
+    todo = [job for job in jobs if not finished(job.folder, job.cfg)]
+    if fabric is None:
+        run_parallel(
+            todo,
+            args.parallel,
+            accelerator=args.accelerator,
+            devices=args.devices,
+            resume=True,
+            quiet=args.quiet,
+        )
+    else:
+        for job in todo:
+            run_training(fabric, job.cfg, job.folder, resume=True, quiet=args.quiet, extra=job.extra)
+    say = print if fabric is None else fabric.print
+    say(
+        f"{len(jobs)} runs: {len(jobs) - len(todo)} were finished already, {len(todo)} trained now; "
         f"see `srblock table {Path(args.out) / group}`"
     )
     return 0

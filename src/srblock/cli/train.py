@@ -12,7 +12,13 @@ from ..recipes import group_name
 from ..render import render
 from ..results import METRICS
 from ..runs import finished, read_config, run_dir, unfinished_runs
-from .common import add_training_args, shared_precision, training_overrides
+from .common import (
+    add_parallel_arg,
+    add_training_args,
+    parallel_jobs_refused,
+    shared_precision,
+    training_overrides,
+)
 
 EPILOG = """\
 examples:
@@ -44,12 +50,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue unfinished runs from their last checkpoint"
     )
     add_training_args(p)
+    add_parallel_arg(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train import make_fabric, run_training  # the training stack loads for the commands that train
+    from ..train.parallel import Job, run_parallel
 
+    parallel_jobs_refused(args)
     group = group_name(args.recipe)
     overrides = training_overrides(args)
     if args.resume and not args.sets and not args.seeds:
@@ -70,22 +79,40 @@ def run(args: argparse.Namespace) -> int:
     else:
         base = make_config(args.recipe, overrides)
         jobs = [(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
-    fabric = make_fabric(args.accelerator, args.devices, args.num_nodes, shared_precision(c for c, _ in jobs))
-    rows = []
+    precision = shared_precision(c for c, _ in jobs)
+    # one process per device (DDP), or one per run (--parallel): the first prints
+    fabric = None if args.parallel else make_fabric(args.accelerator, args.devices, args.num_nodes, precision)
+    say = print if fabric is None else fabric.print
+    todo = []
     for cfg, folder in jobs:
         if finished(folder, cfg):
-            fabric.print(f"{folder} is finished (result.json): skipped; delete it to train again")
-            continue
-        result = run_training(fabric, cfg, folder, resume=args.resume, quiet=args.quiet)
-        rows.append(
-            {
-                "run": str(folder),
-                "seed": cfg.seed,
-                **{m: result.get(m) for m in METRICS},
-                "minutes": result["wall_time_s"] / 60,
-            }
+            say(f"{folder} is finished (result.json): skipped; delete it to train again")
+        else:
+            todo.append(Job(cfg, folder))
+    if fabric is None:
+        done = run_parallel(
+            todo,
+            args.parallel,
+            accelerator=args.accelerator,
+            devices=args.devices,
+            resume=args.resume,
+            quiet=args.quiet,
         )
+    else:
+        done = [
+            (job, run_training(fabric, job.cfg, job.folder, resume=args.resume, quiet=args.quiet))
+            for job in todo
+        ]
+    rows = [
+        {
+            "run": str(job.folder),
+            "seed": job.cfg.seed,
+            **{m: result.get(m) for m in METRICS},
+            "minutes": result["wall_time_s"] / 60,
+        }
+        for job, result in done
+    ]
     if rows:
         shown = [m for m in METRICS if any(r[m] is not None for r in rows)]
-        fabric.print(render(rows, ["run", "seed", *shown, "minutes"]))
+        say(render(rows, ["run", "seed", *shown, "minutes"]))
     return 0

@@ -1,0 +1,205 @@
+"""Several runs at once on each device: small CIFAR networks leave a large GPU mostly idle.
+
+Each run trains in a process of its own (`python -m srblock.train.parallel FOLDER`), with its own
+run folder, lock and checkpoints, so stopping and resuming works as for one run. Its output goes
+to `FOLDER/train.log`; the command prints one line when a run starts and one when it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+import yaml
+
+from ..config import TrainConfig
+from ..runs import Interrupted, config_from_mapping, read_result
+
+LOG_FILE = "train.log"  # a run's output when it trains beside others
+
+
+@dataclass
+class Job:
+    """One run to train: its config, its folder, and what its result.json records besides."""
+
+    cfg: TrainConfig
+    folder: Path
+    extra: dict[str, Any] | None = None
+
+
+@dataclass
+class _Running:
+    job: Job
+    process: subprocess.Popen
+    log: IO[bytes]
+    slot: int
+    started: float = field(default_factory=time.time)
+
+
+def device_slots(accelerator: str, devices: int | str, per_device: int) -> list[str | None]:
+    """One entry per process that may run at once: a GPU index (CUDA_VISIBLE_DEVICES) or None (CPU)."""
+    on_gpu = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise ValueError(f"--accelerator {accelerator}: no CUDA GPU here; use --accelerator cpu (or auto)")
+    if accelerator == "mps":
+        raise ValueError("--parallel runs on CPUs and CUDA GPUs; leave it out with --accelerator mps")
+    if not on_gpu:
+        return [None] * per_device
+    count = torch.cuda.device_count() if devices == "auto" else int(devices)
+    if count > torch.cuda.device_count():
+        raise ValueError(f"--devices {count}: this machine has {torch.cuda.device_count()} CUDA GPUs")
+    return [str(gpu) for gpu in range(count) for _ in range(per_device)]
+
+
+def threads_per_run(slots: int) -> int:
+    """CPU threads for each of `slots` processes: the cores shared out, so runs do not fight for them."""
+    return max(1, torch.get_num_threads() // slots)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no output"
+    return lines[-1] if lines else "no output"
+
+
+def run_parallel(
+    jobs: list[Job],
+    per_device: int,
+    *,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    resume: bool = False,
+    quiet: bool = False,
+    threads: int | None = None,
+) -> list[tuple[Job, dict[str, Any]]]:
+    """Trains `jobs`, `per_device` at a time on each device, each in its own process; returns each
+    finished run with its result.json. A run that fails does not stop the others: its last
+    line is printed, and a ValueError at the end names every failed run."""
+    slots = device_slots(accelerator, devices, per_device)
+    threads = threads or threads_per_run(len(slots))
+    pending, running, results, failed = list(jobs), [], [], []
+    free = list(range(len(slots)))
+    total = len(jobs)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop asked by the system: as Ctrl-C
+    try:
+        while pending or running:
+            while pending and free:
+                job, slot = pending.pop(0), free.pop(0)
+                running.append(_start(job, slots[slot], slot, accelerator, threads, resume, quiet))
+                where = f"GPU {slots[slot]}" if slots[slot] is not None else f"CPU ({threads} threads)"
+                print(f"[{total - len(pending)}/{total}] started {job.folder} on {where}", flush=True)
+            time.sleep(0.2)
+            for run in [r for r in running if r.process.poll() is not None]:
+                running.remove(run)
+                free.append(run.slot)
+                run.log.close()
+                minutes = (time.time() - run.started) / 60
+                if run.process.returncode == 0:
+                    result = read_result(run.job.folder)
+                    results.append((run.job, result))
+                    score = next(
+                        (f"{k} {result[k]:.2f}" for k in ("test_acc", "test_miou") if k in result), ""
+                    )
+                    print(f"finished {run.job.folder}: {score} ({minutes:.1f} min)", flush=True)
+                else:
+                    failed.append(run.job.folder)
+                    line = _last_line(run.job.folder / LOG_FILE)
+                    print(f"failed {run.job.folder} (exit {run.process.returncode}): {line}", flush=True)
+    except KeyboardInterrupt:
+        _stop(running)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if failed:
+        raise ValueError(
+            f"{len(failed)} of {total} runs failed (see above and each folder's {LOG_FILE}): "
+            + ", ".join(str(f) for f in failed)
+        )
+    return results
+
+
+def _start(
+    job: Job, gpu: str | None, slot: int, accelerator: str, threads: int, resume: bool, quiet: bool
+) -> _Running:
+    job.folder.mkdir(parents=True, exist_ok=True)
+    log = open(job.folder / LOG_FILE, "ab")  # noqa: SIM115 (closed when the run ends)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    command = [sys.executable, "-m", "srblock.train.parallel", str(job.folder)]
+    command += ["--accelerator", "cuda" if gpu is not None else "cpu", "--threads", str(threads)]
+    command += ["--extra", json.dumps(job.extra or {})]
+    command += ["--resume"] * resume + ["--quiet"] * quiet
+    process = subprocess.Popen(  # its own session: a Ctrl-C reaches it once, forwarded by _stop
+        command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    process.stdin.write(yaml.safe_dump(dataclasses.asdict(job.cfg), sort_keys=False).encode())
+    process.stdin.close()
+    return _Running(job, process, log, slot)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(running: list[_Running]) -> None:
+    """Ctrl-C: each run stops as one run would (its last checkpoint stays); waits for them."""
+    for run in running:
+        if run.process.poll() is None:
+            run.process.send_signal(signal.SIGINT)
+    deadline = time.time() + 60
+    for run in running:
+        try:
+            run.process.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            run.process.kill()
+            run.process.wait()
+        run.log.close()
+        print(
+            f"stopped {run.job.folder}: {_last_line(run.job.folder / LOG_FILE)}", file=sys.stderr, flush=True
+        )
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """One run of a parallel command: its config on stdin, its folder and device as arguments."""
+    p = argparse.ArgumentParser(prog="srblock-parallel-run")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--extra", default="{}")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from . import make_fabric, run_training
+
+    try:
+        cfg = config_from_mapping(yaml.safe_load(sys.stdin.read()), f"the config of {args.folder}")
+        fabric = make_fabric(args.accelerator, 1, 1, cfg.precision)
+        run_training(
+            fabric, cfg, args.folder, resume=args.resume, quiet=args.quiet, extra=json.loads(args.extra)
+        )
+    except (ValueError, OSError) as err:
+        print(f"srblock train: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        where = err.where() if isinstance(err, Interrupted) else str(args.folder)
+        print(f"srblock train: interrupted in {where}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
