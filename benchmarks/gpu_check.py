@@ -16,6 +16,11 @@ section each (a failing section records its error and the others still run):
   what launching kernels costs.
 - paper_overhead: `srblock bench --paper` (the paper's latency settings (a), (b), (c)), float32
   and bf16 + channels_last: SR against plain interleaved, median ratio and its 95% interval.
+- paper_overhead_compiled: settings (a) (training step) and (b), both models compiled with CUDA
+  graphs (`--compile reduce-overhead`).
+- parallel: `srblock train --parallel N` for N = 1, 2, 4, 8 runs of ResNet18 + SR at once on one
+  GPU (eager; then N = 4 compiled with CUDA graphs if the budget allows): total training
+  images/s, and its ratio to one run.
 - deeplabv3: DeepLabv3-R50-D8 + SR training iterations at 512 x 1024, batch 2, bf16, plain and SR
   interleaved.
 - syncs: host-device synchronisations per training step of the classification loop, from two
@@ -71,6 +76,7 @@ class Check:
         self.tiny, self.scratch, self.started, self.budget = args.tiny, scratch, time.time(), args.budget
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.fail, self.out = set(args.fail or []), Path(args.out)
+        self.r18_variants = args.r18_variants
 
     def left(self) -> float:
         return self.budget - (time.time() - self.started)
@@ -98,6 +104,9 @@ def run_srblock(check: Check, args: list[str], timeout: float) -> subprocess.Com
     return done
 
 
+R18_VARIANTS = ("graphs", "compile", "eager", "dataloader")  # r18_throughput's, as --r18-variants names them
+
+
 def r18_throughput(check: Check) -> dict[str, Any]:
     train_images, test_images = (640, 64) if check.tiny else (50_000, 10_000)
     data = write_cifar100(check.scratch / "cifar", train_images, test_images)
@@ -111,6 +120,7 @@ def r18_throughput(check: Check) -> dict[str, Any]:
         ("fast path", "fast", None, 1),
         (f"DataLoader, {workers} workers", "dataloader", None, 1),
     ]
+    variants = [v for v, key in zip(variants, R18_VARIANTS) if key in check.r18_variants]
     rows = []
     for index, (name, loader, mode, n) in enumerate(variants):
         mode = None if check.tiny else mode
@@ -154,8 +164,9 @@ def r18_throughput(check: Check) -> dict[str, Any]:
     ]
     note = f"epoch seconds include the validation pass over {test_images // 2:,} images; bf16 on a GPU"
     result = {"rows": rows, "columns": columns, "note": note}
-    if "fast path" in done and variants[-1][0] in done:
-        result["fast_over_dataloader"] = done["fast path"] / done[variants[-1][0]]
+    loader = next((v[0] for v in variants if v[1] == "dataloader"), None)
+    if "fast path" in done and loader in done:
+        result["fast_over_dataloader"] = done["fast path"] / done[loader]
     return result
 
 
@@ -209,6 +220,79 @@ def paper_overhead(check: Check) -> dict[str, Any]:
         )
         rows += [{"precision": label, **row} for row in timed]
     columns = ["precision", "setting", "mode", "batch", "device", *TIMING_COLUMNS, "paper_overhead_pct"]
+    return {"rows": rows, "columns": columns}
+
+
+def parallel(check: Check) -> dict[str, Any]:
+    """`srblock train --seeds ... --parallel N`: N runs of ResNet18 + SR at once on one GPU (bf16,
+    fast path; eager, then N = 4 compiled with CUDA graphs); total training images/s from each
+    run's steady epochs (metrics.csv)."""
+    train_images, test_images = (256, 64) if check.tiny else (20_000, 1_000)
+    data = write_cifar100(check.scratch / "cifar-parallel", train_images, test_images)
+    model = "resnet10s_cifar" if check.tiny else "resnet18_cifar"
+    epochs = 2 if check.tiny else 3
+    variants = [(1, None), (2, None)] if check.tiny else [(1, None), (2, None), (4, None), (8, None)]
+    variants += [] if check.tiny else [(4, "reduce-overhead")]
+    rows = []
+    for n, mode in variants:
+        row: dict[str, Any] = {"runs_at_once": n, "compile": mode or "no", "model": f"{model} + SR (3, 2)"}
+        rows.append(row)
+        if check.left() < (150 if mode else 45):
+            row["error"] = "skipped: the time budget is spent"
+            continue
+        out = check.scratch / f"parallel-{n}-{mode}"
+        line = f"train cifar100 --quiet --set model={model} --set sr_stage=3 --set epochs={epochs}"
+        line += f" --set val_fraction=0 --set limit_test={test_images} --set num_workers=0"
+        line += f" --set compile={str(mode is not None).lower()} --set compile_mode={mode or 'default'}"
+        line += f" --parallel {n} --seeds {' '.join(map(str, range(n)))}"
+        started = time.time()
+        try:
+            run_srblock(check, line.split() + ["--data", str(data), "--out", str(out)], 240)
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            row["error"] = str(err)[-600:]
+            continue
+        steady = [
+            statistics.median([r["seconds"] for r in read_metrics(f.parent)][1:])
+            for f in out.rglob("metrics.csv")
+        ]
+        row.update(
+            wall_s=time.time() - started,
+            epoch_s=statistics.median(steady),
+            images_per_s=sum(train_images / s for s in steady),
+        )
+    base = next((r["images_per_s"] for r in rows if "images_per_s" in r and r["runs_at_once"] == 1), None)
+    for row in rows:
+        if base and "images_per_s" in row:
+            row["over_one_run"] = row["images_per_s"] / base
+    columns = [
+        "runs_at_once",
+        "compile",
+        "model",
+        "wall_s",
+        "epoch_s",
+        "images_per_s",
+        "over_one_run",
+        "error",
+    ]
+    note = (
+        f"batch 128; {train_images:,} training images per run and epoch; "
+        f"epoch seconds include validation on {test_images:,}"
+    )
+    return {"rows": rows, "columns": columns, "note": note}
+
+
+def paper_overhead_compiled(check: Check) -> dict[str, Any]:
+    """The paper's GPU settings (a) training step and (b), float32, both models compiled with CUDA
+    graphs (`srblock bench --paper --compile reduce-overhead`): the block's cost without launch
+    overhead. (c) is a CPU setting; (a)'s inference is left out to keep the compile time down."""
+    settings = [s for s in PAPER_SETTINGS if s.device is None and (s.train or s.batch < 128)]
+    if check.tiny:
+        small = dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2)
+        settings = [dataclasses.replace(s, model=small, input_size=(3, 16, 16), batch=2) for s in settings]
+    repeats, warmup = (2, 1) if check.tiny else (60, 10)
+    mode = None if check.device.type == "cpu" else "reduce-overhead"  # on the CPU: not compiled (minutes)
+    rows = bench_paper(check.device, repeats=repeats, warmup=warmup, compile=mode, settings=settings)
+    columns = ["setting", "mode", "batch", "compile", *TIMING_COLUMNS, "paper_overhead_pct"]
     return {"rows": rows, "columns": columns}
 
 
@@ -329,6 +413,8 @@ SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {  # in the order they 
     "cuda_tests": cuda_tests,
     "step_throughput": step_throughput,
     "paper_overhead": paper_overhead,
+    "paper_overhead_compiled": paper_overhead_compiled,
+    "parallel": parallel,
     "deeplabv3": deeplabv3,
     "syncs": syncs,
     "jpeg_decode": jpeg_decode,
@@ -389,6 +475,13 @@ def main() -> int:
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only")
     p.add_argument(
         "--fail", nargs="+", choices=SECTIONS, help="make these sections fail (to test the report)"
+    )
+    p.add_argument(
+        "--r18-variants",
+        nargs="+",
+        choices=R18_VARIANTS,
+        default=R18_VARIANTS,
+        help="r18_throughput's variants to run (default: all)",
     )
     p.add_argument("--budget", type=float, default=540, help="seconds for all sections (default: 540)")
     args = p.parse_args()

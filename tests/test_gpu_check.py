@@ -11,6 +11,8 @@ SECTIONS = [
     "cuda_tests",
     "step_throughput",
     "paper_overhead",
+    "paper_overhead_compiled",
+    "parallel",
     "deeplabv3",
     "syncs",
     "jpeg_decode",
@@ -39,5 +41,10 @@ def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_
     paper = report["sections"]["paper_overhead"]["result"]["rows"]
     assert {r["setting"][:3] for r in paper} == {"(a)", "(b)", "(c)"} and all(r["sr_ms"] > 0 for r in paper)
     assert all(r["images_per_s"] > 0 for r in report["sections"]["jpeg_decode"]["result"]["rows"])
+    runs = report["sections"]["parallel"]["result"]["rows"]
+    assert [r["runs_at_once"] for r in runs] == [1, 2] and all(r["images_per_s"] > 0 for r in runs)
+    assert runs[0]["over_one_run"] == 1.0
+    compiled = report["sections"]["paper_overhead_compiled"]["result"]["rows"]
+    assert [r["setting"][:3] for r in compiled] == ["(a)", "(b)"] and all(r["sr_ms"] > 0 for r in compiled)
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "## deeplabv3: failed" in markdown and "## r18_throughput: ok" in markdown
