@@ -76,7 +76,7 @@ class Check:
         self.tiny, self.scratch, self.started, self.budget = args.tiny, scratch, time.time(), args.budget
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.fail, self.out = set(args.fail or []), Path(args.out)
-        self.r18_variants = args.r18_variants
+        self.r18_variants, self.parallel_variants = args.r18_variants, args.parallel_variants
 
     def left(self) -> float:
         return self.budget - (time.time() - self.started)
@@ -223,6 +223,9 @@ def paper_overhead(check: Check) -> dict[str, Any]:
     return {"rows": rows, "columns": columns}
 
 
+PARALLEL_VARIANTS = ("1", "2", "4", "8", "4-graphs")  # runs at once (and compiled with CUDA graphs)
+
+
 def parallel(check: Check) -> dict[str, Any]:
     """`srblock train --seeds ... --parallel N`: N runs of ResNet18 + SR at once on one GPU (bf16,
     fast path; eager, then N = 4 compiled with CUDA graphs); total training images/s from each
@@ -233,6 +236,7 @@ def parallel(check: Check) -> dict[str, Any]:
     epochs = 2 if check.tiny else 3
     variants = [(1, None), (2, None)] if check.tiny else [(1, None), (2, None), (4, None), (8, None)]
     variants += [] if check.tiny else [(4, "reduce-overhead")]
+    variants = [v for v, key in zip(variants, PARALLEL_VARIANTS) if key in check.parallel_variants]
     rows = []
     for n, mode in variants:
         row: dict[str, Any] = {"runs_at_once": n, "compile": mode or "no", "model": f"{model} + SR (3, 2)"}
@@ -482,6 +486,13 @@ def main() -> int:
         choices=R18_VARIANTS,
         default=R18_VARIANTS,
         help="r18_throughput's variants to run (default: all)",
+    )
+    p.add_argument(
+        "--parallel-variants",
+        nargs="+",
+        choices=PARALLEL_VARIANTS,
+        default=PARALLEL_VARIANTS,
+        help="parallel's variants: runs at once, 4-graphs compiled with CUDA graphs (default: all)",
     )
     p.add_argument("--budget", type=float, default=540, help="seconds for all sections (default: 540)")
     args = p.parse_args()
