@@ -212,6 +212,18 @@ def test_bad_input_is_one_line(cifar, tmp_path):
     ).exists()  # nothing written for a model that does not build
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="float16 is refused where there is no GPU")
+def test_float16_on_the_cpu_is_refused_not_silently_changed(cifar, tmp_path, capsys):
+    line = "train cifar10 --data {data} --out {out} --precision 16-mixed"
+    assert main(argv(line, data=cifar, out=tmp_path) + TINY) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "srblock train: error: --precision 16-mixed (float16) needs a CUDA GPU; "
+        "on the CPU use bf16-mixed or 32-true"
+    )
+    assert not (tmp_path / "cifar10").exists()
+
+
 def test_dataloader_path_trains(cifar, tmp_path):
     args = (
         argv(
