@@ -193,3 +193,34 @@ def write_cityscapes(
                 folder.mkdir(parents=True, exist_ok=True)
                 write_png(torch.from_numpy(np.ascontiguousarray(array)), str(folder / name))
     return root
+
+
+def write_image_folder(
+    root: Path,
+    classes: tuple[int, ...] = (0, 1, 7),
+    per_class: tuple[int, int, int] = (60, 15, 15),
+    test: bool = True,
+) -> Path:
+    """Real Fashion-MNIST pictures as PNG files in class folders, root/{train,val,test}/<class>/, in
+    every mode a user's folder may hold (grey, RGB, RGBA, palette) and at two sizes."""
+    from PIL import Image
+
+    from srblock.data import load_dataset
+
+    _, train, _ = load_dataset("fashion_mnist", None)
+    modes = ("L", "RGB", "RGBA", "P")
+    names = [train.classes[c].replace("/", "-") for c in classes]
+    splits = ("train", "val", "test") if test else ("train", "val")
+    for class_index, name in zip(classes, names):
+        found = (train.labels == class_index).nonzero().flatten().tolist()
+        start = 0
+        for split, count in zip(splits, per_class):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for k, index in enumerate(found[start : start + count]):
+                image = Image.fromarray(train.images[index, 0].numpy(), "L").convert(modes[k % 4])
+                if k % 3 == 0:
+                    image = image.resize((40, 30))
+                image.save(folder / f"{index}.png")
+            start += count
+    return root

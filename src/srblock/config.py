@@ -15,6 +15,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
@@ -42,9 +43,11 @@ class TrainConfig:
     batch_size: int = 128  # per process
     eval_batch_size: int = 512
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD's
     nesterov: bool = False
     weight_decay: float = 5e-4
+    optimizer: str = "sgd"  # sgd (the paper's) or adamw (fine-tuning)
+    sr_lr_mult: float = 1.0  # the SR blocks' lr over the rest's
     val_fraction: float = 0.1
     flip: bool = True
     seed: int = 0
@@ -69,8 +72,16 @@ class TrainConfig:
         """(C, H, W) of the images the run trains on, which sizes its SR memory."""
         return DATASETS[self.dataset].input_size
 
+    def num_classes(self) -> int:
+        """The model's outputs: the data set's classes."""
+        return DATASETS[self.dataset].num_classes
+
     def model_kwargs(self) -> dict[str, Any]:
         """What this task passes to the model's builder beside classes and channels."""
+        return {}
+
+    def weights(self) -> dict[str, Any]:
+        """Where the model's starting weights come from (the builder's arguments), if not its init."""
         return {}
 
 
@@ -83,12 +94,19 @@ class ClassifyConfig(TrainConfig):
     attn: str | None = None
     reg: str | None = None
     reg_rate: float | None = None
+    pretrained: str | None = None  # true (timm's / torchvision's weights) or a weights file; SR added after
     epochs: int = 200
+    schedule: str = "step"  # step: x gamma at each milestone (the paper's); cosine: to 0 at the end
     milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
     gamma: float = 0.2
+    warmup_epochs: int = 0  # linear warm-up before the schedule
+    label_smoothing: float = 0.0
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"attn": self.attn, "reg": self.reg, "reg_rate": self.reg_rate}
+
+    def weights(self) -> dict[str, Any]:
+        return {"pretrained": self.pretrained}
 
 
 @dataclass
@@ -109,9 +127,16 @@ class FilesConfig(ClassifyConfig):
 
     image_size: int = 224  # training crop; validation resizes to image_size / 0.875 and centre-crops
     gpu_decode: bool = False  # decode JPEGs on the GPU (torchvision.io.decode_jpeg) instead of in workers
+    in_chans: int = 3  # every image (grey, RGB, RGBA, palette) is read as 1 or 3 channels
+    augment: str = "rrc"  # rrc: random-resized crop + flip (photos); padcrop: resize, pad-crop + flip
+    crop_padding: int = 4  # padcrop's padding at 32 px, scaled with image_size
+    classes: list[str] | None = None  # a folder data set's class names (its train/ folders), filled in
 
     def input_size(self) -> tuple[int, int, int]:
-        return (DATASETS[self.dataset].input_size[0], self.image_size, self.image_size)
+        return (self.in_chans, self.image_size, self.image_size)
+
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else DATASETS[self.dataset].num_classes
 
 
 @dataclass
@@ -165,15 +190,22 @@ RANGES = {
         ("sr_stage", "sr_blocks", "sr_hidden", "sr_squeeze", "batch_size", "eval_batch_size"), "[1, inf)"
     ),
     **dict.fromkeys(("epochs", "milestones", "iterations", "eval_interval", "save_interval"), "[1, inf)"),
-    **dict.fromkeys(("limit_train", "limit_test", "image_size"), "[1, inf)"),
+    **dict.fromkeys(("limit_train", "limit_test"), "[1, inf)"),
+    "image_size": "[16, 1024]",
     **dict.fromkeys(("lr", "gamma", "poly_power", "scale_range", "ms_scales"), "(0, inf)"),
     **dict.fromkeys(("weight_decay", "min_lr", "aux_weight", "crop_padding", "num_workers"), "[0, inf)"),
-    **dict.fromkeys(("momentum", "val_fraction", "reg_rate"), "[0, 1)"),
+    **dict.fromkeys(("momentum", "val_fraction", "reg_rate", "label_smoothing"), "[0, 1)"),
+    "warmup_epochs": "[0, inf)",
+    "sr_lr_mult": "(0, inf)",
     "seed": "[0, 4294967295]",  # what numpy's generators take
 }
 CHOICES = {
     "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "loader": ("fast", "dataloader"),
+    "augment": ("rrc", "padcrop"),
+    "optimizer": ("sgd", "adamw"),
+    "schedule": ("step", "cosine"),
+    "in_chans": (1, 3),
     "precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"),
     "dataset": tuple(DATASETS),
 }
@@ -258,6 +290,10 @@ def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None
         raise ValueError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(KEYS)}")
     if key == "crop_size" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # `crop_size: 512` in a YAML file: a square crop
+    if key == "pretrained" and isinstance(value, bool):
+        value = "true" if value else None  # true: the published weights; false: none
+    elif key == "pretrained" and isinstance(value, str) and value != "true":
+        value = str(Path(value).expanduser().resolve())  # a file: found from any working folder
     checked = _check(value, _TYPES[key])
     if checked is None and value is not None:
         raise ValueError(f"{source}: {key} takes {_describe(_TYPES[key])}, got {value!r}")
@@ -322,6 +358,10 @@ def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "ref
             f"{source}: batch_size={batch} cannot train {model} (per process): its image-pooling "
             f"BatchNorm sees one value per channel; set batch_size={min_train_batch(model)} or more"
         )
+    if dataset == "folder" and values.get("classes") is None and values.get("data_dir"):
+        from .data.folder import folder_classes  # the classes are the data's: read once, then recorded
+
+        values["classes"] = list(folder_classes(values["data_dir"]))
     if values.get("sr_stage") is None:
         values["sr_blocks"] = None  # no SR block: no P
     elif values.get("sr_blocks") is None:
@@ -355,13 +395,17 @@ def with_seeds(cfg: TrainConfig, seeds: list[int] | None) -> list[TrainConfig]:
     return [dataclasses.replace(cfg, seed=s) for s in (seeds or [cfg.seed])]
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The run's model, with its SR block sized for the images it is trained on."""
-    info = DATASETS[cfg.dataset]
+def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
+    """The run's model, with its SR block sized for the images it is trained on; with `pretrained`,
+    the starting weights the config names (a run's own checkpoints replace them on resume)."""
+    if cfg.num_classes() == 0:
+        raise ValueError(
+            f"{cfg.dataset} runs need a data folder: pass --data DIR holding train/<class>/<image>"
+        )
     input_size = cfg.input_size()
     return create_model(
         cfg.model,
-        num_classes=info.num_classes,
+        num_classes=cfg.num_classes(),
         in_chans=input_size[0],
         sr_stage=cfg.sr_stage,
         sr_blocks=cfg.sr_blocks,
@@ -369,4 +413,5 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         sr_squeeze=cfg.sr_squeeze,
         input_size=input_size,
         **cfg.model_kwargs(),
+        **(cfg.weights() if pretrained else {}),
     )

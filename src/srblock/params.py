@@ -17,7 +17,6 @@ from torch import nn
 
 from .block import _size2
 from .config import TrainConfig, build_model
-from .data import DATASETS
 from .insert import sr_blocks as find_sr_blocks
 from .recipes import sweeps_for
 from .registry import create_model
@@ -82,7 +81,7 @@ def config_overhead(cfg: TrainConfig, model: nn.Module | None = None) -> dict[st
     if model is None:
         with torch.device("meta"):
             model = build_model(cfg)
-    return overhead(model, plain_params(cfg.model, DATASETS[cfg.dataset].num_classes, cfg.input_size()[0]))
+    return overhead(model, plain_params(cfg.model, cfg.num_classes(), cfg.input_size()[0]))
 
 
 def _label(name: str, attn: str | None, reg: str | None, sr_stage: Any) -> str:

@@ -18,6 +18,7 @@ from torch import nn
 
 from .block import ActLayer
 from .insert import DEFAULT_MEMORY_BLOCKS, add_sr
+from .pretrained import hub_offline_if_unreachable, load_pretrained, timm_pretrained_error
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _MODEL_CLASSES: dict[str, type[nn.Module] | None] = {}
@@ -95,9 +96,14 @@ def _create_external(source: str, name: str, kwargs: dict[str, object]) -> nn.Mo
         if name not in known:
             raise ValueError(f"{_unknown(name, known, 'timm model', n=3)}; see timm.list_models()")
         try:
-            model = timm.create_model(name, **kwargs)
+            with hub_offline_if_unreachable():
+                model = timm.create_model(name, **kwargs)
         except TypeError as err:
             raise ValueError(f"timm:{name} does not take these arguments ({err})") from None
+        except (OSError, RuntimeError, ValueError) as err:
+            if not kwargs.get("pretrained"):
+                raise
+            raise timm_pretrained_error(name, err) from None
         size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
         model.default_input_size = (int(kwargs.get("in_chans", size[0])), *size[1:])
         return model
@@ -128,6 +134,7 @@ def create_model(
     sr_squeeze: int = 1,
     sr_act: ActLayer = "relu",
     input_size: Sequence[int] | None = None,
+    pretrained: bool | str | None = None,
     **kwargs: object,
 ) -> nn.Module:
     """Builds a model by name, with an SR block after stage `sr_stage` when it is given.
@@ -138,10 +145,14 @@ def create_model(
     timm's `pretrained_cfg`). Other keyword arguments go to the model (num_classes, in_chans,
     attn, reg...); one given as None is left to the model's default, so callers need not know
     which models take it (segmentation models take no attn or reg). `sr_blocks` (P) defaults
-    to the model's own choice, else 4 (see `add_sr`).
+    to the model's own choice, else 4 (see `add_sr`). `pretrained` (True or a weights file) loads
+    weights before the SR block is added, so the model starts exactly as the pretrained one.
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    pretrained = "true" if pretrained is True else (pretrained or None)
     source, _, bare = name.rpartition(":")
+    if source == "timm" and pretrained == "true":  # timm fetches its own and fits head and channels
+        kwargs["pretrained"], pretrained = True, None
     if source in EXTERNAL:
         model = _create_external(source, bare, kwargs)
     elif source:
@@ -152,6 +163,10 @@ def create_model(
         raise ValueError(
             f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}"
         )
+    if pretrained is not None:  # before the SR block goes in: the network starts as the pretrained one
+        model.pretrained_summary = load_pretrained(model, name, str(pretrained))
+    elif kwargs.get("pretrained"):
+        model.pretrained_summary = f"timm:{bare}'s pretrained weights (head fitted by timm)"
     if sr_stage is not None:
         add_sr(
             model,

@@ -24,7 +24,7 @@ from torch import nn
 
 from .checkpoint import TMP_SUFFIX, load_checkpoint, write_atomic
 from .config import TrainConfig, build_config, build_model, set_value
-from .data import DatasetInfo, load_dataset, split_train_val
+from .data import DatasetInfo, load_dataset_splits, split_train_val
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
 LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
@@ -278,16 +278,20 @@ class Splits(NamedTuple):
     train: Any
     val: Any
     test: Any
+    tested: str = "test"  # the split the test scores come from ("val" for a folder without test/)
 
 
 def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Splits:
     """(info, train, validation, test) as a run sees them: cut to limit_train / limit_test, the
-    training set split by the seed (an empty validation split when val_fraction is 0)."""
-    info, train_set, test_set = load_dataset(cfg.dataset, data_root(cfg, given_root))
-    train_set, val_set = split_train_val(
-        train_set.subset(slice(0, cfg.limit_train)), cfg.val_fraction, cfg.seed
-    )
-    return Splits(info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test)))
+    training set split by the seed (an empty validation split when val_fraction is 0) unless the
+    data set has its own validation split; a folder without test/ is tested on its validation split."""
+    info, train_set, val_set, test_set = load_dataset_splits(cfg.dataset, data_root(cfg, given_root))
+    train_set = train_set.subset(slice(0, cfg.limit_train))
+    if val_set is None:
+        train_set, val_set = split_train_val(train_set, cfg.val_fraction, cfg.seed)
+    tested = "test" if test_set is not None else "val"
+    test_set = test_set if test_set is not None else val_set
+    return Splits(info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test)), tested)
 
 
 class TrainedModel(NamedTuple):

@@ -20,6 +20,7 @@ import torch
 from . import cifar
 from .canvas import canvas_split
 from .cityscapes import CITYSCAPES_MEAN, CITYSCAPES_STD, load_cityscapes
+from .folder import load_folder
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, load_imagenet
 from .seg_transforms import IGNORE_INDEX
 
@@ -48,10 +49,18 @@ class DatasetInfo:
     input_size: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    load: Callable[[Path | None], tuple[Any, Any]]  # (train, test) from a folder
+    load: Callable[[Path | None], tuple[Any, ...]]  # (train, test), or (train, val, test) if `own_val`
     task: str = "classify"  # or "segment": which training loop runs it
     in_memory: bool = True  # held in memory as tensors; else files read by DataLoader workers
     ignore_index: int | None = None  # segmentation: the label that marks pixels not scored
+    own_val: bool = False  # the folder may hold its own validation split (else cut from training)
+
+    def stats(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Normalisation for `channels` channels: the data set's own, or their mean per channel
+        (as timm does for a grey model made from an RGB one)."""
+        if channels == len(self.mean):
+            return self.mean, self.std
+        return (sum(self.mean) / len(self.mean),) * channels, (sum(self.std) / len(self.std),) * channels
 
 
 def _cifar(
@@ -228,6 +237,10 @@ DATASETS: dict[str, DatasetInfo] = {
     "imagenet": DatasetInfo(
         "imagenet", 1000, (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, load_imagenet, in_memory=False
     ),
+    # a user's class folders: classes and channels come from the run's config (config.classes)
+    "folder": DatasetInfo(
+        "folder", 0, (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, load_folder, in_memory=False, own_val=True
+    ),
     "cityscapes": DatasetInfo(
         "cityscapes",
         19,
@@ -252,13 +265,22 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def load_dataset(name: str, root: str | Path | None) -> tuple[DatasetInfo, ImageSet, ImageSet]:
-    """The (info, train, test) of a data set by name, read from `root` (or its default place)."""
+def load_dataset(name: str, root: str | Path | None) -> tuple[DatasetInfo, Any, Any]:
+    """The (info, train, test) of a data set by name, read from `root` (or its default place); a
+    folder without test/ is tested on its val/."""
+    info, train, val, test = load_dataset_splits(name, root)
+    return info, train, test if test is not None else val
+
+
+def load_dataset_splits(name: str, root: str | Path | None) -> tuple[DatasetInfo, Any, Any, Any]:
+    """(info, train, val, test); val is None unless the data set has its own validation split."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     info = DATASETS[name]
-    train, test = info.load(Path(root) if root is not None else None)
-    return info, train, test
+    loaded = info.load(Path(root) if root is not None else None)
+    if not info.own_val:
+        return info, loaded[0], None, loaded[1]
+    return info, *loaded
 
 
 def split_train_val(train: Any, val_fraction: float, seed: int) -> tuple[Any, Any]:

@@ -22,14 +22,35 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_transform(
-    train: bool, image_size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    train: bool,
+    image_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    augment: str = "rrc",
+    crop_padding: int = 4,
+    flip: bool = True,
 ) -> v2.Compose:
-    """The PyTorch ImageNet example's transforms, on uint8 CHW tensors (CPU or GPU)."""
-    if train:
-        steps = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
+    """Transforms on uint8 CHW tensors (CPU or GPU). `rrc`: the PyTorch ImageNet example's (random-
+    resized crop + flip; validation resizes to size / 0.875 and centre-crops), for photos.
+    `padcrop`: resize to the size, then CIFAR's pad-crop (padding `crop_padding` per 32 px) + flip,
+    for small images whose every pixel counts; validation only resizes."""
+    if augment == "padcrop":
+        padding = max(1, round(crop_padding * image_size / 32))
+        steps = [v2.Resize((image_size, image_size), antialias=True)]
+        if train:
+            steps.append(v2.RandomCrop(image_size, padding=padding))
+    elif train:
+        steps = [v2.RandomResizedCrop(image_size, antialias=True)]
     else:
         steps = [v2.Resize(round(image_size / 0.875), antialias=True), v2.CenterCrop(image_size)]
+    if train and flip:
+        steps.append(v2.RandomHorizontalFlip())
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+
+
+class UnreadableImage(ValueError):
+    """An image file that cannot be decoded: the run stops and names it (a resume goes on once it
+    is removed or replaced)."""
 
 
 class ImageFiles(Dataset):
@@ -41,8 +62,10 @@ class ImageFiles(Dataset):
         classes: tuple[str, ...],
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         encoded: bool = False,
+        channels: int = 3,
     ) -> None:
         self.samples, self.classes, self.transform, self.encoded = samples, classes, transform, encoded
+        self.channels = channels  # grey (1) or RGB (3), whatever the file holds
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -52,7 +75,13 @@ class ImageFiles(Dataset):
         data = read_file(path)
         if self.encoded:
             return data, label
-        image = decode_image(data, mode=ImageReadMode.RGB)
+        try:
+            image = decode_image(data, mode=ImageReadMode.GRAY if self.channels == 1 else ImageReadMode.RGB)
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UnreadableImage(
+                f"{path} cannot be decoded as an image ({reason}): remove or replace it, then resume"
+            ) from None
         return (self.transform(image) if self.transform else image), label
 
     @property
@@ -63,10 +92,12 @@ class ImageFiles(Dataset):
         picked = (
             self.samples[index] if isinstance(index, slice) else [self.samples[i] for i in index.tolist()]
         )
-        return ImageFiles(picked, self.classes, self.transform, self.encoded)
+        return ImageFiles(picked, self.classes, self.transform, self.encoded, self.channels)
 
-    def with_transform(self, transform: Callable | None, encoded: bool = False) -> ImageFiles:
-        return ImageFiles(self.samples, self.classes, transform, encoded)
+    def with_transform(
+        self, transform: Callable | None, encoded: bool = False, channels: int | None = None
+    ) -> ImageFiles:
+        return ImageFiles(self.samples, self.classes, transform, encoded, channels or self.channels)
 
 
 def collate_encoded(

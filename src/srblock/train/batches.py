@@ -4,14 +4,14 @@ on the GPU). Every epoch's order and augmentation depend on (seed, epoch) only."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from lightning.fabric import Fabric
 
 from ..config import TrainConfig
 from ..data import DeviceLoader, EpochSampler, ImageSet, make_dataloader, make_file_loader
-from ..data.imagenet import ImageFiles, collate_encoded, decode_batch, imagenet_transform
+from ..data.imagenet import ImageFiles, UnreadableImage, collate_encoded, decode_batch, imagenet_transform
 from ..data.sampler import epoch_seed, item_seed
 
 
@@ -24,11 +24,13 @@ class ClassifyBatches:
         batch = cfg.batch_size if train else cfg.eval_batch_size
         self.generator, self.device, self.decode, self.seed = None, fabric.device, None, cfg.seed
         if isinstance(data, ImageFiles):
-            transform = imagenet_transform(train, cfg.image_size, mean, std)
+            transform = imagenet_transform(
+                train, cfg.image_size, mean, std, cfg.augment, cfg.crop_padding, cfg.flip
+            )
             if cfg.gpu_decode:
                 self.decode, data = transform, data.with_transform(None, encoded=True)
             else:
-                data = data.with_transform(transform)
+                data = data.with_transform(transform, channels=cfg.in_chans)
             self.loader = make_file_loader(
                 data,
                 batch_size=batch,
@@ -76,7 +78,7 @@ class ClassifyBatches:
             self.generator.manual_seed(epoch_seed(self.seed, epoch))
             if hasattr(self.loader.sampler, "set_epoch"):
                 self.loader.sampler.set_epoch(epoch)
-        for step, (images, labels) in enumerate(self.loader):
+        for step, (images, labels) in enumerate(_named_errors(self.loader)):
             if self.decode is not None:  # JPEG bytes: decode and augment the batch on the device
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(item_seed(self.seed, epoch, step))
@@ -91,3 +93,14 @@ class ClassifyBatches:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+
+def _named_errors(loader: Iterable) -> Iterator:
+    """A loader's batches; an image a worker could not decode ends the run with that worker's one
+    line (naming the file), not the worker's traceback."""
+    try:
+        yield from loader
+    except UnreadableImage as err:
+        raise UnreadableImage(
+            str(err).strip().splitlines()[-1].removeprefix("srblock.data.imagenet.UnreadableImage: ")
+        ) from None

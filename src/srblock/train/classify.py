@@ -24,7 +24,7 @@ from ..config import ClassifyConfig
 from ..runs import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS
 from .batches import ClassifyBatches
 from .engine import Progress, start_run
-from .schedule import multistep_factor
+from .schedule import classify_factor
 
 
 def running_metrics(
@@ -73,19 +73,22 @@ def train_classifier(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Trains one configuration with one seed in `folder`; returns (and writes) result.json."""
-    lr_factor = functools.partial(multistep_factor, milestones=cfg.milestones, gamma=cfg.gamma)
+    lr_factor = functools.partial(
+        classify_factor,
+        schedule=cfg.schedule,
+        epochs=cfg.epochs,
+        milestones=cfg.milestones,
+        gamma=cfg.gamma,
+        warmup=cfg.warmup_epochs,
+    )
     run = start_run(
         fabric, cfg, folder, unit="epoch", lr_factor=lr_factor, columns=METRIC_COLUMNS, resume=resume
     )
     data, device = run.data, fabric.device
-    num_classes = data.info.num_classes
-    train_batches = ClassifyBatches(fabric, cfg, data.train, data.info.mean, data.info.std, train=True)
-    val_batches = (
-        ClassifyBatches(fabric, cfg, data.val, data.info.mean, data.info.std, train=False)
-        if len(data.val)
-        else None
-    )
-    test_batches = ClassifyBatches(fabric, cfg, data.test, data.info.mean, data.info.std, train=False)
+    num_classes, (mean, std) = cfg.num_classes(), data.info.stats(cfg.input_size()[0])
+    train_batches = ClassifyBatches(fabric, cfg, data.train, mean, std, train=True)
+    val_batches = ClassifyBatches(fabric, cfg, data.val, mean, std, train=False) if len(data.val) else None
+    test_batches = ClassifyBatches(fabric, cfg, data.test, mean, std, train=False)
 
     steps = len(train_batches)
     progress = Progress(
@@ -105,7 +108,7 @@ def train_classifier(
         correct, seen = torch.zeros((), device=device), 0  # this process's, for the bar only
         for step, (images, labels) in enumerate(train_batches.epoch(epoch)):
             logits = run.net(images)
-            loss = F.cross_entropy(logits, labels)
+            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
             run.optimizer.zero_grad(set_to_none=True)
             fabric.backward(loss)
             run.optimizer.step()
@@ -161,6 +164,7 @@ def train_classifier(
             "best_val_acc": run.best_val if val_batches else None,
             "best_epoch": run.best_step,
             "epochs": cfg.epochs,
+            "tested_split": data.tested,
         },
         extra,
     )

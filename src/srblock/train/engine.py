@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_atomic, set_rng_state, training_state
-from ..config import TrainConfig, build_model
+from ..config import SegmentConfig, TrainConfig, build_model
 from ..insert import sr_blocks
 from ..params import config_overhead
 from ..runs import (
@@ -109,14 +109,26 @@ def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Modu
     )
 
 
-def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
+def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (the paper's) or AdamW (fine-tuning); the SR blocks' parameters at `sr_lr_mult` times
+    the lr, so a block added to a pretrained network can learn faster than the network moves."""
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "lr": cfg.lr}]
+    if cfg.sr_lr_mult != 1.0:  # (one group otherwise, as checkpoints written before this option hold)
+        sr_params = {id(p) for _, block in sr_blocks(model) for p in block.parameters()}
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) not in sr_params], "lr": cfg.lr},
+            {"params": [p for p in model.parameters() if id(p) in sr_params], "lr": cfg.lr * cfg.sr_lr_mult},
+        ]
+    fused = fabric.device.type == "cuda" or None
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     return torch.optim.SGD(
-        model.parameters(),
+        groups,
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay,
-        fused=fabric.device.type == "cuda" or None,
+        fused=fused,
     )
 
 
@@ -243,6 +255,27 @@ class Run:
         return result
 
 
+def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:
+    """One forward of one blank image at the run's size, so a size the network cannot take is one
+    line now rather than a traceback in the first step."""
+    if isinstance(cfg, SegmentConfig):  # the zoo's segmentation models take any crop
+        return
+    size = cfg.input_size()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size))
+    except (RuntimeError, ValueError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{cfg.model} cannot take {size[1]}x{size[2]} images with {size[0]} channels ({reason}): "
+            "set image_size (or in_chans) to what it takes"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
 def start_run(
     fabric: Fabric,
     cfg: TrainConfig,
@@ -257,8 +290,12 @@ def start_run(
     continues from last.ckpt where one exists."""
     folder = Path(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
-    model = build_model(cfg)
-    if (folder / LAST_CKPT).exists() and not resume:
+    resuming = (folder / LAST_CKPT).exists()
+    model = build_model(cfg, pretrained=not resuming)  # a resumed run's weights are in last.ckpt
+    check_input_size(model, cfg)
+    if getattr(model, "pretrained_summary", None):
+        fabric.print(model.pretrained_summary)
+    if resuming and not resume:
         raise ValueError(
             f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out"
         )

@@ -85,8 +85,8 @@ def run_parallel(
     threads: int | None = None,
 ) -> list[tuple[Job, dict[str, Any]]]:
     """Trains `jobs`, `per_device` at a time on each device, each in its own process; returns each
-    finished run with its result.json. A run that fails does not stop the others: its last
-    line is printed, and a ValueError at the end names every failed run."""
+    finished run with its result.json, in the order of `jobs`. A run that fails does not stop the
+    others: its last line is printed, and a ValueError at the end names every failed run."""
     slots = device_slots(accelerator, devices, per_device)
     threads = threads or threads_per_run(len(slots))
     pending, running, results, failed = list(jobs), [], [], []
@@ -122,6 +122,8 @@ def run_parallel(
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    order = {id(job): i for i, job in enumerate(jobs)}
+    results.sort(key=lambda done: order[id(done[0])])  # in the order asked, whichever ended first
     if failed:
         raise ValueError(
             f"{len(failed)} of {total} runs failed (see above and each folder's {LOG_FILE}): "

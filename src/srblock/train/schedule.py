@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -22,3 +23,27 @@ def poly_factor(iteration: int, total: int, power: float, min_factor: float = 0.
     """
     progress = min(iteration, total) / total
     return (1.0 - min_factor) * (1.0 - progress) ** power + min_factor
+
+
+def warmup_factor(epoch: int, warmup: int) -> float:
+    """Linear warm-up over the first `warmup` epochs: lr / (warmup + 1), 2 lr / (warmup + 1), ...;
+    1 after them. A pretrained network's features survive the first steps of a new head."""
+    return (epoch + 1) / (warmup + 1) if epoch < warmup else 1.0
+
+
+def cosine_factor(epoch: int, epochs: int, warmup: int = 0) -> float:
+    """Cosine decay from lr (after `warmup` epochs) to 0 at `epochs`; timm's and most fine-tuning
+    recipes' schedule."""
+    if epoch < warmup:
+        return warmup_factor(epoch, warmup)
+    progress = (epoch - warmup) / max(1, epochs - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def classify_factor(
+    epoch: int, *, schedule: str, epochs: int, milestones: Sequence[int], gamma: float, warmup: int
+) -> float:
+    """A classification run's lr factor in `epoch`: its `schedule` (step or cosine) after warm-up."""
+    if schedule == "cosine":
+        return cosine_factor(epoch, epochs, warmup)
+    return warmup_factor(epoch, warmup) * multistep_factor(epoch, milestones, gamma)
