@@ -65,10 +65,10 @@ def load_matching(model: nn.Module, tensors: dict[str, torch.Tensor], source: st
     saying what was loaded, replaced (another shape: the new head), adapted and left out."""
     own = model.state_dict()
     loaded, replaced, adapted = {}, [], []
-    for key, value in tensors.items():
-        if key not in own:
+    for key, target in own.items():  # in the model's order
+        if key not in tensors:
             continue
-        target = own[key]
+        value = tensors[key]
         if value.shape == target.shape:
             loaded[key] = value
         elif (

@@ -91,6 +91,11 @@ def train_classifier(
     test_batches = ClassifyBatches(fabric, cfg, data.test, mean, std, train=False)
 
     steps = len(train_batches)
+    if steps == 0:  # every batch is full (drop_last): fewer images than one batch train nothing
+        raise ValueError(
+            f"the training split has {len(data.train)} images, fewer than one batch of {cfg.batch_size} "
+            f"per process: set batch_size={max(1, len(data.train) // fabric.world_size)} or less"
+        )
     progress = Progress(
         fabric,
         cfg.epochs * steps,

@@ -1,0 +1,133 @@
+"""A user's own class folders: reading them (every image mode and size), training on them, and
+every bad folder as a one-line error. The pictures are real Fashion-MNIST ones written as PNGs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from srblock.cli import main
+from srblock.data.folder import folder_classes, load_folder
+from srblock.data.imagenet import UnreadableImage, imagenet_transform
+
+from .helpers import argv, write_image_folder
+
+CLASSES = ["Sneaker", "T-shirt-top", "Trouser"]
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """3 classes of real Fashion-MNIST pictures: 60 training, 15 validation and 15 test images each."""
+    return write_image_folder(tmp_path_factory.mktemp("pictures"))
+
+
+def test_classes_and_splits_come_from_the_folders(pictures):
+    assert folder_classes(pictures) == tuple(CLASSES)
+    train, val, test = load_folder(pictures)
+    assert (len(train), len(val), len(test)) == (180, 45, 45) and train.classes == tuple(CLASSES)
+    assert sorted(set(train.labels.tolist())) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("channels, augment", [(3, "rrc"), (1, "padcrop")])
+def test_every_image_mode_and_size_becomes_the_asked_channels_and_size(pictures, channels, augment):
+    train, _, _ = load_folder(pictures)
+    transform = imagenet_transform(True, 48, (0.5,) * channels, (0.5,) * channels, augment)
+    images = train.with_transform(transform, channels=channels)
+    # the first four files of a class are grey, RGB, RGBA and palette PNGs, of 28x28 and 40x30
+    shapes = {tuple(images[i][0].shape) for i in range(8)}
+    assert shapes == {(channels, 48, 48)}
+
+
+def test_training_on_a_folder_end_to_end(pictures, tmp_path, capsys):
+    line = (
+        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
+    )
+    assert main(argv(line, data=pictures, out=tmp_path)) == 0
+    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["classes"] == CLASSES and config["dataset"] == "folder"
+    result = json.loads((folder / "result.json").read_text())
+    assert result["tested_split"] == "test" and 0 <= result["test_acc"] <= 100
+    state = torch.load(folder / "best.ckpt", weights_only=True)["model"]
+    assert state["fc.weight"].shape[0] == 3  # three classes, three outputs
+
+
+def test_a_timm_backbone_with_sr_on_a_folder_without_val_or_test(pictures, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(pictures / "train", data / "train")
+    line = (
+        "train folder --data {data} --out {out} --set model=timm:resnet10t --set sr_stage=3 "
+        "--set image_size=32 --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
+    )
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 0
+    [folder] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
+    result = json.loads((folder / "result.json").read_text())
+    assert result["tested_split"] == "val" and result["sr_params"] > 0
+    assert folder.parent.name == "timm_resnet10t-sr3p4h8"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda r: shutil.rmtree(r / "train"), "train is missing: --data must hold train/<class>/<image>"),
+        (
+            lambda r: [shutil.rmtree(p) for p in (r / "train").iterdir()],
+            "holds no class folders: put each class's images in a folder of its own",
+        ),
+        (lambda r: (r / "val" / "Trouser").rename(r / "val" / "Dress"), "has other class folders than"),
+        (
+            lambda r: [p.unlink() for p in (r / "test" / "Sneaker").iterdir()],
+            "has class folders without images (Sneaker)",
+        ),
+    ],
+)
+def test_bad_folders_are_one_line_errors(pictures, tmp_path, capsys, damage, message):
+    data = tmp_path / "data"
+    shutil.copytree(pictures, data)
+    damage(data)
+    line = "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 --quiet"
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_image_that_cannot_be_decoded_stops_the_run_naming_it(pictures, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(pictures, data)
+    broken = data / "train" / "Trouser" / "broken.png"
+    broken.write_bytes(b"not a picture")
+    train, _, _ = load_folder(data)
+    images = train.with_transform(imagenet_transform(False, 32))
+    # in a worker process too: the worker's traceback becomes the one line
+    from srblock.train.batches import _named_errors
+
+    with pytest.raises(UnreadableImage) as caught:
+        for _ in _named_errors(DataLoader(images, batch_size=64, num_workers=1)):
+            pass
+    assert str(caught.value).startswith(f"{broken} cannot be decoded as an image")
+    assert "\n" not in str(caught.value)
+    line = (
+        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+        "--set epochs=1 --set batch_size={batch} --set num_workers=0 --quiet"
+    )
+    assert main(argv(line, data=data, out=tmp_path / "small", batch=256)) == 2
+    assert "the training split has 181 images, fewer than one batch of 256" in capsys.readouterr().err
+    assert main(argv(line, data=data, out=tmp_path / "runs", batch=32)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"srblock train: error: {broken} cannot be decoded") and "\n" not in err
+
+
+def test_an_image_size_the_backbone_cannot_take_is_one_line(pictures, tmp_path, capsys):
+    line = (
+        "train folder --data {data} --out {out} --set model=timm:vit_tiny_patch16_224 --set image_size=48 "
+        "--set num_workers=0 --quiet"
+    )
+    assert main(argv(line, data=pictures, out=tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "timm:vit_tiny_patch16_224 cannot take 48x48 images with 3 channels" in err and "\n" not in err

@@ -1,0 +1,148 @@
+"""Starting from pretrained weights (a file, or the published ones), and the fine-tuning keys:
+AdamW, cosine with warm-up, label smoothing, the SR block's own learning rate."""
+
+from __future__ import annotations
+
+import json
+import types
+import urllib.error
+
+import pytest
+import torch
+
+import srblock
+from srblock.cli import main
+from srblock.config import make_config
+from srblock.pretrained import read_state_dict
+from srblock.train.engine import make_optimizer
+from srblock.train.schedule import classify_factor, cosine_factor, warmup_factor
+
+from .helpers import argv, write_image_folder
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("pictures"), per_class=(40, 10, 10))
+
+
+def source_model(num_classes: int = 3) -> torch.nn.Module:
+    torch.manual_seed(1)
+    return srblock.create_model("timm:resnet10t", num_classes=num_classes).eval()
+
+
+def test_a_wrapped_prefixed_state_dict_starts_the_sr_model_exactly_as_the_source(tmp_path):
+    source = source_model()
+    path = tmp_path / "weights.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    model = srblock.create_model(
+        "timm:resnet10t", num_classes=3, pretrained=str(path), sr_stage=3, input_size=(3, 32, 32)
+    ).eval()
+    assert srblock.sr_blocks(model)  # the block went in after the weights
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), source(x), rtol=0, atol=0)
+    assert model.pretrained_summary.startswith(f"loaded {len(source.state_dict())} tensors from {path}")
+    assert "0 missing; 0 unused" in model.pretrained_summary
+
+
+def test_another_number_of_classes_replaces_the_head_and_says_so(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(source_model(num_classes=10).state_dict(), str(path))
+    model = srblock.create_model("timm:resnet10t", num_classes=3, pretrained=str(path))
+    summary = model.pretrained_summary
+    assert "replaced (other shape, e.g. the head): fc.weight, fc.bias" in summary
+    assert "0 missing" in summary  # the head is replaced, not missing
+    assert torch.equal(model.conv1[0].weight, source_model(10).conv1[0].weight)
+
+
+def test_rgb_weights_into_a_grey_model_sum_the_first_convolution(tmp_path):
+    path = tmp_path / "w.pth"
+    source = srblock.create_model("resnet10s_cifar", num_classes=10)
+    torch.save(source.state_dict(), path)
+    grey = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1, pretrained=str(path))
+    assert torch.allclose(grey.conv1.weight, source.conv1.weight.sum(1, keepdim=True))
+    assert "summed to one channel: conv1.weight" in grey.pretrained_summary
+
+
+def test_bad_weight_files_are_one_line_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrained weights .*nothere.pth not found"):
+        srblock.create_model("resnet10s_cifar", pretrained=str(tmp_path / "nothere.pth"))
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="cannot be read .*not a weights file"):
+        read_state_dict(corrupt)
+    foreign = tmp_path / "foreign.pth"
+    torch.save(torch.nn.Linear(3, 4).state_dict(), foreign)
+    with pytest.raises(ValueError, match="holds no tensor of this model .*'weight'.*another network"):
+        srblock.create_model("resnet10s_cifar", pretrained=str(foreign))
+    with pytest.raises(
+        ValueError, match="resnet10s_cifar has no published weights: pass --set pretrained=PATH"
+    ):
+        srblock.create_model("resnet10s_cifar", pretrained=True)
+
+
+def test_published_weights_offline_are_one_line_errors_that_say_where_to_put_them(monkeypatch):
+    monkeypatch.setattr("srblock.pretrained._reachable", lambda host, timeout=3.0: False)
+    with pytest.raises(ValueError) as timm_error:
+        srblock.create_model("timm:resnet10t", pretrained=True)
+    assert "timm:resnet10t's pretrained weights could not be fetched" in str(timm_error.value)
+    assert "huggingface.co/timm/resnet10t" in str(timm_error.value) and "\n" not in str(timm_error.value)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(ValueError) as tv_error:
+        srblock.create_model("tv:resnet18", num_classes=3, pretrained=True)
+    message = str(tv_error.value)
+    assert "tv:resnet18's pretrained weights could not be downloaded (URLError): place https://" in message
+    assert "/checkpoints/resnet18-" in message and "--set pretrained=PATH" in message
+
+
+def test_schedules_warm_up_then_decay():
+    assert [warmup_factor(e, 3) for e in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert cosine_factor(2, 12, warmup=2) == 1.0 and cosine_factor(7, 12, warmup=2) == pytest.approx(0.5)
+    assert cosine_factor(12, 12, warmup=2) == pytest.approx(0.0)
+    step = dict(epochs=10, milestones=[5], gamma=0.1, warmup=1)
+    assert [classify_factor(e, schedule="step", **step) for e in (0, 1, 5)] == [0.5, 1.0, pytest.approx(0.1)]
+
+
+def test_adamw_with_the_sr_block_at_its_own_learning_rate():
+    cfg = make_config(
+        "cifar10",
+        {"model": "resnet10s_cifar", "sr_stage": 3, "optimizer": "adamw", "lr": 1e-3, "sr_lr_mult": 10.0},
+    )
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3)
+    optimizer = make_optimizer(types.SimpleNamespace(device=torch.device("cpu")), cfg, model)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    sr_params = {id(p) for p in srblock.sr_blocks(model)[0][1].parameters()}
+    rest, sr = optimizer.param_groups
+    assert rest["lr"] == 1e-3 and sr["lr"] == pytest.approx(1e-2)
+    assert {id(p) for p in sr["params"]} == sr_params and not sr_params & {id(p) for p in rest["params"]}
+    plain = make_optimizer(types.SimpleNamespace(device=torch.device("cpu")), make_config("cifar10"), model)
+    assert isinstance(plain, torch.optim.SGD) and len(plain.param_groups) == 1
+
+
+def test_finetune_recipe_from_a_local_file_end_to_end(pictures, tmp_path, capsys):
+    weights = tmp_path / "backbone.pth"
+    torch.save(source_model(num_classes=1000).state_dict(), weights)
+    line = (
+        "train finetune --data {data} --out {out} --set model=timm:resnet10t --set pretrained={weights} "
+        "--set sr_stage=3 --set image_size=32 --set epochs=2 --set batch_size=16 --set num_workers=0 --quiet"
+    )
+    assert main(argv(line, data=pictures, out=tmp_path / "runs", weights=weights)) == 0
+    out = capsys.readouterr().out
+    assert f"from {weights}; replaced (other shape, e.g. the head): fc.weight, fc.bias; 0 missing" in out
+    [folder] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
+    result = json.loads((folder / "result.json").read_text())
+    config = result["config"]
+    assert (
+        config["optimizer"] == "adamw"
+        and config["schedule"] == "cosine"
+        and config["pretrained"] == str(weights)
+    )
+    assert config["label_smoothing"] == 0.1 and config["sr_lr_mult"] == 10.0
+    lrs = [float(row.split(",")[1]) for row in (folder / "metrics.csv").read_text().splitlines()[1:]]
+    assert lrs == pytest.approx([2e-4 / 3, 2e-4 * 2 / 3])  # two warm-up epochs
