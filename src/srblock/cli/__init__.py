@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from ..runs import Interrupted
-from . import analyze, bench, demo, export, params, recipes, report, sweep, table, train
+from . import analyze, bench, demo, export, params, predict, recipes, report, sweep, table, train
 
-SUBCOMMANDS = (demo, train, sweep, table, analyze, report, bench, export, recipes, params)
+SUBCOMMANDS = (demo, train, sweep, table, analyze, report, predict, bench, export, recipes, params)
 
 DESCRIPTION = """\
 srblock: the Squeeze-and-Remember block for CNNs: models, recipes, analyses, costs.
@@ -20,6 +20,7 @@ examples:
   srblock train cifar100 --data ~/data --set sr_stage=3 --set sr_blocks=2 --seeds 0 1 2 3 4
   srblock sweep cifar100-table1 --data ~/data && srblock table runs/cifar100-table1
   srblock analyze runs/demo/resnet10s_cifar-sr3p4h8/seed0   # what the memory learned
+  srblock predict runs/demo/resnet10s_cifar-sr3p4h8/seed0 my_images/ --topk 3
   srblock params --table cifar100                 # parameter overhead of every row of Tables I and II
   srblock bench --model resnet18_cifar --sr-stage 3 --sr-blocks 4   # latency and MACs, with and without SR
   srblock export --model resnet18_cifar --sr-stage 3 --onnx r18_sr.onnx

@@ -170,6 +170,7 @@ def train_classifier(
             "best_epoch": run.best_step,
             "epochs": cfg.epochs,
             "tested_split": data.tested,
+            "classes": list(data.train.classes),  # for predict, which reads only the run folder
         },
         extra,
     )

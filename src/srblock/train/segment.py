@@ -206,6 +206,7 @@ def train_segmenter(
             "best_val_miou": run.best_val if len(data.val) else None,
             "best_iteration": run.best_step,
             "iterations": cfg.iterations,
+            "classes": list(classes),
             "class_iou": dict(zip(classes, scores["whole"]["class_iou"])),
             "class_iou_ms": dict(zip(classes, scores["ms"]["class_iou"])),
         },

@@ -1,0 +1,63 @@
+"""`srblock predict`: a trained run on new images (classes, or masks for a segmentation run)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+from ..checkpoint import write_atomic
+from ..predict import Predictor, image_files
+from ..render import render
+from .common import at_least, device_arg
+
+EPILOG = """\
+Reads only the run folder (config.yaml, best.ckpt, result.json): no training data is needed.
+Each image is read with the run's channels and prepared as its evaluation prepared images.
+
+examples:
+  srblock predict runs/folder/timm_resnet18-sr3p4h8/seed0 photo.jpg more_photos/ --topk 3
+  srblock predict runs/demo/resnet10s_cifar-sr3p4h8/seed0 shirts/ --csv predictions.csv
+  srblock predict runs/cityscapes/deeplabv3_r50_d8-sr2p2h8/seed0 street.png --out masks/
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="a trained run's predictions on image files or folders",
+        epilog=EPILOG,
+        description="Predict classes (or masks, for a segmentation run) of images with a run's best.ckpt.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", help="a run folder: OUT/<recipe>/<configuration>/seed<k>")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders of them")
+    p.add_argument("--topk", type=at_least(1), default=1, metavar="K", help="classes per image (default: 1)")
+    p.add_argument(
+        "--batch", type=at_least(1), default=32, metavar="N", help="images per forward (default: 32)"
+    )
+    p.add_argument("--csv", metavar="FILE", help="also write the rows to FILE (CSV)")
+    p.add_argument(
+        "--out", metavar="DIR", help="segmentation: where the masks go (default: RUN_DIR/predictions)"
+    )
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda (default: cpu)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    predictor = Predictor.load(args.run_dir, args.device)
+    paths = image_files(args.inputs)
+    if predictor.segments:
+        rows = predictor.segment(paths, Path(args.out) if args.out else Path(args.run_dir) / "predictions")
+    else:
+        rows = predictor.classify(paths, topk=args.topk, batch=args.batch)
+    columns = list(rows[0])
+    if args.csv:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(Path(args.csv), lambda f: f.write(text.getvalue().encode()))
+    print(render(rows, columns))
+    return 0

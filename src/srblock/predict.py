@@ -1,0 +1,172 @@
+"""A trained run on new images: class probabilities (classification) or masks (segmentation).
+
+Reads only the run folder (config.yaml, best.ckpt, result.json for the class names): no training
+data and no training stack. Each image is prepared as the run's evaluation prepared its own: read
+as the run's channels, then its validation transform (files), a resize to the training size
+(CIFAR, Fashion-MNIST), or the whole image (segmentation), normalised with the data set's values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.io import ImageReadMode, decode_image, encode_png, read_file
+
+from .checkpoint import write_atomic
+from .config import FilesConfig, SegmentConfig, TrainConfig
+from .data import DATASETS
+from .data.imagenet import UnreadableImage, imagenet_transform
+from .runs import RESULT_FILE, trained_model
+
+
+def image_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """The images named, and those under the folders named (recursively, sorted)."""
+    found: list[Path] = []
+    for given in inputs:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+            if not inside:
+                raise FileNotFoundError(f"{path} holds no images ({', '.join(IMG_EXTENSIONS)})")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{path} does not exist: give image files or folders of images")
+    return found
+
+
+def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
+    """The class names a run was trained on: its result.json's, its config's (folders), else numbers."""
+    names = getattr(cfg, "classes", None)
+    if not names and (folder / RESULT_FILE).is_file():
+        try:
+            names = json.loads((folder / RESULT_FILE).read_text()).get("classes")
+        except (ValueError, OSError):
+            names = None
+    count = len(names) if names else cfg.num_classes()
+    return tuple(names) if names else tuple(str(k) for k in range(count))
+
+
+def read_image(path: Path, channels: int) -> torch.Tensor:
+    """An image file as uint8 C x H x W with the run's channels, or a one-line UnreadableImage."""
+    try:
+        return decode_image(
+            read_file(str(path)), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+        )
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnreadableImage(f"{path} cannot be decoded as an image ({reason})") from None
+
+
+def eval_transform(cfg: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 image -> the float input the run's evaluation fed its model."""
+    channels = cfg.input_size()[0]
+    mean, std = DATASETS[cfg.dataset].stats(channels)
+    if isinstance(cfg, FilesConfig):
+        return imagenet_transform(False, cfg.image_size, mean, std, cfg.augment, cfg.crop_padding)
+    mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    size = None if isinstance(cfg, SegmentConfig) else cfg.input_size()[1:]
+
+    def prepare(image: torch.Tensor) -> torch.Tensor:
+        x = image.float() / 255.0
+        if size is not None and tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        return (x - mean_t) / std_t
+
+    return prepare
+
+
+@dataclass
+class Predictor:
+    """A run's model, ready for new images."""
+
+    folder: Path
+    model: torch.nn.Module
+    cfg: TrainConfig
+    classes: tuple[str, ...]
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        folder = Path(folder)
+        model, cfg, _ = trained_model(folder)
+        device = torch.device(device)
+        return cls(folder, model.to(device), cfg, run_classes(folder, cfg), eval_transform(cfg), device)
+
+    @property
+    def segments(self) -> bool:
+        return isinstance(self.cfg, SegmentConfig)
+
+    def prepare(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the uint8 image as read, the model's input)."""
+        image = read_image(path, self.cfg.input_size()[0])
+        return image, self.transform(image)
+
+    @torch.no_grad()
+    def classify(self, paths: list[Path], topk: int = 1, batch: int = 32) -> list[dict]:
+        """Per image, its `topk` classes with their probabilities, most likely first."""
+        if self.segments:
+            raise ValueError(f"{self.folder} is a segmentation run: it predicts masks, not classes")
+        topk = min(topk, len(self.classes))
+        rows = []
+        for start in range(0, len(paths), batch):
+            chunk = paths[start : start + batch]
+            x = torch.stack([self.prepare(p)[1] for p in chunk]).to(self.device)
+            probs = self.model(x).float().softmax(1)
+            values, indices = probs.topk(topk, dim=1)
+            for path, vs, ks in zip(chunk, values.tolist(), indices.tolist()):
+                rows += [
+                    {"file": str(path), "rank": r + 1, "class": self.classes[k], "probability": v}
+                    for r, (v, k) in enumerate(zip(vs, ks))
+                ]
+        return rows
+
+    @torch.no_grad()
+    def segment(self, paths: list[Path], out: Path) -> list[dict]:
+        """Per image, a mask PNG (the class index of every pixel) and an overlay PNG (the image with
+        the classes' colours, matplotlib's tab20) in `out`."""
+        from .models.segmentation import main_output
+
+        if not self.segments:
+            raise ValueError(f"{self.folder} is a classification run: it predicts classes, not masks")
+        colours = _palette(len(self.classes))
+        rows = []
+        for path in paths:
+            image, x = self.prepare(path)
+            mask = main_output(self.model(x[None].to(self.device))).argmax(1)[0].cpu().to(torch.uint8)
+            if image.shape[0] == 1:
+                image = image.expand(3, -1, -1)
+            overlay = (
+                (0.5 * image.float() + 0.5 * colours[mask.long()].permute(2, 0, 1)).round().to(torch.uint8)
+            )
+            stem = path.stem
+            mask_path, overlay_path = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
+            for target, tensor in ((mask_path, mask[None]), (overlay_path, overlay)):
+                data = encode_png(tensor).numpy().tobytes()
+                write_atomic(target, lambda f, data=data: f.write(data))
+            counts = torch.bincount(mask.flatten().long(), minlength=len(self.classes))
+            rows.append(
+                {
+                    "file": str(path),
+                    "mask": str(mask_path),
+                    "overlay": str(overlay_path),
+                    "main class": self.classes[int(counts.argmax())],
+                }
+            )
+        return rows
+
+
+def _palette(count: int) -> torch.Tensor:
+    """One RGB colour (0-255) per class, matplotlib's tab20 in class order (as the figures use)."""
+    import matplotlib
+
+    colours = [matplotlib.colormaps["tab20"](k % 20)[:3] for k in range(count)]
+    return (torch.tensor(colours) * 255).round()

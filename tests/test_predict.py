@@ -1,0 +1,111 @@
+"""`srblock predict`: a run on new image files, prepared exactly as its evaluation prepared its own."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from torchvision.io import decode_png, read_file
+
+from srblock.cli import main
+from srblock.predict import Predictor, image_files
+
+from .helpers import argv, write_image_folder
+
+CLASSES = ["Sneaker", "T-shirt-top", "Trouser"]
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A finished one-epoch run on real Fashion-MNIST pictures in class folders."""
+    root = tmp_path_factory.mktemp("predict")
+    data = write_image_folder(root / "data", per_class=(60, 15, 15))
+    line = (
+        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
+    )
+    assert main(argv(line, data=data, out=root / "runs")) == 0
+    [folder] = [p.parent for p in (root / "runs").rglob("result.json")]
+    return folder, data
+
+
+def test_predictions_on_the_test_folder_score_what_the_run_scored(folder_run, capsys):
+    folder, data = folder_run
+    assert main(["predict", str(folder), str(data / "test")]) == 0
+    table = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"| {data}")]
+    assert len(table) == 45
+    right = 0
+    for line in table:
+        path, rank, name, probability = (cell.strip() for cell in line.strip("|").split("|"))
+        assert rank == "1" and name in CLASSES and 0 < float(probability) <= 1
+        right += name == path.split("/")[-2]
+    result = json.loads((folder / "result.json").read_text())
+    assert 100 * right / 45 == pytest.approx(result["test_acc"])  # the same inputs as the evaluation's
+
+
+def test_topk_and_csv(folder_run, tmp_path, capsys):
+    folder, data = folder_run
+    image = next((data / "test" / "Trouser").iterdir())
+    assert main(["predict", str(folder), str(image), "--topk", "3", "--csv", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [r["rank"] for r in rows] == ["1", "2", "3"] and sorted(r["class"] for r in rows) == CLASSES
+    probabilities = [float(r["probability"]) for r in rows]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1)
+    assert "| rank |" in capsys.readouterr().out
+
+
+def test_segmentation_runs_write_a_mask_and_an_overlay_per_image(seg_run, cityscapes, tmp_path, capsys):
+    images = image_files([cityscapes / "leftImg8bit" / "val"])
+    assert (
+        main(["predict", str(seg_run), str(cityscapes / "leftImg8bit" / "val"), "--out", str(tmp_path)]) == 0
+    )
+    for image in images:
+        mask = decode_png(read_file(str(tmp_path / f"{image.stem}_mask.png")))
+        overlay = decode_png(read_file(str(tmp_path / f"{image.stem}_overlay.png")))
+        source = decode_png(read_file(str(image)))
+        assert mask.shape == (1, *source.shape[1:]) and int(mask.max()) < 19
+        assert overlay.shape == (3, *source.shape[1:])
+    predictor = Predictor.load(seg_run)
+    x = predictor.prepare(images[0])[1]
+    with torch.no_grad():
+        expected = predictor.model(x[None])["out"].argmax(1)[0]
+    stored = decode_png(read_file(str(tmp_path / f"{images[0].stem}_mask.png")))[0]
+    assert torch.equal(stored.long(), expected)
+    assert str(tmp_path / f"{images[0].stem}_overlay.png") in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line(folder_run, tmp_path, capsys):
+    folder, data = folder_run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"no picture")
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(folder, unfinished)
+    (unfinished / "best.ckpt").unlink()
+    (unfinished / "result.json").unlink()
+    cases = [
+        ([str(folder), str(empty)], f"{empty} holds no images"),
+        ([str(folder), str(tmp_path / "nothere.png")], "nothere.png does not exist"),
+        ([str(folder), str(broken)], f"{broken} cannot be decoded as an image"),
+        ([str(unfinished), str(data / "test")], "has no best.ckpt yet: finish the run first"),
+        ([str(tmp_path), str(data / "test")], "is not a run folder"),
+    ]
+    for args, message in cases:
+        assert main(["predict", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+
+
+def test_predict_needs_no_training_stack():
+    code = (
+        "import sys; import srblock.cli.predict, srblock.predict; "
+        "print(sorted(m for m in sys.modules if m == 'lightning' or m.startswith('lightning.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
