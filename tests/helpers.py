@@ -78,12 +78,13 @@ def fill_memory(model: torch.nn.Module, std: float = 1.0) -> None:
             block.memory.normal_(0.0, std)
 
 
-def fabricate_result(root: Path, config: str, seed: int, acc: float, **extra) -> Path:
+def fabricate_result(root: Path, configuration: str, seed: int, acc: float, **extra) -> Path:
     """A finished run's result.json (only), as `srblock table` reads it."""
-    folder = root / config / f"seed{seed}"
+    folder = root / configuration / f"seed{seed}"
     folder.mkdir(parents=True)
     result = {
         "test_acc": acc,
+        "seed": seed,
         "oh_pct": 1.09,
         "sr_oh_pct": 0.3,
         "config": {"sr_stage": 3, "sr_blocks": 2},

@@ -1,5 +1,8 @@
 """Results across seeds: mean ± sample std per configuration, the paper's layout (`srblock table`)."""
 
+import math
+import statistics
+
 import pytest
 
 from srblock.cli import main
@@ -53,3 +56,49 @@ def test_table_of_a_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["table", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "does not exist" in err
+
+
+PLAIN = [90.1, 90.5, 89.8, 90.3, 90.0]
+GAINS = [0.2, 0.5, 0.1, 0.4, 0.3]
+
+
+def _pair(root, gains, plain=PLAIN, sr_config=None):
+    for seed, (base, gain) in enumerate(zip(plain, gains)):
+        fabricate_result(root, "r18", seed, base, config={"model": "r18", "lr": 0.1, "sr_stage": None})
+    for seed, (base, gain) in enumerate(zip(PLAIN, gains)):
+        config = sr_config or {"model": "r18", "lr": 0.1, "sr_stage": 3, "sr_blocks": 2}
+        fabricate_result(root, "r18-sr", seed, base + gain, config=config)
+
+
+def test_sr_against_plain_is_a_paired_t_test_over_the_shared_seeds(tmp_path, capsys):
+    from scipy.stats import t as student
+
+    _pair(tmp_path, GAINS)
+    rows = summarize(collect_results(tmp_path))
+    [sr] = [r for r in rows if r["M"] == 3]
+    # by hand: differences 0.2 .. 0.5, mean 0.3, sample sd 0.1581, standard error sd / sqrt(5)
+    n, mean = 5, 0.3
+    se = statistics.stdev(GAINS) / math.sqrt(n)
+    assert sr["vs_plain_mean"] == pytest.approx(mean)
+    assert sr["vs_plain_ci_low"] == pytest.approx(mean - student.ppf(0.975, n - 1) * se)
+    assert sr["vs_plain_ci_high"] == pytest.approx(mean + student.ppf(0.975, n - 1) * se)
+    assert sr["vs_plain_p"] == pytest.approx(2 * student.sf(mean / se, n - 1))
+    assert sr["vs_plain_seeds"] == 5 and sr["vs_plain"].endswith("5 seeds: better")
+    assert not any(k.startswith("vs_plain") for k in next(r for r in rows if r["M"] is None))
+    assert main(["table", str(tmp_path)]) == 0
+    assert "vs_plain" in capsys.readouterr().out
+
+
+def test_a_difference_inside_the_noise_reads_as_such_and_only_shared_seeds_pair(tmp_path):
+    _pair(tmp_path, [0.5, -0.6, 0.3, -0.2, 0.1], plain=PLAIN[:3])
+    [sr] = [r for r in summarize(collect_results(tmp_path)) if r["M"] == 3]
+    assert sr["vs_plain_seeds"] == 3 and sr["vs_plain_mean"] == pytest.approx((0.5 - 0.6 + 0.3) / 3)
+    assert (
+        sr["vs_plain"].endswith("3 seeds: within noise")
+        and sr["vs_plain_ci_low"] < 0 < sr["vs_plain_ci_high"]
+    )
+
+
+def test_sr_runs_of_another_recipe_have_no_plain_twin(tmp_path):
+    _pair(tmp_path, GAINS, sr_config={"model": "r18", "lr": 0.05, "sr_stage": 3, "sr_blocks": 2})
+    assert not any(r.get("vs_plain") for r in summarize(collect_results(tmp_path)))

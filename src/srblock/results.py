@@ -18,18 +18,70 @@ def _present(rows: list[dict[str, Any]]) -> list[str]:
 
 
 ROW_COLUMNS = ("table", "name", "M", "P", "seeds")  # what a row is: the paper's table, row and (M, P)
+PAIRED_COLUMNS = ("vs_plain_mean", "vs_plain_ci_low", "vs_plain_ci_high", "vs_plain_p", "vs_plain_seeds")
+# keys that do not make two runs different experiments, or that only the SR block has
+_NOT_COMPARED = ("seed", "precision", "compile", "compile_mode", "num_workers", "data_dir")
 
 
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The readable table's columns: the metrics these rows have, as mean ± std."""
-    return (*ROW_COLUMNS, *_present(rows), "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+    """The readable table's columns: the metrics these rows have, as mean ± std, and SR against plain."""
+    paired = ("vs_plain",) if any(r.get("vs_plain") for r in rows) else ()
+    return (*ROW_COLUMNS, *_present(rows), *paired, "oh_pct", "paper_acc", "paper_oh_pct", "folder")
 
 
 def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The CSV/JSON columns: each metric's mean and std as numbers."""
+    """The CSV/JSON columns: each metric's mean and std as numbers, and the paired comparison."""
     stats = [f"{m}_{s}" for m in _present(rows) for s in ("mean", "std")]
     paper = ("paper_acc_mean", "paper_acc_std", "paper_oh_pct")
-    return (*ROW_COLUMNS, *stats, "oh_pct", "sr_oh_pct", *paper, "folder")
+    return (*ROW_COLUMNS, *stats, *PAIRED_COLUMNS, "oh_pct", "sr_oh_pct", *paper, "folder")
+
+
+def _without_sr(config: dict[str, Any]) -> tuple:
+    """What a configuration is besides its SR block: the key of its plain twin."""
+    return tuple(
+        sorted((k, repr(v)) for k, v in config.items() if not k.startswith("sr_") and k not in _NOT_COMPARED)
+    )
+
+
+def paired_difference(sr: dict[int, float], plain: dict[int, float]) -> dict[str, Any] | None:
+    """SR minus plain over the seeds both have (seed -> score): the mean difference, its paired 95%
+    confidence interval and the two-sided p-value of a paired t-test (scipy), and the seed count.
+    Seeds pair because a seed fixes the data split, order and augmentation of both runs."""
+    seeds = sorted(set(sr) & set(plain))
+    if not seeds:
+        return None
+    diffs = [sr[s] - plain[s] for s in seeds]
+    mean = statistics.fmean(diffs)
+    if len(seeds) < 2:
+        return {"mean": mean, "ci_low": None, "ci_high": None, "p": None, "seeds": len(seeds)}
+    from scipy import stats
+
+    if statistics.pstdev(diffs) == 0:  # the same difference on every seed: no spread to test
+        return {"mean": mean, "ci_low": mean, "ci_high": mean, "p": 0.0 if mean else 1.0, "seeds": len(seeds)}
+    test = stats.ttest_rel([sr[s] for s in seeds], [plain[s] for s in seeds])
+    interval = test.confidence_interval(0.95)
+    return {
+        "mean": mean,
+        "ci_low": float(interval.low),
+        "ci_high": float(interval.high),
+        "p": float(test.pvalue),
+        "seeds": len(seeds),
+    }
+
+
+def _verdict(diff: dict[str, Any]) -> str:
+    """The paired difference as a reader should take it: inside the noise unless its interval excludes 0."""
+    if diff["ci_low"] is None:
+        return f"{diff['mean']:+.2f} (1 seed: no interval)"
+    reading = (
+        "within noise"
+        if diff["ci_low"] <= 0 <= diff["ci_high"]
+        else ("better" if diff["mean"] > 0 else "worse")
+    )
+    return (
+        f"{diff['mean']:+.2f} [{diff['ci_low']:+.2f}, {diff['ci_high']:+.2f}] "
+        f"p={diff['p']:.2g}, {diff['seeds']} seeds: {reading}"
+    )
 
 
 def finished_results(root: Path) -> list[dict[str, Any]]:
@@ -90,5 +142,32 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "_order": (str(Path(folder).parent), first.get("row", 0), folder),
             }
         )
+    _compare_with_plain(rows, groups)
     rows.sort(key=lambda r: r.pop("_order"))
     return rows
+
+
+def _compare_with_plain(rows: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]) -> None:
+    """Adds to each SR row its paired difference to the plain configuration that matches it in every
+    key but the SR block's, on the first metric both have (test_acc, or test_miou)."""
+    plain = {
+        _without_sr(runs[0].get("config", {})): runs
+        for runs in groups.values()
+        if runs[0].get("config", {}).get("sr_stage") is None
+    }
+    for row in rows:
+        runs = groups[row["folder"]]
+        config = runs[0].get("config", {})
+        twin = plain.get(_without_sr(config)) if config.get("sr_stage") is not None else None
+        if twin is None:
+            continue
+        metric = next((m for m in METRICS if runs[0].get(m) is not None and twin[0].get(m) is not None), None)
+        if metric is None:
+            continue
+        diff = paired_difference(
+            {r["seed"]: r[metric] for r in runs if r.get(metric) is not None and "seed" in r},
+            {r["seed"]: r[metric] for r in twin if r.get(metric) is not None and "seed" in r},
+        )
+        if diff is not None:
+            row["vs_plain"] = _verdict(diff)
+            row.update({f"vs_plain_{k}": v for k, v in diff.items()})

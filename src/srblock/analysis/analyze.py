@@ -50,7 +50,7 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
             "(data sets held in memory); ImageNet and segmentation runs are not supported yet "
             "(`srblock report RUN_DIR` shows a segmentation run's predictions)"
         )
-    info, train, val, test = load_splits(cfg, data_root)
+    info, train, val, test, _ = load_splits(cfg, data_root)
     return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test})
 
 

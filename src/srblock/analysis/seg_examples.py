@@ -21,7 +21,7 @@ def segmentation_examples(folder: str | Path, data_root: str | Path | None = Non
     model, cfg, _ = trained_model(folder)
     if not isinstance(cfg, SegmentConfig):
         raise ValueError(f"{folder} is a {cfg.dataset} run, not a segmentation run")
-    info, _, _, test = load_splits(cfg, data_root)
+    info, _, _, test, _ = load_splits(cfg, data_root)
     normalise = SegEvalTransform(info.mean, info.std)
     images, labels, preds = [], [], []
     for i in range(min(count, len(test))):

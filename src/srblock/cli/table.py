@@ -1,4 +1,4 @@
-"""`srblock table`: mean ± std over seeds of every configuration under a folder."""
+"""`srblock table`: mean ± std over seeds of every configuration under a folder, and SR against plain."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ run's best-validation checkpoint (test_top5 likewise); segmentation runs show te
 test_macc (whole image) and test_miou_ms, test_macc_ms (multi-scale + flip) instead; OH is the
 parameter overhead over the plain model (%); the
 paper's values stand beside ours where the sweep knows them (Table II).
+
+vs_plain (rows with SR): SR minus the plain configuration that matches the row in every key but
+the SR block's, over the seeds both have (a seed fixes the split, order and augmentation of both
+runs, so they pair): mean difference, 95% confidence interval and p-value of a paired t-test,
+the number of seeds, and how to read it: "within noise" where the interval holds 0.
 
 examples:
   srblock table runs/
