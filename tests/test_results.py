@@ -63,7 +63,7 @@ GAINS = [0.2, 0.5, 0.1, 0.4, 0.3]
 
 
 def _pair(root, gains, plain=PLAIN, sr_config=None):
-    for seed, (base, gain) in enumerate(zip(plain, gains)):
+    for seed, base in enumerate(plain):
         fabricate_result(root, "r18", seed, base, config={"model": "r18", "lr": 0.1, "sr_stage": None})
     for seed, (base, gain) in enumerate(zip(PLAIN, gains)):
         config = sr_config or {"model": "r18", "lr": 0.1, "sr_stage": 3, "sr_blocks": 2}
