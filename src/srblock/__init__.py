@@ -2,7 +2,10 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import models  # noqa: F401  (importing it registers the zoo)
+from . import (
+    models,  # noqa: F401  (importing it registers the zoo)
+    timm_models,  # noqa: F401  (and registers it with timm, as srblock_<name>)
+)
 from .block import SqueezeRemember
 from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed, stage_names
 from .models import init_weights

@@ -1,0 +1,42 @@
+"""srblock's zoo through timm's registry (`srblock_<name>`), as timm's train.py builds models."""
+
+import pytest
+import timm
+import torch
+
+import srblock
+
+
+def test_the_zoo_is_in_timm_under_its_own_prefix():
+    names = timm.list_models("srblock_*")
+    expected = {f"srblock_{n}" for n in srblock.list_models() if not n.startswith(("fcn", "deeplab"))}
+    assert set(names) == expected and not set(names) & set(timm.list_models("resnet*"))
+
+
+def test_timm_builds_and_trains_it_with_train_py_arguments():
+    # what timm's train.py passes (None values are dropped by timm itself), plus --model-kwargs
+    model = timm.create_model(
+        "srblock_resnet10s_cifar",
+        pretrained=False,
+        in_chans=3,
+        num_classes=7,
+        drop_rate=0.0,
+        drop_path_rate=None,
+        global_pool=None,
+        sr_stage=3,
+        sr_blocks=2,
+    )
+    [(where, block)] = srblock.sr_blocks(model)
+    assert where == "layer3.sr" and block.memory.shape[0] == 2
+    config = timm.data.resolve_data_config({}, model=model)
+    assert config["input_size"] == (3, 32, 32) and config["crop_pct"] == 1.0
+    loss = model(torch.randn(2, 3, 32, 32)).logsumexp(1).mean()
+    loss.backward()
+    assert model.fc.weight.shape == (7, 128) and block.memory.grad is not None
+
+
+def test_what_it_cannot_do_is_one_line():
+    with pytest.raises(ValueError, match="srblock_resnet10s_cifar has no published weights"):
+        timm.create_model("srblock_resnet10s_cifar", pretrained=True)
+    with pytest.raises(ValueError, match="takes no drop_rate \\(got 0.2\\)"):
+        timm.create_model("srblock_resnet10s_cifar", drop_rate=0.2)
