@@ -7,6 +7,7 @@ from . import (
     timm_models,  # noqa: F401  (and registers it with timm, as srblock_<name>)
 )
 from .block import SqueezeRemember
+from .fit import fit
 from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed, stage_names
 from .models import init_weights
 from .params import count_params, sr_param_count
@@ -22,6 +23,7 @@ __all__ = [
     "add_sr",
     "count_params",
     "create_model",
+    "fit",
     "init_weights",
     "list_models",
     "register_model",

@@ -23,7 +23,7 @@ from torch import nn
 
 from .data import DATASETS
 from .recipes import load_yaml
-from .registry import create_model, default_sr_blocks, is_segmentation, min_train_batch
+from .registry import PYTHON_MODEL, create_model, default_sr_blocks, is_segmentation, min_train_batch
 
 
 @dataclass
@@ -398,6 +398,11 @@ def with_seeds(cfg: TrainConfig, seeds: list[int] | None) -> list[TrainConfig]:
 def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
     """The run's model, with its SR block sized for the images it is trained on; with `pretrained`,
     the starting weights the config names (a run's own checkpoints replace them on resume)."""
+    if cfg.model.startswith(PYTHON_MODEL):
+        raise ValueError(
+            f"{cfg.model} is a model given to srblock.fit in Python: build it again and load the run's "
+            "best.ckpt into it (torch.load(path, weights_only=True)['model'])"
+        )
     if cfg.num_classes() == 0:
         raise ValueError(
             f"{cfg.dataset} runs need a data folder: pass --data DIR holding train/<class>/<image>"

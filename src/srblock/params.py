@@ -19,7 +19,7 @@ from .block import _size2
 from .config import TrainConfig, build_model
 from .insert import sr_blocks as find_sr_blocks
 from .recipes import sweeps_for
-from .registry import create_model
+from .registry import PYTHON_MODEL, create_model
 from .sweeps import expand_sweep
 
 PARAM_COLUMNS = ("name", "sr_at", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct")
@@ -81,6 +81,8 @@ def config_overhead(cfg: TrainConfig, model: nn.Module | None = None) -> dict[st
     if model is None:
         with torch.device("meta"):
             model = build_model(cfg)
+    if cfg.model.startswith(PYTHON_MODEL):  # a model given in Python: its plain part is all but SR
+        return overhead(model, count_params(model) - sum(count_params(b) for _, b in find_sr_blocks(model)))
     return overhead(model, plain_params(cfg.model, cfg.num_classes(), cfg.input_size()[0]))
 
 

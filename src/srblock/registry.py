@@ -25,6 +25,7 @@ _MODEL_CLASSES: dict[str, type[nn.Module] | None] = {}
 
 SR_KWARGS = ("sr_stage", "sr_blocks", "sr_hidden", "sr_squeeze", "sr_act", "input_size")
 EXTERNAL = ("tv", "timm")  # prefixes of `create_model` names from torchvision and timm
+PYTHON_MODEL = "python:"  # a run's model given as an object (srblock.fit), not built by name
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -192,6 +193,8 @@ def _on_meta(name: str) -> nn.Module:
 def default_sr_blocks(name: str) -> int:
     """The P a model takes when none is given: its own choice (the paper's, for the segmentation
     models), else 4."""
+    if name.startswith(PYTHON_MODEL):
+        return DEFAULT_MEMORY_BLOCKS
     return int(getattr(_on_meta(name), "sr_default_blocks", DEFAULT_MEMORY_BLOCKS))
 
 
@@ -199,6 +202,8 @@ def is_segmentation(name: str) -> bool:
     """Whether a model predicts per pixel (srblock's and torchvision's segmentation models)."""
     from .models.segmentation import SegmentationModel
 
+    if name.startswith(PYTHON_MODEL):  # srblock.fit trains classifiers
+        return False
     model = _on_meta(name)
     return isinstance(model, SegmentationModel) or type(model).__module__.startswith(
         "torchvision.models.segmentation"
@@ -210,4 +215,6 @@ def min_train_batch(name: str) -> int:
     image-pooling branch of DeepLabv3's ASPP), which normalises over the batch alone; else 1."""
     from torchvision.models.segmentation.deeplabv3 import ASPPPooling
 
+    if name.startswith(PYTHON_MODEL):
+        return 1
     return 2 if any(isinstance(m, ASPPPooling) for m in _on_meta(name).modules()) else 1

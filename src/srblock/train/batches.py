@@ -41,6 +41,16 @@ class ClassifyBatches:
                 num_workers=cfg.num_workers,
                 collate_fn=collate_encoded if cfg.gpu_decode else None,
             )
+        elif not isinstance(data, ImageSet):  # a Dataset from Python (srblock.fit): its own transforms
+            self.loader = make_file_loader(
+                data,
+                batch_size=batch,
+                train=train,
+                seed=cfg.seed,
+                rank=fabric.global_rank,
+                world_size=fabric.world_size,
+                num_workers=cfg.num_workers,
+            )
         else:  # tensors in memory: the same batches, augmentation and seeds either way
             tensors = dict(
                 batch_size=batch,

@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..config import ClassifyConfig
-from ..runs import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS
+from ..runs import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS, Splits
 from .batches import ClassifyBatches
 from .engine import Progress, start_run
 from .schedule import classify_factor
@@ -71,8 +71,11 @@ def train_classifier(
     resume: bool = False,
     quiet: bool = False,
     extra: dict[str, Any] | None = None,
+    model: nn.Module | None = None,
+    data: Splits | None = None,
 ) -> dict[str, Any]:
-    """Trains one configuration with one seed in `folder`; returns (and writes) result.json."""
+    """Trains one configuration with one seed in `folder`; returns (and writes) result.json.
+    `model` and `data` replace the config's own (srblock.fit: a model and data sets from Python)."""
     lr_factor = functools.partial(
         classify_factor,
         schedule=cfg.schedule,
@@ -82,7 +85,15 @@ def train_classifier(
         warmup=cfg.warmup_epochs,
     )
     run = start_run(
-        fabric, cfg, folder, unit="epoch", lr_factor=lr_factor, columns=METRIC_COLUMNS, resume=resume
+        fabric,
+        cfg,
+        folder,
+        unit="epoch",
+        lr_factor=lr_factor,
+        columns=METRIC_COLUMNS,
+        resume=resume,
+        model=model,
+        data=data,
     )
     data, device = run.data, fabric.device
     num_classes, (mean, std) = cfg.num_classes(), data.info.stats(cfg.input_size()[0])
@@ -170,7 +181,8 @@ def train_classifier(
             "best_epoch": run.best_step,
             "epochs": cfg.epochs,
             "tested_split": data.tested,
-            "classes": list(data.train.classes),  # for predict, which reads only the run folder
+            # for predict, which reads only the run folder
+            "classes": list(getattr(cfg, "classes", None) or data.train.classes),
         },
         extra,
     )

@@ -285,14 +285,18 @@ def start_run(
     lr_factor: Callable[[int], float],
     columns: tuple[str, ...],
     resume: bool,
+    model: nn.Module | None = None,
+    data: Splits | None = None,
 ) -> Run:
     """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
-    continues from last.ckpt where one exists."""
+    continues from last.ckpt where one exists. `model` and `data`, where given (srblock.fit), are
+    used as they are."""
     folder = Path(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
     resuming = (folder / LAST_CKPT).exists()
-    model = build_model(cfg, pretrained=not resuming)  # a resumed run's weights are in last.ckpt
-    check_input_size(model, cfg)
+    if model is None:
+        model = build_model(cfg, pretrained=not resuming)  # a resumed run's weights are in last.ckpt
+        check_input_size(model, cfg)
     if getattr(model, "pretrained_summary", None):
         fabric.print(model.pretrained_summary)
     if resuming and not resume:
@@ -302,7 +306,8 @@ def start_run(
     fabric.barrier()
     cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)  # a resumed run keeps its data folder
     fabric.barrier()
-    data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
+    if data is None:
+        data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
 
     model = prepare_model(fabric, cfg, model)
     optimizer = make_optimizer(fabric, cfg, model)

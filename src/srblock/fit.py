@@ -1,0 +1,104 @@
+"""`srblock.fit`: the training engine on a model and data sets from Python.
+
+    import srblock
+    model = timm.create_model("resnet18", pretrained=True, num_classes=37)
+    run = srblock.fit(model, train_set, val_set, recipe="finetune", out="runs", sr_stage=3, epochs=10)
+    run.folder, run.model, run.result["test_acc"]
+
+`train_set` and `val_set` (and `test_set`) are map-style `torch.utils.data.Dataset`s of
+(image tensor, class index), already transformed as the model wants them (their random
+transforms are seeded per item and epoch, so a resumed run sees the same batches). The run
+folder, checkpoints, resume, metrics and result.json are those of `srblock train`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from .config import build_config, recipe_values, set_value
+from .data import DATASETS
+from .insert import add_sr, sr_blocks
+from .registry import PYTHON_MODEL
+from .runs import Splits, run_dir
+
+
+class FitResult(NamedTuple):
+    folder: Path  # the run folder
+    model: nn.Module  # the trained model, with the checkpoint best on validation loaded
+    result: dict[str, Any]  # result.json
+
+
+def _classes(train_set: Dataset, classes: list[str] | None, num_classes: int | None) -> list[str]:
+    if classes is not None:
+        return [str(c) for c in classes]
+    if getattr(train_set, "classes", None):
+        return [str(c) for c in train_set.classes]
+    if num_classes is not None:
+        return [str(k) for k in range(num_classes)]
+    raise ValueError(
+        "srblock.fit needs the class names: pass classes=[...] or num_classes=N (or a data set with .classes)"
+    )
+
+
+def fit(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None = None,
+    *,
+    test_set: Dataset | None = None,
+    recipe: str = "finetune",
+    out: str | Path = "runs",
+    name: str | None = None,
+    classes: list[str] | None = None,
+    num_classes: int | None = None,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    quiet: bool = False,
+    **overrides: Any,
+) -> FitResult:
+    """Trains `model` on `train_set` with a recipe's optimiser, schedule and loop; the checkpoint
+    best on `val_set` is tested on `test_set` (else on `val_set`). `overrides` are recipe keys
+    (epochs=10, lr=1e-3, seed=1...); sr_stage (with sr_blocks, sr_hidden) adds an SR block to a
+    model that has none. A second call with the same arguments resumes (or skips) the run."""
+    from .train import make_fabric, run_training  # the training stack, only when training
+
+    if val_set is None and test_set is None:
+        raise ValueError("srblock.fit needs val_set (or test_set) to choose and test a checkpoint")
+    values: dict[str, Any] = {}
+    for key, value in {**recipe_values(recipe), **overrides}.items():
+        set_value(values, key, value, f"srblock.fit({key}=...)")
+    label = name or type(model).__name__
+    values.update(dataset="folder", model=f"{PYTHON_MODEL}{label}", data_dir=None, pretrained=None)
+    values["classes"] = _classes(train_set, classes, num_classes)
+    image = train_set[0][0]
+    values["in_chans"], values["image_size"] = int(image.shape[0]), int(image.shape[-1])
+    cfg = build_config(values, "srblock.fit")
+    if cfg.sr_stage is not None and not sr_blocks(model):
+        add_sr(
+            model,
+            cfg.sr_stage,
+            memory_blocks=cfg.sr_blocks,
+            hidden=cfg.sr_hidden,
+            squeeze_channels=cfg.sr_squeeze,
+            input_size=tuple(image.shape),
+        )
+    group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
+    folder = run_dir(Path(out), group, cfg)
+    tested = "test" if test_set is not None else "val"
+    data = Splits(
+        DATASETS["folder"], train_set, val_set if val_set is not None else [], test_set or val_set, tested
+    )
+    fabric = make_fabric(accelerator, devices, 1, cfg.precision)
+    if (folder / "result.json").exists():
+        from .runs import finished, load_weights, read_result
+
+        if finished(folder, cfg):
+            load_weights(model, folder / "best.ckpt", cfg)
+            return FitResult(folder, model, read_result(folder))
+    result = run_training(fabric, cfg, folder, resume=True, quiet=quiet, model=model, data=data)
+    return FitResult(folder, model, result)

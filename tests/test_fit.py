@@ -1,0 +1,64 @@
+"""`srblock.fit`: the engine on a model and data sets given in Python (real Fashion-MNIST images)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+import srblock
+from srblock.data import load_dataset
+from srblock.runs import trained_model
+
+
+class Pictures(Dataset):
+    """A user's data set: float images and labels, with class names."""
+
+    def __init__(self, start: int, count: int) -> None:
+        _, train, _ = load_dataset("fashion_mnist", None)
+        self.images = train.images[start : start + count].float() / 255.0
+        self.labels = train.labels[start : start + count]
+        self.classes = list(train.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.images[index], int(self.labels[index])
+
+
+def test_fit_trains_a_python_model_on_python_data_sets_and_resumes_or_skips(tmp_path):
+    model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
+    train, val = Pictures(0, 512), Pictures(512, 128)
+    kwargs = dict(
+        recipe="finetune", out=tmp_path, sr_stage=3, epochs=2, batch_size=64, num_workers=0, quiet=True
+    )
+    run = srblock.fit(model, train, val, **kwargs)
+    assert run.folder == tmp_path / "finetune" / "python_ResNet-sr3p4h8" / "seed0"
+    result = json.loads((run.folder / "result.json").read_text())
+    assert result == run.result | {"wall_time_s": result["wall_time_s"]} and result["tested_split"] == "val"
+    assert result["classes"][0] == "T-shirt/top" and result["sr_params"] > 0
+    assert [name for name, _ in srblock.sr_blocks(run.model)] == ["layer3.sr"]
+    best = torch.load(run.folder / "best.ckpt", weights_only=True)["model"]
+    assert all(torch.equal(v.cpu(), best[k]) for k, v in run.model.state_dict().items())
+    # the same call again: the run is finished, so its best weights come back without training
+    again = srblock.fit(
+        srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1), train, val, **kwargs
+    )
+    assert again.result["test_acc"] == result["test_acc"]
+    assert all(torch.equal(v, best[k]) for k, v in again.model.state_dict().items())
+    with pytest.raises(ValueError, match="a model given to srblock.fit in Python: build it again"):
+        trained_model(run.folder)
+
+
+def test_fit_needs_classes_and_an_evaluation_set(tmp_path):
+    model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
+    bare = torch.utils.data.TensorDataset(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs val_set"):
+        srblock.fit(model, bare, out=tmp_path)
+    with pytest.raises(ValueError, match="needs the class names: pass classes"):
+        srblock.fit(model, bare, bare, out=tmp_path)
+    with pytest.raises(ValueError, match="unknown key 'epoch'"):
+        srblock.fit(model, bare, bare, out=tmp_path, num_classes=10, epoch=3)
