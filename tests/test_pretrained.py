@@ -17,7 +17,7 @@ from srblock.pretrained import read_state_dict
 from srblock.train.engine import make_optimizer
 from srblock.train.schedule import classify_factor, cosine_factor, warmup_factor
 
-from .helpers import argv, write_image_folder
+from .helpers import TINY_SEG, argv, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,29 @@ def test_finetune_recipe_from_a_local_file_end_to_end(pictures, tmp_path, capsys
     assert config["label_smoothing"] == 0.1 and config["sr_lr_mult"] == 10.0
     lrs = [float(row.split(",")[1]) for row in (folder / "metrics.csv").read_text().splitlines()[1:]]
     assert lrs == pytest.approx([2e-4 / 3, 2e-4 * 2 / 3])  # two warm-up epochs
+
+
+def test_a_segmentation_model_starts_from_a_backbone_file(cityscapes, tmp_path, capsys):
+    torch.manual_seed(3)
+    source = srblock.create_model("fcn_resnet10s", in_chans=3, num_classes=19)
+    path = tmp_path / "backbone.pth"
+    # an ImageNet-style checkpoint: the backbone's tensors, and a classifier the backbone lacks
+    torch.save({**source.backbone.state_dict(), "fc.weight": torch.zeros(1000, 64)}, path)
+    model = srblock.create_model(
+        "fcn_resnet10s", in_chans=3, num_classes=19, sr_stage=2, pretrained_backbone=str(path)
+    )
+    assert model.pretrained_summary.startswith(
+        f"backbone: loaded {len(source.backbone.state_dict())} tensors"
+    )
+    assert model.pretrained_summary.endswith("0 missing; 1 unused (fc.weight)")
+    mine = model.backbone.state_dict()
+    assert all(torch.equal(v, mine[k]) for k, v in source.backbone.state_dict().items())
+    line = (
+        "train cityscapes --data {data} --out {out} --set model=fcn_resnet10s --set pretrained_backbone={w}"
+    )
+    assert main(argv(line, data=cityscapes, out=tmp_path / "runs", w=path) + TINY_SEG) == 0
+    assert (
+        f"backbone: loaded {len(source.backbone.state_dict())} tensors from {path}" in capsys.readouterr().out
+    )
+    with pytest.raises(ValueError, match="resnet10s_cifar has no backbone to load pretrained_backbone into"):
+        srblock.create_model("resnet10s_cifar", pretrained_backbone=str(path))

@@ -156,6 +156,10 @@ class SegmentConfig(TrainConfig):
     aux_weight: float = 0.4
     ms_scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
     ms_flip: bool = True
+    pretrained_backbone: str | None = None  # a weights file for the backbone (e.g. an ImageNet ResNet50)
+
+    def weights(self) -> dict[str, Any]:
+        return {"pretrained_backbone": self.pretrained_backbone}
 
     def crop_hw(self) -> tuple[int, int]:
         """crop_size as (height, width)."""
@@ -292,7 +296,7 @@ def set_value(values: dict[str, Any], key: str, value: Any, source: str) -> None
         value = str(value)  # `crop_size: 512` in a YAML file: a square crop
     if key == "pretrained" and isinstance(value, bool):
         value = "true" if value else None  # true: the published weights; false: none
-    elif key == "pretrained" and isinstance(value, str) and value != "true":
+    elif key in ("pretrained", "pretrained_backbone") and isinstance(value, str) and value != "true":
         value = str(Path(value).expanduser().resolve())  # a file: found from any working folder
     checked = _check(value, _TYPES[key])
     if checked is None and value is not None:

@@ -18,7 +18,13 @@ from torch import nn
 
 from .block import ActLayer
 from .insert import DEFAULT_MEMORY_BLOCKS, add_sr
-from .pretrained import hub_offline_if_unreachable, load_pretrained, timm_pretrained_error
+from .pretrained import (
+    hub_offline_if_unreachable,
+    load_matching,
+    load_pretrained,
+    read_state_dict,
+    timm_pretrained_error,
+)
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _MODEL_CLASSES: dict[str, type[nn.Module] | None] = {}
@@ -136,6 +142,7 @@ def create_model(
     sr_act: ActLayer = "relu",
     input_size: Sequence[int] | None = None,
     pretrained: bool | str | None = None,
+    pretrained_backbone: str | None = None,
     **kwargs: object,
 ) -> nn.Module:
     """Builds a model by name, with an SR block after stage `sr_stage` when it is given.
@@ -147,7 +154,8 @@ def create_model(
     attn, reg...); one given as None is left to the model's default, so callers need not know
     which models take it (segmentation models take no attn or reg). `sr_blocks` (P) defaults
     to the model's own choice, else 4 (see `add_sr`). `pretrained` (True or a weights file) loads
-    weights before the SR block is added, so the model starts exactly as the pretrained one.
+    weights before the SR block is added, so the model starts exactly as the pretrained one;
+    `pretrained_backbone` (a file) loads a segmentation model's backbone, e.g. ImageNet ResNet50.
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     pretrained = "true" if pretrained is True else (pretrained or None)
@@ -168,6 +176,11 @@ def create_model(
         model.pretrained_summary = load_pretrained(model, name, str(pretrained))
     elif kwargs.get("pretrained"):
         model.pretrained_summary = f"timm:{bare}'s pretrained weights (head fitted by timm)"
+    if pretrained_backbone is not None:  # a segmentation model's ImageNet backbone (mmsegmentation's start)
+        if not isinstance(getattr(model, "backbone", None), nn.Module):
+            raise ValueError(f"{name} has no backbone to load pretrained_backbone into: use pretrained")
+        path = str(pretrained_backbone)
+        model.pretrained_summary = "backbone: " + load_matching(model.backbone, read_state_dict(path), path)
     if sr_stage is not None:
         add_sr(
             model,
