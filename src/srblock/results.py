@@ -25,8 +25,8 @@ _NOT_COMPARED = ("seed", "precision", "compile", "compile_mode", "num_workers", 
 
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The readable table's columns: the metrics these rows have, as mean ± std, and SR against plain."""
-    paired = ("vs_plain",) if any(r.get("vs_plain") for r in rows) else ()
-    return (*ROW_COLUMNS, *_present(rows), *paired, "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+    columns = (*ROW_COLUMNS, *_present(rows), "vs_plain", "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+    return tuple(c for c in columns if any(r.get(c) is not None for r in rows))  # no empty columns
 
 
 def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
