@@ -183,7 +183,16 @@ def test_dataset_table_is_consistent():
     for name, info in DATASETS.items():
         assert info.name == name and len(info.mean) == len(info.std) == info.input_size[0]
     # held in memory or read from files, as the loaders treat them
-    assert [n for n, i in DATASETS.items() if not i.in_memory] == ["imagenet", "cityscapes"]
+    assert [n for n, i in DATASETS.items() if not i.in_memory] == ["imagenet", "folder", "cityscapes"]
+    # only a user's folder brings its own validation split; its classes come from the folder
+    assert [n for n, i in DATASETS.items() if i.own_val] == ["folder"] and DATASETS["folder"].num_classes == 0
+
+
+def test_normalisation_for_other_channel_counts_is_the_channel_mean():
+    info = DATASETS["imagenet"]
+    assert info.stats(3) == (info.mean, info.std)
+    mean, std = info.stats(1)
+    assert mean == (pytest.approx(sum(info.mean) / 3),) and std == (pytest.approx(sum(info.std) / 3),)
 
 
 # --- ImageNet ---

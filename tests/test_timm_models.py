@@ -8,9 +8,14 @@ import srblock
 
 
 def test_the_zoo_is_in_timm_under_its_own_prefix():
+    from srblock.timm_models import TIMM_NAMES  # what `import srblock` registered
+
     names = timm.list_models("srblock_*")
-    expected = {f"srblock_{n}" for n in srblock.list_models() if not n.startswith(("fcn", "deeplab"))}
-    assert set(names) == expected and not set(names) & set(timm.list_models("resnet*"))
+    assert set(names) == set(TIMM_NAMES) and {"srblock_resnet18_cifar", "srblock_vgg16_bn_cifar"} <= set(
+        names
+    )
+    assert not [n for n in names if "fcn" in n or "deeplab" in n]  # classification models only
+    assert all(n.removeprefix("srblock_") in srblock.list_models() for n in names)
 
 
 def test_timm_builds_and_trains_it_with_train_py_arguments():

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 from lightning.fabric import Fabric
+from torch.utils.data import Dataset
 
 from ..config import TrainConfig
 from ..data import DeviceLoader, EpochSampler, ImageSet, make_dataloader, make_file_loader
@@ -19,18 +20,20 @@ class ClassifyBatches:
     """(images, labels) batches of one split, on the fabric's device, `epoch(k)` at a time."""
 
     def __init__(
-        self, fabric: Fabric, cfg: TrainConfig, data: ImageSet | ImageFiles, mean, std, train: bool
+        self, fabric: Fabric, cfg: TrainConfig, data: ImageSet | ImageFiles | Dataset, mean, std, train: bool
     ) -> None:
         batch = cfg.batch_size if train else cfg.eval_batch_size
         self.generator, self.device, self.decode, self.seed = None, fabric.device, None, cfg.seed
-        if isinstance(data, ImageFiles):
-            transform = imagenet_transform(
-                train, cfg.image_size, mean, std, cfg.augment, cfg.crop_padding, cfg.flip
-            )
-            if cfg.gpu_decode:
-                self.decode, data = transform, data.with_transform(None, encoded=True)
-            else:
-                data = data.with_transform(transform, channels=cfg.in_chans)
+        if not isinstance(data, ImageSet):  # files (or a Dataset from Python: srblock.fit), read by workers
+            encoded = isinstance(data, ImageFiles) and cfg.gpu_decode
+            if isinstance(data, ImageFiles):  # a Python Dataset brings its own transforms
+                transform = imagenet_transform(
+                    train, cfg.image_size, mean, std, cfg.augment, cfg.crop_padding, cfg.flip
+                )
+                if encoded:
+                    self.decode, data = transform, data.with_transform(None, encoded=True)
+                else:
+                    data = data.with_transform(transform, channels=cfg.in_chans)
             self.loader = make_file_loader(
                 data,
                 batch_size=batch,
@@ -39,17 +42,7 @@ class ClassifyBatches:
                 rank=fabric.global_rank,
                 world_size=fabric.world_size,
                 num_workers=cfg.num_workers,
-                collate_fn=collate_encoded if cfg.gpu_decode else None,
-            )
-        elif not isinstance(data, ImageSet):  # a Dataset from Python (srblock.fit): its own transforms
-            self.loader = make_file_loader(
-                data,
-                batch_size=batch,
-                train=train,
-                seed=cfg.seed,
-                rank=fabric.global_rank,
-                world_size=fabric.world_size,
-                num_workers=cfg.num_workers,
+                collate_fn=collate_encoded if encoded else None,
             )
         else:  # tensors in memory: the same batches, augmentation and seeds either way
             tensors = dict(
