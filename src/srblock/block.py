@@ -43,6 +43,14 @@ class SqueezeRemember(nn.Module):
         squeeze_channels: C_s, channels of the 1x1 squeeze conv.
         act: activation between the two linear layers: a name timm knows (``"relu"``,
             ``"gelu"``...), a module class, or ``None`` for none.
+        temperature: T of ``softmax(logits / T)`` (1: the paper's); below 1 the FC net's choice
+            is sharper, so memory blocks get more different gradients.
+        learn_temperature: T is learned (as log T, a parameter) from ``temperature`` on.
+
+    ``diversity`` (an attribute, 0 by default: the paper's block) > 0 makes a training forward
+    leave ``aux_loss``: ``diversity`` times the negative mutual information between images and
+    memory blocks over the batch (normalised by log P), for the loss to add; minimising it makes
+    each image choose decisively and different images choose differently.
 
     Feature maps of another size than ``size`` (beyond the paper; docs/method.md): the squeezed
     map is adaptive-average-pooled to ``size`` before the FC net and the recalled memory is
@@ -57,6 +65,8 @@ class SqueezeRemember(nn.Module):
         hidden: int = 8,
         squeeze_channels: int = 1,
         act: ActLayer = "relu",
+        temperature: float = 1.0,
+        learn_temperature: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -81,6 +91,13 @@ class SqueezeRemember(nn.Module):
         self.act = act_layer() if act_layer is not None else nn.Identity()
         self.fc2 = nn.Linear(hidden, memory_blocks, **dd)
         self.memory = nn.Parameter(torch.empty(memory_blocks, channels, height, width, **dd))
+        if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        self.temperature = float(temperature)
+        # learned: a parameter (in the state dict) only then, so the paper's block keeps its keys
+        self.log_temperature = nn.Parameter(torch.empty((), **dd)) if learn_temperature else None
+        self.diversity = 0.0
+        self.aux_loss: torch.Tensor | None = None
 
         self.bypass = False  # True: the block is the identity (ablation, `sr_bypassed`)
         self.record_weights = True  # keep the last forward's weights for analysis
@@ -95,14 +112,20 @@ class SqueezeRemember(nn.Module):
             nn.init.uniform_(layer.weight, -bound, bound)
             nn.init.uniform_(layer.bias, -bound, bound)
         nn.init.zeros_(self.memory)
+        if self.log_temperature is not None:
+            nn.init.constant_(self.log_temperature, math.log(self.temperature))
 
     def memory_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax weights (B x P) the FC net gives each memory block for the feature map x."""
         squeezed = self.squeeze(x)
         if tuple(squeezed.shape[-2:]) != self.size:
             squeezed = F.adaptive_avg_pool2d(squeezed, self.size)
-        logits = self.fc2(self.act(self.fc1(squeezed.flatten(1))))
-        return logits.float().softmax(dim=-1)  # float32: weights must sum to 1 under bf16 too
+        logits = self.fc2(self.act(self.fc1(squeezed.flatten(1)))).float()  # float32: sums to 1 under bf16
+        if self.log_temperature is not None:
+            logits = logits / self.log_temperature.float().exp()
+        elif self.temperature != 1.0:
+            logits = logits / self.temperature
+        return logits.softmax(dim=-1)
 
     def recall(
         self, weights: torch.Tensor, size: tuple[int, int] | None = None, channels_last: bool = False
@@ -134,12 +157,30 @@ class SqueezeRemember(nn.Module):
         weights = self.memory_weights(x)
         if self.record_weights and not torch.compiler.is_exporting():
             self.last_weights = weights.detach()
+        if self.training and self.diversity > 0:
+            self.aux_loss = self.diversity * diversity_loss(weights)
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         return x + self.recall(weights, x.shape[-2:], channels_last).to(x.dtype)
 
     def extra_repr(self) -> str:
         height, width = self.size
-        return (
+        text = (
             f"channels={self.channels}, size={height}x{width}, memory_blocks={self.memory_blocks}, "
             f"hidden={self.hidden}, squeeze_channels={self.squeeze_channels}"
         )
+        if self.temperature != 1.0 or self.log_temperature is not None:
+            text += f", temperature={self.temperature:g}" + (
+                " (learned)" if self.log_temperature is not None else ""
+            )
+        return text
+
+
+def diversity_loss(weights: torch.Tensor) -> torch.Tensor:
+    """Minus the mutual information between a batch's images and the memory blocks they choose,
+    over log P (so in [-1, 0]): the mean entropy of each image's weights minus the entropy of
+    their mean. Uniform weights for every image, where the paper's block settles, score 0."""
+    log_p = math.log(weights.shape[-1])
+    each = -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
+    mean = weights.mean(0)
+    overall = -(mean * mean.clamp_min(1e-12).log()).sum()
+    return (each - overall) / log_p

@@ -48,6 +48,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     optimizer: str = "sgd"  # sgd (the paper's) or adamw (fine-tuning)
     sr_lr_mult: float = 1.0  # the SR blocks' lr over the rest's
+    sr_memory_lr_mult: float = 1.0  # the memory's lr over the SR blocks' (docs/memory.md)
+    sr_memory_weight_decay: float | None = None  # the memory's weight decay; None: weight_decay
+    sr_temperature: float = 1.0  # softmax temperature of the block's choice (1: the paper's)
+    sr_temperature_learned: bool = False  # learn it (as log T), from sr_temperature on
     val_fraction: float = 0.1
     flip: bool = True
     seed: int = 0
@@ -101,6 +105,10 @@ class ClassifyConfig(TrainConfig):
     gamma: float = 0.2
     warmup_epochs: int = 0  # linear warm-up before the schedule
     label_smoothing: float = 0.0
+    sr_memory_init: str = "zeros"  # zeros (the paper's), normal, prototypes (docs/memory.md)
+    sr_memory_init_scale: float = 0.1  # normal / prototypes: memory RMS over the block input's RMS
+    sr_diversity: float = 0.0  # weight of the image-block mutual-information term (0: none)
+    sr_bypass_every: int = 0  # val_acc_bypassed every N epochs; 0: after the last epoch only
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"attn": self.attn, "reg": self.reg, "reg_rate": self.reg_rate}
@@ -199,8 +207,12 @@ RANGES = {
     **dict.fromkeys(("lr", "gamma", "poly_power", "scale_range", "ms_scales"), "(0, inf)"),
     **dict.fromkeys(("weight_decay", "min_lr", "aux_weight", "crop_padding", "num_workers"), "[0, inf)"),
     **dict.fromkeys(("momentum", "val_fraction", "reg_rate", "label_smoothing"), "[0, 1)"),
-    "warmup_epochs": "[0, inf)",
-    "sr_lr_mult": "(0, inf)",
+    **dict.fromkeys(
+        ("warmup_epochs", "sr_bypass_every", "sr_diversity", "sr_memory_weight_decay"), "[0, inf)"
+    ),
+    **dict.fromkeys(
+        ("sr_lr_mult", "sr_memory_lr_mult", "sr_temperature", "sr_memory_init_scale"), "(0, inf)"
+    ),
     "seed": "[0, 4294967295]",  # what numpy's generators take
 }
 CHOICES = {
@@ -208,6 +220,7 @@ CHOICES = {
     "loader": ("fast", "dataloader"),
     "augment": ("rrc", "padcrop"),
     "optimizer": ("sgd", "adamw"),
+    "sr_memory_init": ("zeros", "normal", "prototypes"),
     "schedule": ("step", "cosine"),
     "in_chans": (1, 3),
     "precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"),
@@ -420,6 +433,8 @@ def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
         sr_blocks=cfg.sr_blocks,
         sr_hidden=cfg.sr_hidden,
         sr_squeeze=cfg.sr_squeeze,
+        sr_temperature=cfg.sr_temperature,
+        sr_learn_temperature=cfg.sr_temperature_learned,
         input_size=input_size,
         **cfg.model_kwargs(),
         **(cfg.weights() if pretrained else {}),

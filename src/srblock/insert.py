@@ -210,6 +210,8 @@ def add_sr(
     squeeze_channels: int = 1,
     input_size: Sequence[int] | None = None,
     act: ActLayer = "relu",
+    temperature: float = 1.0,
+    learn_temperature: bool = False,
 ) -> nn.Module:
     """Puts a fresh SR block after `stage` (1-based, or a module name) of `model`, in place.
 
@@ -242,6 +244,8 @@ def add_sr(
         hidden=hidden,
         squeeze_channels=squeeze_channels,
         act=act,
+        temperature=temperature,
+        learn_temperature=learn_temperature,
         device=param.device if param is not None else None,
         dtype=param.dtype if param is not None and param.is_floating_point() else None,
     )

@@ -29,7 +29,16 @@ from .pretrained import (
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _MODEL_CLASSES: dict[str, type[nn.Module] | None] = {}
 
-SR_KWARGS = ("sr_stage", "sr_blocks", "sr_hidden", "sr_squeeze", "sr_act", "input_size")
+SR_KWARGS = (
+    "sr_stage",
+    "sr_blocks",
+    "sr_hidden",
+    "sr_squeeze",
+    "sr_act",
+    "sr_temperature",
+    "sr_learn_temperature",
+    "input_size",
+)
 EXTERNAL = ("tv", "timm")  # prefixes of `create_model` names from torchvision and timm
 PYTHON_MODEL = "python:"  # a run's model given as an object (srblock.fit), not built by name
 
@@ -140,6 +149,8 @@ def create_model(
     sr_hidden: int = 8,
     sr_squeeze: int = 1,
     sr_act: ActLayer = "relu",
+    sr_temperature: float = 1.0,
+    sr_learn_temperature: bool = False,
     input_size: Sequence[int] | None = None,
     pretrained: bool | str | None = None,
     pretrained_backbone: str | None = None,
@@ -190,6 +201,8 @@ def create_model(
             squeeze_channels=sr_squeeze,
             input_size=input_size,
             act=sr_act,
+            temperature=sr_temperature,
+            learn_temperature=sr_learn_temperature,
         )
     if input_size is not None:
         model.default_input_size = tuple(input_size)

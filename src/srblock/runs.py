@@ -33,11 +33,29 @@ METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc
 SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
 
 
+# the memory-training options in a configuration's folder name, where they differ from the paper's
+STRATEGY_SLUGS = {
+    "sr_memory_init": "init_",
+    "sr_memory_init_scale": "scale",
+    "sr_memory_lr_mult": "mlr",
+    "sr_memory_weight_decay": "mwd",
+    "sr_temperature": "T",
+    "sr_temperature_learned": "Tlearned",
+    "sr_diversity": "div",
+    "sr_lr_mult": "srlr",
+}
+
+
 def config_slug(cfg: TrainConfig) -> str:
     """A folder name for a configuration: model, attention, regulariser and SR placement."""
     parts = [cfg.model] + [p for p in (getattr(cfg, "attn", None), getattr(cfg, "reg", None)) if p]
     if cfg.sr_stage is not None:
         parts.append(f"sr{cfg.sr_stage}p{cfg.sr_blocks}h{cfg.sr_hidden}")
+        defaults = type(cfg)()  # how the memory trains, where it is not the paper's way
+        for key, short in STRATEGY_SLUGS.items():
+            value = getattr(cfg, key, None)
+            if value != getattr(defaults, key, None):
+                parts.append(f"{short}{value}" if not isinstance(value, bool) else short)
     return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts)
 
 
@@ -147,7 +165,8 @@ def _metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[di
         raise ValueError(
             f"{path} is not a metrics table ({reason}): delete it; --resume writes it anew"
         ) from None
-    if columns is not None and fields != list(columns):
+    # a run resumed by a newer version may log more columns than it started with: its old rows stay
+    if columns is not None and (not set(fields) <= set(columns) or fields[:1] != list(columns[:1])):
         raise ValueError(
             f"{path} has columns {', '.join(fields) or 'none'}, not {', '.join(columns)}: delete it"
         )

@@ -21,6 +21,8 @@ from ..block import SqueezeRemember
 from ..config import TensorsConfig, TrainConfig
 from ..data import DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
+from ..memory import entropy as _entropy
+from ..memory import nearest_centroid_accuracy
 from ..runs import load_splits, trained_model, write_text_atomic
 
 SPLITS = ("val", "test", "train")
@@ -114,23 +116,6 @@ def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo) -> dict[s
         for handle in handles:
             handle.remove()
     return {name: {k: torch.cat(v) for k, v in parts.items()} for name, parts in seen.items()}
-
-
-def _entropy(weights: torch.Tensor) -> torch.Tensor:
-    return -(weights * weights.clamp_min(1e-12).log()).sum(-1)
-
-
-def nearest_centroid_accuracy(weights: torch.Tensor, labels: torch.Tensor) -> float:
-    """Accuracy (%) of telling classes apart by weight vectors alone: centroids from the even
-    images of each class, tested on the odd ones."""
-    first = torch.zeros_like(labels, dtype=torch.bool)
-    for c in labels.unique():
-        index = (labels == c).nonzero().flatten()
-        first[index[::2]] = True
-    classes = labels[first].unique()
-    centroids = torch.stack([weights[first & (labels == c)].mean(0) for c in classes])
-    guess = classes[torch.cdist(weights[~first], centroids).argmin(1)]
-    return 100.0 * (guess == labels[~first]).float().mean().item() if (~first).any() else float("nan")
 
 
 def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str = "val") -> dict[str, Any]:

@@ -21,6 +21,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..config import ClassifyConfig
+from ..data import ImageSet
+from ..insert import sr_blocks, sr_bypassed
+from ..memory import init_memory, memory_statistics
 from ..runs import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS, Splits
 from .batches import ClassifyBatches
 from .engine import Progress, start_run
@@ -63,6 +66,20 @@ def evaluate(
     )
 
 
+def first_images(train: Any, mean, std, device: torch.device, count: int = 256) -> torch.Tensor:
+    """The first `count` training images, normalised as the model sees them (no augmentation), to
+    start the memory from: the same on every process and for every resume."""
+    if not isinstance(train, ImageSet):
+        raise ValueError(
+            "sr_memory_init other than zeros reads a data set held in memory (CIFAR, Fashion-MNIST); "
+            "set sr_memory_init=zeros for this data"
+        )
+    images = train.images[:count].to(device).float().div_(255)
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    return ((images - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+
+
 def train_classifier(
     fabric: Fabric,
     cfg: ClassifyConfig,
@@ -94,8 +111,10 @@ def train_classifier(
         resume=resume,
         model=model,
         data=data,
+        memory_columns=True,
     )
     data, device = run.data, fabric.device
+    blocks = [block for _, block in sr_blocks(run.model)]
     num_classes, (mean, std) = cfg.num_classes(), data.info.stats(cfg.input_size()[0])
     train_batches = ClassifyBatches(fabric, cfg, data.train, mean, std, train=True)
     val_batches = ClassifyBatches(fabric, cfg, data.val, mean, std, train=False) if len(data.val) else None
@@ -116,6 +135,14 @@ def train_classifier(
         quiet,
     )
     loss_metric, acc_metric = running_metrics(num_classes, device)
+    if run.step == 0 and blocks and cfg.sr_memory_init != "zeros":  # a fresh run (resumes: in last.ckpt)
+        init_memory(
+            run.model,
+            first_images(data.train, mean, std, device),
+            cfg.sr_memory_init,
+            cfg.sr_memory_init_scale,
+            cfg.seed,
+        )
 
     for epoch in range(run.step, cfg.epochs):
         epoch_start, lr = time.time(), run.optimizer.param_groups[0]["lr"]
@@ -125,8 +152,9 @@ def train_classifier(
         for step, (images, labels) in enumerate(train_batches.epoch(epoch)):
             logits = run.net(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+            objective = loss + sum(b.aux_loss for b in blocks) if cfg.sr_diversity > 0 else loss
             run.optimizer.zero_grad(set_to_none=True)
-            fabric.backward(loss)
+            fabric.backward(objective)
             run.optimizer.step()
             loss_metric.update(per_item(loss, labels))
             acc_metric.update(logits.detach(), labels)
@@ -147,6 +175,13 @@ def train_classifier(
         val_loss, val_acc = (
             evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else (None, None)
         )
+        memory: dict[str, float | None] = {}
+        if blocks and val_batches:  # how far the memory has come (memory.py), on validation images
+            memory = memory_statistics(run.model, val_batches.epoch(0))
+            every = cfg.sr_bypass_every or cfg.epochs
+            if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs:
+                with sr_bypassed(run.model):
+                    memory["val_acc_bypassed"] = evaluate(run.model, val_batches, num_classes, device)[1]
         run.step = epoch + 1
         if val_acc is None or val_acc > run.best_val:
             run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
@@ -157,7 +192,8 @@ def train_classifier(
                 zip(
                     METRIC_COLUMNS,
                     (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start),
-                )
+                ),
+                **memory,
             )
         )
         run.checkpoint(LAST_CKPT)
@@ -172,6 +208,11 @@ def train_classifier(
     # the checkpoint best on validation is the one tested
     run.load_best()
     test_loss, test_acc, test_top5 = evaluate(run.net, test_batches, num_classes, device)
+    memory = {}
+    if blocks:  # what the tested checkpoint's blocks do: the accuracy without them, their statistics
+        with sr_bypassed(run.model):
+            memory["test_acc_bypassed"] = evaluate(run.model, test_batches, num_classes, device)[1]
+        memory.update(memory_statistics(run.model, (val_batches or test_batches).epoch(0)))
     return run.finish(
         {
             "test_acc": test_acc,
@@ -181,6 +222,7 @@ def train_classifier(
             "best_epoch": run.best_step,
             "epochs": cfg.epochs,
             "tested_split": data.tested,
+            **memory,
             # for predict, which reads only the run folder
             "classes": list(getattr(cfg, "classes", None) or data.train.classes),
         },

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import save_atomic, set_rng_state, training_state
 from ..config import SegmentConfig, TrainConfig, build_model
 from ..insert import sr_blocks
+from ..memory import statistic_columns
 from ..params import config_overhead
 from ..runs import (
     BEST_CKPT,
@@ -101,6 +102,7 @@ def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Modu
     """The model as training wants it: no weight recording, SyncBN across GPUs, on the device."""
     for _, block in sr_blocks(model):
         block.record_weights = False  # analyses turn it on; training needs no copy per step
+        block.diversity = getattr(cfg, "sr_diversity", 0.0)  # its term joins the loss (classification)
     if fabric.world_size > 1 and fabric.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # on the device before the optimiser exists, so a resumed optimiser state lands there too
@@ -110,15 +112,24 @@ def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Modu
 
 
 def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (the paper's) or AdamW (fine-tuning); the SR blocks' parameters at `sr_lr_mult` times
-    the lr, so a block added to a pretrained network can learn faster than the network moves."""
+    """SGD (the paper's) or AdamW (fine-tuning). The SR blocks' parameters may train at
+    `sr_lr_mult` times the lr (a block added to a pretrained network learns faster than the
+    network moves), and their memory at `sr_memory_lr_mult` times that, with its own weight decay."""
     groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "lr": cfg.lr}]
-    if cfg.sr_lr_mult != 1.0:  # (one group otherwise, as checkpoints written before this option hold)
-        sr_params = {id(p) for _, block in sr_blocks(model) for p in block.parameters()}
+    own_memory = cfg.sr_memory_lr_mult != 1.0 or cfg.sr_memory_weight_decay is not None
+    if cfg.sr_lr_mult != 1.0 or own_memory:  # (one group otherwise, as the paper's runs hold)
+        blocks = [b for _, b in sr_blocks(model)]
+        memory = {id(b.memory) for b in blocks}
+        block = {id(p) for b in blocks for p in b.parameters()} - memory
+        memory_group = {"lr": cfg.lr * cfg.sr_lr_mult * cfg.sr_memory_lr_mult}
+        if cfg.sr_memory_weight_decay is not None:
+            memory_group["weight_decay"] = cfg.sr_memory_weight_decay
         groups = [
-            {"params": [p for p in model.parameters() if id(p) not in sr_params], "lr": cfg.lr},
-            {"params": [p for p in model.parameters() if id(p) in sr_params], "lr": cfg.lr * cfg.sr_lr_mult},
+            {"params": [p for p in model.parameters() if id(p) not in block | memory], "lr": cfg.lr},
+            {"params": [p for p in model.parameters() if id(p) in block], "lr": cfg.lr * cfg.sr_lr_mult},
+            {"params": [p for p in model.parameters() if id(p) in memory], **memory_group},
         ]
+        groups = [g for g in groups if g["params"]]
     fused = fabric.device.type == "cuda" or None
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
@@ -287,10 +298,11 @@ def start_run(
     resume: bool,
     model: nn.Module | None = None,
     data: Splits | None = None,
+    memory_columns: bool = False,
 ) -> Run:
     """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
     continues from last.ckpt where one exists. `model` and `data`, where given (srblock.fit), are
-    used as they are."""
+    used as they are. `memory_columns`: metrics.csv gets the SR memory's statistics (memory.py)."""
     folder = Path(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
     resuming = (folder / LAST_CKPT).exists()
@@ -321,6 +333,8 @@ def start_run(
         run.step, run.best_val, run.best_step = state[unit], state["best_val"], state[f"best_{unit}"]
     net = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
     run.net, run.optimizer = fabric.setup(net, optimizer)
+    if memory_columns and sr_blocks(model):
+        columns = (*columns, *statistic_columns(model), "val_acc_bypassed")
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
         run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
         run.logger = TensorBoardLogger(folder, name="tensorboard", version="")
