@@ -36,7 +36,7 @@ def test_fit_trains_a_python_model_on_python_data_sets_and_resumes_or_skips(tmp_
         recipe="finetune", out=tmp_path, sr_stage=3, epochs=2, batch_size=64, num_workers=0, quiet=True
     )
     run = srblock.fit(model, train, val, **kwargs)
-    assert run.folder == tmp_path / "finetune" / "python_ResNet-sr3p4h8" / "seed0"
+    assert run.folder == tmp_path / "finetune" / "python_ResNet-sr3p4h8-srlr10.0" / "seed0"
     result = json.loads((run.folder / "result.json").read_text())
     assert result == run.result | {"wall_time_s": result["wall_time_s"]} and result["tested_split"] == "val"
     assert result["classes"][0] == "T-shirt/top" and result["sr_params"] > 0

@@ -118,9 +118,10 @@ def test_adamw_with_the_sr_block_at_its_own_learning_rate():
     optimizer = make_optimizer(types.SimpleNamespace(device=torch.device("cpu")), cfg, model)
     assert isinstance(optimizer, torch.optim.AdamW)
     sr_params = {id(p) for p in srblock.sr_blocks(model)[0][1].parameters()}
-    rest, sr = optimizer.param_groups
-    assert rest["lr"] == 1e-3 and sr["lr"] == pytest.approx(1e-2)
-    assert {id(p) for p in sr["params"]} == sr_params and not sr_params & {id(p) for p in rest["params"]}
+    rest, sr, memory = optimizer.param_groups  # the memory in a group of its own (sr_memory_lr_mult)
+    assert rest["lr"] == 1e-3 and sr["lr"] == pytest.approx(1e-2) and memory["lr"] == pytest.approx(1e-2)
+    in_sr = {id(p) for p in sr["params"] + memory["params"]}
+    assert in_sr == sr_params and not sr_params & {id(p) for p in rest["params"]}
     plain = make_optimizer(types.SimpleNamespace(device=torch.device("cpu")), make_config("cifar10"), model)
     assert isinstance(plain, torch.optim.SGD) and len(plain.param_groups) == 1
 
