@@ -106,7 +106,7 @@ class ClassifyConfig(TrainConfig):
     warmup_epochs: int = 0  # linear warm-up before the schedule
     label_smoothing: float = 0.0
     sr_memory_init: str = "zeros"  # zeros (the paper's), normal, prototypes (docs/memory.md)
-    sr_memory_init_scale: float = 0.1  # normal / prototypes: memory RMS over the block input's RMS
+    sr_memory_init_scale: float = 0.3  # normal / prototypes: memory RMS over the block input's RMS
     sr_diversity: float = 0.0  # weight of the image-block mutual-information term (0: none)
     sr_bypass_every: int = 0  # val_acc_bypassed every N epochs; 0: after the last epoch only
 

@@ -8,8 +8,20 @@ from typing import Any
 
 from .runs import RESULT_FILE, read_result
 
-# the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale)
-METRICS = ("test_acc", "test_top5", "test_miou", "test_macc", "test_miou_ms", "test_macc_ms")
+# the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale),
+# then what the SR memory does (the accuracy with the blocks bypassed, and memory.py's statistics)
+METRICS = (
+    "test_acc",
+    "test_top5",
+    "test_miou",
+    "test_macc",
+    "test_miou_ms",
+    "test_macc_ms",
+    "test_acc_bypassed",
+    "sr_mem_ratio",
+    "sr_weight_entropy",
+    "sr_weight_class_sep",
+)
 
 
 def _present(rows: list[dict[str, Any]]) -> list[str]:
@@ -103,9 +115,11 @@ def collect_results(root: Path) -> list[dict[str, Any]]:
 
 
 def _pm(mean: float | None, std: float | None) -> str | None:
+    """mean ± std, to two decimals (two significant digits for values below 1, e.g. a memory ratio)."""
     if mean is None:
         return None
-    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+    fmt = ".2f" if abs(mean) >= 1 or mean == 0 else ".2g"
+    return f"{mean:{fmt}} ± {std:{fmt}}" if std is not None else f"{mean:{fmt}}"
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
