@@ -151,11 +151,13 @@ def test_report_embeds_every_figure(runs, tmp_path):
     page = _Page()
     page.feed(out.read_text())
     figures = sorted((runs["sr"] / "analysis").glob("*.png"))
-    assert len(page.images) == len(figures) + 2  # + learning curves of both runs
+    assert len(page.images) == len(figures) + 3  # + learning curves of both runs, the SR run's memory
+    assert (runs["sr"] / "memory_curves.png").is_file() and not (runs["plain"] / "memory_curves.png").exists()
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in page.images)
     assert not page.external and page.tags[0] == "html"
     text = out.read_text()
     assert "Results across seeds" in text and "without SR blocks: nothing to analyse" in text
+    assert "The memory over training" in text and "test_acc_bypassed" in text
 
 
 def test_errors_are_one_line(runs, tmp_path, capsys):

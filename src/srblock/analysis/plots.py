@@ -146,6 +146,39 @@ def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def memory_curves_figure(rows: list[dict[str, float]], path: Path) -> Path | None:
+    """The SR memory over training, from metrics.csv (memory.py's statistics per epoch, one line
+    per block), and the validation accuracy with the blocks bypassed where it was measured;
+    None for a run without them."""
+    panels = (
+        ("sr_mem_ratio", "memory RMS / input RMS", "log"),
+        ("sr_weight_entropy", "weight entropy / log P (1: uniform)", "linear"),
+        ("sr_weight_class_sep", "classes told apart by weights (%)", "linear"),
+    )
+    columns = list(rows[0]) if rows else []
+    if not any(c.startswith("sr_mem_ratio") for c in columns):
+        return None
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
+    for ax, (stat, label, scale) in zip(axes, panels):
+        for column in (c for c in columns if c.startswith(stat)):
+            block = column.removeprefix(stat).lstrip("_") or "SR block"
+            ax.plot(epochs, [r[column] for r in rows], marker=".", label=block)
+        ax.set(xlabel="epoch", ylabel=label, yscale=scale)
+        ax.legend(fontsize=6)
+    bypassed = [
+        (e, r["val_acc"], r["val_acc_bypassed"])
+        for e, r in zip(epochs, rows)
+        if r.get("val_acc_bypassed") is not None
+    ]
+    axes[3].plot(epochs, [r.get("val_acc") for r in rows], marker=".", label="with the blocks")
+    if bypassed:
+        axes[3].plot([b[0] for b in bypassed], [b[2] for b in bypassed], "x", label="bypassed")
+    axes[3].set(xlabel="epoch", ylabel="validation accuracy (%)")
+    axes[3].legend(fontsize=6)
+    return _save(fig, path)
+
+
 def _segmentation_curves(rows: list[dict[str, float]], path: Path) -> Path:
     iterations = [r["iteration"] for r in rows]
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(7.5, 2.6))

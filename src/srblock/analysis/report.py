@@ -23,7 +23,7 @@ from ..runs import (
 )
 from . import run_analysis
 from .analyze import NotAnalysable
-from .plots import learning_curves_figure
+from .plots import learning_curves_figure, memory_curves_figure
 from .seg_examples import segmentation_examples
 
 STYLE = """
@@ -59,16 +59,29 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
     config = dataclasses.asdict(read_config(folder))
     parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
     if (folder / METRICS_FILE).is_file():
-        curves = learning_curves_figure(read_metrics(folder), folder / "learning_curves.png")
+        rows = read_metrics(folder)
+        curves = learning_curves_figure(rows, folder / "learning_curves.png")
         parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and scores per epoch or evaluation"))
+        memory = memory_curves_figure(rows, folder / "memory_curves.png")
+        if memory is not None:
+            parts.append("<h3>The memory over training</h3>" + _img(memory, "SR memory statistics per epoch"))
     if is_finished(folder):
         result = read_result(folder)
         scores = (
             ["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"]
             if "test_miou" in result
-            else ["test_acc", "test_top5", "best_val_acc", "best_epoch"]
+            else ["test_acc", "test_top5", "test_acc_bypassed", "best_val_acc", "best_epoch"]
         )
-        keys = [*scores, "params", "sr_params", "oh_pct", "wall_time_s", "device"]
+        keys = [
+            *scores,
+            "sr_mem_ratio",
+            "sr_weight_entropy",
+            "params",
+            "sr_params",
+            "oh_pct",
+            "wall_time_s",
+            "device",
+        ]
         parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
     if (folder / CLASS_IOU_FILE).is_file():  # a segmentation run: what it predicts
         figure = segmentation_examples(folder, data_root)
