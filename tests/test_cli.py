@@ -154,6 +154,7 @@ def test_demo_tiny(tmp_path):
     done = run_cli("demo", "--tiny", "--data", str(root), "--out", str(tmp_path / "runs"), "--quiet")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resnet10s_cifar + SR" in done.stdout and "sr_oh_pct" in done.stdout
+    assert "test_acc_bypassed" in done.stdout and "sr_mem_ratio" in done.stdout  # what the block does
     assert (tmp_path / "runs" / "demo-tiny" / "resnet10s_cifar-sr3p4h8" / "seed0" / "result.json").exists()
 
 

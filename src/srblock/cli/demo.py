@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         recipe, name, sr = "fashion_mnist", "resnet10s_cifar", dict(sr_stage=3)
         tiny = {"epochs": 1, "limit_train": 1000, "limit_test": 500}
-        columns = ["model", "test_acc"]
+        columns = ["model", "test_acc", "test_acc_bypassed", "sr_mem_ratio"]  # what the block does
     data = {"data_dir": str(Path(args.data).expanduser().resolve())} if args.data else {}
     configs = {
         name: make_config(recipe, {**(tiny if args.tiny else {}), **data}),
