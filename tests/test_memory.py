@@ -216,3 +216,18 @@ def test_bypass_every_epoch(cifar, tmp_path):
     assert main(argv(line, data=cifar, out=tmp_path) + TINY) == 0
     [metrics] = tmp_path.rglob("metrics.csv")
     assert all(r["val_acc_bypassed"] != "" for r in csv.DictReader(metrics.open()))
+
+
+def test_a_segmentation_run_logs_the_memory_per_evaluation(seg_run):
+    rows = list(csv.DictReader((seg_run / "metrics.csv").open()))
+    assert rows and all(0 < float(r["sr_weight_entropy"]) <= 1 and r["sr_mem_ratio"] != "" for r in rows)
+    result = json.loads((seg_run / "result.json").read_text())
+    assert 0 <= result["test_miou_bypassed"] <= 100 and "sr_weight_class_sep" in result
+
+
+def test_a_mask_counts_as_its_main_scored_class():
+    from srblock.memory import image_labels
+
+    masks = torch.tensor([[[1, 1], [2, 255]], [[255, 255], [255, 255]], [[0, 3], [3, 3]]])
+    assert image_labels(masks, ignore_index=255).tolist() == [1, -1, 3]
+    assert image_labels(torch.tensor([4, 2])).tolist() == [4, 2]

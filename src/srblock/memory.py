@@ -54,12 +54,29 @@ def statistic_columns(model: nn.Module) -> tuple[str, ...]:
     return tuple(f"{s}{_suffix(n, len(blocks) > 1)}" for n, _ in blocks for s in STATISTICS)
 
 
+def image_labels(labels: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    """One class per image: the label itself, or for a segmentation mask its most frequent scored
+    class (-1 where no pixel is scored)."""
+    if labels.dim() == 1:
+        return labels
+    flat = labels.flatten(1)
+    out = torch.full((len(flat),), -1, dtype=torch.long)
+    for i, row in enumerate(flat):
+        scored = row[row != ignore_index] if ignore_index is not None else row
+        if len(scored):
+            out[i] = scored.mode().values
+    return out
+
+
 @torch.no_grad()
 def memory_statistics(
-    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_images: int = 2048
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    max_images: int = 2048,
+    ignore_index: int | None = None,
 ) -> dict[str, float]:
     """Every SR block's statistics over the first `max_images` images of `batches` (the model in
-    eval mode, as it is evaluated)."""
+    eval mode, as it is evaluated). Segmentation masks count as their images' main class."""
     blocks = sr_blocks(model)
     if not blocks:
         return {}
@@ -81,8 +98,8 @@ def memory_statistics(
     try:
         for images, batch_labels in batches:
             take = min(len(images), max_images - seen)
-            model(images[:take])
-            labels.append(batch_labels[:take].cpu())
+            model(images[:take].to(next(model.parameters()).device))
+            labels.append(image_labels(batch_labels[:take].cpu(), ignore_index))
             seen += take
             if seen >= max_images:
                 break
@@ -91,6 +108,7 @@ def memory_statistics(
             handle.remove()
         model.train(was_training)
     labels_all = torch.cat(labels)
+    scored = labels_all >= 0
     stats = {}
     for name, block in blocks:
         w = torch.cat(weights[name])
@@ -99,7 +117,7 @@ def memory_statistics(
         memory_rms = float(block.memory.detach().float().square().mean().sqrt())
         stats[f"sr_mem_ratio{suffix}"] = memory_rms / input_rms if input_rms > 0 else float("nan")
         stats[f"sr_weight_entropy{suffix}"] = float(entropy(w).mean()) / math.log(block.memory_blocks)
-        stats[f"sr_weight_class_sep{suffix}"] = nearest_centroid_accuracy(w, labels_all)
+        stats[f"sr_weight_class_sep{suffix}"] = nearest_centroid_accuracy(w[scored], labels_all[scored])
     return stats
 
 

@@ -18,6 +18,7 @@ METRICS = (
     "test_miou_ms",
     "test_macc_ms",
     "test_acc_bypassed",
+    "test_miou_bypassed",
     "sr_mem_ratio",
     "sr_weight_entropy",
     "sr_weight_class_sep",

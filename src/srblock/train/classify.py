@@ -111,7 +111,7 @@ def train_classifier(
         resume=resume,
         model=model,
         data=data,
-        memory_columns=True,
+        memory_columns=("val_acc_bypassed",),
     )
     data, device = run.data, fabric.device
     blocks = [block for _, block in sr_blocks(run.model)]

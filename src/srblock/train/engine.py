@@ -298,11 +298,12 @@ def start_run(
     resume: bool,
     model: nn.Module | None = None,
     data: Splits | None = None,
-    memory_columns: bool = False,
+    memory_columns: tuple[str, ...] | None = None,
 ) -> Run:
     """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
     continues from last.ckpt where one exists. `model` and `data`, where given (srblock.fit), are
-    used as they are. `memory_columns`: metrics.csv gets the SR memory's statistics (memory.py)."""
+    used as they are. `memory_columns`: metrics.csv gets the SR memory's statistics (memory.py),
+    then these columns."""
     folder = Path(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
     resuming = (folder / LAST_CKPT).exists()
@@ -333,8 +334,8 @@ def start_run(
         run.step, run.best_val, run.best_step = state[unit], state["best_val"], state[f"best_{unit}"]
     net = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
     run.net, run.optimizer = fabric.setup(net, optimizer)
-    if memory_columns and sr_blocks(model):
-        columns = (*columns, *statistic_columns(model), "val_acc_bypassed")
+    if memory_columns is not None and sr_blocks(model):
+        columns = (*columns, *statistic_columns(model), *memory_columns)
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
         run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
         run.logger = TensorBoardLogger(folder, name="tensorboard", version="")

@@ -24,10 +24,14 @@ from torchmetrics import MeanMetric
 from ..config import SegmentConfig
 from ..data import make_file_loader
 from ..data.seg_transforms import SegEvalTransform, SegTrainTransform
+from ..insert import sr_blocks, sr_bypassed
+from ..memory import memory_statistics
 from ..runs import BEST_CKPT, CLASS_IOU_FILE, LAST_CKPT, SEG_METRIC_COLUMNS, write_text_atomic
 from ..seg_eval import SegmentationMetric, class_table, segment
 from .engine import Progress, start_run
 from .schedule import poly_factor
+
+SEG_STATISTICS_IMAGES = 64  # whole evaluation images the memory statistics read (a forward each)
 
 
 def seg_loss(
@@ -80,7 +84,14 @@ def train_segmenter(
         poly_factor, total=cfg.iterations, power=cfg.poly_power, min_factor=cfg.min_lr / cfg.lr
     )
     run = start_run(
-        fabric, cfg, folder, unit="iteration", lr_factor=lr_factor, columns=SEG_METRIC_COLUMNS, resume=resume
+        fabric,
+        cfg,
+        folder,
+        unit="iteration",
+        lr_factor=lr_factor,
+        columns=SEG_METRIC_COLUMNS,
+        resume=resume,
+        memory_columns=(),
     )
     data, device = run.data, fabric.device
     info = data.info
@@ -145,6 +156,11 @@ def train_segmenter(
                 scores = evaluate_segmentation(
                     fabric, run.model, eval_loader, info.num_classes, info.ignore_index
                 )
+                memory = (  # how far the memory has come (memory.py), on a few evaluation images
+                    memory_statistics(run.model, eval_loader, SEG_STATISTICS_IMAGES, info.ignore_index)
+                    if sr_blocks(run.model)
+                    else {}
+                )
                 if not len(data.val) or scores["miou"] > run.best_val:
                     run.best_val, run.best_step = scores["miou"], run.step
                     run.checkpoint(BEST_CKPT)
@@ -160,7 +176,8 @@ def train_segmenter(
                                 scores["macc"],
                                 time.time() - window_start,
                             ),
-                        )
+                        ),
+                        **memory,
                     )
                 )
                 loss_metric.reset()
@@ -193,6 +210,14 @@ def train_segmenter(
             flip=cfg.ms_flip,
         ),
     }
+    memory: dict[str, Any] = {}
+    if sr_blocks(run.model):  # what the tested checkpoint's blocks do: mIoU without them, their statistics
+        with sr_bypassed(run.model):
+            bypassed = evaluate_segmentation(
+                fabric, run.model, test_loader, info.num_classes, info.ignore_index
+            )
+        memory["test_miou_bypassed"] = bypassed["miou"]
+        memory.update(memory_statistics(run.model, eval_loader, SEG_STATISTICS_IMAGES, info.ignore_index))
     classes = data.train.classes
     if run.rank0:
         write_text_atomic(run.folder / CLASS_IOU_FILE, class_table(classes, scores) + "\n")
@@ -209,6 +234,7 @@ def train_segmenter(
             "classes": list(classes),
             "class_iou": dict(zip(classes, scores["whole"]["class_iou"])),
             "class_iou_ms": dict(zip(classes, scores["ms"]["class_iou"])),
+            **memory,
         },
         extra,
     )
