@@ -32,15 +32,15 @@ class Pictures(Dataset):
 def test_fit_trains_a_python_model_on_python_data_sets_and_resumes_or_skips(tmp_path):
     model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
     train, val = Pictures(0, 512), Pictures(512, 128)
-    kwargs = dict(
-        recipe="finetune", out=tmp_path, sr_stage=3, epochs=2, batch_size=64, num_workers=0, quiet=True
-    )
+    kwargs = dict(recipe="finetune", out=tmp_path, sr_stage=3, sr_temperature=0.5, epochs=2, batch_size=64)
+    kwargs.update(num_workers=0, quiet=True)
     run = srblock.fit(model, train, val, **kwargs)
-    assert run.folder == tmp_path / "finetune" / "python_ResNet-sr3p4h8-srlr10.0" / "seed0"
+    assert run.folder == tmp_path / "finetune" / "python_ResNet-sr3p4h8-T0.5-srlr10.0" / "seed0"
     result = json.loads((run.folder / "result.json").read_text())
     assert result == run.result | {"wall_time_s": result["wall_time_s"]} and result["tested_split"] == "val"
     assert result["classes"][0] == "T-shirt/top" and result["sr_params"] > 0
-    assert [name for name, _ in srblock.sr_blocks(run.model)] == ["layer3.sr"]
+    [(name, block)] = srblock.sr_blocks(run.model)
+    assert name == "layer3.sr" and block.temperature == 0.5
     best = torch.load(run.folder / "best.ckpt", weights_only=True)["model"]
     assert all(torch.equal(v.cpu(), best[k]) for k, v in run.model.state_dict().items())
     # the same call again: the run is finished, so its best weights come back without training

@@ -131,3 +131,25 @@ def test_an_image_size_the_backbone_cannot_take_is_one_line(pictures, tmp_path, 
     assert main(argv(line, data=pictures, out=tmp_path)) == 2
     err = capsys.readouterr().err.strip()
     assert "timm:vit_tiny_patch16_224 cannot take 48x48 images with 3 channels" in err and "\n" not in err
+
+
+def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resume(pictures, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(pictures, data)
+    for image in (data / "val" / "Sneaker").iterdir():
+        image.rename(image.with_suffix(".bmp"))  # PIL reads BMP, torchvision.io does not
+    line = "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 --quiet"
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 2
+    assert "val has class folders without images (Sneaker)" in capsys.readouterr().err
+    shutil.rmtree(data / "val")
+    line += " --set epochs=1 --set batch_size=32 --set num_workers=0"
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 0
+    (data / "train" / "Trouser").rename(data / "train" / "Pants")
+    (data / "test" / "Trouser").rename(data / "test" / "Pants")
+    [folder] = [p.parent for p in (tmp_path / "runs").rglob("config.yaml")]
+    (folder / "result.json").unlink()
+    assert main(["train", "folder", "--out", str(tmp_path / "runs"), "--resume", "--quiet"]) == 2
+    assert (
+        "the data's classes are not the run's (config.yaml: 3; now 3; e.g. Pants, Trouser)"
+        in capsys.readouterr().err
+    )

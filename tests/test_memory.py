@@ -231,3 +231,30 @@ def test_a_mask_counts_as_its_main_scored_class():
     masks = torch.tensor([[[1, 1], [2, 255]], [[255, 255], [255, 255]], [[0, 3], [3, 3]]])
     assert image_labels(masks, ignore_index=255).tolist() == [1, -1, 3]
     assert image_labels(torch.tensor([4, 2])).tolist() == [4, 2]
+
+
+def test_one_memory_block_and_too_few_images_are_handled():
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_blocks=1, input_size=(3, 16, 16))
+    stats = memory_statistics(model, [(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1]))])
+    assert math.isnan(stats["sr_weight_entropy"])  # P = 1: no choice to measure
+    assert diversity_loss(torch.ones(3, 1)).item() == 0.0
+    with pytest.raises(ValueError, match="k-means needs at least 5 points"):
+        kmeans(torch.randn(3, 4), 5, torch.Generator().manual_seed(0))
+    same = kmeans(torch.ones(10, 4), 2, torch.Generator().manual_seed(0))  # identical points: no crash
+    assert torch.equal(same, torch.ones(2, 4))
+    with pytest.raises(
+        ValueError, match="sr_memory_init=normal starts the memory from images held in memory"
+    ):
+        make_config("imagenet", {"sr_stage": 3, "sr_memory_init": "normal"})
+
+
+def test_memory_curves_of_a_segmentation_run(tmp_path):
+    from srblock.analysis.plots import memory_curves_figure
+
+    rows = [
+        {"iteration": i, "val_miou": 10.0 * i, "sr_mem_ratio": 1e-3 * i, "sr_weight_entropy": 0.9,
+         "sr_weight_class_sep": 20.0}
+        for i in (1, 2)
+    ]  # fmt: skip
+    assert memory_curves_figure(rows, tmp_path / "m.png").is_file()
+    assert memory_curves_figure([{"epoch": 0, "val_acc": 50.0}], tmp_path / "none.png") is None

@@ -109,3 +109,17 @@ def test_predict_needs_no_training_stack():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_two_images_of_one_name_would_overwrite_their_masks(seg_run, cityscapes, tmp_path, capsys):
+    [image, *_] = image_files([cityscapes / "leftImg8bit" / "val"])
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(image, tmp_path / folder / image.name)
+    assert (
+        main(
+            ["predict", str(seg_run), str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]
+        )
+        == 2
+    )
+    assert f"two images are named {image.stem!r}" in capsys.readouterr().err and not (tmp_path / "m").exists()

@@ -33,7 +33,9 @@ def source_model(num_classes: int = 3) -> torch.nn.Module:
 def test_a_wrapped_prefixed_state_dict_starts_the_sr_model_exactly_as_the_source(tmp_path):
     source = source_model()
     path = tmp_path / "weights.pth"
-    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    # as the PyTorch ImageNet example saves: a tensor of its best accuracy beside the weights
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    torch.save({"state_dict": state, "best_acc1": torch.tensor(71.2), "epoch": 90}, path)
     model = srblock.create_model(
         "timm:resnet10t", num_classes=3, pretrained=str(path), sr_stage=3, input_size=(3, 32, 32)
     ).eval()

@@ -102,3 +102,18 @@ def test_a_difference_inside_the_noise_reads_as_such_and_only_shared_seeds_pair(
 def test_sr_runs_of_another_recipe_have_no_plain_twin(tmp_path):
     _pair(tmp_path, GAINS, sr_config={"model": "r18", "lr": 0.05, "sr_stage": 3, "sr_blocks": 2})
     assert not any(r.get("vs_plain") for r in summarize(collect_results(tmp_path)))
+
+
+def test_no_spread_gives_no_interval_and_two_plain_twins_give_no_comparison(tmp_path):
+    _pair(tmp_path / "same", [0.25] * 5)
+    [sr] = [r for r in summarize(collect_results(tmp_path / "same")) if r["M"] == 3]
+    assert (
+        sr["vs_plain_p"] is None
+        and sr["vs_plain"] == "+0.25 (5 seeds, the same difference on each: no interval)"
+    )
+    _pair(tmp_path / "twice", GAINS)
+    for seed, base in enumerate(PLAIN):  # the plain configuration again, in another folder
+        fabricate_result(
+            tmp_path / "twice", "r18-copy", seed, base, config={"model": "r18", "lr": 0.1, "sr_stage": None}
+        )
+    assert not any(r.get("vs_plain") for r in summarize(collect_results(tmp_path / "twice")))

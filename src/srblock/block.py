@@ -180,6 +180,8 @@ def diversity_loss(weights: torch.Tensor) -> torch.Tensor:
     over log P (so in [-1, 0]): the mean entropy of each image's weights minus the entropy of
     their mean. Uniform weights for every image, where the paper's block settles, score 0."""
     log_p = math.log(weights.shape[-1])
+    if log_p == 0:  # one memory block: nothing to choose
+        return weights.new_zeros(())
     each = -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
     mean = weights.mean(0)
     overall = -(mean * mean.clamp_min(1e-12).log()).sum()

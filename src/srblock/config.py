@@ -375,6 +375,11 @@ def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "ref
             f"{source}: batch_size={batch} cannot train {model} (per process): its image-pooling "
             f"BatchNorm sees one value per channel; set batch_size={min_train_batch(model)} or more"
         )
+    if values.get("sr_memory_init", "zeros") != "zeros" and not DATASETS[dataset].in_memory:
+        raise ValueError(
+            f"{source}: sr_memory_init={values['sr_memory_init']} starts the memory from images held in "
+            f"memory (CIFAR, Fashion-MNIST); {dataset} runs read files: leave sr_memory_init at zeros"
+        )
     if dataset == "folder" and values.get("classes") is None and values.get("data_dir"):
         from .data.folder import folder_classes  # the classes are the data's: read once, then recorded
 

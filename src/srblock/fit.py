@@ -86,6 +86,8 @@ def fit(
             hidden=cfg.sr_hidden,
             squeeze_channels=cfg.sr_squeeze,
             input_size=tuple(image.shape),
+            temperature=cfg.sr_temperature,
+            learn_temperature=cfg.sr_temperature_learned,
         )
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
     folder = run_dir(Path(out), group, cfg)

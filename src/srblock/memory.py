@@ -48,6 +48,12 @@ def _suffix(name: str, several: bool) -> str:
     return "_" + name.removesuffix(".sr").replace(".", "_") if several else ""
 
 
+def _as_parameters(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Images on the model's device and in its parameters' dtype (bf16-true runs hold bf16 weights)."""
+    param = next(model.parameters())
+    return images.to(param.device, dtype=param.dtype if param.is_floating_point() else images.dtype)
+
+
 def statistic_columns(model: nn.Module) -> tuple[str, ...]:
     """metrics.csv's columns for a model's SR blocks (none without)."""
     blocks = sr_blocks(model)
@@ -98,7 +104,7 @@ def memory_statistics(
     try:
         for images, batch_labels in batches:
             take = min(len(images), max_images - seen)
-            model(images[:take].to(next(model.parameters()).device))
+            model(_as_parameters(model, images[:take]))
             labels.append(image_labels(batch_labels[:take].cpu(), ignore_index))
             seen += take
             if seen >= max_images:
@@ -116,7 +122,9 @@ def memory_statistics(
         input_rms = math.sqrt(sums[name][0] / max(1, sums[name][1]))
         memory_rms = float(block.memory.detach().float().square().mean().sqrt())
         stats[f"sr_mem_ratio{suffix}"] = memory_rms / input_rms if input_rms > 0 else float("nan")
-        stats[f"sr_weight_entropy{suffix}"] = float(entropy(w).mean()) / math.log(block.memory_blocks)
+        # one memory block (P = 1) has no choice to measure
+        log_p = math.log(block.memory_blocks)
+        stats[f"sr_weight_entropy{suffix}"] = float(entropy(w).mean()) / log_p if log_p > 0 else float("nan")
         stats[f"sr_weight_class_sep{suffix}"] = nearest_centroid_accuracy(w[scored], labels_all[scored])
     return stats
 
@@ -124,9 +132,13 @@ def memory_statistics(
 def kmeans(points: torch.Tensor, k: int, generator: torch.Generator, iterations: int = 20) -> torch.Tensor:
     """k centroids of `points` (N x D): k-means++ seeding, then Lloyd's iterations; deterministic
     for a given generator. An empty cluster keeps its centroid."""
+    if len(points) < k:
+        raise ValueError(f"k-means needs at least {k} points for {k} centroids, got {len(points)}")
     centroids = points[torch.randint(len(points), (1,), generator=generator)]
     while len(centroids) < k:
         distance = torch.cdist(points, centroids).min(1).values.square()
+        if distance.sum() <= 0:  # every point is a centroid already: any will do
+            distance = torch.ones_like(distance)
         pick = torch.multinomial(distance / distance.sum(), 1, generator=generator)
         centroids = torch.cat([centroids, points[pick]])
     for _ in range(iterations):
@@ -166,7 +178,7 @@ def init_memory(model: nn.Module, images: torch.Tensor, strategy: str, scale: fl
     was_training = model.training
     model.eval()
     try:
-        model(images)
+        model(_as_parameters(model, images))
     finally:
         for handle in handles:
             handle.remove()

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.io import ImageReadMode, decode_image, encode_png, read_file
 
 from .checkpoint import write_atomic
 from .config import FilesConfig, SegmentConfig, TrainConfig
 from .data import DATASETS
+from .data.folder import IMAGE_EXTENSIONS
 from .data.imagenet import UnreadableImage, imagenet_transform
 from .runs import RESULT_FILE, trained_model
 
@@ -31,9 +31,11 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     for given in inputs:
         path = Path(given).expanduser()
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+            inside = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
             if not inside:
-                raise FileNotFoundError(f"{path} holds no images ({', '.join(IMG_EXTENSIONS)})")
+                raise FileNotFoundError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             found += inside
         elif path.is_file():
             found.append(path)
@@ -138,6 +140,13 @@ class Predictor:
         if not self.segments:
             raise ValueError(f"{self.folder} is a classification run: it predicts classes, not masks")
         colours = _palette(len(self.classes))
+        stems = [p.stem for p in paths]
+        clash = next((s for s in stems if stems.count(s) > 1), None)
+        if clash is not None:
+            raise ValueError(
+                f"two images are named {clash!r} (their masks would overwrite each other): predict them "
+                "in separate calls with separate --out folders"
+            )
         rows = []
         for path in paths:
             image, x = self.prepare(path)

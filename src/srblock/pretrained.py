@@ -11,6 +11,7 @@ grey one, as timm does.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import socket
 from collections.abc import Iterator
@@ -42,7 +43,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(
             f"pretrained weights {path} cannot be read ({reason[:200]}): not a weights file"
         ) from None
-    while isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+    # a training checkpoint's tensors sit under a key (beside, e.g., a tensor of its best accuracy)
+    while isinstance(state, dict):
         inner = next((state[k] for k in WRAPPERS if isinstance(state.get(k), dict)), None)
         if inner is None:
             break
@@ -131,7 +133,9 @@ def hub_offline_if_unreachable() -> Iterator[None]:
         yield
         return
     before = constants.HF_HUB_OFFLINE
-    if not before and not _reachable("huggingface.co"):
+    # behind a proxy or with a mirror, only the hub itself can tell: let it try
+    routed = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HF_ENDPOINT"))
+    if not before and not routed and not _reachable("huggingface.co"):
         constants.HF_HUB_OFFLINE = True
     try:
         yield

@@ -69,8 +69,8 @@ def paired_difference(sr: dict[int, float], plain: dict[int, float]) -> dict[str
         return {"mean": mean, "ci_low": None, "ci_high": None, "p": None, "seeds": len(seeds)}
     from scipy import stats
 
-    if statistics.pstdev(diffs) == 0:  # the same difference on every seed: no spread to test
-        return {"mean": mean, "ci_low": mean, "ci_high": mean, "p": 0.0 if mean else 1.0, "seeds": len(seeds)}
+    if statistics.pstdev(diffs) == 0:  # the same difference on every seed: no spread, so no test
+        return {"mean": mean, "ci_low": None, "ci_high": None, "p": None, "seeds": len(seeds)}
     test = stats.ttest_rel([sr[s] for s in seeds], [plain[s] for s in seeds])
     interval = test.confidence_interval(0.95)
     return {
@@ -85,7 +85,8 @@ def paired_difference(sr: dict[int, float], plain: dict[int, float]) -> dict[str
 def _verdict(diff: dict[str, Any]) -> str:
     """The paired difference as a reader should take it: inside the noise unless its interval excludes 0."""
     if diff["ci_low"] is None:
-        return f"{diff['mean']:+.2f} (1 seed: no interval)"
+        why = "1 seed" if diff["seeds"] == 1 else f"{diff['seeds']} seeds, the same difference on each"
+        return f"{diff['mean']:+.2f} ({why}: no interval)"
     reading = (
         "within noise"
         if diff["ci_low"] <= 0 <= diff["ci_high"]
@@ -165,11 +166,12 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _compare_with_plain(rows: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]) -> None:
     """Adds to each SR row its paired difference to the plain configuration that matches it in every
     key but the SR block's, on the first metric both have (test_acc, or test_miou)."""
-    plain = {
-        _without_sr(runs[0].get("config", {})): runs
-        for runs in groups.values()
-        if runs[0].get("config", {}).get("sr_stage") is None
-    }
+    twins: dict[tuple, list[list[dict[str, Any]]]] = {}
+    for runs in groups.values():
+        if runs[0].get("config", {}).get("sr_stage") is None:
+            twins.setdefault(_without_sr(runs[0].get("config", {})), []).append(runs)
+    # a configuration with two plain twins (the same plain runs in two folders) has no single answer
+    plain = {key: found[0] for key, found in twins.items() if len(found) == 1}
     for row in rows:
         runs = groups[row["folder"]]
         config = runs[0].get("config", {})

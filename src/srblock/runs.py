@@ -305,6 +305,13 @@ def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Split
     training set split by the seed (an empty validation split when val_fraction is 0) unless the
     data set has its own validation split; a folder without test/ is tested on its validation split."""
     info, train_set, val_set, test_set = load_dataset_splits(cfg.dataset, data_root(cfg, given_root))
+    recorded = getattr(cfg, "classes", None)
+    if recorded and list(train_set.classes) != list(recorded):  # a folder whose classes changed
+        differ = sorted(set(train_set.classes) ^ set(recorded))[:3] or ["their order"]
+        raise ValueError(
+            f"the data's classes are not the run's (config.yaml: {len(recorded)}; now "
+            f"{len(train_set.classes)}; e.g. {', '.join(differ)}): restore the folder, or train a new run"
+        )
     train_set = train_set.subset(slice(0, cfg.limit_train))
     if val_set is None:
         train_set, val_set = split_train_val(train_set, cfg.val_fraction, cfg.seed)

@@ -158,23 +158,25 @@ def memory_curves_figure(rows: list[dict[str, float]], path: Path) -> Path | Non
     columns = list(rows[0]) if rows else []
     if not any(c.startswith("sr_mem_ratio") for c in columns):
         return None
-    epochs = [r["epoch"] + 1 for r in rows]
+    unit = "iteration" if "iteration" in columns else "epoch"  # segmentation: per evaluation
+    epochs = [r["iteration"] if unit == "iteration" else r["epoch"] + 1 for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
     for ax, (stat, label, scale) in zip(axes, panels):
         for column in (c for c in columns if c.startswith(stat)):
             block = column.removeprefix(stat).lstrip("_") or "SR block"
             ax.plot(epochs, [r[column] for r in rows], marker=".", label=block)
-        ax.set(xlabel="epoch", ylabel=label, yscale=scale)
+        ax.set(xlabel=unit, ylabel=label, yscale=scale)
         ax.legend(fontsize=6)
+    score = "val_miou" if unit == "iteration" else "val_acc"
     bypassed = [
-        (e, r["val_acc"], r["val_acc_bypassed"])
-        for e, r in zip(epochs, rows)
-        if r.get("val_acc_bypassed") is not None
+        (e, r["val_acc_bypassed"]) for e, r in zip(epochs, rows) if r.get("val_acc_bypassed") is not None
     ]
-    axes[3].plot(epochs, [r.get("val_acc") for r in rows], marker=".", label="with the blocks")
+    axes[3].plot(epochs, [r.get(score) for r in rows], marker=".", label="with the blocks")
     if bypassed:
-        axes[3].plot([b[0] for b in bypassed], [b[2] for b in bypassed], "x", label="bypassed")
-    axes[3].set(xlabel="epoch", ylabel="validation accuracy (%)")
+        axes[3].plot([b[0] for b in bypassed], [b[1] for b in bypassed], "x", label="bypassed")
+    axes[3].set(
+        xlabel=unit, ylabel="validation mIoU (%)" if unit == "iteration" else "validation accuracy (%)"
+    )
     axes[3].legend(fontsize=6)
     return _save(fig, path)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import find_classes, make_dataset
 
 from .imagenet import ImageFiles
 
 SPLITS = ("train", "val", "test")
+# what torchvision.io.decode_image reads (PIL's longer list, e.g. .bmp and .tif, it does not)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
 
 def folder_classes(root: str | Path) -> tuple[str, ...]:
@@ -47,14 +49,17 @@ def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
             "every split needs the same classes"
         )
     samples = make_dataset(
-        str(folder), {name: i for i, name in enumerate(classes)}, extensions=IMG_EXTENSIONS, allow_empty=True
+        str(folder),
+        {name: i for i, name in enumerate(classes)},
+        extensions=IMAGE_EXTENSIONS,
+        allow_empty=True,
     )
     seen = {label for _, label in samples}
     empty = [c for i, c in enumerate(classes) if i not in seen]
     if empty:
         raise ValueError(
             f"{folder} has class folders without images ({', '.join(empty[:3])}): every class needs at "
-            f"least one image ({', '.join(IMG_EXTENSIONS)})"
+            f"least one image ({', '.join(IMAGE_EXTENSIONS)})"
         )
     return ImageFiles(samples, classes)
 

@@ -180,8 +180,8 @@ def train_classifier(
             memory = memory_statistics(run.model, val_batches.epoch(0))
             every = cfg.sr_bypass_every or cfg.epochs
             if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs:
-                with sr_bypassed(run.model):
-                    memory["val_acc_bypassed"] = evaluate(run.model, val_batches, num_classes, device)[1]
+                with sr_bypassed(run.model):  # through run.net: the precision test_acc is measured in
+                    memory["val_acc_bypassed"] = evaluate(run.net, val_batches, num_classes, device)[1]
         run.step = epoch + 1
         if val_acc is None or val_acc > run.best_val:
             run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
@@ -211,7 +211,7 @@ def train_classifier(
     memory = {}
     if blocks:  # what the tested checkpoint's blocks do: the accuracy without them, their statistics
         with sr_bypassed(run.model):
-            memory["test_acc_bypassed"] = evaluate(run.model, test_batches, num_classes, device)[1]
+            memory["test_acc_bypassed"] = evaluate(run.net, test_batches, num_classes, device)[1]
         memory.update(memory_statistics(run.model, (val_batches or test_batches).epoch(0)))
     return run.finish(
         {

@@ -58,7 +58,10 @@ def device_slots(accelerator: str, devices: int | str, per_device: int) -> list[
     count = torch.cuda.device_count() if devices == "auto" else int(devices)
     if count > torch.cuda.device_count():
         raise ValueError(f"--devices {count}: this machine has {torch.cuda.device_count()} CUDA GPUs")
-    return [str(gpu) for gpu in range(count) for _ in range(per_device)]
+    # the GPUs this process may use, as the system names them (a scheduler's CUDA_VISIBLE_DEVICES)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(count)]
+    return [names[gpu] for gpu in range(count) for _ in range(per_device)]
 
 
 def threads_per_run(slots: int) -> int:
@@ -92,7 +95,8 @@ def run_parallel(
     pending, running, results, failed = list(jobs), [], [], []
     free = list(range(len(slots)))
     total = len(jobs)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop asked by the system: as Ctrl-C
+    # a stop asked by the system, or the terminal going away: as Ctrl-C
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         while pending or running:
             while pending and free:
@@ -117,11 +121,12 @@ def run_parallel(
                     failed.append(run.job.folder)
                     line = _last_line(run.job.folder / LOG_FILE)
                     print(f"failed {run.job.folder} (exit {run.process.returncode}): {line}", flush=True)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or anything else: no run is left training unwatched
         _stop(running)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     order = {id(job): i for i, job in enumerate(jobs)}
     results.sort(key=lambda done: order[id(done[0])])  # in the order asked, whichever ended first
     if failed:
