@@ -93,6 +93,8 @@ def test_bench_cli_json(capsys):
         and row["input_size"] == [3, 16, 16]
         and row["macs_overhead_pct"] > 0
     )
+    assert main([*args, "--in-chans", "1"]) == 0  # grey images, as Fashion-MNIST's
+    assert json.loads(capsys.readouterr().out)[0]["input_size"] == [1, 16, 16]
 
 
 def test_bench_cli_segmentation_training_step_at_hxw(capsys):

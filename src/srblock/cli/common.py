@@ -162,15 +162,22 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="input size: S or HxW, e.g. 512x1024 (default: the model's)",
     )
+    p.add_argument(
+        "--in-chans",
+        type=at_least(1),
+        metavar="C",
+        help="input channels, e.g. 1 for grey (default: the model's)",
+    )
 
 
 def build_from_args(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int, int]]:
     """(model, input_size) from --model and friends: the zoo, torchvision or timm, with SR at --size."""
     if not args.model:
         raise ValueError("give --model NAME (a zoo model, tv:NAME or timm:NAME)")
-    model = create_model(args.model, num_classes=args.num_classes, attn=args.attn)
+    model = create_model(args.model, num_classes=args.num_classes, attn=args.attn, in_chans=args.in_chans)
     default = tuple(model.default_input_size)
-    input_size = (default[0], *args.size) if args.size else default
+    channels = args.in_chans or default[0]
+    input_size = (channels, *args.size) if args.size else (channels, *default[1:])
     if args.sr_stage is not None:
         add_sr(
             model, args.sr_stage, memory_blocks=args.sr_blocks, hidden=args.sr_hidden, input_size=input_size

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir:
         given = [
             f"--{k.replace('_', '-')}"
-            for k in ("model", "num_classes", "attn", "sr_stage", "sr_blocks", "size")
+            for k in ("model", "num_classes", "attn", "sr_stage", "sr_blocks", "size", "in_chans")
             if getattr(args, k) is not None
         ]
         if given:
