@@ -86,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
             result = read_result(folder)
         else:
             result = run_training(fabric, cfg, folder, resume=True, quiet=args.quiet)
-        rows.append({"model": label, **result, "minutes": result["wall_time_s"] / 60, "folder": str(folder)})
+        row = {"model": label, **result, "minutes": result["wall_time_s"] / 60, "folder": str(folder)}
+        if row.get("sr_mem_ratio") is not None:  # of order 1e-3: two significant digits, not two decimals
+            row["sr_mem_ratio"] = f"{row['sr_mem_ratio']:.2g}"
+        rows.append(row)
     fabric.print(render(rows, columns + ["params", "sr_params", "sr_oh_pct", "minutes", "folder"]))
     fabric.print(
         f"run folders (config, metrics.csv, checkpoints, result.json) are under {Path(args.out) / group}"
