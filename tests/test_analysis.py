@@ -182,7 +182,7 @@ def test_analyze_refuses_a_segmentation_run_and_report_shows_it(seg_run, tmp_pat
     page = (tmp_path / "report.html").read_text()
     assert "test_miou_ms" in page and "segmentation runs are not supported" in page
     # learning curves, and images beside labels and predictions
-    assert page.count("data:image/png;base64") == 2
+    assert page.count("data:image/png;base64") == 3  # learning curves, the memory over training, predictions
     assert (folder / "analysis" / "segmentation_examples.png").is_file()
 
 

@@ -141,6 +141,7 @@ def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resum
     line = "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 --quiet"
     assert main(argv(line, data=data, out=tmp_path / "runs")) == 2
     assert "val has class folders without images (Sneaker)" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").rglob("config.yaml"))  # a run that could not read its data: no config
     shutil.rmtree(data / "val")
     line += " --set epochs=1 --set batch_size=32 --set num_workers=0"
     assert main(argv(line, data=data, out=tmp_path / "runs")) == 0

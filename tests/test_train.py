@@ -55,7 +55,10 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
         assert {"config.yaml", "metrics.csv", "tensorboard", "last.ckpt", "best.ckpt", "result.json"} <= names
         assert any(p.name.startswith("events.out.tfevents") for p in (folder / "tensorboard").rglob("*"))
         lines = (folder / "metrics.csv").read_text().splitlines()
-        assert lines[0] == "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds" and len(lines) == 3
+        memory = "sr_mem_ratio,sr_weight_entropy,sr_weight_class_sep,val_acc_bypassed"  # an SR run's
+        assert (
+            lines[0] == f"epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,{memory}" and len(lines) == 3
+        )
         result = json.loads((folder / "result.json").read_text())
         assert 0 <= result["test_acc"] <= 100 and result["epochs"] == 2
         assert result["sr_params"] > 0

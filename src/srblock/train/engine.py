@@ -317,10 +317,12 @@ def start_run(
             f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out"
         )
     fabric.barrier()
-    cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)  # a resumed run keeps its data folder
-    fabric.barrier()
+    cfg = claim_run_dir(folder, cfg, write=False)  # checks it; a resumed run keeps its data folder
     if data is None:
         data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
+    # config.yaml only once the model built and the data read: a run that cannot start leaves no folder
+    cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)
+    fabric.barrier()
 
     model = prepare_model(fabric, cfg, model)
     optimizer = make_optimizer(fabric, cfg, model)
