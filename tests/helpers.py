@@ -55,9 +55,15 @@ PAUSER = KILLER.replace("os.kill(os.getpid(), signal.SIGKILL)", "__import__('tim
 )
 
 
+def cli_env(**values: str) -> dict[str, str]:
+    """The environment of a command run in a fresh process: one thread, no warnings, and `values`
+    (e.g. KILL_AT and MARKER for the KILLER harness)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **values}
+
+
 def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """The installed console script's code path, in a fresh process (as a user runs it), one thread."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+    env = cli_env(**(env_extra or {}))
     return subprocess.run(
         [sys.executable, "-m", "srblock", *args],
         capture_output=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from srblock.memory import init_memory, kmeans, memory_statistics, statistic_col
 from srblock.runs import config_slug
 from srblock.train.engine import make_optimizer
 
-from .helpers import KILLER, TINY, argv, srblock_cli
+from .helpers import KILLER, TINY, argv, cli_env, srblock_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 STRATEGIES = argv(
@@ -189,13 +188,7 @@ def test_a_run_logs_the_memory_each_epoch_and_resumes_bit_exact_with_every_optio
     result = json.loads((folder / "result.json").read_text())
     assert 0 <= result["test_acc_bypassed"] <= 100 and result["sr_mem_ratio"] > 0
 
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-        "KILL_AT": "12",
-        "MARKER": str(tmp_path / "m"),
-    }
+    env = cli_env(KILL_AT="12", MARKER=str(tmp_path / "m"))
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, *common, "--out", str(tmp_path / "killed")],
         capture_output=True, text=True, env=env, timeout=600, check=False,

@@ -4,7 +4,6 @@ engine both loops share (resume, progress output, devices), and the lr schedules
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from srblock.data.imagenet import imagenet_transform
 from srblock.runs import trained_model
 from srblock.train.schedule import multistep_factor, poly_factor
 
-from .helpers import KILLER, PAUSER, TINY, argv, srblock_cli, write_imagenet
+from .helpers import KILLER, PAUSER, TINY, argv, cli_env, srblock_cli, write_imagenet
 
 # the CIFAR files written here are not the official ones: the checksum warning is expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
@@ -98,13 +97,7 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
     assert straight.returncode == 0, straight.stderr
     steps_per_epoch = -(-270 // 32)  # 300 images, 10% for validation, batch 32: 9 steps
     marker = tmp_path / "killed_at"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-        "KILL_AT": str(steps_per_epoch + 4),
-        "MARKER": str(marker),
-    }
+    env = cli_env(KILL_AT=str(steps_per_epoch + 4), MARKER=str(marker))
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, *common, "--out", str(tmp_path / "killed")],
         capture_output=True,
@@ -332,13 +325,7 @@ def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
 
 def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop_a_resume(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-        "PAUSE_AT": "3",
-        "MARKER": str(tmp_path / "m"),
-    }
+    env = cli_env(PAUSE_AT="3", MARKER=str(tmp_path / "m"))
     first = subprocess.Popen(
         [sys.executable, "-c", PAUSER, *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -383,13 +370,7 @@ def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
 
 def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-        "PAUSE_AT": "13",
-        "MARKER": str(tmp_path / "m"),
-    }
+    env = cli_env(PAUSE_AT="13", MARKER=str(tmp_path / "m"))
     run = subprocess.Popen(
         [sys.executable, "-c", PAUSER, *common],
         env=env,
@@ -441,7 +422,7 @@ sys.exit(main(sys.argv[1:]))
 def test_kills_between_a_row_and_its_checkpoint_or_during_the_rewrite_lose_nothing(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=3", data=cifar, out=tmp_path) + TINY
     folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = cli_env()
 
     def killed(where: str, *extra: str) -> int:
         run = [sys.executable, "-c", KILL_AT_WRITE, *common, *extra]
