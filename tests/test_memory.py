@@ -251,3 +251,19 @@ def test_memory_curves_of_a_segmentation_run(tmp_path):
     ]  # fmt: skip
     assert memory_curves_figure(rows, tmp_path / "m.png").is_file()
     assert memory_curves_figure([{"epoch": 0, "val_acc": 50.0}], tmp_path / "none.png") is None
+
+
+def test_sr_runs_in_bf16_weights_log_their_memory_too(cifar, cityscapes, tmp_path):
+    """bf16-true holds bf16 weights: the statistics and the evaluations feed them bf16 images."""
+    from srblock.cli import main
+
+    from .helpers import TINY_SEG
+
+    line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3 --precision bf16-true"
+    assert main(argv(line, data=cifar, out=tmp_path / "cls") + TINY) == 0
+    seg = "train cityscapes --data {data} --out {out} --set model=fcn_resnet10s --set sr_stage=2"
+    seg += " --precision bf16-true"
+    assert main(argv(seg, data=cityscapes, out=tmp_path / "seg") + TINY_SEG) == 0
+    for result in (tmp_path / "cls").rglob("result.json"), (tmp_path / "seg").rglob("result.json"):
+        [path] = list(result)
+        assert json.loads(path.read_text())["sr_mem_ratio"] >= 0

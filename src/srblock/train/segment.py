@@ -62,8 +62,9 @@ def evaluate_segmentation(
     model.eval()
     metric = SegmentationMetric(num_classes, ignore_index, fabric.device)
     loader.sampler.set_epoch(0)
+    dtype = next(model.parameters()).dtype  # bf16-true runs hold bf16 weights: feed them bf16
     for images, labels in loader:
-        images, labels = images.to(fabric.device), labels.to(fabric.device)
+        images, labels = images.to(fabric.device, dtype=dtype), labels.to(fabric.device)
         with fabric.autocast():
             probs = segment(model, images, scales, flip)
         metric.update(probs, labels)
