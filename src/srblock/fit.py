@@ -24,7 +24,7 @@ from .config import build_config, recipe_values, set_value
 from .data import DATASETS
 from .insert import add_sr, sr_blocks
 from .registry import PYTHON_MODEL
-from .runs import Splits, run_dir
+from .runs import BEST_CKPT, Splits, finished, load_weights, read_result, run_dir
 
 
 class FitResult(NamedTuple):
@@ -92,15 +92,13 @@ def fit(
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
     folder = run_dir(Path(out), group, cfg)
     tested = "test" if test_set is not None else "val"
+    if finished(folder, cfg):  # the same call again: the run's tested weights, without training
+        load_weights(model, folder / BEST_CKPT, cfg)
+        return FitResult(folder, model, read_result(folder))
+    evaluation = val_set if val_set is not None else []
     data = Splits(
-        DATASETS["folder"], train_set, val_set if val_set is not None else [], test_set or val_set, tested
+        DATASETS["folder"], train_set, evaluation, test_set if test_set is not None else val_set, tested
     )
     fabric = make_fabric(accelerator, devices, 1, cfg.precision)
-    if (folder / "result.json").exists():
-        from .runs import finished, load_weights, read_result
-
-        if finished(folder, cfg):
-            load_weights(model, folder / "best.ckpt", cfg)
-            return FitResult(folder, model, read_result(folder))
     result = run_training(fabric, cfg, folder, resume=True, quiet=quiet, model=model, data=data)
     return FitResult(folder, model, result)

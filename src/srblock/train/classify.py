@@ -66,14 +66,10 @@ def evaluate(
     )
 
 
-def first_images(train: Any, mean, std, device: torch.device, count: int = 256) -> torch.Tensor:
+def first_images(train: ImageSet, mean, std, device: torch.device, count: int = 256) -> torch.Tensor:
     """The first `count` training images, normalised as the model sees them (no augmentation), to
-    start the memory from: the same on every process and for every resume."""
-    if not isinstance(train, ImageSet):
-        raise ValueError(
-            "sr_memory_init other than zeros reads a data set held in memory (CIFAR, Fashion-MNIST); "
-            "set sr_memory_init=zeros for this data"
-        )
+    start the memory from: the same on every process and for every resume (build_config admits
+    memory inits only for data held in memory)."""
     images = train.images[:count].to(device).float().div_(255)
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)

@@ -56,10 +56,8 @@ def make_fabric(
         raise ValueError(f"--accelerator {accelerator}: no CUDA GPU here; use --accelerator cpu (or auto)")
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--accelerator mps: no Apple GPU here; use --accelerator cpu (or auto)")
-    on_gpu = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
-    if precision.startswith("16") and not (
-        on_gpu or accelerator == "mps"
-    ):  # Lightning would quietly train in bf16 instead
+    on_gpu = accelerator in ("cuda", "gpu", "mps") or (accelerator == "auto" and torch.cuda.is_available())
+    if precision.startswith("16") and not on_gpu:  # Lightning would quietly train in bf16 instead
         raise ValueError(
             f"--precision {precision} (float16) needs a CUDA GPU; on the CPU use bf16-mixed or 32-true"
         )
