@@ -52,10 +52,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
+import block_variants  # noqa: E402
 from imagenet_pipeline import images_per_second, write_jpegs  # noqa: E402
 from train_throughput import make_loader, train_throughput  # noqa: E402
 
@@ -63,6 +65,8 @@ from srblock.bench import PAPER_SETTINGS, TIMING_COLUMNS, bench_pair, bench_pape
 from srblock.cli import main as srblock_main  # noqa: E402
 from srblock.data import make_file_loader  # noqa: E402
 from srblock.data.imagenet import collate_encoded, imagenet_transform, load_imagenet  # noqa: E402
+from srblock.insert import sr_blocks  # noqa: E402
+from srblock.profile import block_input_shapes, profile_block  # noqa: E402
 from srblock.registry import create_model  # noqa: E402
 from srblock.render import render  # noqa: E402
 from srblock.runs import read_metrics  # noqa: E402
@@ -77,6 +81,7 @@ class Check:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.fail, self.out = set(args.fail or []), Path(args.out)
         self.r18_variants, self.parallel_variants = args.r18_variants, args.parallel_variants
+        self.blocks, self.compiled_blocks = args.block_variants, args.compiled_blocks
 
     def left(self) -> float:
         return self.budget - (time.time() - self.started)
@@ -197,6 +202,161 @@ def step_throughput(check: Check) -> dict[str, Any]:
     return {"rows": rows, "precision": precision}
 
 
+def _paper_gpu_settings(check: Check) -> list:
+    """The paper's GPU settings: (a) a training step at batch 128, (b) inference at batch 5."""
+    settings = [s for s in PAPER_SETTINGS if s.device is None and (s.train or s.batch < 128)]
+    if check.tiny:
+        small = dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2)
+        settings = [dataclasses.replace(s, model=small, input_size=(3, 16, 16), batch=2) for s in settings]
+    return settings
+
+
+def _block_time_us(block: torch.nn.Module, x: torch.Tensor, dtype, train: bool, repeats: int) -> float:
+    """Median microseconds of the block alone, forward (and backward with `train`), eager."""
+    x = x.detach().requires_grad_(train)
+    grad = None
+
+    def once() -> None:
+        nonlocal grad
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = block(x) if train else block(x).detach()
+        if train:
+            grad = torch.randn_like(out) if grad is None else grad
+            out.backward(grad)
+
+    for _ in range(3):
+        once()
+    times = []
+    for _ in range(repeats):
+        if x.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            once()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) * 1e3)
+        else:
+            started = time.perf_counter()
+            once()
+            times.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(times)
+
+
+def block_profile(check: Check) -> dict[str, Any]:
+    """One SR block of the paper's settings (a) (training step: forward and backward) and (b)
+    (inference), in each forward of --block-variants (benchmarks/block_variants.py), float32 and
+    bf16 + channels_last: kernels launched (CUDA) or ops (CPU), the bytes they move, the summed
+    kernel time, and the block's own eager time; the five slowest kernels per row in the JSON."""
+    rows, details = [], {}
+    for setting in _paper_gpu_settings(check):
+        kwargs = dict(setting.model)
+        model = create_model(kwargs.pop("name"), input_size=setting.input_size, **kwargs)
+        shape = next(iter(block_input_shapes(model, setting.input_size).values()))
+        for variant in check.blocks:
+            for label, dtype, channels_last in (
+                ("float32", None, False),
+                ("bf16, channels_last", torch.bfloat16, True),
+            ):
+                fmt = torch.channels_last if channels_last else torch.contiguous_format
+                block = sr_blocks(model)[0][1].to(check.device, memory_format=fmt)
+                with torch.no_grad():
+                    block.memory.normal_(0, 0.1)
+                x = torch.randn(setting.batch, *shape, device=check.device, dtype=dtype or torch.float32)
+                x = x.contiguous(memory_format=fmt)
+                with block_variants.use(variant):
+                    costs = profile_block(block, x, dtype=dtype, backward=setting.train)
+                    us = _block_time_us(block, x, dtype, setting.train, 5 if check.tiny else 100)
+                row = {"setting": setting.name, "block": variant, "precision": label, "batch": setting.batch}
+                for part, cost in costs.items():
+                    row[f"{part}_kernels"] = cost.get("kernels", cost["ops"])
+                    row[f"{part}_MB_moved"] = cost["MB_moved"]
+                    row[f"{part}_kernel_us"] = cost.get("kernel_us")
+                    slowest = sorted(cost.get("by_kernel", {}).items(), key=lambda kv: -kv[1][1])[:5]
+                    details[f"{setting.name} | {variant} | {label} | {part}"] = slowest or cost["by_op"]
+                row["eager_us"] = us
+                rows.append(row)
+    columns = [
+        "setting",
+        "block",
+        "precision",
+        "batch",
+        "forward_kernels",
+        "backward_kernels",
+        "forward_MB_moved",
+        "backward_MB_moved",
+        "forward_kernel_us",
+        "backward_kernel_us",
+        "eager_us",
+    ]
+    note = "kernels: CUDA kernels launched (on the CPU: aten ops); eager_us: the block alone, median"
+    return {"rows": rows, "columns": columns, "note": note, "slowest_kernels": details}
+
+
+def _profile_steps(check: Check, model_name: str, mode: str | None, loader, steps: int, warmup: int):
+    """(row, slowest kernels) of `steps` profiled training steps after `warmup`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = check.device.type == "cuda"
+    model = create_model(model_name, num_classes=100, sr_stage=3, sr_blocks=2)
+    model = model.to(check.device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, fused=cuda or None
+    )
+    net = torch.compile(model, mode=mode) if mode else model
+    dtype = torch.bfloat16 if cuda else torch.float32
+    batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in loader]
+
+    def step(i: int) -> None:
+        x, y = batches[i % len(batches)]
+        with torch.autocast(check.device.type, dtype=dtype, enabled=cuda):
+            loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for i in range(steps):
+            step(i)
+        sync()
+    wall = (time.perf_counter() - started) / steps
+    gpu = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    by_name: dict[str, list[float]] = {}
+    for e in gpu:
+        entry = by_name.setdefault(e.name[:90], [0, 0.0])
+        entry[0] += 1 / steps
+        entry[1] += e.device_time / steps
+    row = {
+        "compile": mode or "eager",
+        "kernels_per_step": len(gpu) / steps if gpu else None,
+        "gpu_busy_ms_per_step": sum(e.device_time for e in gpu) / steps / 1e3 if gpu else None,
+        "wall_ms_per_step_profiled": wall * 1e3,
+        "images_per_s_profiled": 128 / wall,
+    }
+    return row, sorted(by_name.items(), key=lambda kv: -kv[1][1])[:15]
+
+
+def step_profile(check: Check) -> dict[str, Any]:
+    """The ResNet18 + SR (3, 2) training step (batch 128, bf16, channels_last, fused SGD, the fast
+    path's batches), eager and compiled with CUDA graphs, under torch.profiler: kernels launched
+    per step, GPU busy time per step against the wall time per step, and the slowest kernels
+    (count and microseconds per step)."""
+    model_name = "resnet10s_cifar" if check.tiny else "resnet18_cifar"
+    count, steps, warmup = (256, 3, 2) if check.tiny else (12_800, 20, 30)
+    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8)
+    loader = make_loader("fast", images, torch.randint(0, 100, (count,)), check.device, 128, 0)
+    rows, slowest = [], {}
+    for mode in [None] if check.device.type == "cpu" else [None, "reduce-overhead"]:
+        row, slowest[mode or "eager"] = _profile_steps(check, model_name, mode, loader, steps, warmup)
+        rows.append(row)
+    note = f"{model_name} + SR (3, 2), batch 128, {steps} profiled steps after {warmup}"
+    return {"rows": rows, "note": note + "; the profiler slows the host", "slowest_kernels": slowest}
+
+
 def paper_overhead(check: Check) -> dict[str, Any]:
     settings = PAPER_SETTINGS
     if check.tiny:  # every setting, at ResNet10s' size
@@ -206,20 +366,31 @@ def paper_overhead(check: Check) -> dict[str, Any]:
         ]
     repeats, warmup = (2, 1) if check.tiny else (100, 10)
     rows = []
-    for label, dtype, channels_last in (
-        ("float32", None, False),
-        ("bf16, channels_last", torch.bfloat16, True),
-    ):
-        timed = bench_paper(
-            check.device,
-            repeats=repeats,
-            warmup=warmup,
-            dtype=dtype,
-            channels_last=channels_last,
-            settings=settings,
-        )
-        rows += [{"precision": label, **row} for row in timed]
-    columns = ["precision", "setting", "mode", "batch", "device", *TIMING_COLUMNS, "paper_overhead_pct"]
+    for variant in check.blocks:
+        for label, dtype, channels_last in (
+            ("float32", None, False),
+            ("bf16, channels_last", torch.bfloat16, True),
+        ):
+            with block_variants.use(variant):
+                timed = bench_paper(
+                    check.device,
+                    repeats=repeats,
+                    warmup=warmup,
+                    dtype=dtype,
+                    channels_last=channels_last,
+                    settings=settings,
+                )
+            rows += [{"block": variant, "precision": label, **row} for row in timed]
+    columns = [
+        "block",
+        "precision",
+        "setting",
+        "mode",
+        "batch",
+        "device",
+        *TIMING_COLUMNS,
+        "paper_overhead_pct",
+    ]
     return {"rows": rows, "columns": columns}
 
 
@@ -289,14 +460,18 @@ def paper_overhead_compiled(check: Check) -> dict[str, Any]:
     """The paper's GPU settings (a) training step and (b), float32, both models compiled with CUDA
     graphs (`srblock bench --paper --compile reduce-overhead`): the block's cost without launch
     overhead. (c) is a CPU setting; (a)'s inference is left out to keep the compile time down."""
-    settings = [s for s in PAPER_SETTINGS if s.device is None and (s.train or s.batch < 128)]
-    if check.tiny:
-        small = dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2)
-        settings = [dataclasses.replace(s, model=small, input_size=(3, 16, 16), batch=2) for s in settings]
+    settings = _paper_gpu_settings(check)
     repeats, warmup = (2, 1) if check.tiny else (60, 10)
     mode = None if check.device.type == "cpu" else "reduce-overhead"  # on the CPU: not compiled (minutes)
-    rows = bench_paper(check.device, repeats=repeats, warmup=warmup, compile=mode, settings=settings)
-    columns = ["setting", "mode", "batch", "compile", *TIMING_COLUMNS, "paper_overhead_pct"]
+    rows = []
+    for variant in check.compiled_blocks:
+        if rows and check.left() < 120:
+            rows.append({"block": variant, "error": "skipped: the time budget is spent"})
+            continue
+        with block_variants.use(variant):
+            timed = bench_paper(check.device, repeats=repeats, warmup=warmup, compile=mode, settings=settings)
+        rows += [{"block": variant, **row} for row in timed]
+    columns = ["block", "setting", "mode", "batch", "compile", *TIMING_COLUMNS, "paper_overhead_pct", "error"]
     return {"rows": rows, "columns": columns}
 
 
@@ -413,11 +588,13 @@ def cuda_tests(check: Check) -> dict[str, Any]:
 
 
 SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {  # in the order they run: the most wanted first
+    "block_profile": block_profile,
+    "paper_overhead_compiled": paper_overhead_compiled,
+    "paper_overhead": paper_overhead,
+    "step_profile": step_profile,
     "r18_throughput": r18_throughput,
     "cuda_tests": cuda_tests,
     "step_throughput": step_throughput,
-    "paper_overhead": paper_overhead,
-    "paper_overhead_compiled": paper_overhead_compiled,
     "parallel": parallel,
     "deeplabv3": deeplabv3,
     "syncs": syncs,
@@ -493,6 +670,21 @@ def main() -> int:
         choices=PARALLEL_VARIANTS,
         default=PARALLEL_VARIANTS,
         help="parallel's variants: runs at once, 4-graphs compiled with CUDA graphs (default: all)",
+    )
+    p.add_argument(
+        "--block-variants",
+        nargs="+",
+        choices=block_variants.VARIANTS,
+        default=["lean"],
+        help="the SR forwards that block_profile and paper_overhead(_compiled) time "
+        "(benchmarks/block_variants.py; default: lean, the library's)",
+    )
+    p.add_argument(
+        "--compiled-blocks",
+        nargs="+",
+        choices=block_variants.VARIANTS,
+        default=["lean"],
+        help="the SR forwards paper_overhead_compiled times, in order while the budget lasts (default: lean)",
     )
     p.add_argument("--budget", type=float, default=540, help="seconds for all sections (default: 540)")
     args = p.parse_args()

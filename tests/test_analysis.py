@@ -68,15 +68,15 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     images = val.images[(val.labels == 3).nonzero().flatten()[:4]]
     sr = sr_blocks(run.model)[0][1]
     seen = {}
-    sr.register_forward_hook(lambda m, a, o: seen.update(x=a[0], y=o))
+    sr.register_forward_hook(lambda m, a, o: seen.update(x=a[0], y=o, w=m.memory_weights(a[0])))
     with torch.no_grad():
         mean = torch.tensor(run.info.mean).view(1, -1, 1, 1) * 255
         std = torch.tensor(run.info.std).view(1, -1, 1, 1) * 255
         run.model((images.float() - mean) / std)
     stats = block["per_class"]["class3"]
     assert stats["images"] == len(images)
-    torch.testing.assert_close(torch.tensor(stats["weight_mean"]), sr.last_weights.mean(0), atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.tensor(stats["weight_std"]), sr.last_weights.std(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(stats["weight_mean"]), seen["w"].mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(stats["weight_std"]), seen["w"].std(0), atol=1e-5, rtol=0)
     features = json.loads((out / "features.json").read_text())["blocks"]["layer3.sr"]["per_class"]["class3"]
     torch.testing.assert_close(
         torch.tensor(features["pre_mean"]), seen["x"].mean((0, 2, 3)), atol=1e-5, rtol=0
@@ -106,8 +106,9 @@ def test_ablation_per_block_with_two_blocks(runs):
     fill_memory(run.model)
     result = ablation(run)
     assert set(result) == {"with_sr", "all_bypassed", "bypassed layer3.sr", "bypassed layer4.sr", "drop"}
-    for _, block in sr_blocks(run.model):
-        assert not block.bypass  # restored
+    blocks = dict(sr_blocks(run.model))
+    assert set(blocks) == {"layer3.sr", "layer4.sr"}  # put back
+    assert run.model.layer3.sr is blocks["layer3.sr"] and run.model.layer4.sr is blocks["layer4.sr"]
 
 
 def test_default_classes_are_spread_and_names_work():

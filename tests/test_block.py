@@ -6,6 +6,8 @@ from torch import nn
 
 import srblock
 from srblock import SqueezeRemember, sr_param_count
+from srblock.block import diversity_loss
+from srblock.memory import drain, recorded_weights
 
 from .helpers import fill_memory
 
@@ -16,15 +18,15 @@ def make(**kw):
     return SqueezeRemember(**args)
 
 
-def test_fresh_block_keeps_the_shape_is_the_identity_and_records_its_weights():
+def test_fresh_block_keeps_the_shape_is_the_identity_and_gives_weights():
     block = SqueezeRemember(channels=256, size=(8, 8), memory_blocks=4, hidden=8, squeeze_channels=1)
     x = torch.randn(2, 256, 8, 8)
     y = block(x)
     assert y.shape == x.shape
     assert torch.equal(y, x)  # zero memory: the identity
-    assert block.last_weights.shape == (2, 4)
-    assert not block.last_weights.requires_grad
-    torch.testing.assert_close(block.last_weights.sum(-1), torch.ones(2))
+    weights = block.memory_weights(x)
+    assert weights.shape == (2, 4) and weights.dtype == torch.float32
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
 
 
 def test_computes_the_papers_formula():
@@ -36,14 +38,14 @@ def test_computes_the_papers_formula():
     w = torch.softmax(block.fc2(torch.relu(block.fc1(squeezed))), dim=-1)
     expected = x + sum(w[:, p, None, None, None] * block.memory[p] for p in range(3))
     torch.testing.assert_close(block(x), expected)
-    torch.testing.assert_close(block.last_weights, w)
+    torch.testing.assert_close(block.memory_weights(x), w)
 
 
 def test_weights_sum_to_one_and_are_positive():
     block = make()
-    block(torch.randn(7, 16, 4, 4) * 10)
-    torch.testing.assert_close(block.last_weights.sum(-1), torch.ones(7))
-    assert (block.last_weights > 0).all()
+    weights = block.memory_weights(torch.randn(7, 16, 4, 4) * 10)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(7))
+    assert (weights > 0).all()
 
 
 def test_gradients_reach_every_part_and_one_step_changes_the_output():
@@ -78,7 +80,8 @@ def test_first_step_gives_memory_gradient():
     x = torch.randn(4, 16, 4, 4)
     block(x).sum().backward()
     # d/dM_p of sum(x + sum_p w_p M_p) = sum_b w_bp: non-zero for every block
-    torch.testing.assert_close(block.memory.grad.sum(dim=(1, 2, 3)) / (16 * 4 * 4), block.last_weights.sum(0))
+    weights = block.memory_weights(x).detach()
+    torch.testing.assert_close(block.memory.grad.sum(dim=(1, 2, 3)) / (16 * 4 * 4), weights.sum(0))
 
 
 @pytest.mark.parametrize(
@@ -171,12 +174,14 @@ def test_other_feature_size_pools_the_squeeze_and_resizes_the_memory():
 
 
 def test_bypass_is_the_identity():
-    block = make()
+    net = nn.Sequential(nn.Sequential(nn.Identity()))
+    net[0].add_module("sr", make())
     with torch.no_grad():
-        block.memory.normal_()
+        net[0].sr.memory.normal_()
     x = torch.randn(2, 16, 4, 4)
-    block.bypass = True
-    assert torch.equal(block(x), x)
+    with srblock.sr_bypassed(net):
+        assert torch.equal(net(x), x)
+    assert not torch.equal(net(x), x)
 
 
 def test_channels_last_in_channels_last_out():
@@ -197,9 +202,10 @@ def test_autocast_keeps_dtype_and_weights_normalised(dtype):
     x = torch.randn(3, 16, 4, 4)
     with torch.autocast("cpu", dtype=dtype):
         y = block(x.to(dtype))
+        weights = block.memory_weights(x.to(dtype))
     assert y.dtype == dtype
-    assert block.last_weights.dtype == torch.float32
-    torch.testing.assert_close(block.last_weights.sum(-1), torch.ones(3))
+    assert weights.dtype == torch.float32
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3))
     torch.testing.assert_close(y.float(), block(x), atol=0.1, rtol=0.05)
 
 
@@ -227,15 +233,18 @@ def small_net() -> nn.Module:
 def test_torch_compile_matches_eager_and_trains():
     net = small_net()
     x = torch.randn(4, 3, 16, 16)
-    compiled = torch.compile(net)
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(x), net(x))
+    with recorded_weights(net, grad=True) as seen:  # hooks in place before the first call
+        compiled = torch.compile(net)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), net(x))
+        assert [w.shape for w in drain(seen)] == [(4, 3), (4, 3)]  # compiled and eager
+        net.train()
+        out = compiled(x)
+        (out.sum() + diversity_loss(*drain(seen))).backward()
     block = srblock.sr_blocks(net)[0][1]
-    assert block.last_weights.shape == (4, 3)
-    net.train()
-    loss = compiled(x).sum()
-    loss.backward()
     assert block.memory.grad is not None and block.squeeze.weight.grad.abs().sum() > 0
+    with srblock.sr_bypassed(net), torch.no_grad():  # recompiled without the block
+        torch.testing.assert_close(compiled(x), net[4](net[3](net[2](net[1](net[0][:3](x))))))
 
 
 @pytest.mark.slow

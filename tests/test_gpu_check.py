@@ -7,11 +7,13 @@ from pathlib import Path
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 SECTIONS = [
+    "block_profile",
+    "paper_overhead_compiled",
+    "paper_overhead",
+    "step_profile",
     "r18_throughput",
     "cuda_tests",
     "step_throughput",
-    "paper_overhead",
-    "paper_overhead_compiled",
     "parallel",
     "deeplabv3",
     "syncs",
@@ -21,6 +23,7 @@ SECTIONS = [
 
 def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_path):
     command = [sys.executable, str(GPU_CHECK), "--out", str(tmp_path), "--tiny", "--fail", "deeplabv3"]
+    command += ["--block-variants", "reference", "lean"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -44,6 +47,25 @@ def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_
     runs = report["sections"]["parallel"]["result"]["rows"]
     assert [r["runs_at_once"] for r in runs] == [1, 2] and all(r["images_per_s"] > 0 for r in runs)
     assert runs[0]["over_one_run"] == 1.0
+    blocks = report["sections"]["block_profile"]["result"]["rows"]
+    assert [(r["block"], r["setting"][:3]) for r in blocks][::2] == [
+        ("reference", "(a)"),
+        ("lean", "(a)"),
+        ("reference", "(b)"),
+        ("lean", "(b)"),
+    ] or [(r["setting"][:3], r["block"]) for r in blocks][::2] == [
+        ("(a)", "reference"),
+        ("(a)", "lean"),
+        ("(b)", "reference"),
+        ("(b)", "lean"),
+    ]
+    # on the CPU the kernels are the dispatcher's ops: the lean block runs one fewer, forward
+    ops = {(r["setting"][:3], r["block"], r["precision"]): r["forward_kernels"] for r in blocks}
+    assert ops[("(a)", "lean", "float32")] == ops[("(a)", "reference", "float32")] - 1
+    assert all(r["backward_kernels"] > 0 for r in blocks if r["setting"].startswith("(a)"))
+    assert all(r["eager_us"] > 0 for r in blocks)
+    steps = report["sections"]["step_profile"]["result"]["rows"]
+    assert [r["compile"] for r in steps] == ["eager"] and steps[0]["images_per_s_profiled"] > 0
     compiled = report["sections"]["paper_overhead_compiled"]["result"]["rows"]
     assert [r["setting"][:3] for r in compiled] == ["(a)", "(b)"] and all(r["sr_ms"] > 0 for r in compiled)
     markdown = (tmp_path / "gpu_check.md").read_text()

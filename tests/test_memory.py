@@ -14,12 +14,13 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import srblock
 from srblock.block import SqueezeRemember, diversity_loss
 from srblock.checkpoint import load_checkpoint
 from srblock.config import make_config
-from srblock.memory import init_memory, kmeans, memory_statistics, statistic_columns
+from srblock.memory import drain, init_memory, kmeans, memory_statistics, recorded_weights, statistic_columns
 from srblock.runs import config_slug
 from srblock.train.engine import make_optimizer
 
@@ -69,15 +70,19 @@ def test_temperature_sharpens_the_choice_and_can_be_learned():
 def test_diversity_is_minus_the_mutual_information_and_trains_the_fc_net_from_a_zero_memory():
     assert diversity_loss(torch.full((6, 3), 1 / 3)).item() == pytest.approx(0.0, abs=1e-6)
     assert diversity_loss(torch.eye(3)).item() == pytest.approx(-1.0, abs=1e-5)
-    block = SqueezeRemember(8, 4, memory_blocks=3)
-    block.diversity = 0.5
-    block(torch.randn(4, 8, 4, 4))
-    block.aux_loss.backward()  # the memory is zero, so without this term fc1/fc2 get no gradient
+    net = nn.Sequential(nn.Sequential(nn.Identity()))
+    net[0].add_module("sr", SqueezeRemember(8, 4, memory_blocks=3))
+    block = net[0].sr
+    with recorded_weights(net, grad=True) as seen:
+        net(torch.randn(4, 8, 4, 4))
+        (weights,) = drain(seen)
+    # the memory is zero, so without this term fc1/fc2 get no gradient
+    diversity_loss(weights).backward()
     assert block.fc1.weight.grad.abs().sum() > 0 and block.fc2.weight.grad.abs().sum() > 0
-    block.eval()
-    block.aux_loss = None
-    block(torch.randn(4, 8, 4, 4))
-    assert block.aux_loss is None  # an evaluation adds nothing
+    assert not block._forward_pre_hooks  # the context took its hooks away
+    with recorded_weights(net) as seen:  # detached: for analyses
+        net(torch.randn(4, 8, 4, 4))
+    assert not seen["0.sr"][0].requires_grad
 
 
 def test_zeros_is_the_papers_identity_and_normal_scales_to_the_input():

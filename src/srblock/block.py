@@ -47,10 +47,13 @@ class SqueezeRemember(nn.Module):
             is sharper, so memory blocks get more different gradients.
         learn_temperature: T is learned (as log T, a parameter) from ``temperature`` on.
 
-    ``diversity`` (an attribute, 0 by default: the paper's block) > 0 makes a training forward
-    leave ``aux_loss``: ``diversity`` times the negative mutual information between images and
-    memory blocks over the batch (normalised by log P), for the loss to add; minimising it makes
-    each image choose decisively and different images choose differently.
+    The forward is the math alone. What else uses a block works from outside it:
+    ``srblock.sr_bypassed`` swaps it for the identity (the ablation), and
+    ``srblock.memory.recorded_weights`` records its softmax weights (analyses, and the
+    ``sr_diversity`` loss term, `diversity_loss`).
+
+    Cost (docs/method.md): the recall and the add are one ``addmm`` on views of the feature map
+    and of the memory, in the feature map's memory format (channels_last included) and dtype.
 
     Feature maps of another size than ``size`` (beyond the paper; docs/method.md): the squeezed
     map is adaptive-average-pooled to ``size`` before the FC net and the recalled memory is
@@ -96,12 +99,6 @@ class SqueezeRemember(nn.Module):
         self.temperature = float(temperature)
         # learned: a parameter (in the state dict) only then, so the paper's block keeps its keys
         self.log_temperature = nn.Parameter(torch.empty((), **dd)) if learn_temperature else None
-        self.diversity = 0.0
-        self.aux_loss: torch.Tensor | None = None
-
-        self.bypass = False  # True: the block is the identity (ablation, `sr_bypassed`)
-        self.record_weights = True  # keep the last forward's weights for analysis
-        self.last_weights: torch.Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -116,51 +113,47 @@ class SqueezeRemember(nn.Module):
             nn.init.constant_(self.log_temperature, math.log(self.temperature))
 
     def memory_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax weights (B x P) the FC net gives each memory block for the feature map x."""
+        """Softmax weights (B x P, float32) the FC net gives each memory block for the feature map x."""
         squeezed = self.squeeze(x)
-        if tuple(squeezed.shape[-2:]) != self.size:
+        if squeezed.shape[-2:] != self.size:
             squeezed = F.adaptive_avg_pool2d(squeezed, self.size)
-        logits = self.fc2(self.act(self.fc1(squeezed.flatten(1)))).float()  # float32: sums to 1 under bf16
+        hidden = self.act(self.fc1(squeezed.flatten(1)))
         if self.log_temperature is not None:
-            logits = logits / self.log_temperature.float().exp()
-        elif self.temperature != 1.0:
-            logits = logits / self.temperature
-        return logits.softmax(dim=-1)
-
-    def recall(
-        self, weights: torch.Tensor, size: tuple[int, int] | None = None, channels_last: bool = False
-    ) -> torch.Tensor:
-        """The memory mix sum_p w_p M_p (B x C x H x W), one matrix product, resized to `size`.
-
-        `channels_last` computes it in H x W x C order, so that adding it to a channels_last
-        feature map reads both tensors in the same order.
-        """
-        batch, (height, width) = weights.shape[0], self.size
-        weights = weights.to(self.memory.dtype)
-        if channels_last:
-            mix = weights @ self.memory.permute(0, 2, 3, 1).reshape(self.memory_blocks, -1)
-            mix = mix.view(batch, height, width, self.channels).permute(0, 3, 1, 2)
+            logits = self.fc2(hidden) * torch.exp(-self.log_temperature)
+        elif self.temperature != 1.0:  # a fixed T folded into fc2's product: no kernel of its own
+            scale = 1.0 / self.temperature
+            logits = torch.addmm(self.fc2.bias, hidden, self.fc2.weight.t(), beta=scale, alpha=scale)
         else:
-            mix = (weights @ self.memory.flatten(1)).view(batch, self.channels, height, width)
-        if size is not None and tuple(size) != self.size:
-            mix = F.interpolate(mix, size=tuple(size), mode="bilinear", align_corners=False)
-        return mix
+            logits = self.fc2(hidden)
+        # float32 (so the weights sum to 1 under bf16) inside the softmax kernel, not a cast before it
+        return F.softmax(logits, dim=-1, dtype=torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:  # an unbatched C x H x W map would come back with a batch dimension added
-            raise ValueError(
-                f"SqueezeRemember takes a batch of feature maps (B x C x H x W), got shape {tuple(x.shape)}: "
-                "add the batch dimension (x[None])"
-            )
-        if self.bypass:
-            return x
-        weights = self.memory_weights(x)
-        if self.record_weights and not torch.compiler.is_exporting():
-            self.last_weights = weights.detach()
-        if self.training and self.diversity > 0:
-            self.aux_loss = self.diversity * diversity_loss(weights)
-        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        return x + self.recall(weights, x.shape[-2:], channels_last).to(x.dtype)
+        if not torch.jit.is_scripting():
+            if not isinstance(x, torch.fx.Proxy):  # symbolic tracing: the shape is not known yet
+                _check_batched(x)
+        return self.remember(x, self.memory_weights(x))
+
+    def remember(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``x + sum_p w_p M_p`` as one matrix product with the add in it (``addmm``), in x's dtype,
+        on views of x and of the memory in x's memory format: no copy of either when their
+        layouts agree (``model.to(memory_format=torch.channels_last)`` converts the memory too)."""
+        batch, channels, height, width = x.shape
+        if (height, width) != self.size or _autocast_would_round(x):
+            # beyond the paper (another size: the mix is resized), or a float32 map under autocast
+            # (a fused add would round x itself): the mix on its own, then the add in x's dtype
+            mix = (weights.to(self.memory.dtype) @ self.memory.flatten(1)).view(batch, channels, *self.size)
+            if (height, width) != self.size:
+                mix = F.interpolate(mix, size=(height, width), mode="bilinear", align_corners=False)
+            return x + mix.to(x.dtype)
+        weights = weights.to(x.dtype)
+        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            out = torch.addmm(x.flatten(1), weights, self.memory.flatten(1).to(x.dtype))
+            return out.view(batch, channels, height, width)
+        # channels_last: x is B x H x W x C in memory, so the memory is recalled in H x W x C order
+        memory = self.memory.permute(0, 2, 3, 1).flatten(1).to(x.dtype)
+        out = torch.addmm(x.permute(0, 2, 3, 1).flatten(1), weights, memory)
+        return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         height, width = self.size
@@ -175,6 +168,11 @@ class SqueezeRemember(nn.Module):
         return text
 
 
+def entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each row of softmax weights (zero weights count as 0 log 0 = 0)."""
+    return -(weights * weights.clamp_min(1e-12).log()).sum(-1)
+
+
 def diversity_loss(weights: torch.Tensor) -> torch.Tensor:
     """Minus the mutual information between a batch's images and the memory blocks they choose,
     over log P (so in [-1, 0]): the mean entropy of each image's weights minus the entropy of
@@ -182,7 +180,21 @@ def diversity_loss(weights: torch.Tensor) -> torch.Tensor:
     log_p = math.log(weights.shape[-1])
     if log_p == 0:  # one memory block: nothing to choose
         return weights.new_zeros(())
-    each = -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
-    mean = weights.mean(0)
-    overall = -(mean * mean.clamp_min(1e-12).log()).sum()
-    return (each - overall) / log_p
+    return (entropy(weights).mean() - entropy(weights.mean(0))) / log_p
+
+
+def _autocast_would_round(x: torch.Tensor) -> bool:
+    """True where autocast would run a matrix product on x in a lower precision than x's own."""
+    device = x.device.type
+    if device not in ("cpu", "cuda"):  # autocast has no state for the meta device (shape checks)
+        return False
+    return torch.is_autocast_enabled(device) and x.dtype != torch.get_autocast_dtype(device)
+
+
+def _check_batched(x: torch.Tensor) -> None:
+    """Eager callers get a one-line error for an unbatched map (tracing and scripting skip it)."""
+    if x.dim() != 4:  # an unbatched C x H x W map would come back with a batch dimension added
+        raise ValueError(
+            f"SqueezeRemember takes a batch of feature maps (B x C x H x W), got shape {tuple(x.shape)}: "
+            "add the batch dimension (x[None])"
+        )

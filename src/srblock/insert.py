@@ -259,17 +259,27 @@ def sr_blocks(model: nn.Module) -> list[tuple[str, SqueezeRemember]]:
 
 
 @contextlib.contextmanager
-def sr_bypassed(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside, every SR block of `model` is the identity (the paper's ablation)."""
-    blocks = [block for _, block in sr_blocks(model)]
-    before = [block.bypass for block in blocks]
-    for block in blocks:
-        block.bypass = True
+def sr_bypassed(model: nn.Module, names: Sequence[str] | None = None) -> Iterator[nn.Module]:
+    """Inside, the SR blocks of `model` (all, or those named) are the identity (the paper's
+    ablation): each is swapped for an `nn.Identity` in its stage, and put back after."""
+    blocks = dict(sr_blocks(model))
+    unknown = sorted(set(names or ()) - set(blocks))
+    if unknown:
+        raise ValueError(f"no SR block named {', '.join(unknown)}; the SR blocks are {', '.join(blocks)}")
+    swapped = [(name, blocks[name]) for name in (names if names is not None else blocks)]
+    for name, _ in swapped:
+        _put(model, name, nn.Identity())
     try:
         yield model
     finally:
-        for block, bypass in zip(blocks, before):
-            block.bypass = bypass
+        for name, block in swapped:
+            _put(model, name, block)
+
+
+def _put(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Makes `module` the submodule `name` of `model`, in the place of the one there."""
+    parent_name, _, child = name.rpartition(".")
+    (model.get_submodule(parent_name) if parent_name else model).register_module(child, module)
 
 
 def remove_sr(model: nn.Module) -> nn.Module:

@@ -12,22 +12,55 @@ Statistics, per SR block, on validation images:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .block import entropy
 from .insert import sr_blocks
 
 MEMORY_INITS = ("zeros", "normal", "prototypes")
 STATISTICS = ("sr_mem_ratio", "sr_weight_entropy", "sr_weight_class_sep")
 
 
-def entropy(weights: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of each row of softmax weights."""
-    return -(weights * weights.clamp_min(1e-12).log()).sum(-1)
+@contextlib.contextmanager
+def recorded_weights(model: nn.Module, grad: bool = False) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Inside, every forward of an SR block of `model` appends the block's softmax weights (B x P)
+    to the list under its name; `grad`: with their graph (for a loss term), else detached.
+
+    A forward pre-hook computes them again from the block's input, so the block's forward stays
+    the math alone; the hooks stay registered for the whole context (a compiled model is traced
+    with them once), and the caller clears the lists as it consumes them."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name, _ in sr_blocks(model)}
+
+    def hook(name: str):
+        def record(block: nn.Module, args: tuple) -> None:
+            if grad:
+                seen[name].append(block.memory_weights(args[0]))
+            else:
+                with torch.no_grad():
+                    seen[name].append(block.memory_weights(args[0]).detach())
+
+        return record
+
+    handles = [block.register_forward_pre_hook(hook(name)) for name, block in sr_blocks(model)]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def drain(recorded: dict[str, list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Every weight tensor `recorded_weights` holds, the lists emptied."""
+    out = [w for ws in recorded.values() for w in ws]
+    for ws in recorded.values():
+        ws.clear()
+    return out
 
 
 def nearest_centroid_accuracy(weights: torch.Tensor, labels: torch.Tensor) -> float:
@@ -87,28 +120,27 @@ def memory_statistics(
     if not blocks:
         return {}
     sums = {n: [0.0, 0] for n, _ in blocks}  # sum of squares of the block's input, element count
-    weights: dict[str, list[torch.Tensor]] = {n: [] for n, _ in blocks}
 
-    def hook(name: str, block: nn.Module):
+    def hook(name: str):
         def capture(module: nn.Module, args: tuple) -> None:
             x = args[0].float()
             sums[name][0] += float(x.square().sum())
             sums[name][1] += x.numel()
-            weights[name].append(block.memory_weights(args[0]).float().cpu())
 
         return capture
 
-    handles = [b.register_forward_pre_hook(hook(n, b)) for n, b in blocks]
+    handles = [b.register_forward_pre_hook(hook(n)) for n, b in blocks]
     labels, seen, was_training = [], 0, model.training
     model.eval()
     try:
-        for images, batch_labels in batches:
-            take = min(len(images), max_images - seen)
-            model(_as_parameters(model, images[:take]))
-            labels.append(image_labels(batch_labels[:take].cpu(), ignore_index))
-            seen += take
-            if seen >= max_images:
-                break
+        with recorded_weights(model) as weights:
+            for images, batch_labels in batches:
+                take = min(len(images), max_images - seen)
+                model(_as_parameters(model, images[:take]))
+                labels.append(image_labels(batch_labels[:take].cpu(), ignore_index))
+                seen += take
+                if seen >= max_images:
+                    break
     finally:
         for handle in handles:
             handle.remove()
@@ -117,7 +149,7 @@ def memory_statistics(
     scored = labels_all >= 0
     stats = {}
     for name, block in blocks:
-        w = torch.cat(weights[name])
+        w = torch.cat(weights[name]).float().cpu()
         suffix = _suffix(name, len(blocks) > 1)
         input_rms = math.sqrt(sums[name][0] / max(1, sums[name][1]))
         memory_rms = float(block.memory.detach().float().square().mean().sqrt())

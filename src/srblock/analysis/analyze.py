@@ -17,12 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..block import SqueezeRemember
+from ..block import SqueezeRemember, entropy
 from ..config import TensorsConfig, TrainConfig
 from ..data import DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
-from ..memory import entropy as _entropy
-from ..memory import nearest_centroid_accuracy
+from ..memory import nearest_centroid_accuracy, recorded_weights
 from ..runs import load_splits, trained_model, write_text_atomic
 
 SPLITS = ("val", "test", "train")
@@ -100,21 +99,21 @@ def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo) -> dict[s
 
     def hook(name: str):
         def grab(module: SqueezeRemember, args: tuple, out: torch.Tensor) -> None:
-            seen[name]["weights"].append(module.last_weights.float())
             seen[name]["pre"].append(args[0].float().mean(dim=(2, 3)))
             seen[name]["post"].append(out.float().mean(dim=(2, 3)))
 
         return grab
 
     handles = [block.register_forward_hook(hook(name)) for name, block in blocks]
-    for _, block in blocks:
-        block.record_weights = True
     try:
-        for x, _ in batches(images, info):
-            model(x)
+        with recorded_weights(model) as weights:
+            for x, _ in batches(images, info):
+                model(x)
     finally:
         for handle in handles:
             handle.remove()
+    for name in seen:
+        seen[name]["weights"] = [w.float() for w in weights[name]]
     return {name: {k: torch.cat(v) for k, v in parts.items()} for name, parts in seen.items()}
 
 
@@ -154,7 +153,7 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
                 "images": int(mask.sum()),
                 "weight_mean": w.mean(0).tolist(),
                 "weight_std": (w.std(0, unbiased=True) if len(w) > 1 else torch.zeros(w.shape[1])).tolist(),
-                "weight_entropy": _entropy(w).mean().item(),
+                "weight_entropy": entropy(w).mean().item(),
                 "pre_mean": a.mean(0).tolist(),
                 "post_mean": b.mean(0).tolist(),
                 "delta_mean": (b - a).mean(0).tolist(),
@@ -188,12 +187,9 @@ def ablation(run: LoadedRun) -> dict[str, Any]:
     with sr_bypassed(run.model):
         out["all_bypassed"] = accuracy(run.model, test, run.info)
     if len(blocks) > 1:
-        for name, block in blocks:
-            block.bypass = True
-            try:
+        for name, _ in blocks:
+            with sr_bypassed(run.model, [name]):
                 out[f"bypassed {name}"] = accuracy(run.model, test, run.info)
-            finally:
-                block.bypass = False
     out["drop"] = out["with_sr"] - out["all_bypassed"]
     return out
 

@@ -7,7 +7,9 @@ import json
 
 import torch
 
-from ..bench import COMPILE_MODES, TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
+from ..bench import COMPILE_MODES, PAPER_SETTINGS, TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
+from ..profile import block_costs
+from ..registry import create_model
 from ..render import render
 from .common import add_model_args, at_least, build_from_args, device_arg
 
@@ -22,6 +24,7 @@ examples:
   srblock bench --model resnet50 --sr-stage 3 --sr-blocks 10 --sr-hidden 16 --onnx   # onnxruntime, CPU
   srblock bench --paper --device cuda        # the paper's three settings, its numbers beside ours
   srblock bench --paper --device cuda --compile reduce-overhead   # the same, compiled with CUDA graphs
+  srblock bench --paper --profile            # ops and bytes of one SR forward and backward (CPU too)
   srblock bench --model deeplabv3_r50_d8 --sr-stage 2 --size 512x1024 --batch 2 --train --bf16 \
         --channels-last --device cuda          # Cityscapes DeepLabv3 + SR training iterations
 """
@@ -70,12 +73,56 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "reduce-overhead uses CUDA graphs",
     )
     p.add_argument("--onnx", action="store_true", help="time the ONNX exports with onnxruntime (CPU) instead")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of timing: the ops (on CUDA also kernels) and bytes one SR forward and backward "
+        "run and move, float32 and bf16, contiguous and channels_last",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
 
 
+PROFILE_COLUMNS = [
+    "setting",
+    "variant",
+    "batch",
+    "forward_ops",
+    "backward_ops",
+    "forward_kernels",
+    "backward_kernels",
+    "forward_MB_moved",
+    "backward_MB_moved",
+    "forward_kernel_us",
+    "backward_kernel_us",
+]
+
+
+def profile_rows(args: argparse.Namespace) -> list[dict]:
+    """`--profile`: the block of --model (or of each of the paper's settings) at --batch."""
+    if args.paper:
+        settings = [
+            (s.name, s.model, s.input_size, s.batch) for s in PAPER_SETTINGS if s.train or s.batch < 128
+        ]
+        models = [(name, create_model(**kw), size, batch) for name, kw, size, batch in settings]
+    else:
+        model, input_size = build_from_args(args)
+        models = [(args.model, model, input_size, args.batch)]
+    rows = []
+    for name, model, input_size, batch in models:
+        rows += [{"setting": name, **row} for row in block_costs(model, input_size, batch, args.device)]
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     dtype = torch.bfloat16 if args.bf16 else None
+    if args.profile:
+        rows = profile_rows(args)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(render(rows, [c for c in PROFILE_COLUMNS if any(r.get(c) is not None for r in rows)]))
+        return 0
     if args.onnx and (args.compile or args.train or args.paper):
         raise ValueError("--onnx times onnxruntime inference: leave out --compile, --train and --paper")
     if args.paper:

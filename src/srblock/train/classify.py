@@ -8,6 +8,7 @@ kernels are deterministic).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from pathlib import Path
@@ -20,10 +21,11 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..block import diversity_loss
 from ..config import ClassifyConfig
 from ..data import ImageSet
 from ..insert import sr_blocks, sr_bypassed
-from ..memory import init_memory, memory_statistics
+from ..memory import drain, init_memory, memory_statistics, recorded_weights
 from ..runs import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS, Splits
 from .batches import ClassifyBatches
 from .engine import Progress, start_run
@@ -140,65 +142,71 @@ def train_classifier(
             cfg.seed,
         )
 
-    for epoch in range(run.step, cfg.epochs):
-        epoch_start, lr = time.time(), run.optimizer.param_groups[0]["lr"]
-        progress.describe(f"epoch {epoch + 1}/{cfg.epochs}")
-        run.net.train()
-        correct, seen = torch.zeros((), device=device), 0  # this process's, for the bar only
-        for step, (images, labels) in enumerate(train_batches.epoch(epoch)):
-            logits = run.net(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
-            objective = loss + sum(b.aux_loss for b in blocks) if cfg.sr_diversity > 0 else loss
-            run.optimizer.zero_grad(set_to_none=True)
-            fabric.backward(objective)
-            run.optimizer.step()
-            loss_metric.update(per_item(loss, labels))
-            acc_metric.update(logits.detach(), labels)
-            shown = {}
-            if progress.live:
-                correct += (logits.detach().argmax(1) == labels).sum()
-                seen += len(labels)
-                if step % 25 == 0:
-                    shown = {"loss": f"{loss.item():.3f}", "acc": f"{100 * correct.item() / seen:.1f}%"}
-            progress.update(**shown)
-        train_loss, train_acc = loss_metric.compute().item(), 100.0 * acc_metric.compute().item()
-        run.check_finite(train_loss, f"epoch {epoch + 1}")
-        loss_metric.reset()
-        acc_metric.reset()
-        run.scheduler.step()
+    # sr_diversity: every training forward's weights, with their graph, for its loss term
+    diversity = recorded_weights(run.model, grad=True) if cfg.sr_diversity > 0 else contextlib.nullcontext({})
+    with diversity as chosen:
+        for epoch in range(run.step, cfg.epochs):
+            epoch_start, lr = time.time(), run.optimizer.param_groups[0]["lr"]
+            progress.describe(f"epoch {epoch + 1}/{cfg.epochs}")
+            run.net.train()
+            correct, seen = torch.zeros((), device=device), 0  # this process's, for the bar only
+            for step, (images, labels) in enumerate(train_batches.epoch(epoch)):
+                drain(chosen)  # what evaluations recorded since the last step
+                logits = run.net(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+                objective = (
+                    loss + cfg.sr_diversity * sum(map(diversity_loss, drain(chosen))) if chosen else loss
+                )
+                run.optimizer.zero_grad(set_to_none=True)
+                fabric.backward(objective)
+                run.optimizer.step()
+                loss_metric.update(per_item(loss, labels))
+                acc_metric.update(logits.detach(), labels)
+                shown = {}
+                if progress.live:
+                    correct += (logits.detach().argmax(1) == labels).sum()
+                    seen += len(labels)
+                    if step % 25 == 0:
+                        shown = {"loss": f"{loss.item():.3f}", "acc": f"{100 * correct.item() / seen:.1f}%"}
+                progress.update(**shown)
+            train_loss, train_acc = loss_metric.compute().item(), 100.0 * acc_metric.compute().item()
+            run.check_finite(train_loss, f"epoch {epoch + 1}")
+            loss_metric.reset()
+            acc_metric.reset()
+            run.scheduler.step()
 
-        # without a validation split (ImageNet: its val set is the test set) the last epoch is tested
-        val_loss, val_acc = (
-            evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else (None, None)
-        )
-        memory: dict[str, float | None] = {}
-        if blocks and val_batches:  # how far the memory has come (memory.py), on validation images
-            memory = memory_statistics(run.model, val_batches.epoch(0))
-            every = cfg.sr_bypass_every or cfg.epochs
-            if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs:
-                with sr_bypassed(run.model):  # through run.net: the precision test_acc is measured in
-                    memory["val_acc_bypassed"] = evaluate(run.net, val_batches, num_classes, device)[1]
-        run.step = epoch + 1
-        if val_acc is None or val_acc > run.best_val:
-            run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
-            run.checkpoint(BEST_CKPT)
-        # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
-        run.log(
-            dict(
-                zip(
-                    METRIC_COLUMNS,
-                    (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start),
-                ),
-                **memory,
+            # without a validation split (ImageNet: its val set is the test set) the last epoch is tested
+            val_loss, val_acc = (
+                evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else (None, None)
             )
-        )
-        run.checkpoint(LAST_CKPT)
-        progress.report(
-            f"epoch {epoch + 1}/{cfg.epochs}",
-            loss=f"{train_loss:.3f}",
-            acc=f"{train_acc:.1f}%",
-            val="-" if val_acc is None else f"{val_acc:.1f}%",
-        )
+            memory: dict[str, float | None] = {}
+            if blocks and val_batches:  # how far the memory has come (memory.py), on validation images
+                memory = memory_statistics(run.model, val_batches.epoch(0))
+                every = cfg.sr_bypass_every or cfg.epochs
+                if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs:
+                    with sr_bypassed(run.model):  # through run.net: the precision test_acc is measured in
+                        memory["val_acc_bypassed"] = evaluate(run.net, val_batches, num_classes, device)[1]
+            run.step = epoch + 1
+            if val_acc is None or val_acc > run.best_val:
+                run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
+                run.checkpoint(BEST_CKPT)
+            # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
+            run.log(
+                dict(
+                    zip(
+                        METRIC_COLUMNS,
+                        (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start),
+                    ),
+                    **memory,
+                )
+            )
+            run.checkpoint(LAST_CKPT)
+            progress.report(
+                f"epoch {epoch + 1}/{cfg.epochs}",
+                loss=f"{train_loss:.3f}",
+                acc=f"{train_acc:.1f}%",
+                val="-" if val_acc is None else f"{val_acc:.1f}%",
+            )
     progress.close()
 
     # the checkpoint best on validation is the one tested

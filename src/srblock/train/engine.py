@@ -97,10 +97,7 @@ def device_name(fabric: Fabric) -> str:
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
-    """The model as training wants it: no weight recording, SyncBN across GPUs, on the device."""
-    for _, block in sr_blocks(model):
-        block.record_weights = False  # analyses turn it on; training needs no copy per step
-        block.diversity = getattr(cfg, "sr_diversity", 0.0)  # its term joins the loss (classification)
+    """The model as training wants it: SyncBN across GPUs, on the device."""
     if fabric.world_size > 1 and fabric.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # on the device before the optimiser exists, so a resumed optimiser state lands there too
