@@ -4,7 +4,9 @@ a function (block, x) -> output computing Eq. 1 with the block's own parameters;
 makes every SqueezeRemember run it.
 
 - reference: the forward before the lean one (tests/reference_block.py).
-- lean: the library's (`SqueezeRemember.forward`).
+- lean: the library's (`SqueezeRemember.forward`): eager, the recall and the add as one addmm;
+  under torch.compile, elementwise expressions that inductor fuses.
+- addmm: the library's eager forward under torch.compile too (the squeeze conv and one addmm).
 - mm_squeeze: lean, with the 1x1 squeeze conv as a matrix product on a view of the map (no
   convolution kernel for one output channel).
 - mm_squeeze_fp32_fc: that, with the two small linear layers in float32 outside autocast (no
@@ -59,6 +61,10 @@ def _weights(block: SqueezeRemember, squeezed: torch.Tensor, fp32_fc: bool) -> t
     return F.softmax(logits, dim=-1, dtype=torch.float32)
 
 
+def addmm(block: SqueezeRemember, x: torch.Tensor) -> torch.Tensor:
+    return block.remember(x, _weights(block, block.squeeze(x), fp32_fc=False))
+
+
 def mm_squeeze(block: SqueezeRemember, x: torch.Tensor) -> torch.Tensor:
     return block.remember(x, _weights(block, _squeeze_mm(block, x), fp32_fc=False))
 
@@ -70,6 +76,7 @@ def mm_squeeze_fp32_fc(block: SqueezeRemember, x: torch.Tensor) -> torch.Tensor:
 VARIANTS: dict[str, Callable[[SqueezeRemember, torch.Tensor], torch.Tensor]] = {
     "reference": reference_forward,
     "lean": LEAN,
+    "addmm": addmm,
     "mm_squeeze": mm_squeeze,
     "mm_squeeze_fp32_fc": mm_squeeze_fp32_fc,
 }

@@ -82,6 +82,7 @@ class Check:
         self.fail, self.out = set(args.fail or []), Path(args.out)
         self.r18_variants, self.parallel_variants = args.r18_variants, args.parallel_variants
         self.blocks, self.compiled_blocks = args.block_variants, args.compiled_blocks
+        self.compiled_precisions = args.compiled_precisions
 
     def left(self) -> float:
         return self.budget - (time.time() - self.started)
@@ -222,6 +223,8 @@ def _block_time_us(block: torch.nn.Module, x: torch.Tensor, dtype, train: bool, 
             out = block(x) if train else block(x).detach()
         if train:
             grad = torch.randn_like(out) if grad is None else grad
+            block.zero_grad(set_to_none=True)  # as a training step does: no accumulation kernels
+            x.grad = None
             out.backward(grad)
 
     for _ in range(3):
@@ -358,7 +361,9 @@ def step_profile(check: Check) -> dict[str, Any]:
 
 
 def paper_overhead(check: Check) -> dict[str, Any]:
-    settings = PAPER_SETTINGS
+    """`srblock bench --paper` for each forward of --block-variants, float32 and bf16 +
+    channels_last; on a GPU the GPU settings only ((c) is the CPU's: `srblock bench --paper` there)."""
+    settings = [s for s in PAPER_SETTINGS if s.device is None or check.device.type == "cpu"]
     if check.tiny:  # every setting, at ResNet10s' size
         small = dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2)
         settings = [
@@ -371,6 +376,11 @@ def paper_overhead(check: Check) -> dict[str, Any]:
             ("float32", None, False),
             ("bf16, channels_last", torch.bfloat16, True),
         ):
+            if rows and check.left() < 20:
+                rows.append(
+                    {"block": variant, "precision": label, "error": "skipped: the time budget is spent"}
+                )
+                continue
             with block_variants.use(variant):
                 timed = bench_paper(
                     check.device,
@@ -390,6 +400,7 @@ def paper_overhead(check: Check) -> dict[str, Any]:
         "device",
         *TIMING_COLUMNS,
         "paper_overhead_pct",
+        "error",
     ]
     return {"rows": rows, "columns": columns}
 
@@ -457,22 +468,36 @@ def parallel(check: Check) -> dict[str, Any]:
 
 
 def paper_overhead_compiled(check: Check) -> dict[str, Any]:
-    """The paper's GPU settings (a) training step and (b), float32, both models compiled with CUDA
-    graphs (`srblock bench --paper --compile reduce-overhead`): the block's cost without launch
-    overhead. (c) is a CPU setting; (a)'s inference is left out to keep the compile time down."""
+    """The paper's GPU settings (a) training step and (b), both models compiled with CUDA graphs
+    (`srblock bench --paper --compile reduce-overhead`), for each forward of --compiled-blocks and
+    each of --compiled-precisions: the block's cost without launch overhead. (c) is a CPU setting;
+    (a)'s inference is left out to keep the compile time down."""
     settings = _paper_gpu_settings(check)
     repeats, warmup = (2, 1) if check.tiny else (60, 10)
     mode = None if check.device.type == "cpu" else "reduce-overhead"  # on the CPU: not compiled (minutes)
     rows = []
     for variant in check.compiled_blocks:
-        if rows and check.left() < 120:
-            rows.append({"block": variant, "error": "skipped: the time budget is spent"})
-            continue
-        with block_variants.use(variant):
-            timed = bench_paper(check.device, repeats=repeats, warmup=warmup, compile=mode, settings=settings)
-        rows += [{"block": variant, **row} for row in timed]
-    columns = ["block", "setting", "mode", "batch", "compile", *TIMING_COLUMNS, "paper_overhead_pct", "error"]
-    return {"rows": rows, "columns": columns}
+        for precision in check.compiled_precisions:
+            if rows and check.left() < 120:
+                rows.append(
+                    {"block": variant, "precision": precision, "error": "skipped: the budget is spent"}
+                )
+                continue
+            dtype, channels_last = (torch.bfloat16, True) if precision == "bf16" else (None, False)
+            with block_variants.use(variant):
+                timed = bench_paper(
+                    check.device,
+                    repeats=repeats,
+                    warmup=warmup,
+                    compile=mode,
+                    settings=settings,
+                    dtype=dtype,
+                    channels_last=channels_last,
+                )
+            label = "bf16, channels_last" if channels_last else "float32"
+            rows += [{"block": variant, "precision": label, **row} for row in timed]
+    columns = ["block", "precision", "setting", "mode", "batch", "compile", *TIMING_COLUMNS]
+    return {"rows": rows, "columns": [*columns, "paper_overhead_pct", "error"]}
 
 
 def deeplabv3(check: Check) -> dict[str, Any]:
@@ -685,6 +710,13 @@ def main() -> int:
         choices=block_variants.VARIANTS,
         default=["lean"],
         help="the SR forwards paper_overhead_compiled times, in order while the budget lasts (default: lean)",
+    )
+    p.add_argument(
+        "--compiled-precisions",
+        nargs="+",
+        choices=("float32", "bf16"),
+        default=["float32"],
+        help="paper_overhead_compiled's precisions: float32, bf16 (with channels_last) (default: float32)",
     )
     p.add_argument("--budget", type=float, default=540, help="seconds for all sections (default: 540)")
     args = p.parse_args()

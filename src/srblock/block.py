@@ -114,7 +114,7 @@ class SqueezeRemember(nn.Module):
 
     def memory_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax weights (B x P, float32) the FC net gives each memory block for the feature map x."""
-        squeezed = self.squeeze(x)
+        squeezed = self.squeeze(x) if not _fusing() else self._squeeze_by_sum(x)
         if squeezed.shape[-2:] != self.size:
             squeezed = F.adaptive_avg_pool2d(squeezed, self.size)
         hidden = self.act(self.fc1(squeezed.flatten(1)))
@@ -132,7 +132,17 @@ class SqueezeRemember(nn.Module):
         if not torch.jit.is_scripting():
             if not isinstance(x, torch.fx.Proxy):  # symbolic tracing: the shape is not known yet
                 _check_batched(x)
-        return self.remember(x, self.memory_weights(x))
+        weights = self.memory_weights(x)
+        if _fusing() and x.shape[-2:] == self.size:  # torch.compile: elementwise, for one kernel
+            mix = (weights.view(-1, self.memory_blocks, 1, 1, 1) * self.memory).sum(1)
+            return x + mix.to(x.dtype)
+        return self.remember(x, weights)
+
+    def _squeeze_by_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 squeeze conv as a sum over channels, which torch.compile fuses with the map's
+        producer (and its gradient with the add of the two gradients of x) instead of a conv."""
+        weight = self.squeeze.weight.view(1, self.squeeze_channels, self.channels, 1, 1)
+        return (x.unsqueeze(1) * weight).sum(2) + self.squeeze.bias.view(1, -1, 1, 1)
 
     def remember(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``x + sum_p w_p M_p`` as one matrix product with the add in it (``addmm``), in x's dtype,
@@ -181,6 +191,13 @@ def diversity_loss(weights: torch.Tensor) -> torch.Tensor:
     if log_p == 0:  # one memory block: nothing to choose
         return weights.new_zeros(())
     return (entropy(weights).mean() - entropy(weights.mean(0))) / log_p
+
+
+def _fusing() -> bool:
+    """True while torch.compile traces (not torch.export, whose graph others run unfused)."""
+    if torch.jit.is_scripting():
+        return False
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
 
 
 def _autocast_would_round(x: torch.Tensor) -> bool:

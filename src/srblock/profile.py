@@ -99,7 +99,13 @@ def profile_block(
     grad = torch.randn_like(forward())
     result = {"forward": count_ops(forward, device)}
     if backward:
-        result["backward"] = count_ops(lambda y: y.backward(grad), device, prepare=forward)
+
+        def fresh_forward() -> torch.Tensor:  # gradients start empty, as after zero_grad(set_to_none)
+            block.zero_grad(set_to_none=True)
+            x.grad = None
+            return forward()
+
+        result["backward"] = count_ops(lambda y: y.backward(grad), device, prepare=fresh_forward)
         block.zero_grad(set_to_none=True)
     return result
 
