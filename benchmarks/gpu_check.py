@@ -305,7 +305,8 @@ def _profile_steps(check: Check, model_name: str, mode: str | None, loader, step
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, fused=cuda or None
     )
-    net = torch.compile(model, mode=mode) if mode else model
+    torch._dynamo.reset()
+    net = torch.compile(model, mode=mode, dynamic=False) if mode else model
     dtype = torch.bfloat16 if cuda else torch.float32
     batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in loader]
 

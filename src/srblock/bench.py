@@ -107,7 +107,9 @@ def _step_fn(
     take away the cost of launching each small kernel)."""
     if compile is not None and compile not in COMPILE_MODES:
         raise ValueError(f"compile mode {compile!r} is not one of {', '.join(COMPILE_MODES)}")
-    net = torch.compile(model, mode=compile) if compile else model
+    # static shapes: a second model of the same class at another size must not turn this one's graph
+    # dynamic (dynamo's automatic dynamic shapes), nor use up its recompile limit (bench_pair resets)
+    net = torch.compile(model, mode=compile, dynamic=False) if compile else model
     if not train:
         model.eval()
 
@@ -177,6 +179,8 @@ def bench_pair(
     x = torch.randn(batch, *input_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+    if compile:
+        torch._dynamo.reset()  # each pair compiles afresh: no graphs or recompile counts of earlier pairs
     timing = interleaved(
         _step_fn(plain, x, train, dtype, compile),
         _step_fn(model_sr, x, train, dtype, compile),

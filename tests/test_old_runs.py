@@ -1,0 +1,75 @@
+"""A run folder written by srblock 283b03e (tests/fixtures/run_283b03e, made by
+make_run_283b03e.py with that code): today's code reads it, predicts what that code predicted,
+resumes it to the weights that code's resume reached, and every command reads the result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from srblock.analysis.analyze import load_run
+from srblock.cli import main
+
+from .helpers import argv, srblock_cli, write_fashion_mnist
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run_283b03e"
+RUN = Path("fashion_mnist") / "resnet10s_cifar-sr3p2h8" / "seed0"
+sys.path.insert(0, str(FIXTURE.parent))
+
+from make_run_283b03e import ARGS, machine, weights_sha256  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def old_run(tmp_path: Path) -> tuple[Path, Path]:
+    """(the copied runs folder, the data the run was trained on)."""
+    shutil.copytree(FIXTURE, tmp_path / "runs")
+    return tmp_path / "runs", write_fashion_mnist(tmp_path / "data")
+
+
+def logits(run) -> torch.Tensor:
+    """What make_run_283b03e.py computed with 283b03e's code, computed by today's."""
+    images = run.splits["test"].images[:16].float().div(255)
+    mean = torch.tensor(run.info.mean).view(1, -1, 1, 1)
+    std = torch.tensor(run.info.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        return run.model.eval()((images - mean) / std)
+
+
+def test_an_old_run_predicts_as_before_resumes_to_the_same_weights_and_every_command_reads_it(
+    old_run, tmp_path
+):
+    runs, data = old_run
+    folder = runs / RUN
+    before = torch.load(FIXTURE / "logits.pt", weights_only=True)["logits"]
+    torch.testing.assert_close(logits(load_run(folder, data)), before, rtol=1e-5, atol=1e-5)
+
+    done = srblock_cli(*ARGS, "--data", str(data), "--out", str(runs), "--resume")
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads((FIXTURE / "resumed.json").read_text())
+    result = json.loads((folder / "result.json").read_text())
+    if machine() == {k: recorded[k] for k in ("cpu_capability", "torch")}:  # the same float kernels
+        assert weights_sha256(folder / "last.ckpt") == recorded["last_ckpt_sha256"]
+        assert result["test_acc"] == recorded["test_acc"]
+    else:  # another CPU rounds differently: the same run, not the same last digits
+        assert abs(result["test_acc"] - recorded["test_acc"]) <= 10.0
+
+    assert main(["table", str(runs), "--format", "json"]) == 0
+    assert main(["analyze", str(folder), "--data", str(data), "--per-class", "2"]) == 0
+    assert (folder / "analysis" / "ablation.json").is_file()
+    images = tmp_path / "images"
+    images.mkdir()
+    from torchvision.io import write_png
+
+    for i in range(3):
+        write_png(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8), str(images / f"{i}.png"))
+    assert main(["predict", str(folder), str(images), "--csv", str(tmp_path / "p.csv")]) == 0
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 3
+    assert main(argv("export {run} --onnx {file}", run=folder, file=tmp_path / "old.onnx")) == 0
+    assert (tmp_path / "old.onnx").stat().st_size > 0
