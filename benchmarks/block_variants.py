@@ -11,6 +11,8 @@ makes every SqueezeRemember run it.
   convolution kernel for one output channel).
 - mm_squeeze_fp32_fc: that, with the two small linear layers in float32 outside autocast (no
   casts of their weights per call).
+
+    python benchmarks/block_variants.py --setting c --variants lean reference   # the paper's (c), CPU
 """
 
 from __future__ import annotations
@@ -90,3 +92,46 @@ def use(name: str) -> Iterator[None]:
         yield
     finally:
         SqueezeRemember.forward = LEAN
+
+
+def main() -> None:
+    """One of the paper's latency settings timed for each forward (on this machine's device)."""
+    import argparse
+
+    from srblock.bench import PAPER_SETTINGS, bench_paper
+    from srblock.render import render
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setting", choices=("a", "b", "c"), default="c", help="the paper's setting (default: c)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["lean", "reference"])
+    p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    settings = [s for s in PAPER_SETTINGS if s.name.startswith(f"({args.setting})")][:1]
+    rows = []
+    for name in args.variants:
+        with use(name):
+            rows += [
+                {"block": name, **r}
+                for r in bench_paper(args.device, repeats=args.repeats, warmup=10, settings=settings)
+            ]
+    print(
+        render(
+            rows,
+            [
+                "block",
+                "setting",
+                "batch",
+                "device",
+                "plain_ms",
+                "sr_ms",
+                "overhead_pct",
+                "overhead_ci_low_pct",
+                "overhead_ci_high_pct",
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
