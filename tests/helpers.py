@@ -93,7 +93,7 @@ def fabricate_result(root: Path, configuration: str, seed: int, acc: float, **ex
         "seed": seed,
         "oh_pct": 1.09,
         "sr_oh_pct": 0.3,
-        "config": {"sr_stage": 3, "sr_blocks": 2},
+        "config": {"sr_stage": 3, "sr_memory_blocks": 2},
         **extra,
     }
     (folder / "result.json").write_text(json.dumps(result))

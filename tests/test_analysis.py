@@ -16,6 +16,7 @@ from srblock.analysis import load_run, pick_classes
 from srblock.analysis.analyze import ablation, accuracy
 from srblock.checkpoint import save_atomic
 from srblock.cli import main
+from srblock.spec import SRSpec
 
 from .helpers import argv, fill_memory, write_cifar10
 
@@ -102,7 +103,7 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
 
 def test_ablation_per_block_with_two_blocks(runs):
     run = load_run(runs["sr"], runs["data"])
-    add_sr(run.model, stage=4, memory_blocks=2, input_size=(3, 32, 32))
+    add_sr(run.model, stage=4, spec=SRSpec(memory_blocks=2), input_size=(3, 32, 32))
     fill_memory(run.model)
     result = ablation(run)
     assert set(result) == {"with_sr", "all_bypassed", "bypassed layer3.sr", "bypassed layer4.sr", "drop"}

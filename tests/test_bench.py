@@ -10,6 +10,7 @@ from torch import nn
 import srblock
 from srblock.bench import PAPER_SETTINGS, Timing, bench_onnx_pair, bench_pair, bench_paper, count_macs
 from srblock.cli import main
+from srblock.spec import SRSpec
 
 from .helpers import argv
 
@@ -26,7 +27,7 @@ def block_macs(c, size, p, h, cs=1, feature_size=None):
     "c,size,p,h,cs", [(256, (8, 8), 4, 8, 1), (64, (7, 5), 10, 16, 2), (1024, (14, 14), 2, 16, 1)]
 )
 def test_block_macs_equal_a_hand_count(c, size, p, h, cs):
-    block = srblock.SqueezeRemember(c, size, memory_blocks=p, hidden=h, squeeze_channels=cs)
+    block = srblock.SqueezeRemember(c, size, SRSpec(memory_blocks=p, hidden=h, squeeze_channels=cs))
     by_hand = block_macs(c, size, p, h, cs)
     with torch.device("meta"):
         wrapped = torch.nn.Sequential(block)
@@ -35,13 +36,15 @@ def test_block_macs_equal_a_hand_count(c, size, p, h, cs):
 
 
 def test_fused_recall_equals_the_reference_sum():
-    block = srblock.SqueezeRemember(32, (6, 4), memory_blocks=7)
+    block = srblock.SqueezeRemember(32, (6, 4), SRSpec(memory_blocks=7))
     with torch.no_grad():
         block.memory.normal_()
     weights = torch.softmax(torch.randn(5, 7), -1)
     reference = sum(weights[:, p, None, None, None] * block.memory[p] for p in range(7))
-    torch.testing.assert_close(block.recall(weights), reference, rtol=1e-5, atol=1e-5)
-    resized = block.recall(weights, (12, 8))
+    x = torch.randn(5, 32, 6, 4)
+    torch.testing.assert_close(block.remember(x, weights) - x, reference, rtol=1e-5, atol=1e-5)
+    x = torch.randn(5, 32, 12, 8)
+    resized = block.remember(x, weights) - x
     torch.testing.assert_close(
         resized,
         torch.nn.functional.interpolate(reference, size=(12, 8), mode="bilinear"),
@@ -51,8 +54,8 @@ def test_fused_recall_equals_the_reference_sum():
 
 
 def test_model_macs_grow_by_the_blocks_macs():
-    model = srblock.create_model("resnet18_cifar", sr_stage=3, sr_blocks=4)
-    plain = srblock.remove_sr(srblock.create_model("resnet18_cifar", sr_stage=3, sr_blocks=4))
+    model = srblock.create_model("resnet18_cifar", sr_stage=3, sr_memory_blocks=4)
+    plain = srblock.remove_sr(srblock.create_model("resnet18_cifar", sr_stage=3, sr_memory_blocks=4))
     assert count_macs(model, (3, 32, 32)) - count_macs(plain, (3, 32, 32)) == block_macs(256, (8, 8), 4, 8)
 
 
@@ -66,7 +69,7 @@ def test_timing_summary_median_ratio_and_interval():
 
 
 def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():
-    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_blocks=2)
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_memory_blocks=2)
     row = bench_pair(model, (3, 16, 16), batch=2, repeats=4, warmup=1)
     assert row["plain_ms"] > 0 and row["sr_ms"] > 0 and row["repeats"] == 4
     assert row["sr_params"] == sum(p.numel() for p in srblock.sr_blocks(model)[0][1].parameters())
@@ -84,7 +87,8 @@ def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():
 
 def test_bench_cli_json(capsys):
     args = argv(
-        "bench --model resnet10s_cifar --sr-stage 3 --size 16 --batch 2 --repeats 3 --warmup 1 --json"
+        "bench --model resnet10s_cifar --sr-stage 3 --input-size 3 16 16 --batch-size 2 --repeats 3 "
+        "--warmup 1 --json"
     )
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
@@ -93,15 +97,16 @@ def test_bench_cli_json(capsys):
         and row["input_size"] == [3, 16, 16]
         and row["macs_overhead_pct"] > 0
     )
-    assert main([*args, "--in-chans", "1"]) == 0  # grey images, as Fashion-MNIST's
+    grey = [a if a != "3" or i != args.index("--input-size") + 1 else "1" for i, a in enumerate(args)]
+    assert main(grey) == 0  # grey images, as Fashion-MNIST's
     assert json.loads(capsys.readouterr().out)[0]["input_size"] == [1, 16, 16]
 
 
 def test_bench_cli_segmentation_training_step_at_hxw(capsys):
     """A segmentation model's training step (main + auxiliary loss) at a non-square size, its own P."""
     args = argv(
-        "bench --model fcn_resnet10s --sr-stage 2 --size 32x48 --batch 2 --train --repeats 2 --warmup 1 "
-        "--json"
+        "bench --model fcn_resnet10s --sr-stage 2 --input-size 1 32 48 --batch-size 2 --train --repeats 2 "
+        "--warmup 1 --json"
     )
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
@@ -123,7 +128,7 @@ def test_paper_settings_at_a_tiny_size():
     small = [
         s.__class__(
             s.name,
-            dict(name="resnet10s_cifar", sr_stage=3, sr_blocks=2),
+            dict(name="resnet10s_cifar", sr_stage=3, sr_memory_blocks=2),
             (3, 16, 16),
             2,
             s.train,
@@ -144,7 +149,7 @@ def test_paper_settings_at_a_tiny_size():
 @pytest.mark.slow
 def test_onnx_pair_times_both_exports():
     pytest.importorskip("onnxruntime")
-    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_blocks=2)
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_memory_blocks=2)
     row = bench_onnx_pair(model, (3, 16, 16), batch=1, repeats=3, warmup=1)
     assert (
         row["mode"] == "onnxruntime inference"
@@ -164,7 +169,7 @@ def test_compiled_pair_runs_both_models_through_torch_compile(capsys):
         nn.Flatten(),
         nn.Linear(16, 5),
     )
-    srblock.add_sr(net, stage="1", memory_blocks=2, input_size=(3, 16, 16))
+    srblock.add_sr(net, stage="1", spec=SRSpec(memory_blocks=2), input_size=(3, 16, 16))
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     row = bench_pair(net, (3, 16, 16), batch=2, repeats=2, warmup=1, compile="default")

@@ -8,18 +8,20 @@ import srblock
 from srblock import SqueezeRemember, sr_param_count
 from srblock.block import diversity_loss
 from srblock.memory import drain, recorded_weights
+from srblock.spec import SRSpec
 
 from .helpers import fill_memory
 
 
-def make(**kw):
-    args = dict(channels=16, size=(4, 4), memory_blocks=3, hidden=8, squeeze_channels=1)
-    args.update(kw)
-    return SqueezeRemember(**args)
+def make(channels=16, size=(4, 4), **spec):
+    """A block of 16 x 4 x 4, P = 3, h = 8, C_s = 1 unless `spec` says otherwise."""
+    return SqueezeRemember(channels, size, SRSpec(**{"memory_blocks": 3, "hidden": 8, **spec}))
 
 
 def test_fresh_block_keeps_the_shape_is_the_identity_and_gives_weights():
-    block = SqueezeRemember(channels=256, size=(8, 8), memory_blocks=4, hidden=8, squeeze_channels=1)
+    block = SqueezeRemember(
+        channels=256, size=(8, 8), spec=SRSpec(memory_blocks=4, hidden=8, squeeze_channels=1)
+    )
     x = torch.randn(2, 256, 8, 8)
     y = block(x)
     assert y.shape == x.shape
@@ -95,7 +97,9 @@ def test_first_step_gives_memory_gradient():
     ],
 )
 def test_parameter_count_is_eq1(channels, size, blocks, hidden, squeeze):
-    block = SqueezeRemember(channels, size, memory_blocks=blocks, hidden=hidden, squeeze_channels=squeeze)
+    block = SqueezeRemember(
+        channels, size, SRSpec(memory_blocks=blocks, hidden=hidden, squeeze_channels=squeeze)
+    )
     counted = sum(p.numel() for p in block.parameters())
     h, w = size
     by_hand = (
@@ -111,7 +115,7 @@ def test_parameter_count_is_eq1(channels, size, blocks, hidden, squeeze):
 
 
 def test_init_is_the_papers():
-    block = SqueezeRemember(32, (6, 6), memory_blocks=5, hidden=8, squeeze_channels=2)
+    block = SqueezeRemember(32, (6, 6), SRSpec(memory_blocks=5, hidden=8, squeeze_channels=2))
     assert torch.count_nonzero(block.memory) == 0
     for layer, fan_in in ((block.squeeze, 32), (block.fc1, 2 * 36), (block.fc2, 8)):
         bound = 1 / math.sqrt(fan_in)
@@ -132,7 +136,7 @@ def test_act_is_selectable():
 
 
 def test_extra_repr_names_the_hyperparameters():
-    text = repr(SqueezeRemember(256, (8, 4), memory_blocks=6, hidden=8, squeeze_channels=2))
+    text = repr(SqueezeRemember(256, (8, 4), SRSpec(memory_blocks=6, hidden=8, squeeze_channels=2)))
     assert "channels=256" in text and "size=8x4" in text and "memory_blocks=6" in text
     assert "hidden=8" in text and "squeeze_channels=2" in text
 
@@ -141,9 +145,14 @@ def test_extra_repr_names_the_hyperparameters():
     "kwargs,message",
     [
         (dict(channels=0), "channels must be a positive int"),
-        (dict(memory_blocks=0), "memory_blocks must be a positive int"),
-        (dict(hidden=-1), "hidden must be a positive int"),
-        (dict(squeeze_channels=1.5), "squeeze_channels must be a positive int"),
+        (dict(memory_blocks=0), "SRSpec: memory_blocks must be in [1, inf), got 0"),
+        (dict(hidden=-1), "SRSpec: hidden must be in [1, inf), got -1"),
+        (dict(squeeze_channels=1.5), "SRSpec: squeeze_channels takes an int, got 1.5"),
+        (dict(temperature=0), "SRSpec: temperature must be in (0, inf), got 0"),
+        (
+            dict(memory_init="ones"),
+            "SRSpec: memory_init must be one of zeros, normal, prototypes, got 'ones'",
+        ),
         (dict(size=(4, 4, 4)), "size must be (height, width)"),
         (dict(size=(0, 4)), "size must be (height, width)"),
     ],
@@ -152,6 +161,19 @@ def test_bad_arguments_say_what_is_wrong(kwargs, message):
     with pytest.raises(ValueError) as err:
         make(**kwargs)
     assert message in str(err.value)
+
+
+def test_the_keyword_arguments_of_earlier_releases_still_build_the_same_block():
+    with pytest.warns(
+        FutureWarning, match=r"pass the SR settings as an SRSpec \(memory_blocks=\.\.\., hidden"
+    ):
+        old = SqueezeRemember(16, 4, memory_blocks=3, hidden=6)
+    assert old.spec == SRSpec(memory_blocks=3, hidden=6)
+    assert {k: v.shape for k, v in old.state_dict().items()} == {
+        k: v.shape for k, v in make(hidden=6).state_dict().items()
+    }
+    with pytest.raises(TypeError, match="unexpected keyword arguments: colour"):
+        SqueezeRemember(16, 4, colour=1)
 
 
 def test_int_size_means_square():
@@ -224,7 +246,7 @@ def small_net() -> nn.Module:
         nn.Flatten(),
         nn.Linear(16, 5),
     )
-    srblock.add_sr(net, stage="1", memory_blocks=3, input_size=(3, 16, 16))
+    srblock.add_sr(net, stage="1", spec=SRSpec(memory_blocks=3), input_size=(3, 16, 16))
     fill_memory(net)
     return net.eval()
 

@@ -12,6 +12,7 @@ from srblock import SqueezeRemember, add_sr, sr_bypassed
 from srblock.block import diversity_loss
 from srblock.memory import drain, recorded_weights
 from srblock.profile import profile_block
+from srblock.spec import SRSpec
 
 from .reference_block import reference_forward, reference_weights
 
@@ -20,7 +21,7 @@ CL = torch.channels_last
 
 def filled(channels=16, size=(4, 4), memory_blocks=3, **kw) -> SqueezeRemember:
     torch.manual_seed(0)
-    block = SqueezeRemember(channels, size, memory_blocks=memory_blocks, **kw)
+    block = SqueezeRemember(channels, size, SRSpec(memory_blocks=memory_blocks, **kw))
     with torch.no_grad():
         block.memory.normal_()
         if block.log_temperature is not None:
@@ -102,7 +103,7 @@ def test_low_precision_stays_within_its_tolerance_of_float64(fmt, case):
 
 def test_a_float32_map_under_autocast_is_not_rounded():
     """A float32 map under bf16 autocast keeps its float32 digits: with zero memory, exactly."""
-    block = SqueezeRemember(16, (4, 4), memory_blocks=3)
+    block = SqueezeRemember(16, (4, 4), SRSpec(memory_blocks=3))
     x = torch.randn(2, 16, 4, 4) * 1e3 + torch.randn(2, 16, 4, 4) * 1e-3
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(block(x), x)
@@ -122,7 +123,7 @@ def test_other_sizes_pool_and_resize_as_the_reference(size):
 def test_weights_and_the_diversity_term_equal_the_reference():
     torch.manual_seed(1)
     net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1)), nn.Flatten(), nn.Linear(16 * 16, 4))
-    add_sr(net, "0", memory_blocks=3, input_size=(3, 4, 4))
+    add_sr(net, "0", spec=SRSpec(memory_blocks=3), input_size=(3, 4, 4))
     block = net[0].sr
     with torch.no_grad():
         block.memory.normal_()
@@ -145,7 +146,7 @@ def test_weights_and_the_diversity_term_equal_the_reference():
 
 def test_bypass_swaps_the_block_out_and_back():
     net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1)), nn.Flatten())
-    add_sr(net, "0", memory_blocks=3, input_size=(3, 4, 4))
+    add_sr(net, "0", spec=SRSpec(memory_blocks=3), input_size=(3, 4, 4))
     block = net[0].sr
     with torch.no_grad():
         block.memory.normal_()

@@ -64,7 +64,19 @@ def test_bad_input_is_one_line_exit_2(args, message, capsys):
 
 def test_params_one_model_markdown(capsys):
     assert (
-        main(["params", "--model", "resnet18_cifar", "--attn", "se", "--sr-stage", "3", "--sr-blocks", "2"])
+        main(
+            [
+                "params",
+                "--model",
+                "resnet18_cifar",
+                "--attn",
+                "se",
+                "--sr-stage",
+                "3",
+                "--sr-memory-blocks",
+                "2",
+            ]
+        )
         == 0
     )
     out = capsys.readouterr().out.splitlines()
@@ -100,7 +112,7 @@ def test_no_command_prints_help():
 
 
 def test_train_help_lists_every_recipe_field_by_task(capsys):
-    from srblock.config import KEYS
+    from srblock.keys import KEYS
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -129,7 +141,7 @@ def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
         "description: two rows\nrecipe: cifar10\n"
         "set: {model: resnet10s_cifar, epochs: 1, batch_size: 32}\nseeds: [0]\n"
         "runs:\n  - {name: R10s}\n"
-        "  - {name: R10s + SR, sr_stage: 3, sr_blocks: 2, paper: {acc: 50.0, std: 1.0}}\n"
+        "  - {name: R10s + SR, sr_stage: 3, sr_memory_blocks: 2, paper: {acc: 50.0, std: 1.0}}\n"
     )
     args = ["sweep", str(sweep), "--data", str(cifar), "--out", str(tmp_path / "runs"), "--quiet"]
     assert main(args) == 0
@@ -174,7 +186,7 @@ def test_segmentation_demo_tiny(tmp_path, capsys):
 
 def test_runs_of_different_precisions_are_not_trained_under_one(tmp_path):
     from srblock.cli.common import shared_precision
-    from srblock.config import make_config
+    from srblock.keys import make_config
 
     cfg = make_config("fashion_mnist")
     assert shared_precision([cfg, cfg]) == "auto"
@@ -196,8 +208,8 @@ def test_runs_of_different_precisions_are_not_trained_under_one(tmp_path):
             "argument --num-classes: must be at least 1",
         ),
         (
-            ["bench", "--model", "resnet10s_cifar", "--sr-stage", "3", "--batch", "0"],
-            "argument --batch: must be at least 1",
+            ["bench", "--model", "resnet10s_cifar", "--sr-stage", "3", "--batch-size", "0"],
+            "argument --batch-size: must be at least 1",
         ),
         (["bench", "--paper", "--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
         (["bench", "--paper", "--device", "tpu"], "argument --device: takes cpu or cuda (cuda:N), got 'tpu'"),

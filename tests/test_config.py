@@ -6,17 +6,8 @@ import re
 import pytest
 import torch
 
-from srblock.config import (
-    KEYS,
-    FilesConfig,
-    SegmentConfig,
-    TensorsConfig,
-    build_model,
-    key_groups,
-    make_config,
-    parse_set,
-    with_seeds,
-)
+from srblock.config import FilesConfig, SegmentConfig, TensorsConfig, build_model, with_seeds
+from srblock.keys import KEYS, key_groups, make_config, parse_set
 from srblock.recipes import group_name, list_recipe_files, load_yaml
 from srblock.sweeps import expand_sweep
 
@@ -106,14 +97,14 @@ def test_a_dataset_override_picks_its_task():
     [
         ("cityscapes", ["sr_stage=2"], 2),  # DeepLabv3's own P
         ("cityscapes", ["sr_stage=2", "model=fcn_r50_d8"], 3),
-        ("cityscapes", ["sr_stage=2", "sr_blocks=5"], 5),
+        ("cityscapes", ["sr_stage=2", "sr_memory_blocks=5"], 5),
         ("fashion_mnist", ["sr_stage=3"], 4),
-        ("fashion_mnist", ["sr_blocks=6"], None),  # no SR block: no P
+        ("fashion_mnist", ["sr_memory_blocks=6"], None),  # no SR block: no P
     ],
 )
 def test_default_p_is_the_models_own(recipe, sets, blocks):
     cfg = make_config(recipe, parse_set(sets))
-    assert cfg.sr_blocks == blocks
+    assert cfg.sr_memory_blocks == blocks
     if cfg.sr_stage is not None and recipe == "cityscapes":
         with torch.device("meta"):
             model = build_model(cfg)
@@ -207,7 +198,7 @@ def test_sweep_rows_take_the_sweep_set_the_row_and_overrides_in_that_order():
         "table": "III",
         "paper": sr.paper,
         "M": sr.config.sr_stage,
-        "P": sr.config.sr_blocks,
+        "P": sr.config.sr_memory_blocks,
     }
     assert [c.seed for c in sr.configs([7])] == [7] and dataclasses.replace(sr.config, seed=7) == sr.configs(
         [7]

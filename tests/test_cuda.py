@@ -20,9 +20,10 @@ import srblock
 from srblock import create_model, list_models, sr_blocks
 from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
-from srblock.config import make_config
+from srblock.keys import make_config
 from srblock.models.segmentation import main_output
 from srblock.runs import METRIC_COLUMNS, read_config
+from srblock.spec import SRSpec
 from srblock.train import make_fabric
 from srblock.train.engine import start_run
 
@@ -37,7 +38,7 @@ CUDA = ["--accelerator", "cuda"]
 
 
 def test_block_in_bf16_autocast_and_channels_last():
-    block = srblock.SqueezeRemember(256, (8, 8), memory_blocks=4).cuda()
+    block = srblock.SqueezeRemember(256, (8, 8), SRSpec(memory_blocks=4)).cuda()
     fill_memory(block, 0.1)
     x = torch.randn(8, 256, 8, 8, device="cuda", requires_grad=True)
     reference = block(x.double().float())

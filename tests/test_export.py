@@ -50,7 +50,8 @@ def test_export_cli_and_onnx_bench(tmp_path, capsys):
     assert (
         main(
             argv(
-                "export --model timm:convnext_atto --sr-stage 3 --size 64 --onnx {onnx} --dynamic-batch",
+                "export --model timm:convnext_atto --sr-stage 3 --input-size 3 64 64 --onnx {onnx} "
+                "--dynamic-batch",
                 onnx=out,
             )
         )
@@ -60,7 +61,10 @@ def test_export_cli_and_onnx_bench(tmp_path, capsys):
     assert out.stat().st_size > 0 and "onnxruntime vs PyTorch max |diff|" in text
     assert (
         main(
-            argv("bench --model resnet10s_cifar --sr-stage 3 --size 32 --onnx --repeats 3 --warmup 1 --json")
+            argv(
+                "bench --model resnet10s_cifar --sr-stage 3 --input-size 3 32 32 --onnx --repeats 3 "
+                "--warmup 1 --json"
+            )
         )
         == 0
     )

@@ -8,6 +8,7 @@ from torch import nn
 
 import srblock
 from srblock import SqueezeRemember, add_sr, remove_sr, sr_blocks, sr_bypassed, stage_names
+from srblock.spec import SRSpec
 
 from .helpers import fill_memory
 
@@ -54,7 +55,7 @@ def test_fresh_block_computes_exactly_the_plain_model(network):
     model, input_size, stage, name = network
     x = torch.randn(2, *input_size)
     plain = copy.deepcopy(model)
-    add_sr(model, stage=stage, memory_blocks=3, hidden=8, input_size=input_size)
+    add_sr(model, stage=stage, spec=SRSpec(memory_blocks=3, hidden=8), input_size=input_size)
     assert [n for n, _ in sr_blocks(model)] == [f"{name}.sr"]
     with torch.no_grad():
         assert torch.equal(model(x), plain(x))
@@ -62,7 +63,7 @@ def test_fresh_block_computes_exactly_the_plain_model(network):
 
 def test_block_runs_once_on_the_stage_output(network):
     model, input_size, stage, name = network
-    add_sr(model, stage=stage, memory_blocks=3, input_size=input_size)
+    add_sr(model, stage=stage, spec=SRSpec(memory_blocks=3), input_size=input_size)
     fill_memory(model)
     block = model.get_submodule(f"{name}.sr")
     seen = []
@@ -82,7 +83,7 @@ def test_bypass_and_remove_give_back_the_plain_model(network):
     model, input_size, stage, _ = network
     plain = copy.deepcopy(model)
     x = torch.randn(2, *input_size)
-    add_sr(model, stage=stage, memory_blocks=3, input_size=input_size)
+    add_sr(model, stage=stage, spec=SRSpec(memory_blocks=3), input_size=input_size)
     fill_memory(model)
     with torch.no_grad():
         with_sr = model(x)
@@ -133,7 +134,7 @@ def test_stage_by_module_name():
 
 def test_several_blocks_and_larger_images():
     model = srblock.create_model("resnet18_cifar", num_classes=10, sr_stage=3).eval()
-    add_sr(model, stage=4, memory_blocks=2)
+    add_sr(model, stage=4, spec=SRSpec(memory_blocks=2))
     fill_memory(model)
     assert [n for n, _ in sr_blocks(model)] == ["layer3.sr", "layer4.sr"]
     assert model(torch.randn(2, 3, 48, 40)).shape == (2, 10)  # memory is 8x8 and 4x4: resized

@@ -19,9 +19,10 @@ from torch import nn
 import srblock
 from srblock.block import SqueezeRemember, diversity_loss
 from srblock.checkpoint import load_checkpoint
-from srblock.config import make_config
+from srblock.keys import make_config
 from srblock.memory import drain, init_memory, kmeans, memory_statistics, recorded_weights, statistic_columns
 from srblock.runs import config_slug
+from srblock.spec import SRSpec
 from srblock.train.engine import make_optimizer
 
 from .helpers import KILLER, TINY, argv, cli_env, srblock_cli
@@ -29,7 +30,7 @@ from .helpers import KILLER, TINY, argv, cli_env, srblock_cli
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 STRATEGIES = argv(
     "--set sr_memory_init=prototypes --set sr_memory_lr_mult=10 --set sr_memory_weight_decay=0 "
-    "--set sr_temperature=0.5 --set sr_temperature_learned=true --set sr_diversity=0.1"
+    "--set sr_temperature=0.5 --set sr_learn_temperature=true --set sr_diversity=0.1"
 )
 
 
@@ -49,13 +50,13 @@ def block_input(model, x):
 
 
 def test_temperature_sharpens_the_choice_and_can_be_learned():
-    block = SqueezeRemember(8, 4, memory_blocks=3, temperature=0.5)
+    block = SqueezeRemember(8, 4, SRSpec(memory_blocks=3, temperature=0.5))
     x = torch.randn(2, 8, 4, 4)
     logits = block.fc2(block.act(block.fc1(block.squeeze(x).flatten(1))))
     torch.testing.assert_close(block.memory_weights(x), (logits / 0.5).softmax(-1))
-    paper = SqueezeRemember(8, 4, memory_blocks=3)
+    paper = SqueezeRemember(8, 4, SRSpec(memory_blocks=3))
     assert "log_temperature" not in dict(paper.named_parameters())  # the paper's block keeps its keys
-    learned = SqueezeRemember(8, 4, memory_blocks=3, temperature=2.0, learn_temperature=True)
+    learned = SqueezeRemember(8, 4, SRSpec(memory_blocks=3, temperature=2.0, learn_temperature=True))
     assert learned.log_temperature.item() == pytest.approx(math.log(2.0))
     nn_memory = torch.randn_like(learned.memory)
     with torch.no_grad():
@@ -63,15 +64,15 @@ def test_temperature_sharpens_the_choice_and_can_be_learned():
     learned(x).square().sum().backward()
     assert learned.log_temperature.grad is not None and learned.log_temperature.grad != 0
     assert "temperature=2 (learned)" in repr(learned)
-    with pytest.raises(ValueError, match="temperature must be a positive number"):
-        SqueezeRemember(8, 4, temperature=0)
+    with pytest.raises(ValueError, match=r"SRSpec: temperature must be in \(0, inf\), got 0"):
+        SqueezeRemember(8, 4, SRSpec(temperature=0))
 
 
 def test_diversity_is_minus_the_mutual_information_and_trains_the_fc_net_from_a_zero_memory():
     assert diversity_loss(torch.full((6, 3), 1 / 3)).item() == pytest.approx(0.0, abs=1e-6)
     assert diversity_loss(torch.eye(3)).item() == pytest.approx(-1.0, abs=1e-5)
     net = nn.Sequential(nn.Sequential(nn.Identity()))
-    net[0].add_module("sr", SqueezeRemember(8, 4, memory_blocks=3))
+    net[0].add_module("sr", SqueezeRemember(8, 4, SRSpec(memory_blocks=3)))
     block = net[0].sr
     with recorded_weights(net, grad=True) as seen:
         net(torch.randn(4, 8, 4, 4))
@@ -232,7 +233,7 @@ def test_a_mask_counts_as_its_main_scored_class():
 
 
 def test_one_memory_block_and_too_few_images_are_handled():
-    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_blocks=1, input_size=(3, 16, 16))
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_memory_blocks=1, input_size=(3, 16, 16))
     stats = memory_statistics(model, [(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1]))])
     assert math.isnan(stats["sr_weight_entropy"])  # P = 1: no choice to measure
     assert diversity_loss(torch.ones(3, 1)).item() == 0.0

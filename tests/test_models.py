@@ -64,7 +64,7 @@ def test_plain_resnet18_cifar_has_the_cifar_stem():
 
 def test_resnet18_with_se_d2d_and_an_sr_block():
     model = create_model(
-        "resnet18_cifar", num_classes=100, attn="se", reg="d2d", sr_stage=3, sr_blocks=6, sr_hidden=8
+        "resnet18_cifar", num_classes=100, attn="se", reg="d2d", sr_stage=3, sr_memory_blocks=6, sr_hidden=8
     )
     ((name, block),) = sr_blocks(model)
     assert name == "layer3.sr"
@@ -76,7 +76,7 @@ def test_resnet18_with_se_d2d_and_an_sr_block():
 @pytest.mark.parametrize("name", ["resnet18_cifar", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"])
 @pytest.mark.parametrize("attn", [None, "se", "cbam"])
 def test_every_cifar_model_and_attention_trains_a_step(name, attn):
-    model = create_model(name, num_classes=10, in_chans=1, attn=attn, sr_stage=3, sr_blocks=2)
+    model = create_model(name, num_classes=10, in_chans=1, attn=attn, sr_stage=3, sr_memory_blocks=2)
     x, y = torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,))
     loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
@@ -161,7 +161,7 @@ def test_input_size_sizes_the_memory():
     model = create_model("resnet18_cifar", num_classes=10, in_chans=1, sr_stage=3, input_size=(1, 28, 28))
     assert sr_blocks(model)[0][1].size == (7, 7)
     assert model.default_input_size == (1, 28, 28)
-    model = create_model("resnet50", num_classes=10, sr_stage=4, sr_blocks=2)
+    model = create_model("resnet50", num_classes=10, sr_stage=4, sr_memory_blocks=2)
     assert sr_blocks(model)[0][1].size == (7, 7)
 
 
@@ -285,10 +285,41 @@ def test_unknown_external_names(name, message):
 
 
 def test_default_p_is_the_models_own():
-    from srblock.registry import default_sr_blocks
+    from srblock.registry import model_facts
 
-    assert (default_sr_blocks("fcn_r50_d8"), default_sr_blocks("deeplabv3_r50_d8")) == (3, 2)
-    assert default_sr_blocks("resnet18_cifar") == default_sr_blocks("timm:resnet18") == 4
+    p = {name: model_facts(name).sr_default_blocks for name in ("fcn_r50_d8", "deeplabv3_r50_d8")}
+    assert p == {"fcn_r50_d8": 3, "deeplabv3_r50_d8": 2}
+    assert (
+        model_facts("resnet18_cifar").sr_default_blocks == model_facts("timm:resnet18").sr_default_blocks == 4
+    )
+
+
+@pytest.mark.parametrize("name", srblock.list_models())
+def test_the_facts_declared_at_registration_are_the_models_own(name):
+    """What configs read without building a model is what the built model is."""
+    from torchvision.models.segmentation.deeplabv3 import ASPPPooling
+
+    from srblock.models.segmentation import SegmentationModel
+    from srblock.registry import model_facts
+
+    facts = model_facts(name)
+    with torch.device("meta"):
+        model = srblock.create_model(name)
+    assert facts.segments == isinstance(model, SegmentationModel)
+    assert facts.sr_default_blocks == getattr(model, "sr_default_blocks", 4)
+    assert facts.min_train_batch == (2 if any(isinstance(m, ASPPPooling) for m in model.modules()) else 1)
+    assert facts.input_size == tuple(model.default_input_size)
+
+
+def test_the_facts_of_torchvision_and_timm_models_need_no_model():
+    from srblock.registry import model_facts
+
+    assert (
+        model_facts("tv:deeplabv3_resnet50").segments
+        and model_facts("tv:deeplabv3_resnet50").min_train_batch == 2
+    )
+    assert not model_facts("tv:resnet50").segments
+    assert model_facts("timm:resnet18").input_size == (3, 224, 224)
 
 
 def test_a_builder_annotated_with_a_class_defined_later_still_registers():

@@ -78,7 +78,7 @@ def test_sweep_in_parallel_records_each_row(cifar, tmp_path, capsys):
     sweep = tmp_path / "two.yaml"
     sweep.write_text(
         "recipe: cifar10\nset: {epochs: 1, model: resnet10s_cifar, batch_size: 32}\nseeds: [0]\n"
-        "runs:\n  - {name: plain}\n  - {name: sr, sr_stage: 3, sr_blocks: 2}\n"
+        "runs:\n  - {name: plain}\n  - {name: sr, sr_stage: 3, sr_memory_blocks: 2}\n"
     )
     line = "sweep {sweep} --data {data} --out {out} --accelerator cpu --parallel 2 --quiet"
     assert main(argv(line, sweep=sweep, data=cifar, out=tmp_path / "runs")) == 0

@@ -6,6 +6,7 @@ from srblock.cli import main
 from srblock.params import param_count, sr_param_count, table_rows
 from srblock.recipes import load_yaml, sweeps_for
 from srblock.render import render
+from srblock.spec import SRSpec
 
 # stage outputs (C, H, W) of the paper's networks: CIFAR BasicBlock nets, Bottleneck (x4), ImageNet R50
 CIFAR_BASIC = {1: (64, 32, 32), 2: (128, 16, 16), 3: (256, 8, 8), 4: (512, 4, 4)}
@@ -43,7 +44,9 @@ def test_sr_parameters_of_every_row_are_eq1(rows):
                     assert row["sr_params"] == 0
                     continue
                 c, h, w = SHAPES[run["model"]][run["sr_stage"]]
-                assert row["sr_params"] == sr_param_count(c, (h, w), run["sr_blocks"], hidden), run["name"]
+                assert row["sr_params"] == sr_param_count(c, (h, w), run["sr_memory_blocks"], hidden), run[
+                    "name"
+                ]
                 classes = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}[table]
                 assert (
                     row["params"] - row["sr_params"]
@@ -58,7 +61,7 @@ def test_overheads_agree_with_table2(rows):
             continue
         if row["name"] == "R34 + CBAM + SR":
             # Eq. 1 at (M, P) = (3, 6) gives 1.21%; the paper's 1.05% is what P = 4 gives
-            p4 = param_count("resnet34_cifar", attn="cbam", sr_stage=3, sr_blocks=4)
+            p4 = param_count("resnet34_cifar", attn="cbam", sr_stage=3, sr=SRSpec(memory_blocks=4))
             assert round(p4["oh_pct"], 2) == pytest.approx(row["paper_oh_pct"], abs=0.011)
             continue
         assert round(row["oh_pct"], 2) == pytest.approx(row["paper_oh_pct"], abs=0.011), row["name"]
@@ -77,7 +80,7 @@ def test_plain_and_regularised_rows_add_nothing(rows):
 
 
 def test_param_count_of_one_configuration():
-    row = param_count("resnet18_cifar", num_classes=100, attn="se", sr_stage=3, sr_blocks=2)
+    row = param_count("resnet18_cifar", num_classes=100, attn="se", sr_stage=3, sr=SRSpec(memory_blocks=2))
     assert row["name"] == "resnet18_cifar + SE + SR"
     assert row["sr_at"] == "layer3 (256x8x8, P=2)"
     assert row["sr_params"] == sr_param_count(256, 8, 2, 8)
@@ -107,7 +110,7 @@ def test_render_formats():
 
 
 def test_default_p_is_the_models_own_everywhere():
-    """Without sr_blocks, P is the model's: DeepLabv3 2, FCN 3, the classification zoo 4."""
+    """Without sr_memory_blocks, P is the model's: DeepLabv3 2, FCN 3, the classification zoo 4."""
     assert param_count("deeplabv3_r50_d8", sr_stage=2)["sr_at"] == "backbone.layer2 (512x64x128, P=2)"
     assert param_count("fcn_r50_d8", sr_stage=2)["sr_at"] == "backbone.layer2 (512x64x128, P=3)"
     assert param_count("resnet18_cifar", sr_stage=3)["sr_at"] == "layer3 (256x8x8, P=4)"

@@ -12,7 +12,7 @@ import torch
 
 import srblock
 from srblock.cli import main
-from srblock.config import make_config
+from srblock.keys import make_config
 from srblock.pretrained import read_state_dict
 from srblock.train.engine import make_optimizer
 from srblock.train.schedule import classify_factor, cosine_factor, warmup_factor

@@ -66,7 +66,7 @@ def _pair(root, gains, plain=PLAIN, sr_config=None):
     for seed, base in enumerate(plain):
         fabricate_result(root, "r18", seed, base, config={"model": "r18", "lr": 0.1, "sr_stage": None})
     for seed, (base, gain) in enumerate(zip(PLAIN, gains)):
-        config = sr_config or {"model": "r18", "lr": 0.1, "sr_stage": 3, "sr_blocks": 2}
+        config = sr_config or {"model": "r18", "lr": 0.1, "sr_stage": 3, "sr_memory_blocks": 2}
         fabricate_result(root, "r18-sr", seed, base + gain, config=config)
 
 
@@ -100,7 +100,7 @@ def test_a_difference_inside_the_noise_reads_as_such_and_only_shared_seeds_pair(
 
 
 def test_sr_runs_of_another_recipe_have_no_plain_twin(tmp_path):
-    _pair(tmp_path, GAINS, sr_config={"model": "r18", "lr": 0.05, "sr_stage": 3, "sr_blocks": 2})
+    _pair(tmp_path, GAINS, sr_config={"model": "r18", "lr": 0.05, "sr_stage": 3, "sr_memory_blocks": 2})
     assert not any(r.get("vs_plain") for r in summarize(collect_results(tmp_path)))
 
 

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from srblock.checkpoint import load_checkpoint, save_atomic
-from srblock.config import make_config, parse_set
+from srblock.keys import make_config, parse_set
 from srblock.runs import (
     MetricsLog,
     RunLock,
@@ -138,7 +138,7 @@ def test_config_yaml_holds_the_runs_own_fields_and_its_data_folder(tmp_path):
     assert folder.parts[-2:] == ("deeplabv3_r50_d8-sr2p2h8", "seed0") and config_slug(cfg) == folder.parts[-2]
     claim_run_dir(folder, cfg)
     written = yaml.safe_load((folder / "config.yaml").read_text())
-    assert written["data_dir"] == str(tmp_path) and written["sr_blocks"] == 2
+    assert written["data_dir"] == str(tmp_path) and written["sr_memory_blocks"] == 2
     assert "epochs" not in written and "crop_size" in written
     assert read_config(folder) == cfg
     # the data moved: the same run, its new place recorded

@@ -29,7 +29,7 @@ def test_timm_builds_and_trains_it_with_train_py_arguments():
         drop_path_rate=None,
         global_pool=None,
         sr_stage=3,
-        sr_blocks=2,
+        sr_memory_blocks=2,
     )
     [(where, block)] = srblock.sr_blocks(model)
     assert where == "layer3.sr" and block.memory.shape[0] == 2

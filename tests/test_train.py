@@ -16,9 +16,10 @@ import yaml
 
 from srblock.checkpoint import load_checkpoint, save_atomic
 from srblock.cli import main
-from srblock.config import build_model, make_config, parse_set
+from srblock.config import build_model
 from srblock.data import load_dataset
 from srblock.data.imagenet import imagenet_transform
+from srblock.keys import make_config, parse_set
 from srblock.runs import trained_model
 from srblock.train.schedule import multistep_factor, poly_factor
 
@@ -266,9 +267,8 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
 def test_imagenet_one_epoch_end_to_end_with_top5(imagenet, tmp_path, gpu_decode):
     out = tmp_path / "runs"
     line = "train imagenet --data {data} --out {out} --quiet --set epochs=1 --set batch_size=4"
-    line += (
-        " --set eval_batch_size=4 --set image_size=32 --set num_workers=1 --set sr_stage=3 --set sr_blocks=2"
-    )
+    line += " --set eval_batch_size=4 --set image_size=32 --set num_workers=1 --set sr_stage=3"
+    line += " --set sr_memory_blocks=2"
     line += " --set lr=0.01"
     code = main(argv(line, data=imagenet, out=out) + ["--set", f"gpu_decode={str(gpu_decode).lower()}"])
     assert code == 0

@@ -10,9 +10,10 @@ import torch
 
 from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
-from srblock.config import build_model, make_config
+from srblock.config import build_model
 from srblock.data import load_dataset
 from srblock.data.seg_transforms import IGNORE_INDEX, SegEvalTransform
+from srblock.keys import make_config
 from srblock.seg_eval import SegmentationMetric, segment
 
 from .helpers import TINY_SEG, argv, srblock_cli, write_cityscapes
@@ -22,7 +23,7 @@ def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
     out = tmp_path / "runs"
     code = main(
         argv(
-            "train cityscapes --data {data} --out {out} --set sr_stage=2 --set sr_blocks=2",
+            "train cityscapes --data {data} --out {out} --set sr_stage=2 --set sr_memory_blocks=2",
             data=cityscapes,
             out=out,
         )

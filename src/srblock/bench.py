@@ -21,10 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .config import COMPILE_MODES
 from .export import export_onnx, onnx_session
 from .insert import remove_sr, sr_blocks
 from .params import count_params
 from .registry import create_model
+from .spec import SRSpec
 
 
 def count_macs(model: nn.Module, input_size: tuple[int, int, int], batch: int = 1) -> int:
@@ -94,9 +96,6 @@ def _outputs(out: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
     """Every head's output: a classifier's logits, or a segmentation model's main and auxiliary heads
     (a training step's loss counts them all)."""
     return list(out.values()) if isinstance(out, dict) else [out]
-
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def _step_fn(
@@ -255,8 +254,8 @@ class PaperSetting:
     paper_sr_ms: float | None
 
 
-_R50_CIFAR = dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr_blocks=2)
-_R50_IMAGENET = dict(name="resnet50", sr_stage=3, sr_blocks=10, sr_hidden=16)
+_R50_CIFAR = dict(name="resnet50_cifar", num_classes=100, sr_stage=3, sr=SRSpec(memory_blocks=2))
+_R50_IMAGENET = dict(name="resnet50", sr_stage=3, sr=SRSpec(memory_blocks=10, hidden=16))
 PAPER_SETTINGS = (
     PaperSetting("(a) CIFAR-100 R50", _R50_CIFAR, (3, 32, 32), 128, True, None, 377.0, 379.0),
     PaperSetting("(a) CIFAR-100 R50", _R50_CIFAR, (3, 32, 32), 128, False, None, None, None),

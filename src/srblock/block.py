@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from timm.layers import get_act_layer
 from torch import nn
+
+from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, spec_from_legacy
 
 ActLayer = str | type[nn.Module] | None
 
@@ -38,14 +42,8 @@ class SqueezeRemember(nn.Module):
     Args:
         channels: C, channels of the incoming feature map.
         size: (H, W) of the memory, the feature-map size seen in training.
-        memory_blocks: P, number of memory blocks.
-        hidden: h, hidden neurons of the two-layer FC net.
-        squeeze_channels: C_s, channels of the 1x1 squeeze conv.
-        act: activation between the two linear layers: a name timm knows (``"relu"``,
-            ``"gelu"``...), a module class, or ``None`` for none.
-        temperature: T of ``softmax(logits / T)`` (1: the paper's); below 1 the FC net's choice
-            is sharper, so memory blocks get more different gradients.
-        learn_temperature: T is learned (as log T, a parameter) from ``temperature`` on.
+        spec: the block's settings (`SRSpec`: P, h, C_s, the activation, the temperature...);
+            the paper's defaults where None.
 
     The forward is the math alone. What else uses a block works from outside it:
     ``srblock.sr_bypassed`` swaps it for the identity (the ablation), and
@@ -64,41 +62,41 @@ class SqueezeRemember(nn.Module):
         self,
         channels: int,
         size: int | tuple[int, int],
-        memory_blocks: int = 4,
-        hidden: int = 8,
-        squeeze_channels: int = 1,
-        act: ActLayer = "relu",
-        temperature: float = 1.0,
-        learn_temperature: bool = False,
+        spec: SRSpec | None = None,
+        *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **legacy: Any,
     ) -> None:
         super().__init__()
+        spec = spec_from_legacy(legacy, "SqueezeRemember", spec) or spec or SRSpec()
+        if legacy:
+            raise TypeError(f"SqueezeRemember got unexpected keyword arguments: {', '.join(legacy)}")
+        if spec.memory_blocks is None:
+            spec = dataclasses.replace(spec, memory_blocks=DEFAULT_MEMORY_BLOCKS)
         dd = {"device": device, "dtype": dtype}
+        self.spec = spec
         self.channels = _positive("channels", channels)
         self.size = _size2(size)
-        self.memory_blocks = _positive("memory_blocks", memory_blocks)
-        self.hidden = _positive("hidden", hidden)
-        self.squeeze_channels = _positive("squeeze_channels", squeeze_channels)
+        self.memory_blocks, self.hidden = spec.memory_blocks, spec.hidden
+        self.squeeze_channels = spec.squeeze_channels
         height, width = self.size
 
-        self.squeeze = nn.Conv2d(channels, squeeze_channels, kernel_size=1, bias=True, **dd)
-        self.fc1 = nn.Linear(squeeze_channels * height * width, hidden, **dd)
+        self.squeeze = nn.Conv2d(channels, self.squeeze_channels, kernel_size=1, bias=True, **dd)
+        self.fc1 = nn.Linear(self.squeeze_channels * height * width, self.hidden, **dd)
         try:
-            act_layer = get_act_layer(act) if act is not None else None
+            act_layer = get_act_layer(spec.act) if spec.act is not None else None
         except KeyError:
             raise ValueError(
-                f"unknown act {act!r}: give an activation timm knows (relu, gelu, silu...), "
+                f"unknown act {spec.act!r}: give an activation timm knows (relu, gelu, silu...), "
                 "a module class, or None"
             ) from None
         self.act = act_layer() if act_layer is not None else nn.Identity()
-        self.fc2 = nn.Linear(hidden, memory_blocks, **dd)
-        self.memory = nn.Parameter(torch.empty(memory_blocks, channels, height, width, **dd))
-        if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.fc2 = nn.Linear(self.hidden, self.memory_blocks, **dd)
+        self.memory = nn.Parameter(torch.empty(self.memory_blocks, channels, height, width, **dd))
+        self.temperature = spec.temperature
         # learned: a parameter (in the state dict) only then, so the paper's block keeps its keys
-        self.log_temperature = nn.Parameter(torch.empty((), **dd)) if learn_temperature else None
+        self.log_temperature = nn.Parameter(torch.empty((), **dd)) if spec.learn_temperature else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 from torch import nn
 from torch.utils.data import Dataset
 
-from .config import build_config, recipe_values, set_value
 from .data import DATASETS
 from .insert import add_sr, sr_blocks
+from .keys import build_config, recipe_values, set_value
 from .registry import PYTHON_MODEL
 from .runs import BEST_CKPT, Splits, finished, load_weights, read_result, run_dir
 
@@ -63,7 +63,7 @@ def fit(
 ) -> FitResult:
     """Trains `model` on `train_set` with a recipe's optimiser, schedule and loop; the checkpoint
     best on `val_set` is tested on `test_set` (else on `val_set`). `overrides` are recipe keys
-    (epochs=10, lr=1e-3, seed=1...); sr_stage (with sr_blocks, sr_hidden) adds an SR block to a
+    (epochs=10, lr=1e-3, seed=1...); sr_stage (with sr_memory_blocks, sr_hidden...) adds an SR block to a
     model that has none. A second call with the same arguments resumes (or skips) the run."""
     from .train import make_fabric, run_training  # the training stack, only when training
 
@@ -79,16 +79,7 @@ def fit(
     values["in_chans"], values["image_size"] = int(image.shape[0]), int(image.shape[-1])
     cfg = build_config(values, "srblock.fit")
     if cfg.sr_stage is not None and not sr_blocks(model):
-        add_sr(
-            model,
-            cfg.sr_stage,
-            memory_blocks=cfg.sr_blocks,
-            hidden=cfg.sr_hidden,
-            squeeze_channels=cfg.sr_squeeze,
-            input_size=tuple(image.shape),
-            temperature=cfg.sr_temperature,
-            learn_temperature=cfg.sr_temperature_learned,
-        )
+        add_sr(model, cfg.sr_stage, cfg.sr, input_size=tuple(image.shape))
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
     folder = run_dir(Path(out), group, cfg)
     tested = "test" if test_set is not None else "val"

@@ -9,16 +9,18 @@ any other stage gets a forward hook that applies it to the stage's output.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from .block import ActLayer, SqueezeRemember
+from .block import SqueezeRemember
+from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, spec_from_legacy
 
 SR_CHILD = "sr"
-DEFAULT_MEMORY_BLOCKS = 4  # P where neither the caller nor the model chooses
 
 # feature_info entries that are a network's stem, not one of its stages
 _STEM = re.compile(r"^(stem.*|act1|bn1|conv1|conv_stem|bn_stem|norm0)$")
@@ -205,24 +207,25 @@ def _attach(model: nn.Module, stage_name: str, block: SqueezeRemember, input_siz
 def add_sr(
     model: nn.Module,
     stage: int | str,
-    memory_blocks: int | None = None,
-    hidden: int = 8,
-    squeeze_channels: int = 1,
+    spec: SRSpec | None = None,
     input_size: Sequence[int] | None = None,
-    act: ActLayer = "relu",
-    temperature: float = 1.0,
-    learn_temperature: bool = False,
+    **legacy: Any,
 ) -> nn.Module:
-    """Puts a fresh SR block after `stage` (1-based, or a module name) of `model`, in place.
+    """Puts a fresh SR block (the paper's where `spec` is None) after `stage` (1-based, or a
+    module name) of `model`, in place.
 
     The block's C, H and W come from one dummy forward at `input_size` (channels, height,
-    width); without it, the model's own default input size is used where it has one. Without
-    `memory_blocks` (P) the model's own choice is taken (`sr_default_blocks`: the paper's P for
-    srblock's segmentation models), else 4. The model computes exactly what it computed before,
-    as the block's memory starts at zero.
+    width); without it, the model's own default input size is used where it has one. Without a
+    P in the spec (`memory_blocks=None`) the model's own choice is taken (`sr_default_blocks`:
+    the paper's P for srblock's segmentation models), else 4. The model computes exactly what it
+    computed before, as the block's memory starts at zero.
     """
-    if memory_blocks is None:
-        memory_blocks = getattr(model, "sr_default_blocks", DEFAULT_MEMORY_BLOCKS)
+    spec = spec_from_legacy(legacy, "add_sr", spec) or spec or SRSpec()
+    if legacy:
+        raise TypeError(f"add_sr got unexpected keyword arguments: {', '.join(legacy)}")
+    if spec.memory_blocks is None:
+        blocks = getattr(model, "sr_default_blocks", DEFAULT_MEMORY_BLOCKS)
+        spec = dataclasses.replace(spec, memory_blocks=blocks)
     stage_name = _resolve_stage(model, stage)
     if isinstance(getattr(model.get_submodule(stage_name), SR_CHILD, None), SqueezeRemember):
         raise ValueError(
@@ -240,12 +243,7 @@ def add_sr(
     block = SqueezeRemember(
         channels,
         (height, width),
-        memory_blocks=memory_blocks,
-        hidden=hidden,
-        squeeze_channels=squeeze_channels,
-        act=act,
-        temperature=temperature,
-        learn_temperature=learn_temperature,
+        spec,
         device=param.device if param is not None else None,
         dtype=param.dtype if param is not None and param.is_floating_point() else None,
     )

@@ -22,8 +22,8 @@ from torch import nn
 
 from .block import entropy
 from .insert import sr_blocks
+from .spec import MEMORY_INITS
 
-MEMORY_INITS = ("zeros", "normal", "prototypes")
 STATISTICS = ("sr_mem_ratio", "sr_weight_entropy", "sr_weight_class_sep")
 
 

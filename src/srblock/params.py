@@ -20,6 +20,7 @@ from .config import TrainConfig, build_model
 from .insert import sr_blocks as find_sr_blocks
 from .recipes import sweeps_for
 from .registry import PYTHON_MODEL, create_model
+from .spec import SRSpec
 from .sweeps import expand_sweep
 
 PARAM_COLUMNS = ("name", "sr_at", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct")
@@ -107,13 +108,11 @@ def param_count(
     attn: str | None = None,
     reg: str | None = None,
     sr_stage: int | str | None = None,
-    sr_blocks: int | None = None,
-    sr_hidden: int = 8,
-    sr_squeeze: int = 1,
+    sr: SRSpec | None = None,
     input_size: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """One row: parameters of a configuration, of its plain model, of its SR blocks, and OH.
-    `sr_blocks` (P) defaults to the model's own."""
+    The spec's P defaults to the model's own."""
     with torch.device("meta"):
         model = create_model(
             name,
@@ -122,9 +121,7 @@ def param_count(
             attn=attn,
             reg=reg,
             sr_stage=sr_stage,
-            sr_blocks=sr_blocks,
-            sr_hidden=sr_hidden,
-            sr_squeeze=sr_squeeze,
+            sr=sr,
             input_size=input_size,
         )
     return {
@@ -151,7 +148,7 @@ def table_rows(table: str) -> list[dict[str, Any]]:
                     "table": row.table,
                     "name": row.name,
                     "M": cfg.sr_stage,
-                    "P": cfg.sr_blocks,
+                    "P": cfg.sr_memory_blocks,
                     "sr_at": _where(model),
                     **config_overhead(cfg, model),
                     "paper_oh_pct": (row.paper or {}).get("oh"),

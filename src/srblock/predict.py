@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, encode_png, read_file
 
 from .checkpoint import write_atomic
-from .config import FilesConfig, SegmentConfig, TrainConfig
+from .config import TrainConfig
 from .data import DATASETS
 from .data.folder import IMAGE_EXTENSIONS
-from .data.imagenet import UnreadableImage, imagenet_transform
+from .data.imagenet import UnreadableImage
 from .runs import RESULT_FILE, trained_model
 
 
@@ -46,7 +46,7 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
 
 def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
     """The class names a run was trained on: its result.json's, its config's (folders), else numbers."""
-    names = getattr(cfg, "classes", None)
+    names = cfg.class_names()
     if not names and (folder / RESULT_FILE).is_file():
         try:
             names = json.loads((folder / RESULT_FILE).read_text()).get("classes")
@@ -71,10 +71,11 @@ def eval_transform(cfg: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 image -> the float input the run's evaluation fed its model."""
     channels = cfg.input_size()[0]
     mean, std = DATASETS[cfg.dataset].stats(channels)
-    if isinstance(cfg, FilesConfig):
-        return imagenet_transform(False, cfg.image_size, mean, std, cfg.augment, cfg.crop_padding)
+    files = cfg.file_transform(train=False)
+    if files is not None:
+        return files
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
-    size = None if isinstance(cfg, SegmentConfig) else cfg.input_size()[1:]
+    size = None if cfg.SEGMENTS else cfg.input_size()[1:]
 
     def prepare(image: torch.Tensor) -> torch.Tensor:
         x = image.float() / 255.0
@@ -104,8 +105,8 @@ class Predictor:
         return cls(folder, model.to(device), cfg, run_classes(folder, cfg), eval_transform(cfg), device)
 
     @property
-    def segments(self) -> bool:
-        return isinstance(self.cfg, SegmentConfig)
+    def is_segmentation(self) -> bool:
+        return self.cfg.SEGMENTS
 
     def prepare(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """(the uint8 image as read, the model's input)."""
@@ -115,7 +116,7 @@ class Predictor:
     @torch.no_grad()
     def classify(self, paths: list[Path], topk: int = 1, batch: int = 32) -> list[dict]:
         """Per image, its `topk` classes with their probabilities, most likely first."""
-        if self.segments:
+        if self.is_segmentation:
             raise ValueError(f"{self.folder} is a segmentation run: it predicts masks, not classes")
         topk = min(topk, len(self.classes))
         rows = []
@@ -137,7 +138,7 @@ class Predictor:
         the classes' colours, matplotlib's tab20) in `out`."""
         from .models.segmentation import main_output
 
-        if not self.segments:
+        if not self.is_segmentation:
             raise ValueError(f"{self.folder} is a classification run: it predicts classes, not masks")
         colours = _palette(len(self.classes))
         stems = [p.stem for p in paths]

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import functools
 import inspect
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import torch
 from torch import nn
 
-from .block import ActLayer
-from .insert import DEFAULT_MEMORY_BLOCKS, add_sr
+from .insert import add_sr
 from .pretrained import (
     hub_offline_if_unreachable,
     load_matching,
@@ -25,30 +24,36 @@ from .pretrained import (
     read_state_dict,
     timm_pretrained_error,
 )
+from .spec import DEFAULT_MEMORY_BLOCKS, RENAMED_KEYS, SPEC_KEYS, SRSpec, spec_from_keys
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _MODEL_CLASSES: dict[str, type[nn.Module] | None] = {}
+_FACTS: dict[str, ModelFacts] = {}
 
-SR_KWARGS = (
-    "sr_stage",
-    "sr_blocks",
-    "sr_hidden",
-    "sr_squeeze",
-    "sr_act",
-    "sr_temperature",
-    "sr_learn_temperature",
-    "input_size",
-)
 EXTERNAL = ("tv", "timm")  # prefixes of `create_model` names from torchvision and timm
 PYTHON_MODEL = "python:"  # a run's model given as an object (srblock.fit), not built by name
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Registers a model builder under its function name; a name is registered once only.
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model is, declared where it is registered (as timm's `pretrained_cfg` and
+    torchvision's `Weights.meta` do), so configs are checked without building it."""
+
+    segments: bool = False  # predicts per pixel (a segmentation model) rather than per image
+    sr_default_blocks: int = DEFAULT_MEMORY_BLOCKS  # P of an SR block added without one
+    min_train_batch: int = 1  # 2 where a BatchNorm follows a global pooling (DeepLabv3's ASPP)
+    input_size: tuple[int, int, int] | None = None  # what it is built for, which sizes SR memories
+
+
+def register_model(fn: Callable[..., nn.Module] | None = None, **facts: Any) -> Any:
+    """Registers a model builder under its function name, with its `ModelFacts`; a name is
+    registered once only. Use as `@register_model` or `@register_model(segments=True, ...)`.
 
     The builder's return annotation names the model class whose constructor checks the keyword
     arguments `create_model` passes on (timm's convention: `def name(**kwargs) -> ModelClass`).
     """
+    if fn is None:
+        return lambda builder: register_model(builder, **facts)
     name = fn.__name__
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered; choose another function name")
@@ -60,6 +65,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     _MODEL_CLASSES[name] = (
         returned if isinstance(returned, type) and issubclass(returned, nn.Module) else None
     )
+    _FACTS[name] = ModelFacts(**facts)
     return fn
 
 
@@ -74,7 +80,7 @@ def _unknown(name: str, known: Sequence[str], where: str, n: int = 1) -> str:
     return f"unknown {where} {name!r}{hint}"
 
 
-def model_kwargs(name: str) -> list[str]:
+def model_arguments(name: str) -> list[str]:
     """The keyword arguments a registered model takes (besides the sr_* ones): its class's."""
     if name not in _MODELS:
         raise ValueError(
@@ -92,12 +98,12 @@ def _accepts_any(name: str) -> bool:
 
 
 def _create_zoo(name: str, kwargs: dict[str, object]) -> nn.Module:
-    valid = model_kwargs(name)
+    valid = model_arguments(name)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown and not _accepts_any(name):
         raise ValueError(
             f"{name} takes no argument {', '.join(map(repr, unknown))}; "
-            f"valid: {', '.join(valid + list(SR_KWARGS))}"
+            f"valid: {', '.join(valid + ['sr_stage', 'sr', *SPEC_KEYS, 'input_size'])}"
         )
     return _MODELS[name](**kwargs)
 
@@ -145,29 +151,29 @@ def create_model(
     name: str,
     *,
     sr_stage: int | str | None = None,
-    sr_blocks: int | None = None,
-    sr_hidden: int = 8,
-    sr_squeeze: int = 1,
-    sr_act: ActLayer = "relu",
-    sr_temperature: float = 1.0,
-    sr_learn_temperature: bool = False,
+    sr: SRSpec | None = None,
     input_size: Sequence[int] | None = None,
     pretrained: bool | str | None = None,
     pretrained_backbone: str | None = None,
     **kwargs: object,
 ) -> nn.Module:
-    """Builds a model by name, with an SR block after stage `sr_stage` when it is given.
+    """Builds a model by name, with an SR block (`sr`, an `SRSpec`; the paper's by default) after
+    stage `sr_stage` when it is given.
 
     `name` is a registered model (`list_models()`), `tv:NAME` (torchvision) or `timm:NAME`.
     `input_size` (channels, height, width) is the size the model will be fed; it sizes the SR
     memory and defaults to the model's own (32x32 for the CIFAR models, 224x224 for ImageNet,
-    timm's `pretrained_cfg`). Other keyword arguments go to the model (num_classes, in_chans,
-    attn, reg...); one given as None is left to the model's default, so callers need not know
-    which models take it (segmentation models take no attn or reg). `sr_blocks` (P) defaults
-    to the model's own choice, else 4 (see `add_sr`). `pretrained` (True or a weights file) loads
-    weights before the SR block is added, so the model starts exactly as the pretrained one;
-    `pretrained_backbone` (a file) loads a segmentation model's backbone, e.g. ImageNet ResNet50.
+    timm's `pretrained_cfg`). The spec's settings may also come as flat keys, `sr_<field>=...`
+    (as recipes and timm's keyword arguments spell them: `sr_memory_blocks=2`). Other keyword
+    arguments go to the model (num_classes, in_chans, attn, reg...); one given as None is left
+    to the model's default, so callers need not know which models take it (segmentation models
+    take no attn or reg). `pretrained` (True or a weights file) loads weights before the SR block
+    is added, so the model starts exactly as the pretrained one; `pretrained_backbone` (a file)
+    loads a segmentation model's backbone, e.g. ImageNet ResNet50.
     """
+    flat = {k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_KEYS or k in RENAMED_KEYS}
+    if flat:
+        sr = spec_from_keys(flat, f"create_model({name!r})", base=sr)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     pretrained = "true" if pretrained is True else (pretrained or None)
     source, _, bare = name.rpartition(":")
@@ -193,54 +199,32 @@ def create_model(
         path = str(pretrained_backbone)
         model.pretrained_summary = "backbone: " + load_matching(model.backbone, read_state_dict(path), path)
     if sr_stage is not None:
-        add_sr(
-            model,
-            sr_stage,
-            memory_blocks=sr_blocks,
-            hidden=sr_hidden,
-            squeeze_channels=sr_squeeze,
-            input_size=input_size,
-            act=sr_act,
-            temperature=sr_temperature,
-            learn_temperature=sr_learn_temperature,
-        )
+        add_sr(model, sr_stage, sr, input_size=input_size)
     if input_size is not None:
         model.default_input_size = tuple(input_size)
     return model
 
 
-@functools.cache
-def _on_meta(name: str) -> nn.Module:
-    """A model built on the meta device (no memory, no weights), to read facts off."""
-    with torch.device("meta"):
-        return create_model(name)
-
-
-def default_sr_blocks(name: str) -> int:
-    """The P a model takes when none is given: its own choice (the paper's, for the segmentation
-    models), else 4."""
-    if name.startswith(PYTHON_MODEL):
-        return DEFAULT_MEMORY_BLOCKS
-    return int(getattr(_on_meta(name), "sr_default_blocks", DEFAULT_MEMORY_BLOCKS))
-
-
-def is_segmentation(name: str) -> bool:
-    """Whether a model predicts per pixel (srblock's and torchvision's segmentation models)."""
-    from .models.segmentation import SegmentationModel
-
+def model_facts(name: str) -> ModelFacts:
+    """What a model is (task, default P, smallest training batch, input size), without building
+    it: declared at registration for the zoo, read from torchvision's and timm's registries."""
+    source, _, bare = name.rpartition(":")
     if name.startswith(PYTHON_MODEL):  # srblock.fit trains classifiers
-        return False
-    model = _on_meta(name)
-    return isinstance(model, SegmentationModel) or type(model).__module__.startswith(
-        "torchvision.models.segmentation"
-    )
+        return ModelFacts()
+    if source == "tv":
+        import torchvision
 
+        segments = bare in torchvision.models.list_models(module=torchvision.models.segmentation)
+        # DeepLabv3's ASPP pooling branch normalises one value per channel: it needs 2 images
+        return ModelFacts(segments=segments, min_train_batch=2 if bare.startswith("deeplabv3") else 1)
+    if source == "timm":
+        import timm
 
-def min_train_batch(name: str) -> int:
-    """Images per process a model needs to train: 2 where a BatchNorm follows a global pooling (the
-    image-pooling branch of DeepLabv3's ASPP), which normalises over the batch alone; else 1."""
-    from torchvision.models.segmentation.deeplabv3 import ASPPPooling
-
-    if name.startswith(PYTHON_MODEL):
-        return 1
-    return 2 if any(isinstance(m, ASPPPooling) for m in _on_meta(name).modules()) else 1
+        cfg = timm.models.get_pretrained_cfg(bare) if bare in timm.list_models() else None
+        size = getattr(cfg, "input_size", None) if cfg is not None else None
+        return ModelFacts(input_size=tuple(size) if size else None)
+    if name not in _FACTS:
+        raise ValueError(
+            f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}"
+        )
+    return _FACTS[name]

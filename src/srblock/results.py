@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .config import CONFIGS
 from .runs import RESULT_FILE, read_result
 
 # the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale),
@@ -33,7 +34,9 @@ def _present(rows: list[dict[str, Any]]) -> list[str]:
 ROW_COLUMNS = ("table", "name", "M", "P", "seeds")  # what a row is: the paper's table, row and (M, P)
 PAIRED_COLUMNS = ("vs_plain_mean", "vs_plain_ci_low", "vs_plain_ci_high", "vs_plain_p", "vs_plain_seeds")
 # keys that do not make two runs different experiments, or that only the SR block has
-_NOT_COMPARED = ("seed", "precision", "compile", "compile_mode", "num_workers", "data_dir")
+# a plain twin is the same experiment without the SR block: the same keys but seed, how the runs
+# were run, and the SR block's own (role "sr", all named sr_*, as in result.json of any release)
+_NOT_COMPARED = ("seed", *dict.fromkeys(k for cls in CONFIGS for k in cls.execution_keys()))
 
 
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -145,7 +148,9 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "table": first.get("table"),
                 "name": first.get("name") or Path(folder).name,
                 "M": cfg.get("sr_stage"),
-                "P": cfg.get("sr_blocks") if cfg.get("sr_stage") is not None else None,
+                "P": cfg.get("sr_memory_blocks", cfg.get("sr_blocks"))
+                if cfg.get("sr_stage") is not None
+                else None,
                 "seeds": len(runs),
                 **scores,
                 "oh_pct": first.get("oh_pct"),

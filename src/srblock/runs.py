@@ -23,8 +23,10 @@ import yaml
 from torch import nn
 
 from .checkpoint import TMP_SUFFIX, load_checkpoint, write_atomic
-from .config import TrainConfig, build_config, build_model, set_value
+from .config import TrainConfig, build_model
 from .data import DatasetInfo, load_dataset_splits, split_train_val
+from .keys import config_from_mapping
+from .spec import SRSpec
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
 LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
@@ -33,28 +35,16 @@ METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc
 SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
 
 
-# the memory-training options in a configuration's folder name, where they differ from the paper's
-STRATEGY_SLUGS = {
-    "sr_memory_init": "init_",
-    "sr_memory_init_scale": "scale",
-    "sr_memory_lr_mult": "mlr",
-    "sr_memory_weight_decay": "mwd",
-    "sr_temperature": "T",
-    "sr_temperature_learned": "Tlearned",
-    "sr_diversity": "div",
-    "sr_lr_mult": "srlr",
-}
-
-
 def config_slug(cfg: TrainConfig) -> str:
-    """A folder name for a configuration: model, attention, regulariser and SR placement."""
-    parts = [cfg.model] + [p for p in (getattr(cfg, "attn", None), getattr(cfg, "reg", None)) if p]
+    """A folder name for a configuration: model (and its layers), SR placement, and how the memory
+    trains where it is not the paper's way (the `slug` of SRSpec's fields, in their order)."""
+    parts = cfg.folder_parts()
     if cfg.sr_stage is not None:
-        parts.append(f"sr{cfg.sr_stage}p{cfg.sr_blocks}h{cfg.sr_hidden}")
-        defaults = type(cfg)()  # how the memory trains, where it is not the paper's way
-        for key, short in STRATEGY_SLUGS.items():
-            value = getattr(cfg, key, None)
-            if value != getattr(defaults, key, None):
+        spec, default = cfg.sr, SRSpec()
+        parts.append(f"sr{cfg.sr_stage}p{spec.memory_blocks}h{spec.hidden}")
+        for field in dataclasses.fields(SRSpec):
+            short, value = field.metadata.get("slug"), getattr(spec, field.name)
+            if short and value != getattr(default, field.name):
                 parts.append(f"{short}{value}" if not isinstance(value, bool) else short)
     return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts)
 
@@ -78,19 +68,6 @@ def read_config(folder: Path) -> TrainConfig:
             f"{path} is not valid YAML ({reason}): restore it or delete that run folder"
         ) from None
     return config_from_mapping(data, str(path))
-
-
-def config_from_mapping(data: Any, source: str) -> TrainConfig:
-    """A run's config from what config.yaml holds (a mapping of key: value), every value checked."""
-    if not isinstance(data, dict) or not data:
-        raise ValueError(
-            f"{source} is not a run's config (a YAML mapping of key: value): "
-            "restore it or delete that run folder"
-        )
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        set_value(values, key, value, source)
-    return build_config(values, source, other_tasks="drop")
 
 
 def _same_run(folder: Path, cfg: TrainConfig) -> TrainConfig | None:
@@ -305,7 +282,7 @@ def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Split
     training set split by the seed (an empty validation split when val_fraction is 0) unless the
     data set has its own validation split; a folder without test/ is tested on its validation split."""
     info, train_set, val_set, test_set = load_dataset_splits(cfg.dataset, data_root(cfg, given_root))
-    recorded = getattr(cfg, "classes", None)
+    recorded = cfg.class_names()
     if recorded and list(train_set.classes) != list(recorded):  # a folder whose classes changed
         differ = sorted(set(train_set.classes) ^ set(recorded))[:3] or ["their order"]
         raise ValueError(

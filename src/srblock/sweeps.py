@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import TrainConfig, make_config, set_value, with_seeds
+from .config import TrainConfig, with_seeds
+from .keys import make_config, set_value
 from .recipes import load_yaml
 
 ROW_LABELS = ("name", "paper")  # a row's keys that describe it rather than configure it
@@ -35,7 +36,7 @@ class SweepRow:
             "table": self.table,
             "paper": self.paper,
             "M": cfg.sr_stage,
-            "P": cfg.sr_blocks,
+            "P": cfg.sr_memory_blocks,
         }
 
     def configs(self, seeds: list[int] | None = None) -> list[TrainConfig]:

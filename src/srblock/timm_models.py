@@ -15,7 +15,7 @@ from typing import Any
 from timm.models import register_model as timm_register
 from torch import nn
 
-from .registry import create_model, is_segmentation, list_models
+from .registry import create_model, list_models, model_facts
 
 PREFIX = "srblock_"
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # timm's, meaningless here
@@ -62,7 +62,7 @@ def register_zoo() -> list[str]:
     """Registers every classification model of srblock's zoo with timm; returns the names."""
     names = []
     for name in list_models():
-        if not is_segmentation(name):
+        if not model_facts(name).segments:
             globals()[f"{PREFIX}{name}"] = timm_register(_entrypoint(name))
             names.append(f"{PREFIX}{name}")
     return names

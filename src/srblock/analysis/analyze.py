@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..block import SqueezeRemember, entropy
-from ..config import TensorsConfig, TrainConfig
+from ..config import TrainConfig
 from ..data import DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
 from ..memory import nearest_centroid_accuracy, recorded_weights
@@ -45,7 +45,7 @@ def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedR
     """A finished run's best checkpoint in its model, and its data split as in training."""
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
-    if not isinstance(cfg, TensorsConfig):
+    if not cfg.in_memory():
         raise NotAnalysable(
             f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
             "(data sets held in memory); ImageNet and segmentation runs are not supported yet "

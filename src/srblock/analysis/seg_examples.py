@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from ..config import SegmentConfig
 from ..data.seg_transforms import SegEvalTransform
 from ..runs import load_splits, trained_model
 from ..seg_eval import segment
@@ -19,7 +18,7 @@ def segmentation_examples(folder: str | Path, data_root: str | Path | None = Non
     tested checkpoint's whole-image predictions."""
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
-    if not isinstance(cfg, SegmentConfig):
+    if not cfg.SEGMENTS:
         raise ValueError(f"{folder} is a {cfg.dataset} run, not a segmentation run")
     info, _, _, test, _ = load_splits(cfg, data_root)
     normalise = SegEvalTransform(info.mean, info.std)

@@ -17,12 +17,12 @@ srblock: the Squeeze-and-Remember block for CNNs: models, recipes, analyses, cos
 examples:
   srblock demo                                    # offline: Fashion-MNIST with and without an SR block
   srblock recipes                                 # the paper's recipes and sweeps
-  srblock train cifar100 --data ~/data --set sr_stage=3 --set sr_blocks=2 --seeds 0 1 2 3 4
+  srblock train cifar100 --data ~/data --set sr_stage=3 --set sr_memory_blocks=2 --seeds 0 1 2 3 4
   srblock sweep cifar100-table1 --data ~/data && srblock table runs/cifar100-table1
   srblock analyze runs/demo/resnet10s_cifar-sr3p4h8/seed0   # what the memory learned
   srblock predict runs/demo/resnet10s_cifar-sr3p4h8/seed0 my_images/ --topk 3
   srblock params --table cifar100                 # parameter overhead of every row of Tables I and II
-  srblock bench --model resnet18_cifar --sr-stage 3 --sr-blocks 4   # latency and MACs, with and without SR
+  srblock bench --model resnet18_cifar --sr-stage 3 --sr-memory-blocks 4  # latency, MACs: with SR and without
   srblock export --model resnet18_cifar --sr-stage 3 --onnx r18_sr.onnx
 """
 

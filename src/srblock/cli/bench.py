@@ -7,11 +7,13 @@ import json
 
 import torch
 
-from ..bench import COMPILE_MODES, PAPER_SETTINGS, TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
+from ..bench import PAPER_SETTINGS, TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
+from ..config import COMPILE_MODES
 from ..profile import block_costs
 from ..registry import create_model
 from ..render import render
-from .common import add_model_args, at_least, build_from_args, device_arg
+from .common import at_least
+from .model_args import add_model_args, add_run_args, build_from_args, device
 
 EPILOG = """\
 Both models run interleaved in one process (A B B A ..., after a warm-up, CUDA synchronised);
@@ -19,14 +21,14 @@ the overhead is the median of the paired ratios with a bootstrap 95% confidence 
 (multiply-adds) come from torch.utils.flop_counter.
 
 examples:
-  srblock bench --model resnet18_cifar --sr-stage 3 --sr-blocks 4 --device cpu --batch 1 --size 32
-  srblock bench --model resnet50_cifar --sr-stage 3 --sr-blocks 2 --batch 128 --train --device cuda
-  srblock bench --model resnet50 --sr-stage 3 --sr-blocks 10 --sr-hidden 16 --onnx   # onnxruntime, CPU
+  srblock bench --model resnet18_cifar --sr-stage 3 --sr-memory-blocks 4 --device cpu --input-size 3 32 32
+  srblock bench --model resnet50_cifar --sr-stage 3 --sr-memory-blocks 2 --batch-size 128 --train
+  srblock bench --model resnet50 --sr-stage 3 --sr-memory-blocks 10 --sr-hidden 16 --onnx   # onnxruntime
   srblock bench --paper --device cuda        # the paper's three settings, its numbers beside ours
   srblock bench --paper --device cuda --compile reduce-overhead   # the same, compiled with CUDA graphs
   srblock bench --paper --profile            # ops and bytes of one SR forward and backward (CPU too)
-  srblock bench --model deeplabv3_r50_d8 --sr-stage 2 --size 512x1024 --batch 2 --train --bf16 \
-        --channels-last --device cuda          # Cityscapes DeepLabv3 + SR training iterations
+  srblock bench --model deeplabv3_r50_d8 --sr-stage 2 --input-size 3 512 1024 --batch-size 2 --train \
+        --precision bf16-mixed --channels-last --device cuda   # Cityscapes DeepLabv3 + SR iterations
 """
 
 COLUMNS = [
@@ -50,20 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_args(p)
+    add_run_args(p, batch=1)
     p.add_argument("--paper", action="store_true", help="the paper's three settings (its section III-E)")
-    p.add_argument(
-        "--device",
-        type=device_arg,
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="cpu or cuda",
-    )
-    p.add_argument("--batch", type=at_least(1), default=1, help="images per call (default: 1)")
     p.add_argument("--train", action="store_true", help="time a training step instead of inference")
     p.add_argument("--repeats", type=at_least(1), default=50, metavar="N", help="timed pairs (default: 50)")
     p.add_argument(
         "--warmup", type=at_least(0), default=5, metavar="N", help="untimed pairs first (default: 5)"
     )
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument(
         "--compile",
@@ -107,15 +102,15 @@ def profile_rows(args: argparse.Namespace) -> list[dict]:
         models = [(name, create_model(**kw), size, batch) for name, kw, size, batch in settings]
     else:
         model, input_size = build_from_args(args)
-        models = [(args.model, model, input_size, args.batch)]
+        models = [(args.model, model, input_size, args.batch_size)]
     rows = []
     for name, model, input_size, batch in models:
-        rows += [{"setting": name, **row} for row in block_costs(model, input_size, batch, args.device)]
+        rows += [{"setting": name, **row} for row in block_costs(model, input_size, batch, device(args))]
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
-    dtype = torch.bfloat16 if args.bf16 else None
+    dtype = torch.bfloat16 if args.precision == "bf16-mixed" else None
     if args.profile:
         rows = profile_rows(args)
         if args.json:
@@ -127,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--onnx times onnxruntime inference: leave out --compile, --train and --paper")
     if args.paper:
         rows = bench_paper(
-            args.device,
+            device(args),
             repeats=args.repeats,
             warmup=args.warmup,
             dtype=dtype,
@@ -138,15 +133,15 @@ def run(args: argparse.Namespace) -> int:
         model, input_size = build_from_args(args)
         if args.onnx:
             row = bench_onnx_pair(
-                model, input_size, batch=args.batch, repeats=args.repeats, warmup=args.warmup
+                model, input_size, batch=args.batch_size, repeats=args.repeats, warmup=args.warmup
             )
         else:
             row = bench_pair(
                 model,
                 input_size,
-                batch=args.batch,
+                batch=args.batch_size,
                 train=args.train,
-                device=args.device,
+                device=device(args),
                 repeats=args.repeats,
                 warmup=args.warmup,
                 dtype=dtype,

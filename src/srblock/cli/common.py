@@ -1,4 +1,4 @@
-"""Flags shared by several commands: training (data, output, seeds, devices) and models (bench, export)."""
+"""Flags shared by the commands that train (data, output, seeds, devices), and small argparse types."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from torch import nn
-
-from ..config import CHOICES, TrainConfig, key_groups, parse_hw, parse_set
-from ..insert import add_sr
-from ..registry import create_model
+from ..config import PRECISIONS, TrainConfig
+from ..keys import key_groups, parse_set
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -87,7 +84,7 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
     add_device_args(p)
     p.add_argument(
         "--precision",
-        choices=CHOICES["precision"],
+        choices=PRECISIONS,
         help="default: the recipe's (auto: bf16-mixed on GPU, 32-true on CPU)",
     )
 
@@ -132,54 +129,3 @@ def shared_precision(configs: Iterable[TrainConfig]) -> str:
 def stage_arg(text: str) -> int | str:
     """A stage: 1-based number, or a module name such as features.6."""
     return int(text) if text.isdigit() else text
-
-
-def size_arg(text: str) -> tuple[int, int]:
-    """An input size: one number (square) or HxW."""
-    try:
-        return parse_hw(text, "--size")
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model and the SR/attention flags of `bench` and `export`."""
-    p.add_argument("--model", metavar="NAME", help="a zoo model, or tv:NAME (torchvision) or timm:NAME")
-    p.add_argument("--num-classes", type=at_least(1), metavar="N", help="classes (default: the model's)")
-    p.add_argument("--attn", choices=("se", "cbam"), help="SE or CBAM in every block (zoo models)")
-    p.add_argument(
-        "--sr-stage", type=stage_arg, metavar="M", help="SR block after stage M (a number or a module name)"
-    )
-    p.add_argument(
-        "--sr-blocks", type=at_least(1), metavar="P", help="memory blocks (default: the model's own, else 4)"
-    )
-    p.add_argument(
-        "--sr-hidden", type=at_least(1), default=8, metavar="H", help="hidden neurons (default: 8)"
-    )
-    p.add_argument(
-        "--size",
-        type=size_arg,
-        metavar="S",
-        help="input size: S or HxW, e.g. 512x1024 (default: the model's)",
-    )
-    p.add_argument(
-        "--in-chans",
-        type=at_least(1),
-        metavar="C",
-        help="input channels, e.g. 1 for grey (default: the model's)",
-    )
-
-
-def build_from_args(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int, int]]:
-    """(model, input_size) from --model and friends: the zoo, torchvision or timm, with SR at --size."""
-    if not args.model:
-        raise ValueError("give --model NAME (a zoo model, tv:NAME or timm:NAME)")
-    model = create_model(args.model, num_classes=args.num_classes, attn=args.attn, in_chans=args.in_chans)
-    default = tuple(model.default_input_size)
-    channels = args.in_chans or default[0]
-    input_size = (channels, *args.size) if args.size else (channels, *default[1:])
-    if args.sr_stage is not None:
-        add_sr(
-            model, args.sr_stage, memory_blocks=args.sr_blocks, hidden=args.sr_hidden, input_size=input_size
-        )
-    return model, input_size

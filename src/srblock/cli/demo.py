@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import make_config
+from ..keys import make_config
 from ..render import render
 from ..runs import finished, read_result, run_dir
 from .common import add_device_args

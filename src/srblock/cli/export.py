@@ -7,11 +7,11 @@ from pathlib import Path
 
 from ..export import export_onnx, onnx_max_diff
 from ..runs import trained_model
-from .common import add_model_args, build_from_args
+from .model_args import add_model_args, build_from_args
 
 EPILOG = """\
 examples:
-  srblock export --model resnet18_cifar --sr-stage 3 --sr-blocks 4 --onnx r18_sr.onnx
+  srblock export --model resnet18_cifar --sr-stage 3 --sr-memory-blocks 4 --onnx r18_sr.onnx
   srblock export --model timm:convnext_atto --sr-stage 3 --onnx convnext_sr.onnx --dynamic-batch
   srblock export runs/demo/resnet10s_cifar-sr3p4h8/seed0 --onnx demo.onnx
   srblock export runs/demo-seg/fcn_resnet10s-sr2p4h8/seed0 --onnx seg.onnx   # per-pixel logits
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir:
         given = [
             f"--{k.replace('_', '-')}"
-            for k in ("model", "num_classes", "attn", "sr_stage", "sr_blocks", "size", "in_chans")
+            for k in ("model", "num_classes", "attn", "reg", "sr_stage", "input_size", "in_chans")
             if getattr(args, k) is not None
         ]
         if given:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.layers import ATTN_LAYERS, REG_LAYERS
 from ..params import PARAM_COLUMNS, TABLE_COLUMNS, TABLES, param_count, table_rows
 from ..render import FORMATS, render
-from .common import at_least, stage_arg
+from .model_args import add_model_args, sr_spec
 
 EPILOG = """\
 OH is the paper's: parameters added to the plain model (attention and SR together), in % of it.
@@ -16,8 +15,8 @@ sr_oh_pct is the SR blocks' share alone, from Eq. 1.
 examples:
   srblock params --table cifar100                    # every row of the paper's Tables I and II
   srblock params --table imagenet --format csv
-  srblock params --model resnet18_cifar --num-classes 100 --attn se --sr-stage 3 --sr-blocks 2
-  srblock params --model resnet50 --sr-stage 3 --sr-blocks 10 --sr-hidden 16 --input-size 3 224 224
+  srblock params --model resnet18_cifar --num-classes 100 --attn se --sr-stage 3 --sr-memory-blocks 2
+  srblock params --model resnet50 --sr-stage 3 --sr-memory-blocks 10 --sr-hidden 16 --input-size 3 224 224
 """
 
 
@@ -33,27 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--model", metavar="NAME", help="a model of `srblock.list_models()`")
     what.add_argument("--table", choices=TABLES, help="the paper's tables for this data set")
-    p.add_argument("--num-classes", type=at_least(1), metavar="N", help="classes (default: the model's)")
-    p.add_argument("--in-chans", type=at_least(1), metavar="N", help="input channels (default: 3)")
-    p.add_argument("--attn", choices=[a for a in ATTN_LAYERS if a], help="SE or CBAM in every block")
-    p.add_argument("--reg", choices=[r for r in REG_LAYERS if r], help="regulariser (adds no parameters)")
-    p.add_argument("--sr-stage", type=stage_arg, metavar="M", help="put an SR block after stage M")
-    p.add_argument(
-        "--sr-blocks", type=at_least(1), metavar="P", help="memory blocks (default: the model's own, else 4)"
-    )
-    p.add_argument(
-        "--sr-hidden", type=at_least(1), default=8, metavar="H", help="hidden neurons (default: 8)"
-    )
-    p.add_argument(
-        "--sr-squeeze", type=at_least(1), default=1, metavar="CS", help="squeezed channels (default: 1)"
-    )
-    p.add_argument(
-        "--input-size",
-        type=at_least(1),
-        nargs=3,
-        metavar=("C", "H", "W"),
-        help="input size that sizes the memory (default: the model's, 3 32 32 for CIFAR models)",
-    )
+    add_model_args(p, with_model=False)
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")
     p.set_defaults(run=run)
 
@@ -71,10 +50,8 @@ def run(args: argparse.Namespace) -> int:
         attn=args.attn,
         reg=args.reg,
         sr_stage=args.sr_stage,
-        sr_blocks=args.sr_blocks,
-        sr_hidden=args.sr_hidden,
-        sr_squeeze=args.sr_squeeze,
-        input_size=args.input_size,
+        sr=sr_spec(args),
+        input_size=tuple(args.input_size) if args.input_size else None,
     )
     print(render([row], PARAM_COLUMNS, args.format))
     return 0

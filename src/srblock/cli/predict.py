@@ -10,7 +10,8 @@ from pathlib import Path
 from ..checkpoint import write_atomic
 from ..predict import Predictor, image_files
 from ..render import render
-from .common import at_least, device_arg
+from .common import at_least
+from .model_args import add_run_args, device
 
 EPILOG = """\
 Reads only the run folder (config.yaml, best.ckpt, result.json): no training data is needed.
@@ -34,24 +35,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a run folder: OUT/<recipe>/<configuration>/seed<k>")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders of them")
     p.add_argument("--topk", type=at_least(1), default=1, metavar="K", help="classes per image (default: 1)")
-    p.add_argument(
-        "--batch", type=at_least(1), default=32, metavar="N", help="images per forward (default: 32)"
-    )
     p.add_argument("--csv", metavar="FILE", help="also write the rows to FILE (CSV)")
     p.add_argument(
         "--out", metavar="DIR", help="segmentation: where the masks go (default: RUN_DIR/predictions)"
     )
-    p.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda (default: cpu)")
+    add_run_args(p, batch=32, precision=False)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.run_dir, args.device)
+    predictor = Predictor.load(args.run_dir, device(args))
     paths = image_files(args.inputs)
-    if predictor.segments:
+    if predictor.is_segmentation:
         rows = predictor.segment(paths, Path(args.out) if args.out else Path(args.run_dir) / "predictions")
     else:
-        rows = predictor.classify(paths, topk=args.topk, batch=args.batch)
+        rows = predictor.classify(paths, topk=args.topk, batch=args.batch_size)
     columns = list(rows[0])
     if args.csv:
         text = io.StringIO()

@@ -7,7 +7,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..config import make_config, with_seeds
+from ..config import with_seeds
+from ..keys import make_config
 from ..recipes import group_name
 from ..render import render
 from ..results import METRICS
@@ -23,12 +24,12 @@ from .common import (
 EPILOG = """\
 examples:
   srblock train cifar100 --data ~/data --set model=resnet18_cifar --set attn=se \\
-        --set sr_stage=3 --set sr_blocks=2 --seeds 0 1 2 3 4 --out runs/
+        --set sr_stage=3 --set sr_memory_blocks=2 --seeds 0 1 2 3 4 --out runs/
   srblock train cifar100 --out runs/ --resume        # continue every unfinished seed where it stopped
   srblock train fashion_mnist --set epochs=1 --set limit_train=2000 --quiet
   srblock train my_recipe.yaml --devices 4 --precision bf16-mixed
   srblock train imagenet --data /data/imagenet --devices 8 --set gpu_decode=true
-  srblock train cityscapes --data /data/cityscapes --devices 4 --set sr_stage=2 --set sr_blocks=2
+  srblock train cityscapes --data /data/cityscapes --devices 4 --set sr_stage=2 --set sr_memory_blocks=2
 
 Each run writes OUT/<recipe>/<configuration>/seed<k>/: config.yaml, metrics.csv, tensorboard/,
 last.ckpt (every epoch), best.ckpt (best on validation) and result.json (test accuracy of best.ckpt).

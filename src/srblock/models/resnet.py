@@ -165,7 +165,7 @@ def _create_resnet(model_args: dict[str, object], kwargs: dict[str, object]) -> 
     return init_weights(model) if model.cifar_stem else model
 
 
-@register_model
+@register_model(input_size=(3, 32, 32))
 def resnet18_cifar(**kwargs: object) -> ResNet:
     """ResNet18 for 32x32 images (11,220,132 parameters at 100 classes)."""
     model_args = dict(
@@ -174,7 +174,7 @@ def resnet18_cifar(**kwargs: object) -> ResNet:
     return _create_resnet(model_args, kwargs)
 
 
-@register_model
+@register_model(input_size=(3, 32, 32))
 def resnet34_cifar(**kwargs: object) -> ResNet:
     """ResNet34 for 32x32 images (21,328,292 parameters at 100 classes)."""
     model_args = dict(
@@ -183,7 +183,7 @@ def resnet34_cifar(**kwargs: object) -> ResNet:
     return _create_resnet(model_args, kwargs)
 
 
-@register_model
+@register_model(input_size=(3, 32, 32))
 def resnet50_cifar(**kwargs: object) -> ResNet:
     """ResNet50 for 32x32 images (23,705,252 parameters at 100 classes)."""
     model_args = dict(
@@ -192,14 +192,14 @@ def resnet50_cifar(**kwargs: object) -> ResNet:
     return _create_resnet(model_args, kwargs)
 
 
-@register_model
+@register_model(input_size=(3, 224, 224))
 def resnet50(**kwargs: object) -> ResNet:
     """torchvision's ImageNet ResNet50 and its init (25,557,032 parameters at 1000 classes)."""
     model_args = dict(block=tv.Bottleneck, layers=[3, 4, 6, 3], num_classes=1000, drop_block_size=7)
     return _create_resnet(model_args, kwargs)
 
 
-@register_model
+@register_model(input_size=(3, 32, 32))
 def resnet10s_cifar(**kwargs: object) -> ResNet:
     """A small CIFAR ResNet (one BasicBlock per stage, widths 16-128) for the CPU demo and tests."""
     model_args = dict(

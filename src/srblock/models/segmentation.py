@@ -110,20 +110,20 @@ class SegmentationModel(nn.Module):
         return result
 
 
-@register_model
+@register_model(segments=True, sr_default_blocks=3, input_size=(3, 512, 1024))
 def fcn_r50_d8(**kwargs: object) -> SegmentationModel:
     """FCN on a dilated ResNet50 (output stride 8), auxiliary FCN head on layer3; SR default P = 3."""
     return SegmentationModel(**{**dict(head="fcn", backbone="r50_d8", sr_default_blocks=3), **kwargs})
 
 
-@register_model
+@register_model(segments=True, sr_default_blocks=2, min_train_batch=2, input_size=(3, 512, 1024))
 def deeplabv3_r50_d8(**kwargs: object) -> SegmentationModel:
     """DeepLabv3 (ASPP 1, 12, 24, 36 + image pooling) on a dilated ResNet50 (output stride 8),
     auxiliary FCN head on layer3; SR default P = 2."""
     return SegmentationModel(**{**dict(head="deeplabv3", backbone="r50_d8", sr_default_blocks=2), **kwargs})
 
 
-@register_model
+@register_model(segments=True, sr_default_blocks=4, input_size=(1, 64, 64))
 def fcn_resnet10s(**kwargs: object) -> SegmentationModel:
     """A tiny FCN for the CPU segmentation demo: resnet10s_cifar's stages (stride-1 stem, so
     output stride 8 without dilation), FCN head on layer4, auxiliary head on layer3; 64x64 input."""

@@ -111,13 +111,13 @@ def _create_vgg(model_args: dict[str, object], kwargs: dict[str, object]) -> VGG
     return init_weights(VGG(**{**model_args, **kwargs}), conv="normal")
 
 
-@register_model
+@register_model(input_size=(3, 32, 32))
 def vgg16_bn_cifar(**kwargs: object) -> VGG:
     """VGG16-BN for 32x32 images."""
     return _create_vgg(dict(widths=CFGS["vgg16"]), kwargs)
 
 
-@register_model
+@register_model(input_size=(3, 32, 32))
 def vgg19_bn_cifar(**kwargs: object) -> VGG:
     """VGG19-BN for 32x32 images."""
     return _create_vgg(dict(widths=CFGS["vgg19"]), kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 
 from lightning.fabric import Fabric
 
-from ..config import SegmentConfig, TrainConfig
+from ..config import TrainConfig
 from ..runs import Interrupted, RunLock
 from .classify import train_classifier
 from .engine import make_fabric
@@ -16,7 +16,7 @@ from .segment import train_segmenter
 
 def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) -> dict[str, Any]:
     """Trains one run with the loop its task needs (classification or segmentation); returns result.json."""
-    loop = train_segmenter if isinstance(cfg, SegmentConfig) else train_classifier
+    loop = train_segmenter if cfg.SEGMENTS else train_classifier
     with RunLock(folder, active=fabric.global_rank == 0):  # one process trains in a folder at a time
         try:
             return loop(fabric, cfg, folder, **kwargs)

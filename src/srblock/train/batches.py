@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..config import TrainConfig
 from ..data import DeviceLoader, EpochSampler, ImageSet, make_dataloader, make_file_loader
-from ..data.imagenet import ImageFiles, UnreadableImage, collate_encoded, decode_batch, imagenet_transform
+from ..data.imagenet import ImageFiles, UnreadableImage, collate_encoded, decode_batch
 from ..data.sampler import epoch_seed, item_seed
 
 
@@ -27,9 +27,7 @@ class ClassifyBatches:
         if not isinstance(data, ImageSet):  # files (or a Dataset from Python: srblock.fit), read by workers
             encoded = isinstance(data, ImageFiles) and cfg.gpu_decode
             if isinstance(data, ImageFiles):  # a Python Dataset brings its own transforms
-                transform = imagenet_transform(
-                    train, cfg.image_size, mean, std, cfg.augment, cfg.crop_padding, cfg.flip
-                )
+                transform = cfg.file_transform(train)
                 if encoded:
                     self.decode, data = transform, data.with_transform(None, encoded=True)
                 else:

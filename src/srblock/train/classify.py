@@ -133,17 +133,18 @@ def train_classifier(
         quiet,
     )
     loss_metric, acc_metric = running_metrics(num_classes, device)
-    if run.step == 0 and blocks and cfg.sr_memory_init != "zeros":  # a fresh run (resumes: in last.ckpt)
+    spec = cfg.sr
+    if run.step == 0 and blocks and spec.memory_init != "zeros":  # a fresh run (resumes: in last.ckpt)
         init_memory(
             run.model,
             first_images(data.train, mean, std, device),
-            cfg.sr_memory_init,
-            cfg.sr_memory_init_scale,
+            spec.memory_init,
+            spec.memory_init_scale,
             cfg.seed,
         )
 
     # sr_diversity: every training forward's weights, with their graph, for its loss term
-    diversity = recorded_weights(run.model, grad=True) if cfg.sr_diversity > 0 else contextlib.nullcontext({})
+    diversity = recorded_weights(run.model, grad=True) if spec.diversity > 0 else contextlib.nullcontext({})
     with diversity as chosen:
         for epoch in range(run.step, cfg.epochs):
             epoch_start, lr = time.time(), run.optimizer.param_groups[0]["lr"]
@@ -155,7 +156,7 @@ def train_classifier(
                 logits = run.net(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
                 objective = (
-                    loss + cfg.sr_diversity * sum(map(diversity_loss, drain(chosen))) if chosen else loss
+                    loss + spec.diversity * sum(map(diversity_loss, drain(chosen))) if chosen else loss
                 )
                 run.optimizer.zero_grad(set_to_none=True)
                 fabric.backward(objective)
@@ -228,7 +229,7 @@ def train_classifier(
             "tested_split": data.tested,
             **memory,
             # for predict, which reads only the run folder
-            "classes": list(getattr(cfg, "classes", None) or data.train.classes),
+            "classes": cfg.class_names() or list(data.train.classes),
         },
         extra,
     )

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_atomic, set_rng_state, training_state
-from ..config import SegmentConfig, TrainConfig, build_model
+from ..config import TrainConfig, build_model
 from ..insert import sr_blocks
 from ..memory import statistic_columns
 from ..params import config_overhead
@@ -111,17 +111,18 @@ def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.
     `sr_lr_mult` times the lr (a block added to a pretrained network learns faster than the
     network moves), and their memory at `sr_memory_lr_mult` times that, with its own weight decay."""
     groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "lr": cfg.lr}]
-    own_memory = cfg.sr_memory_lr_mult != 1.0 or cfg.sr_memory_weight_decay is not None
-    if cfg.sr_lr_mult != 1.0 or own_memory:  # (one group otherwise, as the paper's runs hold)
+    spec = cfg.sr
+    own_memory = spec.memory_lr_mult != 1.0 or spec.memory_weight_decay is not None
+    if spec.lr_mult != 1.0 or own_memory:  # (one group otherwise, as the paper's runs hold)
         blocks = [b for _, b in sr_blocks(model)]
         memory = {id(b.memory) for b in blocks}
         block = {id(p) for b in blocks for p in b.parameters()} - memory
-        memory_group = {"lr": cfg.lr * cfg.sr_lr_mult * cfg.sr_memory_lr_mult}
-        if cfg.sr_memory_weight_decay is not None:
-            memory_group["weight_decay"] = cfg.sr_memory_weight_decay
+        memory_group = {"lr": cfg.lr * spec.lr_mult * spec.memory_lr_mult}
+        if spec.memory_weight_decay is not None:
+            memory_group["weight_decay"] = spec.memory_weight_decay
         groups = [
             {"params": [p for p in model.parameters() if id(p) not in block | memory], "lr": cfg.lr},
-            {"params": [p for p in model.parameters() if id(p) in block], "lr": cfg.lr * cfg.sr_lr_mult},
+            {"params": [p for p in model.parameters() if id(p) in block], "lr": cfg.lr * spec.lr_mult},
             {"params": [p for p in model.parameters() if id(p) in memory], **memory_group},
         ]
         groups = [g for g in groups if g["params"]]
@@ -264,7 +265,7 @@ class Run:
 def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:
     """One forward of one blank image at the run's size, so a size the network cannot take is one
     line now rather than a traceback in the first step."""
-    if isinstance(cfg, SegmentConfig):  # the zoo's segmentation models take any crop
+    if cfg.SEGMENTS:  # the zoo's segmentation models take any crop
         return
     size = cfg.input_size()
     was_training = model.training

@@ -1,0 +1,159 @@
+"""Checking a run's keys and values: from a recipe, `--set`, a sweep, `srblock.fit` or a run folder's
+config.yaml, each key is checked by the facts its field declares (config.py, schema.py), and the
+values of one run are built into the config class its data set's task needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any
+
+import yaml
+
+from .config import CONFIGS, ClassifyConfig, TrainConfig, config_class
+from .data import DATASETS
+from .recipes import load_yaml
+from .registry import model_facts
+from .schema import check
+from .spec import renamed
+
+FIELDS = {f.name: f for cls in CONFIGS for f in dataclasses.fields(cls)}
+KEYS = tuple(FIELDS)  # every key any run may set
+_TYPES = {k: v for cls in CONFIGS for k, v in typing.get_type_hints(cls).items() if k in FIELDS}
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def key_groups() -> dict[str, list[str]]:
+    """The keys by the runs they apply to (for --help): every run's, then each task's own."""
+    common = _names(TrainConfig)
+    groups = {"every run": common, "classification": [k for k in _names(ClassifyConfig) if k not in common]}
+    for cls in CONFIGS:
+        groups[cls.TASK] = [k for k in _names(cls) if k not in _names(cls.__mro__[1])]
+    return groups
+
+
+def set_value(values: dict[str, Any], key: str, value: Any, source: str, *, old_names: str = "warn") -> None:
+    """Checks one key and its value against its field's facts and stores it, or raises a one-line
+    ValueError. A key's name of an earlier release is read as today's (`old_names="warn"` says so
+    in a FutureWarning; "quiet" for the config.yaml of runs written by then)."""
+    key = renamed(key, source, warn=old_names == "warn")
+    if key not in FIELDS:
+        close = difflib.get_close_matches(key, KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(KEYS)}")
+    field = FIELDS[key]
+    parse = field.metadata.get("parse")
+    checked = check(key, field, _TYPES[key], parse(value) if parse else value, source)
+    valid = field.metadata.get("valid")
+    if valid and checked is not None:
+        try:
+            ok = valid(checked)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+        if not ok:
+            raise ValueError(f"{source}: {key} {field.metadata.get('rule', 'is not valid')}, got {checked!r}")
+    values[key] = checked
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings as a dict; values are read as YAML (0.1, true, null, [60, 120])."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: write key=value, e.g. --set lr=0.05")
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        if key.strip() == "crop_size":
+            value = text  # HxW as written: YAML would read 0x100 as a hexadecimal number
+        set_value(values, key.strip(), value, f"--set {item}")
+    return values
+
+
+def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "refuse") -> TrainConfig:
+    """The config of checked `values`, of the class its data set's task needs, with the model's P
+    filled in where an SR block is asked for without one. What the model is (its task, smallest
+    batch, P) is read from the registry's facts: no model is built.
+
+    `other_tasks="drop"` leaves out keys of other tasks instead of refusing them: config.yaml
+    files written before configs were split by task list every key of every task.
+    """
+    dataset = values.get("dataset", TrainConfig.dataset)
+    cls = config_class(dataset)
+    own = set(_names(cls))
+    foreign = [k for k in values if k not in own]
+    if foreign and other_tasks == "refuse":
+        raise ValueError(
+            f"{source}: {', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to "
+            f"{dataset} runs ({cls.TASK}); their keys: {', '.join(_names(cls))}"
+        )
+    values = {k: v for k, v in values.items() if k in own}
+    model = values.get("model", cls.model)
+    facts = model_facts(model)
+    batch = values.get("batch_size", cls.batch_size)
+    if facts.segments != cls.SEGMENTS:
+        kind = "a segmentation model" if facts.segments else "a classification model"
+        raise ValueError(
+            f"{source}: {model} is {kind}, but {dataset} runs are {cls.TASK}: choose a model for that task "
+            "(srblock.list_models())"
+        )
+    if batch < facts.min_train_batch:
+        raise ValueError(
+            f"{source}: batch_size={batch} cannot train {model} (per process): its image-pooling "
+            f"BatchNorm sees one value per channel; set batch_size={facts.min_train_batch} or more"
+        )
+    if values.get("sr_memory_init", "zeros") != "zeros" and not DATASETS[dataset].in_memory:
+        raise ValueError(
+            f"{source}: sr_memory_init={values['sr_memory_init']} starts the memory from images held in "
+            f"memory (CIFAR, Fashion-MNIST); {dataset} runs read files: leave sr_memory_init at zeros"
+        )
+    if dataset == "folder" and values.get("classes") is None and values.get("data_dir"):
+        from .data.folder import folder_classes  # the classes are the data's: read once, then recorded
+
+        values["classes"] = list(folder_classes(values["data_dir"]))
+    if values.get("sr_stage") is None:
+        values["sr_memory_blocks"] = None  # no SR block: no P
+    elif values.get("sr_memory_blocks") is None:
+        values["sr_memory_blocks"] = facts.sr_default_blocks
+    return cls(**values)
+
+
+def recipe_values(recipe: str) -> dict[str, Any]:
+    """The checked fields of a recipe (shipped name or YAML path)."""
+    data = load_yaml(recipe)
+    if "runs" in data:
+        raise ValueError(f"{recipe} is a sweep, not a recipe: run it with `srblock sweep {recipe}`")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key != "description":
+            set_value(values, key, value, f"recipe {recipe}")
+    return values
+
+
+def make_config(
+    recipe: str, overrides: dict[str, Any] | None = None, source: str | None = None
+) -> TrainConfig:
+    """A recipe with overrides applied on top (both already checked by set_value); `source` names
+    where the overrides come from in an error (default: the recipe)."""
+    values = {**recipe_values(recipe), **(overrides or {})}
+    return build_config(values, source or f"recipe {recipe} with its overrides")
+
+
+def config_from_mapping(data: Any, source: str) -> TrainConfig:
+    """A run's config from what its config.yaml holds (a mapping of key: value), every value checked;
+    the key names of earlier releases are read quietly (the run was written with them)."""
+    if not isinstance(data, dict) or not data:
+        raise ValueError(
+            f"{source} is not a run's config (a YAML mapping of key: value): "
+            "restore it or delete that run folder"
+        )
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        set_value(values, key, value, source, old_names="quiet")
+    return build_config(values, source, other_tasks="drop")
