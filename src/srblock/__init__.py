@@ -12,6 +12,7 @@ from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed, stage_names
 from .models import init_weights
 from .params import count_params, sr_param_count
 from .registry import create_model, list_models, register_model
+from .spec import SRSpec
 
 try:
     __version__ = version("srblock")
@@ -19,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "SRSpec",
     "SqueezeRemember",
     "add_sr",
     "count_params",

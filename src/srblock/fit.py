@@ -24,7 +24,7 @@ from .data import DATASETS
 from .insert import add_sr, sr_blocks
 from .keys import build_config, recipe_values, set_value
 from .registry import PYTHON_MODEL
-from .runs import BEST_CKPT, Splits, finished, load_weights, read_result, run_dir
+from .runs import BEST_CKPT, Splits, load_weights, run_dir
 
 
 class FitResult(NamedTuple):
@@ -65,7 +65,7 @@ def fit(
     best on `val_set` is tested on `test_set` (else on `val_set`). `overrides` are recipe keys
     (epochs=10, lr=1e-3, seed=1...); sr_stage (with sr_memory_blocks, sr_hidden...) adds an SR block to a
     model that has none. A second call with the same arguments resumes (or skips) the run."""
-    from .train import make_fabric, run_training  # the training stack, only when training
+    from .train.jobs import Job, run_jobs  # the training stack, only when training
 
     if val_set is None and test_set is None:
         raise ValueError("srblock.fit needs val_set (or test_set) to choose and test a checkpoint")
@@ -83,13 +83,17 @@ def fit(
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
     folder = run_dir(Path(out), group, cfg)
     tested = "test" if test_set is not None else "val"
-    if finished(folder, cfg):  # the same call again: the run's tested weights, without training
-        load_weights(model, folder / BEST_CKPT, cfg)
-        return FitResult(folder, model, read_result(folder))
     evaluation = val_set if val_set is not None else []
     data = Splits(
         DATASETS["folder"], train_set, evaluation, test_set if test_set is not None else val_set, tested
     )
-    fabric = make_fabric(accelerator, devices, 1, cfg.precision)
-    result = run_training(fabric, cfg, folder, resume=True, quiet=quiet, model=model, data=data)
-    return FitResult(folder, model, result)
+    (outcome,) = run_jobs(
+        [Job(cfg, folder, model=model, data=data)],
+        resume=True,
+        quiet=quiet,
+        accelerator=accelerator,
+        devices=devices,
+    )
+    if not outcome.trained:  # the same call again: the run's tested weights, without training
+        load_weights(model, folder / BEST_CKPT, cfg)
+    return FitResult(folder, model, outcome.result)

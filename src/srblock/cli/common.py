@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
-from ..config import PRECISIONS, TrainConfig
+from ..config import PRECISIONS
 from ..keys import key_groups, parse_set
 
 
@@ -99,10 +99,15 @@ def add_parallel_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def parallel_jobs_refused(args: argparse.Namespace) -> None:
-    """--parallel gives each run one device: it cannot also spread one run over several nodes."""
-    if args.parallel and args.num_nodes > 1:
-        raise ValueError("--parallel runs each run on one device: leave out --num-nodes (or --parallel)")
+def job_args(args: argparse.Namespace) -> dict:
+    """How the command's runs are run (devices, nodes, --parallel, --quiet), for run_jobs."""
+    return dict(
+        quiet=args.quiet,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        parallel=getattr(args, "parallel", None),
+    )
 
 
 def training_overrides(args: argparse.Namespace) -> dict:
@@ -113,17 +118,6 @@ def training_overrides(args: argparse.Namespace) -> dict:
     if args.data:
         overrides["data_dir"] = str(Path(args.data).expanduser().resolve())
     return overrides
-
-
-def shared_precision(configs: Iterable[TrainConfig]) -> str:
-    """The precision of a command's runs: one Fabric trains them all, so they must agree."""
-    found = sorted({cfg.precision for cfg in configs})
-    if len(found) > 1:
-        raise ValueError(
-            f"these runs were started with different precisions ({', '.join(found)}): resume them "
-            "together with --precision P, or one recipe configuration at a time"
-        )
-    return found[0]
 
 
 def stage_arg(text: str) -> int | str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..keys import make_config
 from ..render import render
-from ..runs import finished, read_result, run_dir
+from ..runs import run_dir
 from .common import add_device_args
 
 EPILOG = """\
@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import make_fabric, run_training  # the training stack loads for the commands that train
+    from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
 
     if args.task == "seg":
         recipe, name, sr = "fashion_mnist_seg", "fcn_resnet10s", dict(sr_stage=2)
@@ -77,21 +77,22 @@ def run(args: argparse.Namespace) -> int:
         f"{name} + SR": make_config(recipe, {**(tiny if args.tiny else {}), **data, **sr}),
     }
     group = ("demo-seg" if args.task == "seg" else "demo") + ("-tiny" if args.tiny else "")
-    fabric = make_fabric(args.accelerator, precision=configs[name].precision)
-    rows = []
-    for label, cfg in configs.items():
-        folder = run_dir(Path(args.out), group, cfg)
-        if finished(folder, cfg):
-            fabric.print(f"{folder} is finished: reusing its result (delete it to train again)")
-            result = read_result(folder)
-        else:
-            result = run_training(fabric, cfg, folder, resume=True, quiet=args.quiet)
-        row = {"model": label, **result, "minutes": result["wall_time_s"] / 60, "folder": str(folder)}
-        if row.get("sr_mem_ratio") is not None:  # of order 1e-3: two significant digits, not two decimals
-            row["sr_mem_ratio"] = f"{row['sr_mem_ratio']:.2g}"
-        rows.append(row)
-    fabric.print(render(rows, columns + ["params", "sr_params", "sr_oh_pct", "minutes", "folder"]))
-    fabric.print(
-        f"run folders (config, metrics.csv, checkpoints, result.json) are under {Path(args.out) / group}"
-    )
+    labels = {run_dir(Path(args.out), group, cfg): label for label, cfg in configs.items()}
+    jobs = [Job(configs[label], folder) for folder, label in labels.items()]
+
+    def table(outcomes: list) -> str:
+        rows = []
+        for o in outcomes:
+            row = {**o.result, "model": labels[o.job.folder], "minutes": o.result["wall_time_s"] / 60}
+            row["folder"] = str(o.job.folder)
+            if row.get("sr_mem_ratio") is not None:  # of order 1e-3: two significant digits
+                row["sr_mem_ratio"] = f"{row['sr_mem_ratio']:.2g}"
+            rows.append(row)
+        table = render(rows, columns + ["params", "sr_params", "sr_oh_pct", "minutes", "folder"])
+        where = (
+            f"run folders (config, metrics.csv, checkpoints, result.json) are under {Path(args.out) / group}"
+        )
+        return f"{table}\n{where}"
+
+    run_jobs(jobs, resume=True, quiet=args.quiet, accelerator=args.accelerator, summary=table)
     return 0

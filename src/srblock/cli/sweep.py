@@ -6,15 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..recipes import group_name
-from ..runs import finished, run_dir
+from ..runs import run_dir
 from ..sweeps import expand_sweep
-from .common import (
-    add_parallel_arg,
-    add_training_args,
-    parallel_jobs_refused,
-    shared_precision,
-    training_overrides,
-)
+from .common import add_parallel_arg, add_training_args, job_args, training_overrides
 
 EPILOG = """\
 examples:
@@ -43,35 +37,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import make_fabric, run_training  # the training stack loads for the commands that train
-    from ..train.parallel import Job, run_parallel
+    from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
 
-    parallel_jobs_refused(args)
     rows = expand_sweep(args.sweep, training_overrides(args))
-    group = group_name(args.sweep)
+    folder = Path(args.out) / group_name(args.sweep)
     jobs = [
-        Job(cfg, run_dir(Path(args.out), group, cfg), row.extra())
+        Job(cfg, run_dir(Path(args.out), group_name(args.sweep), cfg), row.extra())
         for row in rows
         for cfg in row.configs(args.seeds)
     ]
-    precision = shared_precision(job.cfg for job in jobs)
-    fabric = None if args.parallel else make_fabric(args.accelerator, args.devices, args.num_nodes, precision)
-    todo = [job for job in jobs if not finished(job.folder, job.cfg)]
-    if fabric is None:
-        run_parallel(
-            todo,
-            args.parallel,
-            accelerator=args.accelerator,
-            devices=args.devices,
-            resume=True,
-            quiet=args.quiet,
+
+    def count(outcomes: list) -> str:
+        trained = sum(o.trained for o in outcomes)
+        return (
+            f"{len(jobs)} runs: {len(jobs) - trained} were finished already, {trained} trained now; "
+            f"see `srblock table {folder}`"
         )
-    else:
-        for job in todo:
-            run_training(fabric, job.cfg, job.folder, resume=True, quiet=args.quiet, extra=job.extra)
-    say = print if fabric is None else fabric.print
-    say(
-        f"{len(jobs)} runs: {len(jobs) - len(todo)} were finished already, {len(todo)} trained now; "
-        f"see `srblock table {Path(args.out) / group}`"
-    )
+
+    run_jobs(jobs, resume=True, summary=count, **job_args(args))
     return 0

@@ -12,14 +12,8 @@ from ..keys import make_config
 from ..recipes import group_name
 from ..render import render
 from ..results import METRICS
-from ..runs import finished, read_config, run_dir, unfinished_runs
-from .common import (
-    add_parallel_arg,
-    add_training_args,
-    parallel_jobs_refused,
-    shared_precision,
-    training_overrides,
-)
+from ..runs import read_config, run_dir, unfinished_runs
+from .common import add_parallel_arg, add_training_args, job_args, training_overrides
 
 EPILOG = """\
 examples:
@@ -56,10 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import make_fabric, run_training  # the training stack loads for the commands that train
-    from ..train.parallel import Job, run_parallel
+    from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
 
-    parallel_jobs_refused(args)
     group = group_name(args.recipe)
     overrides = training_overrides(args)
     if args.resume and not args.sets and not args.seeds:
@@ -72,48 +64,31 @@ def run(args: argparse.Namespace) -> int:
         jobs = []
         for folder in folders:
             try:
-                jobs.append((dataclasses.replace(read_config(folder), **how), folder))
+                jobs.append(Job(dataclasses.replace(read_config(folder), **how), folder))
             except (ValueError, OSError) as err:  # a broken folder does not stop the others
                 print(f"srblock train: skipped {folder}: {err}", file=sys.stderr)
         if not jobs:
             raise ValueError(f"no run under {Path(args.out) / group} can be resumed (see above)")
     else:
         base = make_config(args.recipe, overrides)
-        jobs = [(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
-    precision = shared_precision(c for c, _ in jobs)
-    # one process per device (DDP), or one per run (--parallel): the first prints
-    fabric = None if args.parallel else make_fabric(args.accelerator, args.devices, args.num_nodes, precision)
-    say = print if fabric is None else fabric.print
-    todo = []
-    for cfg, folder in jobs:
-        if finished(folder, cfg):
-            say(f"{folder} is finished (result.json): skipped; delete it to train again")
-        else:
-            todo.append(Job(cfg, folder))
-    if fabric is None:
-        done = run_parallel(
-            todo,
-            args.parallel,
-            accelerator=args.accelerator,
-            devices=args.devices,
-            resume=args.resume,
-            quiet=args.quiet,
-        )
-    else:
-        done = [
-            (job, run_training(fabric, job.cfg, job.folder, resume=args.resume, quiet=args.quiet))
-            for job in todo
-        ]
+        jobs = [Job(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
+    run_jobs(jobs, resume=args.resume, summary=results_table, **job_args(args))
+    return 0
+
+
+def results_table(outcomes: list) -> str | None:
+    """The runs trained now, one row each: folder, seed, scores, minutes."""
     rows = [
         {
-            "run": str(job.folder),
-            "seed": job.cfg.seed,
-            **{m: result.get(m) for m in METRICS},
-            "minutes": result["wall_time_s"] / 60,
+            "run": str(o.job.folder),
+            "seed": o.job.cfg.seed,
+            **{m: o.result.get(m) for m in METRICS},
+            "minutes": o.result["wall_time_s"] / 60,
         }
-        for job, result in done
+        for o in outcomes
+        if o.trained
     ]
-    if rows:
-        shown = [m for m in METRICS if any(r[m] is not None for r in rows)]
-        say(render(rows, ["run", "seed", *shown, "minutes"]))
-    return 0
+    if not rows:
+        return None
+    shown = [m for m in METRICS if any(r[m] is not None for r in rows)]
+    return render(rows, ["run", "seed", *shown, "minutes"])

@@ -22,19 +22,11 @@ from typing import IO, Any
 import torch
 import yaml
 
-from ..config import TrainConfig
-from ..runs import Interrupted, config_from_mapping, read_result
+from ..keys import config_from_mapping
+from ..runs import Interrupted, read_result
+from .jobs import Job
 
 LOG_FILE = "train.log"  # a run's output when it trains beside others
-
-
-@dataclass
-class Job:
-    """One run to train: its config, its folder, and what its result.json records besides."""
-
-    cfg: TrainConfig
-    folder: Path
-    extra: dict[str, Any] | None = None
 
 
 @dataclass

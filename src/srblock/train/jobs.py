@@ -1,0 +1,109 @@
+"""How every command trains runs (`train`, `sweep`, `demo`, `srblock.fit`): runs already finished are
+skipped and their results read back, the others trained (or resumed) in this process with one
+Fabric, or `parallel` at a time per device, each in its own process (parallel.py); then one
+summary. The commands only parse their arguments into jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config import TrainConfig
+from ..runs import finished, read_result
+
+
+@dataclass
+class Job:
+    """One run to train: its config, its folder, what its result.json records besides (a sweep
+    row's name), and for `srblock.fit` the model and data given in Python."""
+
+    cfg: TrainConfig
+    folder: Path
+    extra: dict[str, Any] | None = None
+    model: nn.Module | None = None
+    data: Any = None  # runs.Splits
+
+
+@dataclass
+class Outcome:
+    job: Job
+    result: dict[str, Any]  # result.json
+    trained: bool  # False: it was finished before this command
+
+
+def shared_precision(configs: Iterable[TrainConfig]) -> str:
+    """The precision of a command's runs: one Fabric trains them all, so they must agree."""
+    found = sorted({cfg.precision for cfg in configs})
+    if len(found) > 1:
+        raise ValueError(
+            f"these runs were started with different precisions ({', '.join(found)}): resume them "
+            "together with --precision P, or one recipe configuration at a time"
+        )
+    return found[0]
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    resume: bool,
+    quiet: bool = False,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    parallel: int | None = None,
+    summary: Callable[[list[Outcome]], str | None] | None = None,
+) -> list[Outcome]:
+    """Trains `jobs` (skipping finished ones); returns every job's outcome, in order, and prints
+    `summary(outcomes)` once (on the first process of a distributed run)."""
+    from . import make_fabric, run_training
+    from .parallel import run_parallel
+
+    if parallel and num_nodes > 1:
+        raise ValueError("--parallel runs each run on one device: leave out --num-nodes (or --parallel)")
+    if parallel and any(job.model is not None for job in jobs):
+        raise ValueError("a model given in Python trains in this process: leave out parallel")
+    precision = shared_precision(j.cfg for j in jobs) if jobs else None
+    # finished runs first: a command with nothing to train starts no Fabric (no processes, no GPU)
+    done_before = [finished(job.folder, job.cfg) for job in jobs]
+    todo = [(i, job) for i, job in enumerate(jobs) if not done_before[i]]
+    fabric = make_fabric(accelerator, devices, num_nodes, precision) if todo and not parallel else None
+    say = print if fabric is None else fabric.print
+    outcomes: dict[int, Outcome] = {}
+    for i, job in enumerate(jobs):
+        if done_before[i]:
+            say(f"{job.folder} is finished (result.json): skipped; delete it to train again")
+            outcomes[i] = Outcome(job, read_result(job.folder), trained=False)
+    if fabric is None and todo:
+        done = run_parallel(
+            [job for _, job in todo],
+            parallel or 1,
+            accelerator=accelerator,
+            devices=devices,
+            resume=resume,
+            quiet=quiet,
+        )
+        by_folder = {job.folder: result for job, result in done}
+        for i, job in todo:
+            if job.folder in by_folder:
+                outcomes[i] = Outcome(job, by_folder[job.folder], trained=True)
+    elif fabric is not None:
+        for i, job in todo:
+            result = run_training(
+                fabric,
+                job.cfg,
+                job.folder,
+                resume=resume,
+                quiet=quiet,
+                extra=job.extra,
+                **({"model": job.model, "data": job.data} if job.model is not None else {}),
+            )
+            outcomes[i] = Outcome(job, result, trained=True)
+    ordered = [outcomes[i] for i in sorted(outcomes)]
+    text = summary(ordered) if summary else None
+    if text:
+        say(text)
+    return ordered
