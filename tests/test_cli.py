@@ -185,8 +185,8 @@ def test_segmentation_demo_tiny(tmp_path, capsys):
 
 
 def test_runs_of_different_precisions_are_not_trained_under_one(tmp_path):
-    from srblock.train.jobs import shared_precision
     from srblock.keys import make_config
+    from srblock.train.jobs import shared_precision
 
     cfg = make_config("fashion_mnist")
     assert shared_precision([cfg, cfg]) == "auto"

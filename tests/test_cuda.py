@@ -1,8 +1,11 @@
-"""The CUDA paths: the block, insertion and every zoo model in bf16 autocast and channels_last,
+"""The device paths: the block, insertion and every zoo model in bf16 autocast and channels_last,
 torch.compile, both training loops on the fast and the DataLoader paths, a killed-and-resumed run,
-optimiser state after a resume, ONNX export of a model trained on the GPU.
+optimiser state after a resume, ONNX export of a trained model, the default precision.
 
-Marked `cuda`: collected everywhere, skipped without a GPU (`benchmarks/gpu_check.py` runs them).
+Each runs on the CPU and on a CUDA GPU (`device` is "cpu" or "cuda"): the CPU runs everywhere, so a
+changed signature fails here first; the CUDA runs are marked `cuda`, collected everywhere and
+skipped without a GPU (`benchmarks/gpu_check.py` runs them). Slow CPU twins of tests that other
+modules cover on the CPU already are marked slow.
 """
 
 from __future__ import annotations
@@ -25,43 +28,51 @@ from srblock.models.segmentation import main_output
 from srblock.runs import METRIC_COLUMNS, read_config
 from srblock.spec import SRSpec
 from srblock.train import make_fabric
+from srblock.train.classify import MEMORY_COLUMNS as CLASSIFY_MEMORY_COLUMNS
 from srblock.train.engine import start_run
 
 from .helpers import KILLER, TINY, TINY_SEG, argv, fill_memory
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-    pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning"),
-]
-CUDA = ["--accelerator", "cuda"]
+pytestmark = [pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")]
+GPU = pytest.param(
+    "cuda",
+    marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")],
+)
+DEVICES = ["cpu", GPU]
+SLOW_ON_CPU = [pytest.param("cpu", marks=pytest.mark.slow), GPU]
 
 
-def test_block_in_bf16_autocast_and_channels_last():
-    block = srblock.SqueezeRemember(256, (8, 8), SRSpec(memory_blocks=4)).cuda()
+def on(device: str) -> list[str]:
+    return ["--accelerator", device]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_block_in_bf16_autocast_and_channels_last(device):
+    block = srblock.SqueezeRemember(256, (8, 8), SRSpec(memory_blocks=4)).to(device)
     fill_memory(block, 0.1)
-    x = torch.randn(8, 256, 8, 8, device="cuda", requires_grad=True)
+    x = torch.randn(8, 256, 8, 8, device=device, requires_grad=True)
     reference = block(x.double().float())
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16):
         out = block(x.contiguous(memory_format=torch.channels_last))
         # the block keeps its input's dtype: float32 stays float32, a bf16 map (a conv's, under autocast) bf16
         assert block(x.bfloat16()).dtype == torch.bfloat16
         weights = block.memory_weights(x.bfloat16())
     assert out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(weights.sum(1), torch.ones(8, device="cuda"))
+    assert torch.allclose(weights.sum(1), torch.ones(8, device=device))
     error = (out.float() - reference).norm() / reference.norm()
     assert error < 1e-2  # bf16 operands
     out.float().sum().backward()
     assert block.memory.grad is not None and torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("device", SLOW_ON_CPU)
 @pytest.mark.parametrize("name", list_models())
-def test_every_zoo_model_trains_a_step_in_bf16_channels_last(name):
-    model = create_model(name, sr_stage=2).cuda().to(memory_format=torch.channels_last).train()
+def test_every_zoo_model_trains_a_step_in_bf16_channels_last(name, device):
+    model = create_model(name, sr_stage=2).to(device).to(memory_format=torch.channels_last).train()
     size = model.default_input_size
     size = (size[0], 128, 256) if size[1] > 256 else size  # the segmentation crop, smaller
-    x = torch.randn(2, *size, device="cuda").contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    x = torch.randn(2, *size, device=device).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device, dtype=torch.bfloat16):
         out = model(x)
         loss = main_output(out).float().square().mean()
     loss.backward()
@@ -69,66 +80,76 @@ def test_every_zoo_model_trains_a_step_in_bf16_channels_last(name):
     assert sr_blocks(model)[0][1].memory.grad is not None
 
 
-def test_insertion_into_torchvision_and_timm_on_the_gpu():
+@pytest.mark.parametrize("device", DEVICES)
+def test_insertion_into_torchvision_and_timm_on_the_device(device):
     for name in ("tv:resnet18", "timm:convnext_atto"):
-        model = create_model(name, num_classes=10).cuda().eval()
-        x = torch.randn(2, 3, 64, 64, device="cuda")
+        model = create_model(name, num_classes=10).to(device).eval()
+        x = torch.randn(2, 3, 64, 64, device=device)
         with torch.no_grad():
             plain = model(x)
             srblock.add_sr(model, 3, input_size=(3, 64, 64))
-            assert sr_blocks(model)[0][1].memory.device.type == "cuda"
+            assert sr_blocks(model)[0][1].memory.device.type == device
             assert torch.equal(model(x), plain)  # a fresh block is the identity on the GPU too
 
 
-def test_compiled_model_matches_eager():
-    model = create_model("resnet10s_cifar", num_classes=10, sr_stage=3).cuda().eval()
+@pytest.mark.parametrize("device", SLOW_ON_CPU)
+def test_compiled_model_matches_eager(device):
+    model = create_model("resnet10s_cifar", num_classes=10, sr_stage=3).to(device).eval()
     fill_memory(model, 0.1)
     compiled = torch.compile(model)
-    x = torch.randn(16, 3, 32, 32, device="cuda")
+    x = torch.randn(16, 3, 32, 32, device=device)
     with torch.no_grad():
         got, expected = compiled(x), model(x)
     # both run cuDNN's convolutions in TF32 (PyTorch's default), each with its own algorithms
     assert (got - expected).norm() / expected.norm() < 2e-3
 
 
+@pytest.mark.parametrize("device", SLOW_ON_CPU)
 @pytest.mark.parametrize("loader", ["fast", "dataloader"])
-def test_classification_loop_on_the_gpu(cifar, tmp_path, loader):
+def test_classification_loop_on_the_device(cifar, tmp_path, loader, device):
     line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3"
     sets = ["--set", f"loader={loader}", "--set", f"compile={str(loader == 'fast').lower()}"]
-    assert main(argv(line, data=cifar, out=tmp_path) + TINY + CUDA + sets) == 0
+    assert main(argv(line, data=cifar, out=tmp_path) + TINY + on(device) + sets) == 0
     [path] = tmp_path.rglob("result.json")
     result = json.loads(path.read_text())
-    assert result["device"] == torch.cuda.get_device_name() and result["config"]["precision"] == "auto"
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    assert result["device"].startswith(name) and result["config"]["precision"] == "auto"
     assert 0 <= result["test_acc"] <= 100
 
 
-def test_segmentation_loop_on_the_gpu(cityscapes, tmp_path):
+@pytest.mark.parametrize("device", SLOW_ON_CPU)
+def test_segmentation_loop_on_the_device(cityscapes, tmp_path, device):
     line = "train cityscapes --data {data} --out {out} --set model=fcn_resnet10s --set sr_stage=2"
-    assert main(argv(line, data=cityscapes, out=tmp_path) + TINY_SEG + CUDA) == 0
+    assert main(argv(line, data=cityscapes, out=tmp_path) + TINY_SEG + on(device)) == 0
     [path] = tmp_path.rglob("result.json")
     assert 0 <= json.loads(path.read_text())["test_miou"] <= 100
 
 
-def test_imagenet_gpu_decode(imagenet, tmp_path):
+@pytest.mark.parametrize("device", SLOW_ON_CPU)
+def test_imagenet_batch_decode(imagenet, tmp_path, device):
+    """`gpu_decode`: workers read bytes, batches are decoded on the device (the CPU: the main process)."""
     line = "train imagenet --data {data} --out {out} --quiet --set epochs=1 --set batch_size=4"
     line += " --set image_size=32 --set eval_batch_size=4 --set num_workers=2 --set gpu_decode=true"
     line += " --set model=resnet10s_cifar"
-    assert main(argv(line, data=imagenet, out=tmp_path) + CUDA) == 0
+    assert main(argv(line, data=imagenet, out=tmp_path) + on(device)) == 0
 
 
-def test_a_killed_run_resumes_on_the_gpu(cifar, tmp_path):
+@pytest.mark.parametrize("device", SLOW_ON_CPU)
+def test_a_killed_run_resumes_on_the_device(cifar, tmp_path, device):
     """Killed 4 steps into epoch 2 and resumed: the same weights as an uninterrupted run, within bf16
-    tolerance (cuDNN may choose other convolution algorithms in the new process)."""
+    tolerance on the GPU (cuDNN may choose other convolution algorithms in the new process)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "KILL_AT": "13", "MARKER": str(tmp_path / "marker")}
 
     def returncode(*args: str) -> int:
         return subprocess.run([sys.executable, *args], env=env, capture_output=True, check=False).returncode
 
-    common = argv("train cifar10 --data {data} --set epochs=2 --set sr_stage=3", data=cifar) + TINY + CUDA
+    common = (
+        argv("train cifar10 --data {data} --set epochs=2 --set sr_stage=3", data=cifar) + TINY + on(device)
+    )
     assert returncode("-m", "srblock", *common, "--out", str(tmp_path / "straight")) == 0
     assert returncode("-c", KILLER, *common, "--out", str(tmp_path / "killed")) == -signal.SIGKILL
     killed = str(tmp_path / "killed")
-    assert returncode("-m", "srblock", "train", "cifar10", "--resume", "--out", killed, *CUDA) == 0
+    assert returncode("-m", "srblock", "train", "cifar10", "--resume", "--out", killed, *on(device)) == 0
     [a] = (tmp_path / "killed").rglob("last.ckpt")
     [b] = (tmp_path / "straight").rglob("last.ckpt")
     a, b = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
@@ -137,30 +158,45 @@ def test_a_killed_run_resumes_on_the_gpu(cifar, tmp_path):
             torch.testing.assert_close(a[key], b[key], atol=2e-2, rtol=2e-2, msg=key)
 
 
-def test_optimiser_state_lands_on_the_gpu_after_a_resume(cifar, tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_optimiser_state_lands_on_the_device_after_a_resume(cifar, tmp_path, device):
     line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3"
-    assert main(argv(line, data=cifar, out=tmp_path) + TINY + CUDA) == 0
+    assert main(argv(line, data=cifar, out=tmp_path) + TINY + on(device)) == 0
     [folder] = [p.parent for p in tmp_path.rglob("last.ckpt")]
     (folder / "result.json").unlink()
-    fabric = make_fabric("cuda")
+    fabric = make_fabric(device)
     cfg = read_config(folder)
     run = start_run(
-        fabric, cfg, folder, unit="epoch", lr_factor=lambda _: 1.0, columns=METRIC_COLUMNS, resume=True
+        fabric,
+        cfg,
+        folder,
+        unit="epoch",
+        lr_factor=lambda _: 1.0,
+        columns=METRIC_COLUMNS,
+        resume=True,
+        memory_columns=CLASSIFY_MEMORY_COLUMNS,  # as the classification loop logs an SR run's memory
     )
     states = [s for s in run.optimizer.state.values() if "momentum_buffer" in s]
-    assert run.step == 1 and states and all(s["momentum_buffer"].device.type == "cuda" for s in states)
+    assert run.step == 1 and states and all(s["momentum_buffer"].device.type == device for s in states)
 
 
-def test_onnx_export_of_a_model_trained_on_the_gpu(cifar, tmp_path):
+@pytest.mark.parametrize("device", SLOW_ON_CPU)
+def test_onnx_export_of_a_model_trained_on_the_device(cifar, tmp_path, device):
     pytest.importorskip("onnxruntime")
     line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3"
-    assert main(argv(line, data=cifar, out=tmp_path) + TINY + CUDA) == 0
+    assert main(argv(line, data=cifar, out=tmp_path) + TINY + on(device)) == 0
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
     assert main(["export", str(folder), "--onnx", str(tmp_path / "m.onnx")]) == 0
 
 
-def test_bf16_default_precision_on_the_gpu():
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_default_precision_is_bf16_on_a_gpu_and_float32_on_the_cpu(device):
     assert make_config("cifar10").precision == "auto"
-    fabric = make_fabric("cuda")
+    fabric = make_fabric(device)
     with fabric.autocast():
-        assert torch.get_autocast_dtype("cuda") == torch.bfloat16
+        enabled = torch.is_autocast_enabled(device)
+        assert (
+            (enabled and torch.get_autocast_dtype(device) == torch.bfloat16)
+            if device == "cuda"
+            else not enabled
+        )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..analysis.analyze import SPLITS
-from ..analysis.report import write_report
+from .analyze import SPLITS
 from .common import at_least
 
 EPILOG = """\
@@ -39,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..analysis.report import write_report  # matplotlib, torchmetrics: for this command only
+
     path = write_report(args.run_dirs, args.out, args.classes, args.per_class, args.split, args.data)
     print(path)
     return 0

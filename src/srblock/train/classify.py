@@ -31,6 +31,8 @@ from .batches import ClassifyBatches
 from .engine import Progress, start_run
 from .schedule import classify_factor
 
+MEMORY_COLUMNS = ("val_acc_bypassed",)  # metrics.csv's columns after an SR run's memory statistics
+
 
 def running_metrics(
     num_classes: int, device: torch.device, top_k: int = 1
@@ -109,7 +111,7 @@ def train_classifier(
         resume=resume,
         model=model,
         data=data,
-        memory_columns=("val_acc_bypassed",),
+        memory_columns=MEMORY_COLUMNS,
     )
     data, device = run.data, fabric.device
     blocks = [block for _, block in sr_blocks(run.model)]
