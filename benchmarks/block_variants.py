@@ -98,7 +98,7 @@ def main() -> None:
     """One of the paper's latency settings timed for each forward (on this machine's device)."""
     import argparse
 
-    from srblock.bench import PAPER_SETTINGS, bench_paper
+    from srblock.paper_latency import PAPER_SETTINGS, bench_paper
     from srblock.render import render
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

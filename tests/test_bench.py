@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 import srblock
-from srblock.bench import PAPER_SETTINGS, Timing, bench_onnx_pair, bench_pair, bench_paper, count_macs
+from srblock.bench import Timing, bench_onnx_pair, bench_pair, count_macs
 from srblock.cli import main
+from srblock.paper_latency import PAPER_SETTINGS, bench_paper
 from srblock.spec import SRSpec
 
 from .helpers import argv

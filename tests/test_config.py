@@ -6,9 +6,10 @@ import re
 import pytest
 import torch
 
-from srblock.config import FilesConfig, SegmentConfig, TensorsConfig, build_model, with_seeds
+from srblock.config import FilesConfig, SegmentConfig, TensorsConfig, with_seeds
 from srblock.keys import KEYS, key_groups, make_config, parse_set
 from srblock.recipes import group_name, list_recipe_files, load_yaml
+from srblock.run_model import build_model
 from srblock.sweeps import expand_sweep
 
 

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 import srblock
 from srblock.data import load_dataset
-from srblock.runs import trained_model
+from srblock.run_model import trained_model
 
 
 class Pictures(Dataset):

@@ -39,7 +39,7 @@ def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_
         assert section["status"] in ("ok", "skipped"), (name, section)
     throughput = report["sections"]["r18_throughput"]["result"]
     variants = [r["variant"].split(",")[0] for r in throughput["rows"]]
-    assert variants == ["fast path"] * 3 + ["DataLoader"]
+    assert variants == ["fast path", "DataLoader"]  # tiny: on the CPU the fast-path variants are one
     assert all(r["train_images_per_s"] > 0 and r["200_epochs_min"] > 0 for r in throughput["rows"])
     paper = report["sections"]["paper_overhead"]["result"]["rows"]
     assert {r["setting"][:3] for r in paper} == {"(a)", "(b)", "(c)"} and all(r["sr_ms"] > 0 for r in paper)

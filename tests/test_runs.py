@@ -17,20 +17,20 @@ import yaml
 
 from srblock.checkpoint import load_checkpoint, save_atomic
 from srblock.keys import make_config, parse_set
+from srblock.run_model import trained_model
 from srblock.runs import (
     MetricsLog,
     RunLock,
     claim_run_dir,
     config_slug,
-    data_root,
     finished,
     read_config,
     read_result,
     run_dir,
-    trained_model,
     unfinished_runs,
     write_result,
 )
+from srblock.splits import data_root
 
 # config.yaml of a Fashion-MNIST run as srblock 0.1.0 wrote it before configs were split by task:
 # every key of every task, and sr_blocks 4 without an SR block

@@ -10,10 +10,10 @@ import torch
 
 from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
-from srblock.config import build_model
 from srblock.data import load_dataset
 from srblock.data.seg_transforms import IGNORE_INDEX, SegEvalTransform
 from srblock.keys import make_config
+from srblock.run_model import build_model
 from srblock.seg_eval import SegmentationMetric, segment
 
 from .helpers import TINY_SEG, argv, srblock_cli, write_cityscapes

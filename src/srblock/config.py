@@ -18,12 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from torch import nn
-
 from .data import DATASETS
 from .models.layers import ATTN_LAYERS, REG_LAYERS
-from .registry import PYTHON_MODEL, create_model
-from .schema import setting
+from .schema import parse_hw, setting
 from .spec import SRSpec
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -34,16 +31,6 @@ def sr_key(name: str) -> Any:
     """A config field mirroring `SRSpec.<name>` (its default and facts) as the key `sr_<name>`."""
     field = SRSpec.__dataclass_fields__[name]
     return dataclasses.field(default=field.default, metadata={**field.metadata, "spec": name})
-
-
-def parse_hw(text: str, key: str) -> tuple[int, int]:
-    """`HxW` (or one number for a square) as (height, width), or a one-line ValueError."""
-    parts = str(text).lower().split("x")
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"{key} must be HxW of positive ints, e.g. 512x1024, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def _weights_file(value: Any) -> Any:
@@ -306,41 +293,6 @@ class SegmentConfig(TrainConfig):
 CONFIGS = (TensorsConfig, FilesConfig, SegmentConfig)
 
 
-def config_class(dataset: str) -> type[TrainConfig]:
-    """The config class of a data set's runs: by its task, and for classification by where its images lie."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
-    info = DATASETS[dataset]
-    if info.task == "segment":
-        return SegmentConfig
-    return TensorsConfig if info.in_memory else FilesConfig
-
-
 def with_seeds(cfg: TrainConfig, seeds: list[int] | None) -> list[TrainConfig]:
     """One config per seed (the config's own seed when none are given)."""
     return [dataclasses.replace(cfg, seed=s) for s in (seeds or [cfg.seed])]
-
-
-def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
-    """The run's model, with its SR block sized for the images it is trained on; with `pretrained`,
-    the starting weights the config names (a run's own checkpoints replace them on resume)."""
-    if cfg.model.startswith(PYTHON_MODEL):
-        raise ValueError(
-            f"{cfg.model} is a model given to srblock.fit in Python: build it again and load the run's "
-            "best.ckpt into it (torch.load(path, weights_only=True)['model'])"
-        )
-    if cfg.num_classes() == 0:
-        raise ValueError(
-            f"{cfg.dataset} runs need a data folder: pass --data DIR holding train/<class>/<image>"
-        )
-    input_size = cfg.input_size()
-    return create_model(
-        cfg.model,
-        num_classes=cfg.num_classes(),
-        in_chans=input_size[0],
-        sr_stage=cfg.sr_stage,
-        sr=cfg.sr,
-        input_size=input_size,
-        **cfg.model_kwargs(),
-        **(cfg.weights() if pretrained else {}),
-    )

@@ -24,7 +24,9 @@ from .data import DATASETS
 from .insert import add_sr, sr_blocks
 from .keys import build_config, recipe_values, set_value
 from .registry import PYTHON_MODEL
-from .runs import BEST_CKPT, Splits, load_weights, run_dir
+from .run_model import load_weights
+from .runs import BEST_CKPT, run_dir
+from .splits import Splits
 
 
 class FitResult(NamedTuple):

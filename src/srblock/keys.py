@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .config import CONFIGS, ClassifyConfig, TrainConfig, config_class
+from .config import CONFIGS, ClassifyConfig, FilesConfig, SegmentConfig, TensorsConfig, TrainConfig
 from .data import DATASETS
 from .recipes import load_yaml
 from .registry import model_facts
@@ -25,6 +25,16 @@ _TYPES = {k: v for cls in CONFIGS for k, v in typing.get_type_hints(cls).items()
 
 def _names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
+
+
+def config_class(dataset: str) -> type[TrainConfig]:
+    """The config class of a data set's runs: by its task, and for classification by where its images lie."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    info = DATASETS[dataset]
+    if info.task == "segment":
+        return SegmentConfig
+    return TensorsConfig if info.in_memory else FilesConfig
 
 
 def key_groups() -> dict[str, list[str]]:

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from .block import _size2
-from .config import TrainConfig, build_model
+from .config import TrainConfig
 from .insert import sr_blocks as find_sr_blocks
 from .recipes import sweeps_for
 from .registry import PYTHON_MODEL, create_model
+from .run_model import build_model
 from .spec import SRSpec
 from .sweeps import expand_sweep
 

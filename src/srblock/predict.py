@@ -22,7 +22,8 @@ from .config import TrainConfig
 from .data import DATASETS
 from .data.folder import IMAGE_EXTENSIONS
 from .data.imagenet import UnreadableImage
-from .runs import RESULT_FILE, trained_model
+from .run_model import trained_model
+from .runs import RESULT_FILE
 
 
 def image_files(inputs: Iterable[str | Path]) -> list[Path]:

@@ -16,15 +16,13 @@ import os
 import pickle
 import socket
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import yaml
-from torch import nn
 
-from .checkpoint import TMP_SUFFIX, load_checkpoint, write_atomic
-from .config import TrainConfig, build_model
-from .data import DatasetInfo, load_dataset_splits, split_train_val
+from .checkpoint import TMP_SUFFIX, write_atomic
+from .config import TrainConfig
 from .keys import config_from_mapping
 from .spec import SRSpec
 
@@ -87,7 +85,7 @@ def _same_run(folder: Path, cfg: TrainConfig) -> TrainConfig | None:
 
 def finished(folder: Path, cfg: TrainConfig) -> bool:
     """Whether `folder` holds `cfg`'s run finished; a folder holding another configuration is an error."""
-    return _same_run(Path(folder), cfg) is not None and is_finished(folder)
+    return _same_run(Path(folder), cfg) is not None and has_result(folder)
 
 
 def claim_run_dir(folder: Path, cfg: TrainConfig, write: bool = True) -> TrainConfig:
@@ -172,13 +170,13 @@ def read_result(folder: Path) -> dict[str, Any]:
     return result
 
 
-def is_finished(folder: Path) -> bool:
+def has_result(folder: Path) -> bool:
     return (Path(folder) / RESULT_FILE).is_file()
 
 
 def unfinished_runs(root: Path) -> list[Path]:
     """Run folders under `root` that were started (config.yaml) and have no result.json yet."""
-    return sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if not is_finished(p.parent))
+    return sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if not has_result(p.parent))
 
 
 class RunLock:
@@ -253,88 +251,3 @@ class Interrupted(KeyboardInterrupt):
         except (OSError, RuntimeError, ValueError, StopIteration, pickle.UnpicklingError):
             return f"{self.folder}, before its first checkpoint"
         return f"{self.folder}, whose last.ckpt is after {done}"
-
-
-def data_root(cfg: TrainConfig, given: str | Path | None = None) -> Path | None:
-    """Where to read a run's data: `given` (--data) if any, else where the run read it."""
-    if given is not None:
-        return Path(given).expanduser()
-    if cfg.data_dir is None:
-        return None
-    if not Path(cfg.data_dir).exists():
-        raise FileNotFoundError(
-            f"{cfg.data_dir}, the data folder this run was trained from, is gone: "
-            "pass --data DIR where it lies now"
-        )
-    return Path(cfg.data_dir)
-
-
-class Splits(NamedTuple):
-    info: DatasetInfo
-    train: Any
-    val: Any
-    test: Any
-    tested: str = "test"  # the split the test scores come from ("val" for a folder without test/)
-
-
-def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Splits:
-    """(info, train, validation, test) as a run sees them: cut to limit_train / limit_test, the
-    training set split by the seed (an empty validation split when val_fraction is 0) unless the
-    data set has its own validation split; a folder without test/ is tested on its validation split."""
-    info, train_set, val_set, test_set = load_dataset_splits(cfg.dataset, data_root(cfg, given_root))
-    recorded = cfg.class_names()
-    if recorded and list(train_set.classes) != list(recorded):  # a folder whose classes changed
-        differ = sorted(set(train_set.classes) ^ set(recorded))[:3] or ["their order"]
-        raise ValueError(
-            f"the data's classes are not the run's (config.yaml: {len(recorded)}; now "
-            f"{len(train_set.classes)}; e.g. {', '.join(differ)}): restore the folder, or train a new run"
-        )
-    train_set = train_set.subset(slice(0, cfg.limit_train))
-    if val_set is None:
-        train_set, val_set = split_train_val(train_set, cfg.val_fraction, cfg.seed)
-    tested = "test" if test_set is not None else "val"
-    test_set = test_set if test_set is not None else val_set
-    return Splits(info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test)), tested)
-
-
-class TrainedModel(NamedTuple):
-    model: nn.Module
-    cfg: TrainConfig
-    input_size: tuple[int, int, int]
-
-
-def trained_model(folder: str | Path) -> TrainedModel:
-    """A run folder's model with its tested checkpoint (best.ckpt) loaded, in eval mode, with the
-    run's config and the input size it was trained at; no data needed."""
-    folder = Path(folder)
-    if not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(
-            f"{folder} is not a run folder (no {CONFIG_FILE}): give OUT/<recipe>/<configuration>/seed<k>"
-        )
-    if not (folder / BEST_CKPT).is_file() and is_finished(folder):
-        raise FileNotFoundError(
-            f"{folder} is finished ({RESULT_FILE}) but its tested checkpoint {BEST_CKPT} is gone: "
-            "delete the folder and train the run again"
-        )
-    if not (folder / BEST_CKPT).is_file():
-        raise FileNotFoundError(
-            f"{folder} has no {BEST_CKPT} yet: finish the run first (srblock train ... --resume)"
-        )
-    cfg = read_config(folder)
-    model = build_model(cfg)
-    load_weights(model, folder / BEST_CKPT, cfg)
-    return TrainedModel(model.eval(), cfg, cfg.input_size())
-
-
-def load_weights(model: nn.Module, path: Path, cfg: TrainConfig) -> dict[str, Any]:
-    """Loads a run's checkpoint into its model; returns the checkpoint. One from another
-    configuration (other shapes or names) is a one-line error, not a traceback."""
-    state = load_checkpoint(path, cfg.model)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, TypeError):
-        raise ValueError(
-            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another "
-            "configuration; choose another --out, or delete it"
-        ) from None
-    return state

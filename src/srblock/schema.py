@@ -114,3 +114,13 @@ def check(name: str, field: dataclasses.Field, tp: Any, value: Any, source: str)
 def fields_with(cls: type, **wanted: Any) -> list[dataclasses.Field]:
     """The fields of dataclass `cls` whose facts match `wanted` (e.g. role="execution")."""
     return [f for f in dataclasses.fields(cls) if all(facts(f).get(k) == v for k, v in wanted.items())]
+
+
+def parse_hw(text: str, key: str) -> tuple[int, int]:
+    """`HxW` (or one number for a square) as (height, width), or a one-line ValueError."""
+    parts = str(text).lower().split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"{key} must be HxW of positive ints, e.g. 512x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])

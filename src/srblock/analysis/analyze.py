@@ -22,7 +22,9 @@ from ..config import TrainConfig
 from ..data import DatasetInfo, DeviceLoader, ImageSet
 from ..insert import sr_blocks, sr_bypassed
 from ..memory import nearest_centroid_accuracy, recorded_weights
-from ..runs import load_splits, trained_model, write_text_atomic
+from ..run_model import trained_model
+from ..runs import write_text_atomic
+from ..splits import load_splits
 
 SPLITS = ("val", "test", "train")
 

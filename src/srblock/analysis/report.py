@@ -15,7 +15,7 @@ from ..runs import (
     CLASS_IOU_FILE,
     CONFIG_FILE,
     METRICS_FILE,
-    is_finished,
+    has_result,
     read_config,
     read_metrics,
     read_result,
@@ -65,7 +65,7 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
         memory = memory_curves_figure(rows, folder / "memory_curves.png")
         if memory is not None:
             parts.append("<h3>The memory over training</h3>" + _img(memory, "SR memory statistics per epoch"))
-    if is_finished(folder):
+    if has_result(folder):
         result = read_result(folder)
         scores = (
             ["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"]

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from ..data.seg_transforms import SegEvalTransform
-from ..runs import load_splits, trained_model
+from ..run_model import trained_model
 from ..seg_eval import segment
+from ..splits import load_splits
 from .plots import segmentation_examples_figure
 
 

@@ -7,8 +7,9 @@ import json
 
 import torch
 
-from ..bench import PAPER_SETTINGS, TIMING_COLUMNS, bench_onnx_pair, bench_pair, bench_paper
+from ..bench import TIMING_COLUMNS, bench_onnx_pair, bench_pair
 from ..config import COMPILE_MODES
+from ..paper_latency import PAPER_SETTINGS, bench_paper
 from ..profile import block_costs
 from ..registry import create_model
 from ..render import render

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..export import export_onnx, onnx_max_diff
-from ..runs import trained_model
+from ..run_model import trained_model
 from .model_args import add_model_args, build_from_args
 
 EPILOG = """\

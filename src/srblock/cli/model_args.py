@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..config import parse_hw
 from ..models.layers import ATTN_LAYERS, REG_LAYERS
 from ..registry import create_model
+from ..schema import parse_hw
 from ..spec import SRSpec
 from .common import at_least, stage_arg
 

@@ -10,7 +10,7 @@ from lightning.fabric import Fabric
 from ..config import TrainConfig
 from ..runs import Interrupted, RunLock
 from .classify import train_classifier
-from .engine import make_fabric
+from .fabric import make_fabric
 from .segment import train_segmenter
 
 

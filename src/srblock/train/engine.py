@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -23,77 +22,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_atomic, set_rng_state, training_state
-from ..config import TrainConfig, build_model
+from ..config import TrainConfig
 from ..insert import sr_blocks
 from ..memory import statistic_columns
 from ..params import config_overhead
-from ..runs import (
-    BEST_CKPT,
-    LAST_CKPT,
-    METRICS_FILE,
-    MetricsLog,
-    Splits,
-    claim_run_dir,
-    load_splits,
-    load_weights,
-    write_result,
-)
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """`auto`: bf16-mixed on a GPU, 32-true on the CPU (where bf16 autocast is slower)."""
-    if precision != "auto":
-        return precision
-    on_gpu = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if on_gpu else "32-true"
-
-
-def make_fabric(
-    accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, precision: str = "auto"
-) -> Fabric:
-    """A launched Fabric: one process per device (DDP) when there are several devices or nodes."""
-    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
-        raise ValueError(f"--accelerator {accelerator}: no CUDA GPU here; use --accelerator cpu (or auto)")
-    if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--accelerator mps: no Apple GPU here; use --accelerator cpu (or auto)")
-    on_gpu = accelerator in ("cuda", "gpu", "mps") or (accelerator == "auto" and torch.cuda.is_available())
-    if precision.startswith("16") and not on_gpu:  # Lightning would quietly train in bf16 instead
-        raise ValueError(
-            f"--precision {precision} (float16) needs a CUDA GPU; on the CPU use bf16-mixed or 32-true"
-        )
-    several = num_nodes > 1 or devices == "auto" or int(devices) > 1
-    fabric = Fabric(
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy="ddp" if several else "auto",
-        precision=resolve_precision(precision, accelerator),
-    )
-    fabric.launch()
-    return fabric
-
-
-def versions() -> dict[str, str]:
-    import lightning
-    import timm
-    import torchvision
-
-    from .. import __version__
-
-    return {
-        "srblock": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "lightning": lightning.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def device_name(fabric: Fabric) -> str:
-    if fabric.device.type == "cuda":
-        return torch.cuda.get_device_name(fabric.device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+from ..run_model import build_model, load_weights
+from ..runs import BEST_CKPT, LAST_CKPT, METRICS_FILE, MetricsLog, claim_run_dir, write_result
+from ..splits import Splits, load_splits
+from .fabric import device_name, versions
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:

@@ -17,16 +17,24 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import torch
 import yaml
 
+from ..config import TrainConfig
 from ..keys import config_from_mapping
 from ..runs import Interrupted, read_result
-from .jobs import Job
 
 LOG_FILE = "train.log"  # a run's output when it trains beside others
+
+
+class Job(Protocol):
+    """What this module needs of a run to train (jobs.Job has it): config, folder, extra results."""
+
+    cfg: TrainConfig
+    folder: Path
+    extra: dict[str, Any] | None
 
 
 @dataclass

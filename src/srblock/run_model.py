@@ -1,0 +1,82 @@
+"""A run's model: built from its config (its SR block sized for the images it trains on), and a
+finished run's model with its tested checkpoint loaded, from the run folder alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .registry import PYTHON_MODEL, create_model
+from .runs import BEST_CKPT, CONFIG_FILE, RESULT_FILE, has_result, read_config
+
+
+def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
+    """The run's model, with its SR block sized for the images it is trained on; with `pretrained`,
+    the starting weights the config names (a run's own checkpoints replace them on resume)."""
+    if cfg.model.startswith(PYTHON_MODEL):
+        raise ValueError(
+            f"{cfg.model} is a model given to srblock.fit in Python: build it again and load the run's "
+            "best.ckpt into it (torch.load(path, weights_only=True)['model'])"
+        )
+    if cfg.num_classes() == 0:
+        raise ValueError(
+            f"{cfg.dataset} runs need a data folder: pass --data DIR holding train/<class>/<image>"
+        )
+    input_size = cfg.input_size()
+    return create_model(
+        cfg.model,
+        num_classes=cfg.num_classes(),
+        in_chans=input_size[0],
+        sr_stage=cfg.sr_stage,
+        sr=cfg.sr,
+        input_size=input_size,
+        **cfg.model_kwargs(),
+        **(cfg.weights() if pretrained else {}),
+    )
+
+
+class TrainedModel(NamedTuple):
+    model: nn.Module
+    cfg: TrainConfig
+    input_size: tuple[int, int, int]
+
+
+def trained_model(folder: str | Path) -> TrainedModel:
+    """A run folder's model with its tested checkpoint (best.ckpt) loaded, in eval mode, with the
+    run's config and the input size it was trained at; no data needed."""
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a run folder (no {CONFIG_FILE}): give OUT/<recipe>/<configuration>/seed<k>"
+        )
+    if not (folder / BEST_CKPT).is_file() and has_result(folder):
+        raise FileNotFoundError(
+            f"{folder} is finished ({RESULT_FILE}) but its tested checkpoint {BEST_CKPT} is gone: "
+            "delete the folder and train the run again"
+        )
+    if not (folder / BEST_CKPT).is_file():
+        raise FileNotFoundError(
+            f"{folder} has no {BEST_CKPT} yet: finish the run first (srblock train ... --resume)"
+        )
+    cfg = read_config(folder)
+    model = build_model(cfg)
+    load_weights(model, folder / BEST_CKPT, cfg)
+    return TrainedModel(model.eval(), cfg, cfg.input_size())
+
+
+def load_weights(model: nn.Module, path: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Loads a run's checkpoint into its model; returns the checkpoint. One from another
+    configuration (other shapes or names) is a one-line error, not a traceback."""
+    state = load_checkpoint(path, cfg.model)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError):
+        raise ValueError(
+            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another "
+            "configuration; choose another --out, or delete it"
+        ) from None
+    return state
