@@ -45,6 +45,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {"data": data, "sr": sr, "plain": root / "runs" / "cifar10" / "resnet10s_cifar" / "seed0"}
 
 
+@pytest.mark.slow
 def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     # no --data: the run folder remembers where its data lay
     assert main(["analyze", str(runs["sr"]), "--per-class", "4", "--classes", "class1", "3"]) == 0
@@ -136,6 +137,7 @@ class _Page(HTMLParser):
                 self.external.append(attrs[key])
 
 
+@pytest.mark.slow
 def test_report_embeds_every_figure(runs, tmp_path):
     out = tmp_path / "report.html"
     assert (
@@ -174,6 +176,7 @@ def test_errors_are_one_line(runs, tmp_path, capsys):
     assert "unknown class 'tulip'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_analyze_refuses_a_segmentation_run_and_report_shows_it(seg_run, tmp_path, capsys):
     folder = seg_run
     assert main(["analyze", str(folder)]) == 2
@@ -188,6 +191,7 @@ def test_analyze_refuses_a_segmentation_run_and_report_shows_it(seg_run, tmp_pat
     assert (folder / "analysis" / "segmentation_examples.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_run_whose_data_moved_asks_for_data(runs, tmp_path, capsys):
     moved = tmp_path / "moved"
     shutil.copytree(runs["sr"], moved)

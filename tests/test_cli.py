@@ -1,6 +1,7 @@
 """Every `srblock` command end to end: help and examples, one-line errors, params, recipes, sweep, demo."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from .helpers import srblock_cli as run_cli
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 
 
+@pytest.mark.slow
 def test_params_table_end_to_end():
     done = run_cli("params", "--table", "cifar100", "--format", "json")
     assert done.returncode == 0, done.stderr
@@ -23,6 +25,7 @@ def test_params_table_end_to_end():
     assert round(row["oh_pct"], 2) == row["paper_oh_pct"] == 1.09
 
 
+@pytest.mark.slow
 def test_bad_model_name_is_one_line_exit_2():
     done = run_cli("params", "--model", "resnet19_cifar")
     assert done.returncode == 2
@@ -105,6 +108,7 @@ def test_every_command_explains_itself_with_an_example(capsys):
         assert any(line.strip().startswith(f"srblock {name or ''}".strip()) for line in examples), name
 
 
+@pytest.mark.slow
 def test_no_command_prints_help():
     done = run_cli()
     assert done.returncode == 2
@@ -135,6 +139,7 @@ def test_recipes_command(capsys):
     )
 
 
+@pytest.mark.slow
 def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
     sweep = tmp_path / "mini-sweep.yaml"
     sweep.write_text(
@@ -161,6 +166,7 @@ def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_demo_tiny(tmp_path):
     root = write_fashion_mnist(tmp_path / "fm", train=300, test=60)
     done = run_cli("demo", "--tiny", "--data", str(root), "--out", str(tmp_path / "runs"), "--quiet")
@@ -170,6 +176,7 @@ def test_demo_tiny(tmp_path):
     assert (tmp_path / "runs" / "demo-tiny" / "resnet10s_cifar-sr3p4h8" / "seed0" / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_segmentation_demo_tiny(tmp_path, capsys):
     data = write_fashion_mnist(tmp_path / "fashion", train=60, test=20)
     assert (
@@ -235,3 +242,12 @@ def test_a_gpu_asked_for_where_there_is_none(capsys):
     assert "argument --device: cuda: no CUDA GPU here; use --device cpu" in capsys.readouterr().err
     assert main(["train", "fashion_mnist", "--accelerator", "cuda", "--set", "limit_train=10"]) == 2
     assert "--accelerator cuda: no CUDA GPU here; use --accelerator cpu (or auto)" in capsys.readouterr().err
+
+
+def test_python_m_srblock_is_the_command(capsys, monkeypatch):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["srblock", "recipes"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("srblock", run_name="__main__")
+    assert done.value.code == 0 and "fashion_mnist" in capsys.readouterr().out

@@ -293,3 +293,50 @@ def test_floats_as_a_user_types_them():
 def test_a_model_of_another_task_is_refused(recipe, model, kind):
     with pytest.raises(ValueError, match=f"{model} is {kind}, but {recipe} runs are"):
         make_config(recipe, {"model": model})
+
+
+def test_the_docs_key_table_is_the_code_s(capsys):
+    """docs/keys.md is `srblock recipes --keys`: every key's facts, read from where it is declared."""
+    from pathlib import Path
+
+    from srblock.cli import main
+
+    assert main(["recipes", "--keys"]) == 0
+    table = capsys.readouterr().out.strip()
+    docs = (Path(__file__).parents[1] / "docs" / "keys.md").read_text()
+    assert docs.strip().endswith(table), "regenerate docs/keys.md with `srblock recipes --keys`"
+    assert "`sr_memory_blocks`" in table and "[1, inf)" in table
+
+
+def test_the_config_s_sr_keys_are_the_spec_s_fields():
+    """One name and one set of facts per SR setting: cfg.sr is the spec, its keys are sr_<field>."""
+    import typing
+
+    from srblock.config import CONFIGS
+    from srblock.spec import SPEC_KEYS, SRSpec
+
+    for cls in CONFIGS:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "spec" in f.metadata:
+                assert f.name == f"sr_{f.metadata['spec']}" in SPEC_KEYS
+                assert hints[f.name] == typing.get_type_hints(SRSpec)[f.metadata["spec"]]
+                assert f.default == SRSpec.__dataclass_fields__[f.metadata["spec"]].default
+    cfg = make_config("fashion_mnist", parse_set(["sr_stage=3", "sr_memory_blocks=2", "sr_temperature=0.5"]))
+    assert cfg.sr == SRSpec(memory_blocks=2, temperature=0.5)
+
+
+def test_old_key_names_warn_once_and_old_run_configs_read_quietly():
+    import warnings
+
+    from srblock.keys import config_from_mapping
+
+    with pytest.warns(FutureWarning, match="sr_blocks is now called sr_memory_blocks"):
+        cfg = make_config("fashion_mnist", parse_set(["sr_stage=3", "sr_blocks=2"]))
+    assert cfg.sr_memory_blocks == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = config_from_mapping(
+            {"dataset": "fashion_mnist", "sr_stage": 3, "sr_blocks": 2, "sr_squeeze": 1}, "x"
+        )
+    assert (old.sr_memory_blocks, old.sr_squeeze_channels) == (2, 1)

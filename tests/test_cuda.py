@@ -159,6 +159,7 @@ def test_a_killed_run_resumes_on_the_device(cifar, tmp_path, device):
             torch.testing.assert_close(a[key], b[key], atol=2e-2, rtol=2e-2, msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_optimiser_state_lands_on_the_device_after_a_resume(cifar, tmp_path, device):
     line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3"

@@ -29,6 +29,7 @@ class Pictures(Dataset):
         return self.images[index], int(self.labels[index])
 
 
+@pytest.mark.slow
 def test_fit_trains_a_python_model_on_python_data_sets_and_resumes_or_skips(tmp_path):
     model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
     train, val = Pictures(0, 512), Pictures(512, 128)

@@ -43,6 +43,7 @@ def test_every_image_mode_and_size_becomes_the_asked_channels_and_size(pictures,
     assert shapes == {(channels, 48, 48)}
 
 
+@pytest.mark.slow
 def test_training_on_a_folder_end_to_end(pictures, tmp_path, capsys):
     line = (
         "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
@@ -58,6 +59,7 @@ def test_training_on_a_folder_end_to_end(pictures, tmp_path, capsys):
     assert state["fc.weight"].shape[0] == 3  # three classes, three outputs
 
 
+@pytest.mark.slow
 def test_a_timm_backbone_with_sr_on_a_folder_without_val_or_test(pictures, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(pictures / "train", data / "train")
@@ -123,6 +125,7 @@ def test_an_image_that_cannot_be_decoded_stops_the_run_naming_it(pictures, tmp_p
     assert err.startswith(f"srblock train: error: {broken} cannot be decoded") and "\n" not in err
 
 
+@pytest.mark.slow
 def test_an_image_size_the_backbone_cannot_take_is_one_line(pictures, tmp_path, capsys):
     line = (
         "train folder --data {data} --out {out} --set model=timm:vit_tiny_patch16_224 --set image_size=48 "
@@ -133,6 +136,7 @@ def test_an_image_size_the_backbone_cannot_take_is_one_line(pictures, tmp_path, 
     assert "timm:vit_tiny_patch16_224 cannot take 48x48 images with 3 channels" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resume(pictures, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(pictures, data)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 SECTIONS = [
     "block_profile",
@@ -21,6 +23,7 @@ SECTIONS = [
 ]
 
 
+@pytest.mark.slow
 def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_path):
     command = [sys.executable, str(GPU_CHECK), "--out", str(tmp_path), "--tiny", "--fail", "deeplabv3"]
     command += ["--block-variants", "reference", "lean"]

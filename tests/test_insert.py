@@ -51,6 +51,7 @@ def network(request):
     return build().eval(), input_size, stage, name
 
 
+@pytest.mark.slow
 def test_fresh_block_computes_exactly_the_plain_model(network):
     model, input_size, stage, name = network
     x = torch.randn(2, *input_size)
@@ -61,6 +62,7 @@ def test_fresh_block_computes_exactly_the_plain_model(network):
         assert torch.equal(model(x), plain(x))
 
 
+@pytest.mark.slow
 def test_block_runs_once_on_the_stage_output(network):
     model, input_size, stage, name = network
     add_sr(model, stage=stage, spec=SRSpec(memory_blocks=3), input_size=input_size)
@@ -79,6 +81,7 @@ def test_block_runs_once_on_the_stage_output(network):
     assert torch.equal(stage_out[-1], block_out)  # ...and is what the stage hands on
 
 
+@pytest.mark.slow
 def test_bypass_and_remove_give_back_the_plain_model(network):
     model, input_size, stage, _ = network
     plain = copy.deepcopy(model)
@@ -106,6 +109,7 @@ def test_probe_forward_leaves_batchnorm_statistics_alone():
         assert torch.equal(model.state_dict()[key], value), key
 
 
+@pytest.mark.slow
 def test_zoo_stage_shapes_follow_the_spec():
     shapes = {}
     for stage in range(1, 5):
@@ -117,6 +121,7 @@ def test_zoo_stage_shapes_follow_the_spec():
     assert (sr_blocks(model)[0][1].channels, *sr_blocks(model)[0][1].size) == (2048, 4, 4)
 
 
+@pytest.mark.slow
 def test_stage_names_of_known_families():
     assert stage_names(torchvision.models.resnet18()) == ["layer1", "layer2", "layer3", "layer4"]
     assert stage_names(torchvision.models.vgg16()) == [f"features.{i}" for i in (4, 9, 16, 23, 30)]

@@ -169,6 +169,7 @@ def test_the_memory_has_its_own_learning_rate_and_weight_decay():
     assert len(names) == 5  # each strategy trains in a folder of its own
 
 
+@pytest.mark.slow
 def test_a_run_logs_the_memory_each_epoch_and_resumes_bit_exact_with_every_option_on(cifar, tmp_path):
     common = [
         "train",
@@ -208,6 +209,7 @@ def test_a_run_logs_the_memory_each_epoch_and_resumes_bit_exact_with_every_optio
     assert (again / "metrics.csv").read_text().splitlines()[1:] != []
 
 
+@pytest.mark.slow
 def test_bypass_every_epoch(cifar, tmp_path):
     line = "train cifar10 --data {data} --out {out} --set epochs=2 --set sr_stage=3 --set sr_bypass_every=1"
     from srblock.cli import main
@@ -259,6 +261,7 @@ def test_memory_curves_of_a_segmentation_run(tmp_path):
     assert memory_curves_figure([{"epoch": 0, "val_acc": 50.0}], tmp_path / "none.png") is None
 
 
+@pytest.mark.slow
 def test_sr_runs_in_bf16_weights_log_their_memory_too(cifar, cityscapes, tmp_path):
     """bf16-true holds bf16 weights: the statistics and the evaluations feed them bf16 images."""
     from srblock.cli import main

@@ -73,6 +73,7 @@ def test_resnet18_with_se_d2d_and_an_sr_block():
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18_cifar", "resnet50_cifar", "vgg16_bn_cifar", "vgg19_bn_cifar"])
 @pytest.mark.parametrize("attn", [None, "se", "cbam"])
 def test_every_cifar_model_and_attention_trains_a_step(name, attn):
@@ -93,6 +94,7 @@ def test_attention_sits_in_every_residual_block():
     assert type(se).__name__ == "SEModule" and se.fc1.out_channels == 1024 // 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18_cifar", "vgg16_bn_cifar"])
 @pytest.mark.parametrize("reg,layer", [("d2d", nn.Dropout2d), ("db", "DropBlock2d")])
 def test_structured_dropout_at_the_end_of_stages_3_and_4(name, reg, layer):

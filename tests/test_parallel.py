@@ -31,6 +31,7 @@ def test_device_slots_and_threads():
         device_slots("mps", 1, 2)
 
 
+@pytest.mark.slow
 def test_two_seeds_at_once_equal_each_seed_alone(cifar, tmp_path, capsys):
     line = "train cifar10 --data {data} --out {out} --set epochs=2 --seeds 0 1 --accelerator cpu --parallel 2"
     assert main(argv(line, data=cifar, out=tmp_path / "both") + TINY) == 0
@@ -61,6 +62,7 @@ def test_two_seeds_at_once_equal_each_seed_alone(cifar, tmp_path, capsys):
     assert both[0] == both[1]
 
 
+@pytest.mark.slow
 def test_a_failed_run_does_not_stop_the_others(cifar, tmp_path, capsys):
     """A run that cannot start (here: an unfinished run without --resume) fails in its log; the rest train."""
     stale = tmp_path / "cifar10" / "resnet10s_cifar" / "seed1"
@@ -74,6 +76,7 @@ def test_a_failed_run_does_not_stop_the_others(cifar, tmp_path, capsys):
     assert (stale.parent / "seed0" / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_sweep_in_parallel_records_each_row(cifar, tmp_path, capsys):
     sweep = tmp_path / "two.yaml"
     sweep.write_text(
@@ -95,6 +98,7 @@ def test_parallel_with_several_nodes_is_refused(cifar, tmp_path, capsys):
     assert "leave out --num-nodes" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_run_and_the_same_command_with_resume_finishes_them(cifar, tmp_path):
     line = "train cifar10 --data {data} --out {out} --set epochs=4 --seeds 0 1 --accelerator cpu --parallel 2"
     command = argv(line, data=cifar, out=tmp_path) + TINY

@@ -28,12 +28,14 @@ def rows():
     return {table: table_rows(table) for table in ("cifar100", "cifar10", "imagenet")}
 
 
+@pytest.mark.slow
 def test_every_row_of_the_papers_tables(rows):
     counts = {table: len(r) for table, r in rows.items()}
     expected = {t: sum(len(load_yaml(s)["runs"]) for s in sweeps_for(t)) for t in counts}
     assert counts == expected == {"cifar100": 28 + 12, "cifar10": 28, "imagenet": 10}
 
 
+@pytest.mark.slow
 def test_sr_parameters_of_every_row_are_eq1(rows):
     for table, table_rows_ in rows.items():
         hidden = 16 if table == "imagenet" else 8

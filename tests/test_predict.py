@@ -102,6 +102,7 @@ def test_bad_input_is_one_line(folder_run, tmp_path, capsys):
         assert message in err and "\n" not in err, err
 
 
+@pytest.mark.slow
 def test_predict_needs_no_training_stack():
     code = (
         "import sys; import srblock.cli.predict, srblock.predict; "

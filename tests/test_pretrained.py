@@ -128,6 +128,7 @@ def test_adamw_with_the_sr_block_at_its_own_learning_rate():
     assert isinstance(plain, torch.optim.SGD) and len(plain.param_groups) == 1
 
 
+@pytest.mark.slow
 def test_finetune_recipe_from_a_local_file_end_to_end(pictures, tmp_path, capsys):
     weights = tmp_path / "backbone.pth"
     torch.save(source_model(num_classes=1000).state_dict(), weights)

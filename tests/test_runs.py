@@ -198,6 +198,7 @@ def test_metrics_log_keeps_the_rows_before_the_checkpoint(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_reading_results_does_not_import_lightning():
     """analyze, report, export and the run folders need no training stack (nor its start-up time)."""
     code = (

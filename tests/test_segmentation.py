@@ -45,6 +45,7 @@ def test_sr_after_stage_2_sized_for_the_crop(name, blocks):
     assert (block.channels, *block.size) == (512, 64, 128)  # 512x1024 crop at output stride 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, size", [("fcn_resnet10s", (1, 64, 64)), ("deeplabv3_r50_d8", (3, 64, 96))])
 def test_fresh_sr_block_leaves_the_segmentation_model_unchanged(name, size):
     plain = create_model(name).eval()
@@ -67,6 +68,7 @@ def test_aux_head_only_while_training():
     assert model(x)["out"].shape == (2, 11, 32, 32)
 
 
+@pytest.mark.slow
 def test_multiscale_flip_inference_returns_the_input_size():
     model = create_model("fcn_resnet10s", sr_stage=2).eval()
     fill_memory(model, 0.1)

@@ -37,6 +37,7 @@ def test_schedules_are_the_papers():
     assert factors[1] == pytest.approx(0.99 * 0.5**0.9 + 0.01)
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
     args = (
         argv(
@@ -79,6 +80,7 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
     assert "holds a run of another configuration (lr: 0.1 -> 0.2)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(cifar, tmp_path):
     for out in ("a", "b"):
         main(
@@ -91,6 +93,7 @@ def test_same_seed_same_result(cifar, tmp_path):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_path):
     common = ["train", "cifar10", "--data", str(cifar), "--set", "epochs=3", "--set", "sr_stage=3", *TINY]
     straight = srblock_cli(*common, "--out", str(tmp_path / "straight"))
@@ -137,6 +140,7 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
     assert len((folder / "metrics.csv").read_text().splitlines()) == 4  # one row per epoch, none twice
 
 
+@pytest.mark.slow
 def test_progress_is_one_line_per_epoch_when_the_output_is_a_file(cifar, tmp_path):
     done = srblock_cli(
         *argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path),
@@ -174,6 +178,7 @@ def test_corrupt_and_foreign_checkpoints_on_resume(cifar, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(cifar, tmp_path, capsys):
     cases = [
         (
@@ -242,6 +247,7 @@ def test_dataloader_path_trains(cifar, tmp_path):
     assert (tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
     done = srblock_cli(
         *argv(
@@ -270,6 +276,7 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
     assert result["test_acc"] == pytest.approx(100 * (pred == test.labels).float().mean().item(), abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gpu_decode", [False, True])
 def test_imagenet_one_epoch_end_to_end_with_top5(imagenet, tmp_path, gpu_decode):
     out = tmp_path / "runs"
@@ -305,6 +312,7 @@ def test_wrong_imagenet_layouts_are_clear_errors(tmp_path, damage, message, caps
     assert "\n" not in err and message in err
 
 
+@pytest.mark.slow
 def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
     """3 validation images, batch 1, 2 processes: 2 batches on one, 1 on the other; no hang, all counted."""
     root = write_imagenet(tmp_path / "imagenet", per_class=2, val_per_class=1)
@@ -330,6 +338,7 @@ def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
     assert input_size == (3, 32, 32) and result["test_acc"] == pytest.approx(100 * hits / 3, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop_a_resume(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
     env = cli_env(PAUSE_AT="3", MARKER=str(tmp_path / "m"))
@@ -363,6 +372,7 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop
     ).exists()  # the dead run's lock taken over
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
     done = srblock_cli(
         *argv("train cifar10 --data {data} --out {out} --set lr=1e6", data=cifar, out=tmp_path), *TINY
@@ -375,6 +385,7 @@ def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
     assert not (folder / "result.json").exists() and not (folder / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
     env = cli_env(PAUSE_AT="13", MARKER=str(tmp_path / "m"))
@@ -426,6 +437,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_kills_between_a_row_and_its_checkpoint_or_during_the_rewrite_lose_nothing(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=3", data=cifar, out=tmp_path) + TINY
     folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"

@@ -19,6 +19,7 @@ from srblock.seg_eval import SegmentationMetric, segment
 from .helpers import TINY_SEG, argv, srblock_cli, write_cityscapes
 
 
+@pytest.mark.slow
 def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
     out = tmp_path / "runs"
     code = main(
@@ -46,6 +47,7 @@ def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
     assert state["iteration"] == 2 and state["model"]["backbone.layer2.sr.memory"].shape == (2, 512, 4, 6)
 
 
+@pytest.mark.slow
 def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypatch, capsys):
     import srblock.train.segment as seg_loop
 
@@ -90,6 +92,7 @@ def test_wrong_cityscapes_folder_is_one_line_exit_2(tmp_path, capsys):
     assert "\n" not in err and "leftImg8bit" in err and "gtFine" in err
 
 
+@pytest.mark.slow
 def test_two_processes_count_every_validation_image_once(tmp_path):
     """3 validation images on 2 processes (2 + 1): the synced mIoU equals one process scoring all 3."""
     root = write_cityscapes(tmp_path / "data", train=4, val=3)

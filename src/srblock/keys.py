@@ -167,3 +167,34 @@ def config_from_mapping(data: Any, source: str) -> TrainConfig:
     for key, value in data.items():
         set_value(values, key, value, source, old_names="quiet")
     return build_config(values, source, other_tasks="drop")
+
+
+def key_rows() -> list[dict[str, str]]:
+    """Every key with its facts, one row each (`srblock recipes --keys`, docs/keys.md)."""
+    groups = key_groups()
+    rows = []
+    for key, field in FIELDS.items():
+        meta = field.metadata
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        allowed = meta.get("range") or (", ".join(map(str, meta["choices"])) if meta.get("choices") else "")
+        runs = [group for group, keys in groups.items() if key in keys][0]
+        notes = {"execution": "how the run runs: may change on resume", "sr": "SR block"}.get(
+            meta.get("role"), ""
+        )
+        if meta.get("slug"):
+            notes += f"; in the folder name as `{meta['slug']}`"
+        rows.append(
+            {
+                "key": f"`{key}`",
+                "runs": runs,
+                "default": "null"
+                if default is None
+                else str(default).lower()
+                if isinstance(default, bool)
+                else str(default),
+                "allowed": allowed,
+                "notes": notes,
+                "what": meta.get("help", ""),
+            }
+        )
+    return rows
