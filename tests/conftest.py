@@ -1,11 +1,15 @@
 """Fixtures: a fixed torch seed for every test, and small data sets written once per session."""
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from .helpers import TINY_SEG, argv, write_cifar10, write_cityscapes, write_imagenet
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: one thread per worker, so the two share the cores
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -75,6 +75,20 @@ def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.C
     )
 
 
+def main_one_thread(*args: str) -> int:
+    """`srblock ARGS` in this process on one thread, as `srblock_cli` runs it in a fresh one
+    (OMP_NUM_THREADS=1): the same kernels, so the two compare bit for bit, without the
+    seconds a fresh process spends importing."""
+    from srblock.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fill_memory(model: torch.nn.Module, std: float = 1.0) -> None:
     """Gives every SR block a non-zero memory, as training would."""
     from srblock import sr_blocks

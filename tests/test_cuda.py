@@ -11,7 +11,6 @@ modules cover on the CPU already are marked slow.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from srblock.train import make_fabric
 from srblock.train.classify import MEMORY_COLUMNS as CLASSIFY_MEMORY_COLUMNS
 from srblock.train.engine import start_run
 
-from .helpers import KILLER, TINY, TINY_SEG, argv, fill_memory
+from .helpers import KILLER, TINY, TINY_SEG, argv, cli_env, fill_memory, main_one_thread
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")]
 GPU = pytest.param(
@@ -139,7 +138,7 @@ def test_imagenet_batch_decode(imagenet, tmp_path, device):
 def test_a_killed_run_resumes_on_the_device(cifar, tmp_path, device):
     """Killed 4 steps into epoch 2 and resumed: the same weights as an uninterrupted run, within bf16
     tolerance on the GPU (cuDNN may choose other convolution algorithms in the new process)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "KILL_AT": "13", "MARKER": str(tmp_path / "marker")}
+    env = cli_env(KILL_AT="13", MARKER=str(tmp_path / "marker"))  # one thread, as main_one_thread
 
     def returncode(*args: str) -> int:
         return subprocess.run([sys.executable, *args], env=env, capture_output=True, check=False).returncode
@@ -147,10 +146,10 @@ def test_a_killed_run_resumes_on_the_device(cifar, tmp_path, device):
     common = (
         argv("train cifar10 --data {data} --set epochs=2 --set sr_stage=3", data=cifar) + TINY + on(device)
     )
-    assert returncode("-m", "srblock", *common, "--out", str(tmp_path / "straight")) == 0
+    assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
     assert returncode("-c", KILLER, *common, "--out", str(tmp_path / "killed")) == -signal.SIGKILL
     killed = str(tmp_path / "killed")
-    assert returncode("-m", "srblock", "train", "cifar10", "--resume", "--out", killed, *on(device)) == 0
+    assert main_one_thread("train", "cifar10", "--resume", "--out", killed, *on(device)) == 0
     [a] = (tmp_path / "killed").rglob("last.ckpt")
     [b] = (tmp_path / "straight").rglob("last.ckpt")
     a, b = load_checkpoint(a)["model"], load_checkpoint(b)["model"]

@@ -25,7 +25,7 @@ from srblock.runs import config_slug
 from srblock.spec import SRSpec
 from srblock.train.engine import make_optimizer
 
-from .helpers import KILLER, TINY, argv, cli_env, srblock_cli
+from .helpers import KILLER, TINY, argv, cli_env, main_one_thread
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 STRATEGIES = argv(
@@ -183,8 +183,7 @@ def test_a_run_logs_the_memory_each_epoch_and_resumes_bit_exact_with_every_optio
         *STRATEGIES,
         *TINY,
     ]
-    straight = srblock_cli(*common, "--out", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
+    assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
     [folder] = [p.parent for p in (tmp_path / "straight").rglob("result.json")]
     assert folder.parent.name == (
         "resnet10s_cifar-sr3p4h8-init_prototypes-mlr10.0-mwd0.0-T0.5-Tlearned-div0.1"
@@ -201,8 +200,7 @@ def test_a_run_logs_the_memory_each_epoch_and_resumes_bit_exact_with_every_optio
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL  # 3 steps into epoch 2 (9 steps an epoch)
-    resumed = srblock_cli("train", "cifar10", "--out", str(tmp_path / "killed"), "--resume", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
+    assert main_one_thread("train", "cifar10", "--out", str(tmp_path / "killed"), "--resume", "--quiet") == 0
     again = tmp_path / "killed" / folder.relative_to(tmp_path / "straight")
     a, b = load_checkpoint(again / "last.ckpt"), load_checkpoint(folder / "last.ckpt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])

@@ -22,7 +22,7 @@ from srblock.keys import make_config, parse_set
 from srblock.run_model import build_model, trained_model
 from srblock.train.schedule import multistep_factor, poly_factor
 
-from .helpers import KILLER, PAUSER, TINY, argv, cli_env, srblock_cli, write_imagenet
+from .helpers import KILLER, PAUSER, TINY, argv, cli_env, main_one_thread, srblock_cli, write_imagenet
 
 # the CIFAR files written here are not the official ones: the checksum warning is expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
@@ -94,10 +94,9 @@ def test_same_seed_same_result(cifar, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_path):
+def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_path, capsys):
     common = ["train", "cifar10", "--data", str(cifar), "--set", "epochs=3", "--set", "sr_stage=3", *TINY]
-    straight = srblock_cli(*common, "--out", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
+    assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
     steps_per_epoch = -(-270 // 32)  # 300 images, 10% for validation, batch 32: 9 steps
     marker = tmp_path / "killed_at"
     env = cli_env(KILL_AT=str(steps_per_epoch + 4), MARKER=str(marker))
@@ -115,17 +114,17 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
     assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1 and not (folder / "result.json").exists()
     assert len((folder / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1's row
 
-    again = srblock_cli(*common, "--out", str(tmp_path / "killed"))
-    assert again.returncode == 2
-    assert again.stderr.strip().endswith(
-        "holds an unfinished run: add --resume to continue it, or choose another --out"
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "killed")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("holds an unfinished run: add --resume to continue it, or choose another --out")
     )
 
     # data remembered; a bare --resume applies --precision (32-true is what auto means on the CPU)
-    resumed = srblock_cli(
-        "train", "cifar10", "--out", str(tmp_path / "killed"), "--resume", "--precision", "32-true", "--quiet"
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    resume = ("train", "cifar10", "--out", str(tmp_path / "killed"), "--resume", "--precision", "32-true")
+    assert main_one_thread(*resume, "--quiet") == 0
     assert yaml.safe_load((folder / "config.yaml").read_text())["precision"] == "32-true"
     a = load_checkpoint(folder / "last.ckpt")
     b = load_checkpoint(tmp_path / "straight" / SR_FOLDER / "last.ckpt")
