@@ -48,11 +48,36 @@ engine.Progress.update = update_then_die
 sys.exit(main(sys.argv[1:]))
 """
 
-# Runs `srblock train` and, right after training step PAUSE_AT, writes MARKER and sleeps: a run held
-# in the middle of an epoch, for a second command to meet.
-PAUSER = KILLER.replace("os.kill(os.getpid(), signal.SIGKILL)", "__import__('time').sleep(120)").replace(
-    "KILL_AT", "PAUSE_AT"
-)
+# Runs `srblock train` and, right after training step PAUSE_AT, writes MARKER, says so on the pipe
+# READY_FD and sleeps: a run held in the middle of an epoch, for a second command to meet.
+PAUSER = KILLER.replace(
+    "os.kill(os.getpid(), signal.SIGKILL)",
+    "os.write(int(os.environ['READY_FD']), b'1'); __import__('time').sleep(120)",
+).replace("KILL_AT", "PAUSE_AT")
+
+
+def paused_run(args: list[str], env: dict[str, str], timeout: float = 120, **popen) -> subprocess.Popen:
+    """The PAUSER harness started with `args`, returned once it has paused at PAUSE_AT: it says so
+    through a pipe, so the test waits for that event (or fails after `timeout`), not by polling."""
+    import select
+
+    read, write = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSER, *args], env={**env, "READY_FD": str(write)}, pass_fds=(write,), **popen
+    )
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], timeout)
+        paused = bool(ready) and os.read(read, 1) == b"1"  # end of file: the run ended first
+    finally:
+        os.close(read)
+    if not paused:
+        process.kill()
+        process.wait()
+        raise AssertionError(
+            f"the run never paused at step {env.get('PAUSE_AT')} (exit {process.returncode})"
+        )
+    return process
 
 
 def cli_env(**values: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,16 @@ from srblock.keys import make_config, parse_set
 from srblock.run_model import build_model, trained_model
 from srblock.train.schedule import multistep_factor, poly_factor
 
-from .helpers import KILLER, PAUSER, TINY, argv, cli_env, main_one_thread, srblock_cli, write_imagenet
+from .helpers import (
+    KILLER,
+    TINY,
+    argv,
+    cli_env,
+    main_one_thread,
+    paused_run,
+    srblock_cli,
+    write_imagenet,
+)
 
 # the CIFAR files written here are not the official ones: the checksum warning is expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
@@ -341,14 +349,8 @@ def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
 def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop_a_resume(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
     env = cli_env(PAUSE_AT="3", MARKER=str(tmp_path / "m"))
-    first = subprocess.Popen(
-        [sys.executable, "-c", PAUSER, *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    first = paused_run(common, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
-        while not (tmp_path / "m").exists() and first.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
-        assert (tmp_path / "m").exists(), "the first run never reached step 3"
         for args in (common, [*common, "--resume"]):
             second = srblock_cli(*args)
             assert second.returncode == 2
@@ -388,16 +390,7 @@ def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
 def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
     env = cli_env(PAUSE_AT="13", MARKER=str(tmp_path / "m"))
-    run = subprocess.Popen(
-        [sys.executable, "-c", PAUSER, *common],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while not (tmp_path / "m").exists() and run.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
+    run = paused_run(common, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run.send_signal(signal.SIGINT)  # 4 steps into epoch 2
     _, err = run.communicate(timeout=60)
     folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
