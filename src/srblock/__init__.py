@@ -1,5 +1,6 @@
 """srblock: the Squeeze-and-Remember block for convolutional networks."""
 
+from . import startup  # noqa: F401, I001  (first: its clock starts before torch is imported)
 from importlib.metadata import PackageNotFoundError, version
 
 from . import (

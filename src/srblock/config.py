@@ -24,6 +24,9 @@ from .schema import parse_hw, setting
 from .spec import SRSpec
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# compile: auto compiles (CUDA graphs) on a GPU from this many training steps: compiling ResNet18 takes
+# about a minute there, and graphs save about 14 ms a step at batch 128 (benchmarks/RESULTS.md)
+AUTO_COMPILE_STEPS = 5_000
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
@@ -31,6 +34,11 @@ def sr_key(name: str) -> Any:
     """A config field mirroring `SRSpec.<name>` (its default and facts) as the key `sr_<name>`."""
     field = SRSpec.__dataclass_fields__[name]
     return dataclasses.field(default=field.default, metadata={**field.metadata, "spec": name})
+
+
+def _on_off(value: Any) -> Any:
+    """`compile: true` in YAML (a bool), and the bools of config.yaml files before `auto` existed."""
+    return str(value).lower() if isinstance(value, bool) else value
 
 
 def _weights_file(value: Any) -> Any:
@@ -76,7 +84,10 @@ class TrainConfig:
     precision: str = setting(
         "auto", "auto: bf16-mixed on a GPU, 32-true on the CPU", choices=PRECISIONS, role="execution"
     )
-    compile: bool = setting(False, "torch.compile the model", role="execution")
+    compile: str = setting(
+        "auto", "torch.compile the model: auto (on a GPU, runs long enough to repay it), true or false",
+        choices=("auto", "true", "false"), parse=_on_off, role="execution",
+    )  # fmt: skip
     compile_mode: str = setting(
         "default", "torch.compile's mode; reduce-overhead replays CUDA graphs", choices=COMPILE_MODES,
         role="execution",
@@ -86,6 +97,22 @@ class TrainConfig:
     limit_train: int | None = setting(None, "only the first N training images (smoke runs)", range="[1, inf)")
     limit_test: int | None = setting(None, "only the first N test images", range="[1, inf)")
     data_dir: str | None = setting(None, "where the data set was read (absolute)", role="execution")
+
+    def compile_plan(self, device_type: str, steps: int) -> str | None:
+        """The torch.compile mode the run trains with, or None for eager: `compile: auto` compiles
+        with CUDA graphs (reduce-overhead, unless compile_mode names another) on a CUDA device when
+        the run has at least AUTO_COMPILE_STEPS training steps; eager on the CPU and for short runs."""
+        if self.compile == "false" or (
+            self.compile == "auto" and (device_type != "cuda" or steps < AUTO_COMPILE_STEPS)
+        ):
+            return None
+        if self.compile == "auto" and self.compile_mode == "default":
+            return "reduce-overhead"
+        return self.compile_mode
+
+    def training_steps(self, train_images: int, world_size: int) -> int:
+        """Optimiser steps of the whole run (full batches per process, drop_last)."""
+        return 0
 
     @classmethod
     def execution_keys(cls) -> tuple[str, ...]:
@@ -178,6 +205,9 @@ class ClassifyConfig(TrainConfig):
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"attn": self.attn, "reg": self.reg, "reg_rate": self.reg_rate}
+
+    def training_steps(self, train_images: int, world_size: int) -> int:
+        return self.epochs * (train_images // (self.batch_size * world_size))
 
     def weights(self) -> dict[str, Any]:
         return {"pretrained": self.pretrained}
@@ -281,6 +311,9 @@ class SegmentConfig(TrainConfig):
 
     def weights(self) -> dict[str, Any]:
         return {"pretrained_backbone": self.pretrained_backbone}
+
+    def training_steps(self, train_images: int, world_size: int) -> int:
+        return self.iterations
 
     def crop_hw(self) -> tuple[int, int]:
         """crop_size as (height, width)."""

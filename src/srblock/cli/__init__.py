@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import startup
 from ..runs import Interrupted
 from . import analyze, bench, demo, export, params, predict, recipes, report, sweep, table, train
 
@@ -49,6 +50,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand; bad input ends in a one-line error and exit code 2."""
+    startup.mark("imports")
     parser = build_parser()
     words = list(argv) if argv is not None else sys.argv[1:]
     args = parser.parse_args(words)

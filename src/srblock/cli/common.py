@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import startup
 from ..config import PRECISIONS
 from ..keys import key_groups, parse_set
 
@@ -81,6 +82,9 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
         f"fields by the runs they apply to: {fields}",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--verbose", action="store_true", help="print where the time went before the first training step"
+    )
     add_device_args(p)
     p.add_argument(
         "--precision",
@@ -101,6 +105,7 @@ def add_parallel_arg(p: argparse.ArgumentParser) -> None:
 
 def job_args(args: argparse.Namespace) -> dict:
     """How the command's runs are run (devices, nodes, --parallel, --quiet), for run_jobs."""
+    startup.verbose = args.verbose
     return dict(
         quiet=args.quiet,
         accelerator=args.accelerator,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import startup
 from ..keys import make_config
 from ..render import render
 from ..runs import run_dir
@@ -56,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", metavar="DIR", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--verbose", action="store_true", help="print where the time went before each first training step"
+    )
     add_device_args(p, several=False)
     p.set_defaults(run=run)
 
@@ -94,5 +98,6 @@ def run(args: argparse.Namespace) -> int:
         )
         return f"{table}\n{where}"
 
+    startup.verbose = args.verbose
     run_jobs(jobs, resume=True, quiet=args.quiet, accelerator=args.accelerator, summary=table)
     return 0

@@ -21,6 +21,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from .. import startup
 from ..block import diversity_loss
 from ..config import ClassifyConfig
 from ..data import ImageSet
@@ -146,6 +147,7 @@ def train_classifier(
             cfg.seed,
         )
 
+    startup.mark("batches")
     # sr_diversity: every training forward's weights, with their graph, for its loss term
     diversity = recorded_weights(run.model, grad=True) if spec.diversity > 0 else contextlib.nullcontext({})
     with diversity as chosen:

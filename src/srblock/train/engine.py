@@ -21,6 +21,7 @@ from lightning.fabric.loggers import TensorBoardLogger
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import startup
 from ..checkpoint import save_atomic, set_rng_state, training_state
 from ..config import TrainConfig
 from ..insert import sr_blocks
@@ -29,7 +30,7 @@ from ..params import config_overhead
 from ..run_model import build_model, load_weights
 from ..runs import BEST_CKPT, LAST_CKPT, METRICS_FILE, MetricsLog, claim_run_dir, write_result
 from ..splits import Splits, load_splits
-from .fabric import device_name, versions
+from .fabric import device_name, use_compile_cache, versions
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
@@ -81,6 +82,7 @@ class Progress:
 
     def __init__(self, fabric: Fabric, total: int, done: int, unit: str, label: str, quiet: bool) -> None:
         shown = not quiet and fabric.global_rank == 0
+        self.fabric, self.first = fabric, True
         self.lines = shown and not sys.stderr.isatty()
         self.label = label
         self.bar = tqdm(
@@ -103,6 +105,9 @@ class Progress:
         self.bar.set_description(f"{self.label} {where}", refresh=False)
 
     def update(self, **values: str) -> None:
+        if self.first and startup.verbose:  # where the time went before this first step
+            self.fabric.print(startup.report("first step done"), file=sys.stderr)
+        self.first = False
         self.bar.update(1)
         if values:
             self.bar.set_postfix(values, refresh=False)
@@ -140,6 +145,7 @@ class Run:
     best_step: int = -1
     metrics: MetricsLog | None = None
     logger: TensorBoardLogger | None = None
+    compiled: str | None = None  # the torch.compile mode, or None: eager
     started: float = field(default_factory=time.time)
 
     @property
@@ -188,6 +194,7 @@ class Run:
             "wall_time_s": time.time() - self.started,
             "device": device_name(self.fabric),
             "world_size": self.fabric.world_size,
+            "compiled": self.compiled,  # the torch.compile mode trained with (compile: auto decides), or None
             "config": self.cfg.record(),
             "versions": versions(),
             **(extra or {}),
@@ -251,11 +258,13 @@ def start_run(
     fabric.barrier()
     cfg = claim_run_dir(folder, cfg, write=False)  # checks it; a resumed run keeps its data folder
     if data is None:
+        startup.mark("model")
         data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
     # config.yaml only once the model built and the data read: a run that cannot start leaves no folder
     cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)
     fabric.barrier()
 
+    startup.mark("data")
     model = prepare_model(fabric, cfg, model)
     optimizer = make_optimizer(fabric, cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
@@ -266,11 +275,18 @@ def start_run(
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         run.step, run.best_val, run.best_step = state[unit], state["best_val"], state[f"best_{unit}"]
-    net = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
+    run.compiled = cfg.compile_plan(
+        fabric.device.type, cfg.training_steps(len(data.train), fabric.world_size)
+    )
+    if run.compiled:
+        use_compile_cache()
+    # static shapes: a last smaller batch gets a graph of its own rather than turning every graph dynamic
+    net = torch.compile(model, mode=run.compiled, dynamic=False) if run.compiled else model
     run.net, run.optimizer = fabric.setup(net, optimizer)
     if memory_columns is not None and sr_blocks(model):
         columns = (*columns, *statistic_columns(model), *memory_columns)
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
         run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
         run.logger = TensorBoardLogger(folder, name="tensorboard", version="")
+    startup.mark("device, optimiser, checkpoint")
     return run

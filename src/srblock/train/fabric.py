@@ -3,7 +3,9 @@ versions a result records."""
 
 from __future__ import annotations
 
+import os
 import platform
+from pathlib import Path
 
 import torch
 from lightning.fabric import Fabric
@@ -30,6 +32,8 @@ def make_fabric(
         raise ValueError(
             f"--precision {precision} (float16) needs a CUDA GPU; on the CPU use bf16-mixed or 32-true"
         )
+    if accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available()):
+        torch.set_float32_matmul_precision("high")  # TF32 for float32 matrix products and convolutions
     several = num_nodes > 1 or devices == "auto" or int(devices) > 1
     fabric = Fabric(
         accelerator=accelerator,
@@ -63,3 +67,16 @@ def device_name(fabric: Fabric) -> str:
     if fabric.device.type == "cuda":
         return torch.cuda.get_device_name(fabric.device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+COMPILE_CACHE = Path.home() / ".cache" / "srblock" / "inductor"
+
+
+def use_compile_cache() -> Path:
+    """torch.compile's caches (inductor's FX graphs and AOT autograd's) in a folder that outlives
+    the process, so a second seed, a resume or a rerun starts compiled in seconds: COMPILE_CACHE,
+    unless TORCHINDUCTOR_CACHE_DIR names another."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(COMPILE_CACHE))
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import startup
 from ..config import TrainConfig
 from ..runs import finished, read_result
 
@@ -71,6 +72,7 @@ def run_jobs(
     done_before = [finished(job.folder, job.cfg) for job in jobs]
     todo = [(i, job) for i, job in enumerate(jobs) if not done_before[i]]
     fabric = make_fabric(accelerator, devices, num_nodes, precision) if todo and not parallel else None
+    startup.mark("config, training stack, Fabric")
     say = print if fabric is None else fabric.print
     outcomes: dict[int, Outcome] = {}
     for i, job in enumerate(jobs):

@@ -22,6 +22,7 @@ from typing import IO, Any, Protocol
 import torch
 import yaml
 
+from .. import startup
 from ..config import TrainConfig
 from ..keys import config_from_mapping
 from ..runs import Interrupted, read_result
@@ -148,7 +149,7 @@ def _start(
     command = [sys.executable, "-m", "srblock.train.parallel", str(job.folder)]
     command += ["--accelerator", "cuda" if gpu is not None else "cpu", "--threads", str(threads)]
     command += ["--extra", json.dumps(job.extra or {})]
-    command += ["--resume"] * resume + ["--quiet"] * quiet
+    command += ["--resume"] * resume + ["--quiet"] * quiet + ["--verbose"] * startup.verbose
     process = subprocess.Popen(  # its own session: a Ctrl-C reaches it once, forwarded by _stop
         command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
@@ -188,7 +189,9 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra", default="{}")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
+    startup.verbose = args.verbose
     torch.set_num_threads(args.threads)
     from . import make_fabric, run_training
 
