@@ -295,3 +295,9 @@ def test_an_unbatched_map_and_an_unknown_activation_are_refused():
         block(torch.randn(16, 4, 4))
     with pytest.raises(ValueError, match="unknown act 'nosuchact': give an activation timm knows"):
         make(act="nosuchact")
+
+
+def test_an_unknown_activation_is_refused_when_the_spec_is_made():
+    with pytest.raises(ValueError, match="SRSpec: unknown act 'nope': give an activation timm knows"):
+        SRSpec(act="nope")
+    assert SRSpec(act=None).act is None and SRSpec(act=nn.SiLU).act is nn.SiLU

@@ -251,3 +251,34 @@ def test_an_empty_stage_name_is_refused_with_the_choices():
         ValueError, match="stage is empty: give a stage number or a module name; stages are 1 = layer1"
     ):
         add_sr(model, " ")
+
+
+def test_bypass_nests_reaches_every_place_of_a_shared_block_and_refuses_a_lone_block():
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1)), nn.Sequential(nn.Identity()))
+    add_sr(net, "0", SRSpec(memory_blocks=2), input_size=(3, 4, 4))
+    block = net[0].sr
+    fill_memory(net)
+    net[1].add_module("sr", block)  # one block in two places
+    x = torch.randn(1, 3, 4, 4)
+    plain = net[1][0](net[0][0](x))
+    with torch.no_grad(), sr_bypassed(net):
+        assert torch.equal(net(x), plain)  # both places
+        with sr_bypassed(net, ["0.sr"]):  # bypassed already: stays so
+            assert torch.equal(net(x), plain)
+        assert torch.equal(net(x), plain)
+    assert net[0].sr is block and net[1].sr is block
+    with pytest.raises(ValueError, match="a lone block bypassed is nn.Identity"):
+        with sr_bypassed(block):
+            pass
+
+
+def test_the_positional_p_and_a_dict_of_earlier_calls_still_work():
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1)))
+    with pytest.warns(FutureWarning, match=r"pass P as SRSpec\(memory_blocks=2\)") as caught:
+        add_sr(net, "0", 2, input_size=(3, 4, 4))
+    assert caught[0].filename == __file__  # the warning points at the caller's line, not srblock's
+    assert net[0].sr.spec == SRSpec(memory_blocks=2)
+    model = srblock.create_model("resnet10s_cifar", sr_stage=3, sr={"memory_blocks": 3, "hidden": 4})
+    assert model.layer3.sr.spec == SRSpec(memory_blocks=3, hidden=4)
+    with pytest.raises(TypeError, match="the SR settings are an SRSpec"):
+        SqueezeRemember(8, 4, "three")

@@ -128,3 +128,14 @@ def test_params_table_cityscapes(capsys):
     assert fcn_sr["sr_params"] == 512 + 1 + 64 * 128 * 8 + 8 + 8 * 3 + 3 + 3 * 512 * 64 * 128
     assert fcn_sr["paper_oh_pct"] == 12.85 and dl_sr["paper_oh_pct"] == 24.83
     assert rows[0]["sr_params"] == 0 and rows[0]["base_params"] == rows[1]["base_params"]
+
+
+def test_the_input_size_flags_size_the_memory_and_sr_flags_need_a_stage(capsys):
+    for flags in (["--input-size", "3", "16", "16"], ["--size", "16"]):  # today's, and the old flag
+        assert (
+            main(["params", "--model", "resnet10s_cifar", "--sr-stage", "3", *flags, "--format", "json"]) == 0
+        )
+        assert json.loads(capsys.readouterr().out)[0]["sr_at"] == "layer3 (64x4x4, P=4)"
+    assert main(["params", "--model", "resnet10s_cifar", "--sr-memory-blocks", "2"]) == 2
+    assert "--sr-memory-blocks describe an SR block: add --sr-stage M" in capsys.readouterr().err
+    assert main(["params", "--model", "resnet10s_cifar", "--sr-stage", "3", "--sr-act", "none"]) == 0

@@ -327,3 +327,10 @@ def test_a_run_folder_whose_checkpoint_has_no_model_or_another_one_is_one_line(t
             ValueError, match="best.ckpt does not fit this run's resnet10s_cifar: it is from another"
         ):
             trained_model(tmp_path)
+
+
+def test_the_activation_and_squeeze_name_the_folder_where_they_are_not_the_paper_s():
+    base = make_config("fashion_mnist", parse_set(["sr_stage=3"]))
+    assert config_slug(base) == "resnet10s_cifar-sr3p4h8"  # as every earlier release named it
+    other = make_config("fashion_mnist", parse_set(["sr_stage=3", "sr_act=gelu", "sr_squeeze_channels=2"]))
+    assert config_slug(other) == "resnet10s_cifar-sr3p4h8-cs2-actgelu"

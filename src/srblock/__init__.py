@@ -9,7 +9,8 @@ from . import (
 )
 from .block import SqueezeRemember
 from .fit import fit
-from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed, stage_names
+from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed
+from .stages import stage_names
 from .models import init_weights
 from .params import count_params, sr_param_count
 from .registry import create_model, list_models, register_model

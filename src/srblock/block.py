@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from timm.layers import get_act_layer
 from torch import nn
 
-from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, spec_from_legacy
+from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, as_spec, spec_from_legacy
 
 ActLayer = str | type[nn.Module] | None
 
@@ -69,6 +69,7 @@ class SqueezeRemember(nn.Module):
         **legacy: Any,
     ) -> None:
         super().__init__()
+        spec = as_spec(spec, "SqueezeRemember")
         spec = spec_from_legacy(legacy, "SqueezeRemember", spec) or spec or SRSpec()
         if legacy:
             raise TypeError(f"SqueezeRemember got unexpected keyword arguments: {', '.join(legacy)}")

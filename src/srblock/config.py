@@ -1,26 +1,21 @@
-"""A training run's configuration: a recipe (YAML) plus `--set key=value` overrides, checked.
+"""A training run's configuration, one class per task: every run has `TrainConfig`'s fields; a
+classification run adds epochs, schedule, attention and regulariser, and the fast path's fields
+(`TensorsConfig`: CIFAR, Fashion-MNIST in memory) or the file pipeline's (`FilesConfig`); a
+segmentation run counts iterations and has crops and a multi-scale test (`SegmentConfig`).
 
-Which fields a run has depends on its data set's task. Every run has `TrainConfig`'s; a
-classification run adds epochs, the step schedule, attention and regulariser, and either the
-fast path's fields (`TensorsConfig`: CIFAR and Fashion-MNIST, held in memory) or the image
-pipeline's (`FilesConfig`: image folders); a segmentation run counts iterations and has its
-crops and multi-scale test (`SegmentConfig`). A run's config.yaml lists its own fields only.
-
-Every field says what it is where it is declared (`schema.setting`: default, help, range,
-choices, role); the SR block's fields mirror `SRSpec`'s (`sr_<field>`) and `cfg.sr` is the spec.
-Checking keys and values is keys.py's.
+Each field says what it is where it is declared (`schema.setting`); the SR block's mirror
+`SRSpec`'s (`sr_<field>`), and `cfg.sr` is the spec. keys.py checks recipes and `--set`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from .data import DATASETS
 from .models.layers import ATTN_LAYERS, REG_LAYERS
-from .schema import parse_hw, setting
+from .schema import file_or_true, parse_hw, setting, text_of_bool, text_of_int
 from .spec import SRSpec
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -34,20 +29,6 @@ def sr_key(name: str) -> Any:
     """A config field mirroring `SRSpec.<name>` (its default and facts) as the key `sr_<name>`."""
     field = SRSpec.__dataclass_fields__[name]
     return dataclasses.field(default=field.default, metadata={**field.metadata, "spec": name})
-
-
-def _on_off(value: Any) -> Any:
-    """`compile: true` in YAML (a bool), and the bools of config.yaml files before `auto` existed."""
-    return str(value).lower() if isinstance(value, bool) else value
-
-
-def _weights_file(value: Any) -> Any:
-    """`pretrained`: true (the published weights) or a file, found from any working folder."""
-    if isinstance(value, bool):
-        return "true" if value else None
-    if isinstance(value, str) and value != "true":
-        return str(Path(value).expanduser().resolve())
-    return value
 
 
 @dataclass
@@ -86,7 +67,7 @@ class TrainConfig:
     )
     compile: str = setting(
         "auto", "torch.compile the model: auto (on a GPU, runs long enough to repay it), true or false",
-        choices=("auto", "true", "false"), parse=_on_off, role="execution",
+        choices=("auto", "true", "false"), parse=text_of_bool, role="execution",
     )  # fmt: skip
     compile_mode: str = setting(
         "default", "torch.compile's mode; reduce-overhead replays CUDA graphs", choices=COMPILE_MODES,
@@ -122,12 +103,8 @@ class TrainConfig:
     @property
     def sr(self) -> SRSpec:
         """The run's SR block settings (whether or not it has a block: see sr_stage)."""
-        own = {
-            f.metadata["spec"]: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if "spec" in f.metadata
-        }
-        return SRSpec(**own)
+        fields = dataclasses.fields(self)
+        return SRSpec(**{f.metadata["spec"]: getattr(self, f.name) for f in fields if "spec" in f.metadata})
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: every field (seed included) but how it is run."""
@@ -180,19 +157,16 @@ class ClassifyConfig(TrainConfig):
     reg: str | None = setting(None, "regulariser: d, d2d or db (zoo models)", choices=REG_LAYERS[1:])
     reg_rate: float | None = setting(None, "the regulariser's rate (null: its default)", range="[0, 1)")
     pretrained: str | None = setting(
-        None, "true (timm's / torchvision's weights) or a weights file; SR added after", parse=_weights_file
+        None, "true (timm's / torchvision's weights) or a weights file; SR added after", parse=file_or_true
     )
     epochs: int = setting(200, "epochs", range="[1, inf)")
     schedule: str = setting(
-        "step",
-        "step: x gamma at each milestone (the paper's); cosine: to 0 at the end",
+        "step", "step: x gamma at each milestone (the paper's); cosine: to 0 at the end",
         choices=("step", "cosine"),
-    )
+    )  # fmt: skip
     milestones: list[int] = setting(
-        default_factory=lambda: [60, 120, 160],
-        help="epochs at which lr is multiplied by gamma",
-        range="[1, inf)",
-    )
+        default_factory=lambda: [60, 120, 160], help="epochs at which lr is x gamma", range="[1, inf)"
+    )  # fmt: skip
     gamma: float = setting(0.2, "the step schedule's factor", range="(0, inf)")
     warmup_epochs: int = setting(0, "linear warm-up epochs before the schedule", range="[0, inf)")
     label_smoothing: float = setting(0.0, "label smoothing of the loss", range="[0, 1)")
@@ -271,11 +245,6 @@ class FilesConfig(ClassifyConfig):
         )
 
 
-def _crop(value: Any) -> Any:
-    """`crop_size: 512` in a YAML file is a square crop."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
 @dataclass
 class SegmentConfig(TrainConfig):
     """Segmentation (Cityscapes, the seg demo): iterations, poly lr, crops, multi-scale testing."""
@@ -291,7 +260,7 @@ class SegmentConfig(TrainConfig):
     poly_power: float = setting(0.9, "power of the polynomial lr decay", range="(0, inf)")
     min_lr: float = setting(1e-4, "the lr the decay ends at", range="[0, inf)")
     crop_size: str = setting(
-        "512x1024", "HxW of the training crop; also sizes the SR memory", parse=_crop,
+        "512x1024", "HxW of the training crop; also sizes the SR memory", parse=text_of_int,
         valid=lambda v: parse_hw(v, "crop_size") is not None,
     )  # fmt: skip
     scale_range: list[float] = setting(
@@ -306,7 +275,7 @@ class SegmentConfig(TrainConfig):
     )  # fmt: skip
     ms_flip: bool = setting(True, "flipped images in the multi-scale test")
     pretrained_backbone: str | None = setting(
-        None, "a weights file for the backbone (e.g. an ImageNet ResNet50)", parse=_weights_file
+        None, "a weights file for the backbone (e.g. an ImageNet ResNet50)", parse=file_or_true
     )
 
     def weights(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from .keys import build_config, recipe_values, set_value
 from .registry import PYTHON_MODEL
 from .run_model import load_weights
 from .runs import BEST_CKPT, run_dir
+from .spec import SRSpec, as_spec
 from .splits import Splits
 
 
@@ -58,6 +59,7 @@ def fit(
     name: str | None = None,
     classes: list[str] | None = None,
     num_classes: int | None = None,
+    sr: SRSpec | None = None,
     accelerator: str = "auto",
     devices: int | str = 1,
     quiet: bool = False,
@@ -65,14 +67,15 @@ def fit(
 ) -> FitResult:
     """Trains `model` on `train_set` with a recipe's optimiser, schedule and loop; the checkpoint
     best on `val_set` is tested on `test_set` (else on `val_set`). `overrides` are recipe keys
-    (epochs=10, lr=1e-3, seed=1...); sr_stage (with sr_memory_blocks, sr_hidden...) adds an SR block to a
-    model that has none. A second call with the same arguments resumes (or skips) the run."""
+    (epochs=10, lr=1e-3, seed=1...); sr_stage (with `sr`, an SRSpec, or its sr_<field> keys) adds
+    an SR block to a model that has none. A second call with the same arguments resumes (or skips) the run."""
     from .train.jobs import Job, run_jobs  # the training stack, only when training
 
     if val_set is None and test_set is None:
         raise ValueError("srblock.fit needs val_set (or test_set) to choose and test a checkpoint")
     values: dict[str, Any] = {}
-    for key, value in {**recipe_values(recipe), **overrides}.items():
+    spec_keys = as_spec(sr, "srblock.fit").keys() if sr is not None else {}
+    for key, value in {**recipe_values(recipe), **spec_keys, **overrides}.items():
         set_value(values, key, value, f"srblock.fit({key}=...)")
     label = name or type(model).__name__
     values.update(dataset="folder", model=f"{PYTHON_MODEL}{label}", data_dir=None, pretrained=None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,97 +17,10 @@ import torch
 from torch import nn
 
 from .block import SqueezeRemember
-from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, spec_from_legacy
+from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, as_spec, spec_from_legacy
+from .stages import describe_stages, resolve_stage
 
 SR_CHILD = "sr"
-
-# feature_info entries that are a network's stem, not one of its stages
-_STEM = re.compile(r"^(stem.*|act1|bn1|conv1|conv_stem|bn_stem|norm0)$")
-
-
-def _is_stem(module_name: str) -> bool:
-    return bool(_STEM.match(module_name.rsplit(".", 1)[-1]))
-
-
-def _resnet_stages(model: nn.Module) -> list[str] | None:
-    """layer1..layerN of a torchvision or timm ResNet (also as a segmentation backbone)."""
-    for prefix in ("", "backbone."):
-        try:
-            owner = model.get_submodule(prefix.rstrip(".")) if prefix else model
-        except AttributeError:
-            continue
-        names = []
-        while isinstance(getattr(owner, f"layer{len(names) + 1}", None), nn.Module):
-            names.append(f"{prefix}layer{len(names) + 1}")
-        if len(names) >= 2:
-            return names
-    return None
-
-
-def _vgg_stages(model: nn.Module) -> list[str] | None:
-    """The max-pools of a flat VGG `features` (torchvision, timm): stage M ends at the M-th."""
-    features = getattr(model, "features", None)
-    if not isinstance(features, nn.Sequential):
-        return None
-    children = list(features.named_children())
-    if not children or any(next(m.children(), None) is not None for _, m in children):
-        return None  # not flat: some other network (DenseNet, our own VGG)
-    pools = [f"features.{n}" for n, m in children if isinstance(m, nn.MaxPool2d)]
-    return pools or None
-
-
-def _feature_info_stages(model: nn.Module) -> list[str] | None:
-    """The stages a timm CNN (or our zoo) reports through `feature_info`, without the stem."""
-    info = getattr(model, "feature_info", None)
-    if not info:
-        return None
-    entries = info.info if hasattr(info, "info") else info
-    names = [entry["module"] for entry in entries if not _is_stem(entry["module"])]
-    return names or None
-
-
-def stage_names(model: nn.Module) -> list[str]:
-    """Qualified names of the modules whose outputs are the network's stages, stage 1 first."""
-    for finder in (_resnet_stages, _vgg_stages, _feature_info_stages):
-        names = finder(model)
-        if names:
-            return names
-    raise ValueError(
-        f"cannot split {type(model).__name__} into stages: add_sr knows srblock's zoo, torchvision "
-        "ResNets/VGGs and timm CNNs with feature_info; pass stage as a module name instead "
-        "(e.g. stage='features.6')"
-    )
-
-
-def _resolve_stage(model: nn.Module, stage: int | str) -> str:
-    """The module name of `stage` (1-based int, or a module name), or a ValueError naming choices."""
-    if isinstance(stage, str):
-        if not stage.strip():
-            raise ValueError(
-                f"stage is empty: give a stage number or a module name; stages are {_describe_stages(model)}"
-            )
-        try:
-            model.get_submodule(stage)
-        except AttributeError:
-            raise ValueError(
-                f"{type(model).__name__} has no module named {stage!r}; stages are {_describe_stages(model)}"
-            ) from None
-        return stage
-    names = stage_names(model)
-    if isinstance(stage, bool) or not isinstance(stage, int) or not 1 <= stage <= len(names):
-        raise ValueError(
-            f"stage {stage!r} does not exist in {type(model).__name__}: choose 1..{len(names)} "
-            f"({_describe_stages(model)})"
-        )
-    return names[stage - 1]
-
-
-def _describe_stages(model: nn.Module) -> str:
-    try:
-        names = stage_names(model)
-    except ValueError:
-        return "unknown for this network"
-    return ", ".join(f"{i} = {name}" for i, name in enumerate(names, start=1))
 
 
 def _default_input_size(model: nn.Module) -> tuple[int, int, int] | None:
@@ -168,7 +80,7 @@ def stage_output_shape(model: nn.Module, stage_name: str, input_size: Sequence[i
     if not isinstance(output, torch.Tensor) or output.dim() != 4:
         raise ValueError(
             f"{stage_name} of {type(model).__name__} does not output a B x C x H x W feature map; "
-            f"stages are {_describe_stages(model)}"
+            f"stages are {describe_stages(model)}"
         )
     _, channels, height, width = output.shape
     return channels, height, width
@@ -200,7 +112,7 @@ def _attach(model: nn.Module, stage_name: str, block: SqueezeRemember, input_siz
         _detach(model, f"{stage_name}.{SR_CHILD}")
         raise ValueError(
             f"cannot put an SR block after {stage_name} of {type(model).__name__}: its forward "
-            f"uses its children in a way add_sr cannot follow; stages are {_describe_stages(model)}"
+            f"uses its children in a way add_sr cannot follow; stages are {describe_stages(model)}"
         )
 
 
@@ -220,13 +132,14 @@ def add_sr(
     the paper's P for srblock's segmentation models), else 4. The model computes exactly what it
     computed before, as the block's memory starts at zero.
     """
+    spec = as_spec(spec, "add_sr")
     spec = spec_from_legacy(legacy, "add_sr", spec) or spec or SRSpec()
     if legacy:
         raise TypeError(f"add_sr got unexpected keyword arguments: {', '.join(legacy)}")
     if spec.memory_blocks is None:
         blocks = getattr(model, "sr_default_blocks", DEFAULT_MEMORY_BLOCKS)
         spec = dataclasses.replace(spec, memory_blocks=blocks)
-    stage_name = _resolve_stage(model, stage)
+    stage_name = resolve_stage(model, stage)
     if isinstance(getattr(model.get_submodule(stage_name), SR_CHILD, None), SqueezeRemember):
         raise ValueError(
             f"stage {stage!r} ({stage_name}) already has an SR block; remove it with remove_sr first"
@@ -256,17 +169,34 @@ def sr_blocks(model: nn.Module) -> list[tuple[str, SqueezeRemember]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, SqueezeRemember)]
 
 
+class _Bypassed(nn.Identity):
+    """An SR block's place while `sr_bypassed` holds it out (the block kept, not as a child)."""
+
+    def __init__(self, block: SqueezeRemember) -> None:
+        super().__init__()
+        object.__setattr__(self, "block", block)
+
+
 @contextlib.contextmanager
 def sr_bypassed(model: nn.Module, names: Sequence[str] | None = None) -> Iterator[nn.Module]:
     """Inside, the SR blocks of `model` (all, or those named) are the identity (the paper's
-    ablation): each is swapped for an `nn.Identity` in its stage, and put back after."""
-    blocks = dict(sr_blocks(model))
-    unknown = sorted(set(names or ()) - set(blocks))
+    ablation): each is swapped for an `nn.Identity` in its stage (in every place that holds it),
+    and put back after. Calls nest: a block bypassed already stays so."""
+    if isinstance(model, SqueezeRemember):
+        raise ValueError(
+            "sr_bypassed takes a network that holds SR blocks; a lone block bypassed is nn.Identity()"
+        )
+    places = [
+        (n, m) for n, m in model.named_modules(remove_duplicate=False) if isinstance(m, SqueezeRemember)
+    ]
+    held = {n for n, m in model.named_modules() if isinstance(m, _Bypassed)}
+    unknown = sorted(set(names or ()) - {n for n, _ in places} - held)
     if unknown:
-        raise ValueError(f"no SR block named {', '.join(unknown)}; the SR blocks are {', '.join(blocks)}")
-    swapped = [(name, blocks[name]) for name in (names if names is not None else blocks)]
-    for name, _ in swapped:
-        _put(model, name, nn.Identity())
+        known = ", ".join(n for n, _ in places) or "none"
+        raise ValueError(f"no SR block named {', '.join(unknown)}; the SR blocks are {known}")
+    swapped = [(n, m) for n, m in places if names is None or n in names]
+    for name, block in swapped:
+        _put(model, name, _Bypassed(block))
     try:
         yield model
     finally:

@@ -33,8 +33,10 @@ def recorded_weights(model: nn.Module, grad: bool = False) -> Iterator[dict[str,
     to the list under its name; `grad`: with their graph (for a loss term), else detached.
 
     A forward pre-hook computes them again from the block's input, so the block's forward stays
-    the math alone; the hooks stay registered for the whole context (a compiled model is traced
-    with them once), and the caller clears the lists as it consumes them."""
+    the math alone; the hooks stay registered for the whole context, and the caller clears the
+    lists as it consumes them. torch.compile traces hooks with the model at its first call and does
+    not see hooks added later: record through the uncompiled module, or enter this context before
+    a compiled model's first call."""
     seen: dict[str, list[torch.Tensor]] = {name: [] for name, _ in sr_blocks(model)}
 
     def hook(name: str):
@@ -149,6 +151,8 @@ def memory_statistics(
     scored = labels_all >= 0
     stats = {}
     for name, block in blocks:
+        if not weights[name]:  # a compiled graph that runs without the hooks (see recorded_weights)
+            raise ValueError(f"{name} recorded no weights: give memory_statistics the uncompiled model")
         w = torch.cat(weights[name]).float().cpu()
         suffix = _suffix(name, len(blocks) > 1)
         input_rms = math.sqrt(sums[name][0] / max(1, sums[name][1]))

@@ -24,7 +24,7 @@ from .pretrained import (
     read_state_dict,
     timm_pretrained_error,
 )
-from .spec import DEFAULT_MEMORY_BLOCKS, RENAMED_KEYS, SPEC_KEYS, SRSpec, spec_from_keys
+from .spec import DEFAULT_MEMORY_BLOCKS, RENAMED_KEYS, SPEC_KEYS, SRSpec, as_spec, spec_from_keys
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _MODEL_CLASSES: dict[str, type[nn.Module] | None] = {}
@@ -171,6 +171,7 @@ def create_model(
     is added, so the model starts exactly as the pretrained one; `pretrained_backbone` (a file)
     loads a segmentation model's backbone, e.g. ImageNet ResNet50.
     """
+    sr = as_spec(sr, f"create_model({name!r})")
     flat = {k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_KEYS or k in RENAMED_KEYS}
     if flat:
         sr = spec_from_keys(flat, f"create_model({name!r})", base=sr)

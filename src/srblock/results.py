@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 from typing import Any
 
 from .config import CONFIGS
 from .runs import RESULT_FILE, read_result
+from .spec import RENAMED_KEYS
 
 # the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale),
 # then what the SR memory does (the accuracy with the blocks bypassed, and memory.py's statistics)
@@ -35,8 +37,16 @@ ROW_COLUMNS = ("table", "name", "M", "P", "seeds")  # what a row is: the paper's
 PAIRED_COLUMNS = ("vs_plain_mean", "vs_plain_ci_low", "vs_plain_ci_high", "vs_plain_p", "vs_plain_seeds")
 # keys that do not make two runs different experiments, or that only the SR block has
 # a plain twin is the same experiment without the SR block: the same keys but seed, how the runs
-# were run, and the SR block's own (role "sr", all named sr_*, as in result.json of any release)
-_NOT_COMPARED = ("seed", *dict.fromkeys(k for cls in CONFIGS for k in cls.execution_keys()))
+# were run (role "execution") and the SR block's own (role "sr", and its keys' earlier names)
+_NOT_COMPARED = frozenset(
+    ["seed", *RENAMED_KEYS]
+    + [
+        f.name
+        for cls in CONFIGS
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("role") in ("sr", "execution")
+    ]
+)
 
 
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -54,9 +64,7 @@ def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
 
 def _without_sr(config: dict[str, Any]) -> tuple:
     """What a configuration is besides its SR block: the key of its plain twin."""
-    return tuple(
-        sorted((k, repr(v)) for k, v in config.items() if not k.startswith("sr_") and k not in _NOT_COMPARED)
-    )
+    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in _NOT_COMPARED))
 
 
 def paired_difference(sr: dict[int, float], plain: dict[int, float]) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 ROLES = ("experiment", "sr", "execution")  # what a run computes; its SR block; how it runs
@@ -124,3 +125,23 @@ def parse_hw(text: str, key: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"{key} must be HxW of positive ints, e.g. 512x1024, got {text!r}")
     return int(parts[0]), int(parts[1])
+
+
+def text_of_bool(value: Any) -> Any:
+    """`compile: true` in YAML (a bool) as the choice "true"."""
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def text_of_int(value: Any) -> Any:
+    """`crop_size: 512` in YAML (an int) as the text "512" (a square)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def file_or_true(value: Any) -> Any:
+    """`pretrained`: true (the published weights), false (none) or a file, made absolute so that it
+    is found from any working folder."""
+    if isinstance(value, bool):
+        return "true" if value else None
+    if isinstance(value, str) and value != "true":
+        return str(Path(value).expanduser().resolve())
+    return value

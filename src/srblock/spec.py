@@ -9,10 +9,12 @@ keys (recipes, `--set`, command-line flags, timm's keyword arguments) each field
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .schema import check, setting
@@ -32,11 +34,12 @@ class SRSpec:
     )
     hidden: int = setting(8, "h, hidden neurons of the FC net", range="[1, inf)", role="sr", arch=True)
     squeeze_channels: int = setting(
-        1, "C_s, channels of the 1x1 squeeze conv", range="[1, inf)", role="sr", arch=True
+        1, "C_s, channels of the 1x1 squeeze conv", range="[1, inf)", role="sr", arch=True, slug="cs"
     )
     act: str | None = setting(
-        "relu", "activation between the linear layers: a timm name, or null for none", role="sr", arch=True
-    )
+        "relu", "activation between the linear layers: a timm name, or null for none", role="sr", arch=True,
+        slug="act",
+    )  # fmt: skip
     memory_init: str = setting(
         "zeros", "how the memory starts: zeros (the paper's), normal, prototypes (docs/memory.md)",
         choices=MEMORY_INITS, role="sr", slug="init_",
@@ -73,6 +76,16 @@ class SRSpec:
                 continue
             checked = check(field.name, field, hints[field.name], value, "SRSpec")
             object.__setattr__(self, field.name, checked)
+        if isinstance(self.act, str):
+            from timm.layers import get_act_layer
+
+            try:
+                get_act_layer(self.act)
+            except (KeyError, ValueError):
+                raise ValueError(
+                    f"SRSpec: unknown act {self.act!r}: give an activation timm knows (relu, gelu, silu...), "
+                    "a module class, or None"
+                ) from None
 
     def arch(self) -> dict[str, Any]:
         """The fields that shape the block (its constructor's)."""
@@ -92,6 +105,16 @@ RENAMED_KEYS = {
 }
 
 
+def caller_stacklevel() -> int:
+    """The `stacklevel` of a warning that points at the first frame outside srblock: the user's
+    line to change, not the library's."""
+    package = Path(__file__).resolve().parent
+    frame, level = sys._getframe(1), 1
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def renamed(key: str, source: str, warn: bool = True) -> str:
     """The current name of a key, with a FutureWarning where an old name was used."""
     if key not in RENAMED_KEYS:
@@ -101,9 +124,27 @@ def renamed(key: str, source: str, warn: bool = True) -> str:
             f"{source}: {key} is now called {RENAMED_KEYS[key]}; the old name stops working in the "
             "next release",
             FutureWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     return RENAMED_KEYS[key]
+
+
+def as_spec(value: Any, where: str) -> SRSpec | None:
+    """A spec from what callers pass: an SRSpec, a dict of its fields, None, or (earlier releases'
+    third positional argument) an int P, with a FutureWarning."""
+    if value is None or isinstance(value, SRSpec):
+        return value
+    if isinstance(value, dict):
+        return SRSpec(**value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        warnings.warn(
+            f"{where}: pass P as SRSpec(memory_blocks={value}); a number in the spec's place stops "
+            "working in the next release",
+            FutureWarning,
+            stacklevel=caller_stacklevel(),
+        )
+        return SRSpec(memory_blocks=value)
+    raise TypeError(f"{where}: the SR settings are an SRSpec (or a dict of its fields), got {value!r}")
 
 
 def spec_from_keys(values: Mapping[str, Any], source: str, base: SRSpec | None = None) -> SRSpec:
@@ -135,6 +176,6 @@ def spec_from_legacy(kwargs: dict[str, Any], where: str, base: SRSpec | None = N
         f"SRSpec({', '.join(f'{k}=...' for k in names)})); the keyword arguments stop working in the "
         "next release",
         FutureWarning,
-        stacklevel=3,
+        stacklevel=caller_stacklevel(),
     )
     return dataclasses.replace(base or SRSpec(), **{k: kwargs.pop(k) for k in names})

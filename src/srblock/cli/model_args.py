@@ -102,6 +102,8 @@ def add_sr_args(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, action="store_true", default=None, help=helptext)
         elif base is int:
             g.add_argument(flag, type=at_least(1), metavar="N", help=helptext)
+        elif field.name == "act":  # "none" (or null) for no activation
+            g.add_argument(flag, type=_act, metavar="NAME", help=helptext)
         else:
             g.add_argument(flag, type=base, metavar=field.name.upper().split("_")[0], help=helptext)
     for old, new in (("--sr-blocks", "memory_blocks"), ("--sr-squeeze", "squeeze_channels")):
@@ -116,10 +118,19 @@ def add_sr_args(p: argparse.ArgumentParser) -> None:
         )
 
 
+def _act(text: str) -> str:
+    return "" if text.lower() in ("none", "null") else text
+
+
 def sr_spec(args: argparse.Namespace) -> SRSpec:
-    """The SRSpec the SR flags describe (the paper's block where none is given)."""
+    """The SRSpec the SR flags describe (the paper's block where none is given); SR flags without
+    --sr-stage are a one-line error, not ignored."""
     given = {f.name: getattr(args, f"sr_{f.name}", None) for f in dataclasses.fields(SRSpec)}
-    return SRSpec(**{k: v for k, v in given.items() if v is not None})
+    given = {k: (None if v == "" else v) for k, v in given.items() if v is not None}
+    if given and getattr(args, "sr_stage", None) is None:
+        flags = ", ".join(f"--sr-{k.replace('_', '-')}" for k in given)
+        raise ValueError(f"{flags} describe an SR block: add --sr-stage M (where it goes)")
+    return SRSpec(**given)
 
 
 def add_model_args(p: argparse.ArgumentParser, *, with_model: bool = True) -> None:
@@ -180,10 +191,11 @@ def build_from_args(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int
         args.model, num_classes=args.num_classes, attn=args.attn, reg=args.reg, in_chans=channels
     )
     size = input_size(args, model.default_input_size)
+    spec = sr_spec(args)
     if args.sr_stage is not None:
         from ..insert import add_sr
 
-        add_sr(model, args.sr_stage, sr_spec(args), input_size=size)
+        add_sr(model, args.sr_stage, spec, input_size=size)
     return model, size
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..params import PARAM_COLUMNS, TABLE_COLUMNS, TABLES, param_count, table_rows
+from ..registry import model_facts
 from ..render import FORMATS, render
-from .model_args import add_model_args, sr_spec
+from .model_args import add_model_args, input_size, sr_spec
 
 EPILOG = """\
 OH is the paper's: parameters added to the plain model (attention and SR together), in % of it.
@@ -43,15 +44,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise ValueError("give --model NAME (see `srblock params --help`) or --table " + "|".join(TABLES))
+    size = None  # the model's own, unless --input-size (or the old --size, --in-chans) says
+    if args.input_size or getattr(args, "input_hw", None) or args.in_chans:
+        size = input_size(args, model_facts(args.model).input_size or (3, 224, 224))
     row = param_count(
         args.model,
         num_classes=args.num_classes,
-        in_chans=args.in_chans,
+        in_chans=size[0] if size else None,
         attn=args.attn,
         reg=args.reg,
         sr_stage=args.sr_stage,
         sr=sr_spec(args),
-        input_size=tuple(args.input_size) if args.input_size else None,
+        input_size=size,
     )
     print(render([row], PARAM_COLUMNS, args.format))
     return 0
