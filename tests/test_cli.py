@@ -49,8 +49,8 @@ def test_bad_model_name_is_one_line_exit_2():
         (["params", "--table", "svhn"], "argument --table: invalid choice: 'svhn'"),
         (["params"], "give --model NAME"),
         (
-            ["params", "--model", "resnet18_cifar", "--sr-stage", "3", "--input-size", "1", "32", "32"],
-            "does not fit ResNet",
+            ["params", "--model", "resnet18_cifar", "--in-chans", "3", "--input-size", "1", "32", "32"],
+            "--in-chans 3 and --input-size 1 32 32 disagree: give one of them",
         ),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],

@@ -112,8 +112,9 @@ def test_a_run_folder_written_before_configs_were_split_still_loads(tmp_path):
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(LEGACY_CONFIG)
     cfg = read_config(folder)
-    assert cfg == make_config("fashion_mnist")  # other tasks' keys dropped, no P without an SR block
-    claim_run_dir(folder, make_config("fashion_mnist"))  # the same run: resumable
+    # other tasks' keys dropped, no P without an SR block; compile: false as then, not today's auto
+    assert cfg == make_config("fashion_mnist", {"compile": "false"})
+    claim_run_dir(folder, make_config("fashion_mnist", {"compile": "false"}))  # the same run: resumable
     assert (folder / "config.yaml").read_text() == LEGACY_CONFIG  # nothing to rewrite
     with pytest.raises(ValueError, match="holds a run of another configuration \\(epochs: 4 -> 5\\)"):
         claim_run_dir(folder, make_config("fashion_mnist", {"epochs": 5}))
