@@ -156,7 +156,7 @@ class SqueezeRemember(nn.Module):
                 mix = F.interpolate(mix, size=(height, width), mode="bilinear", align_corners=False)
             return x + mix.to(x.dtype)
         weights = weights.to(x.dtype)
-        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        if x.is_contiguous() or not _channels_last(x):
             out = torch.addmm(x.flatten(1), weights, self.memory.flatten(1).to(x.dtype))
             return out.view(batch, channels, height, width)
         # channels_last: x is B x H x W x C in memory, so the memory is recalled in H x W x C order
@@ -205,6 +205,14 @@ def _autocast_would_round(x: torch.Tensor) -> bool:
     if device not in ("cpu", "cuda"):  # autocast has no state for the meta device (shape checks)
         return False
     return torch.is_autocast_enabled(device) and x.dtype != torch.get_autocast_dtype(device)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether x is laid out channels_last; inside torch.func.vmap (stacked seeds, srblock.stack),
+    where a memory format cannot be asked for, the recall takes the layout-free path."""
+    if torch._C._functorch.is_batchedtensor(x):
+        return False
+    return x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _check_batched(x: torch.Tensor) -> None:

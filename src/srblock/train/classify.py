@@ -30,7 +30,7 @@ from ..memory import drain, init_memory, memory_statistics, recorded_weights
 from ..runs import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS
 from ..splits import Splits
 from .batches import ClassifyBatches
-from .engine import Progress, start_run
+from .engine import Progress, Run, start_run
 from .schedule import classify_factor
 
 MEMORY_COLUMNS = ("val_acc_bypassed",)  # metrics.csv's columns after an SR run's memory statistics
@@ -82,6 +82,31 @@ def first_images(train: ImageSet, mean, std, device: torch.device, count: int = 
     return ((images - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
 
 
+def split_batches(run: Run) -> tuple[ClassifyBatches, ClassifyBatches | None, ClassifyBatches]:
+    """A run's training, validation (None where it has none) and test batches; a training split
+    without one full batch is an error (every batch is full: drop_last)."""
+    fabric, cfg, data = run.fabric, run.cfg, run.data
+    mean, std = data.info.stats(cfg.input_size()[0])
+    train = ClassifyBatches(fabric, cfg, data.train, mean, std, train=True)
+    if len(train) == 0:
+        raise ValueError(
+            f"the training split has {len(data.train)} images, fewer than one batch of {cfg.batch_size} "
+            f"per process: set batch_size={max(1, len(data.train) // fabric.world_size)} or less"
+        )
+    val = ClassifyBatches(fabric, cfg, data.val, mean, std, train=False) if len(data.val) else None
+    return train, val, ClassifyBatches(fabric, cfg, data.test, mean, std, train=False)
+
+
+def start_memory(run: Run) -> None:
+    """A fresh SR run's memory as `sr_memory_init` starts it (a resumed run's is in last.ckpt)."""
+    spec = run.cfg.sr
+    if run.step > 0 or spec.memory_init == "zeros" or not sr_blocks(run.model):
+        return
+    mean, std = run.data.info.stats(run.cfg.input_size()[0])
+    images = first_images(run.data.train, mean, std, run.fabric.device)
+    init_memory(run.model, images, spec.memory_init, spec.memory_init_scale, run.cfg.seed)
+
+
 def train_classifier(
     fabric: Fabric,
     cfg: ClassifyConfig,
@@ -115,19 +140,10 @@ def train_classifier(
         data=data,
         memory_columns=MEMORY_COLUMNS,
     )
-    data, device = run.data, fabric.device
+    device, num_classes = fabric.device, cfg.num_classes()
     blocks = [block for _, block in sr_blocks(run.model)]
-    num_classes, (mean, std) = cfg.num_classes(), data.info.stats(cfg.input_size()[0])
-    train_batches = ClassifyBatches(fabric, cfg, data.train, mean, std, train=True)
-    val_batches = ClassifyBatches(fabric, cfg, data.val, mean, std, train=False) if len(data.val) else None
-    test_batches = ClassifyBatches(fabric, cfg, data.test, mean, std, train=False)
-
+    train_batches, val_batches, test_batches = split_batches(run)
     steps = len(train_batches)
-    if steps == 0:  # every batch is full (drop_last): fewer images than one batch train nothing
-        raise ValueError(
-            f"the training split has {len(data.train)} images, fewer than one batch of {cfg.batch_size} "
-            f"per process: set batch_size={max(1, len(data.train) // fabric.world_size)} or less"
-        )
     progress = Progress(
         fabric,
         cfg.epochs * steps,
@@ -138,15 +154,7 @@ def train_classifier(
     )
     loss_metric, acc_metric = running_metrics(num_classes, device)
     spec = cfg.sr
-    if run.step == 0 and blocks and spec.memory_init != "zeros":  # a fresh run (resumes: in last.ckpt)
-        init_memory(
-            run.model,
-            first_images(data.train, mean, std, device),
-            spec.memory_init,
-            spec.memory_init_scale,
-            cfg.seed,
-        )
-
+    start_memory(run)
     startup.mark("batches")
     # sr_diversity: every training forward's weights, with their graph, for its loss term
     diversity = recorded_weights(run.model, grad=True) if spec.diversity > 0 else contextlib.nullcontext({})
@@ -182,44 +190,74 @@ def train_classifier(
             run.scheduler.step()
 
             # without a validation split (ImageNet: its val set is the test set) the last epoch is tested
-            val_loss, val_acc = (
-                evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else (None, None)
-            )
-            memory: dict[str, float | None] = {}
-            if blocks and val_batches:  # how far the memory has come (memory.py), on validation images
-                memory = memory_statistics(run.model, val_batches.epoch(0))
-                every = cfg.sr_bypass_every or cfg.epochs
-                if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs:
-                    with sr_bypassed(run.model):  # through run.net: the precision test_acc is measured in
-                        memory["val_acc_bypassed"] = evaluate(run.net, val_batches, num_classes, device)[1]
-            run.step = epoch + 1
-            if val_acc is None or val_acc > run.best_val:
-                run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
-                run.checkpoint(BEST_CKPT)
-            # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
-            run.log(
-                dict(
-                    zip(
-                        METRIC_COLUMNS,
-                        (epoch, lr, train_loss, train_acc, val_loss, val_acc, time.time() - epoch_start),
-                    ),
-                    **memory,
-                )
-            )
-            run.checkpoint(LAST_CKPT)
-            progress.report(
-                f"epoch {epoch + 1}/{cfg.epochs}",
-                loss=f"{train_loss:.3f}",
-                acc=f"{train_acc:.1f}%",
-                val="-" if val_acc is None else f"{val_acc:.1f}%",
-            )
+            val = evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else None
+            memory = memory_epoch(run, val_batches, epoch, num_classes) if blocks else {}
+            end_epoch(run, epoch, lr, (train_loss, train_acc), val, memory, epoch_start)
+            progress.report(f"epoch {epoch + 1}/{cfg.epochs}", **epoch_summary(train_loss, train_acc, val))
     progress.close()
+    return test_and_finish(run, test_batches, val_batches, num_classes, extra)
 
-    # the checkpoint best on validation is the one tested
+
+def memory_epoch(
+    run: Run, val_batches: ClassifyBatches | None, epoch: int, num_classes: int
+) -> dict[str, float | None]:
+    """How far an SR run's memory has come (memory.py) on validation images, and every
+    `sr_bypass_every` epochs (and the last) the validation accuracy without its blocks."""
+    if val_batches is None:
+        return {}
+    memory: dict[str, float | None] = memory_statistics(run.model, val_batches.epoch(0))
+    every = run.cfg.sr_bypass_every or run.cfg.epochs
+    if (epoch + 1) % every == 0 or epoch + 1 == run.cfg.epochs:
+        with sr_bypassed(run.model):  # through run.net: the precision test_acc is measured in
+            memory["val_acc_bypassed"] = evaluate(run.net, val_batches, num_classes, run.fabric.device)[1]
+    return memory
+
+
+def end_epoch(
+    run: Run,
+    epoch: int,
+    lr: float,
+    train: tuple[float, float],
+    val: tuple[float, float] | None,
+    memory: dict[str, float | None],
+    epoch_start: float,
+) -> None:
+    """An epoch's end, in the order a kill at any moment survives: best.ckpt where validation
+    improved, the metrics row, then last.ckpt."""
+    val_loss, val_acc = val if val is not None else (None, None)
+    run.step = epoch + 1
+    if val_acc is None or val_acc > run.best_val:
+        run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
+        run.checkpoint(BEST_CKPT)
+    # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
+    row = (epoch, lr, *train, val_loss, val_acc, time.time() - epoch_start)
+    run.log(dict(zip(METRIC_COLUMNS, row), **memory))
+    run.checkpoint(LAST_CKPT)
+
+
+def epoch_summary(train_loss: float, train_acc: float, val: tuple[float, float] | None) -> dict[str, str]:
+    """What the bar (or the printed line) shows at an epoch's end."""
+    return {
+        "loss": f"{train_loss:.3f}",
+        "acc": f"{train_acc:.1f}%",
+        "val": "-" if val is None else f"{val[1]:.1f}%",
+    }
+
+
+def test_and_finish(
+    run: Run,
+    test_batches: ClassifyBatches,
+    val_batches: ClassifyBatches | None,
+    num_classes: int,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Tests the checkpoint best on validation (and, for SR, the accuracy without its blocks and
+    their statistics); writes and returns result.json."""
     run.load_best()
+    device = run.fabric.device
     test_loss, test_acc, test_top5 = evaluate(run.net, test_batches, num_classes, device)
     memory = {}
-    if blocks:  # what the tested checkpoint's blocks do: the accuracy without them, their statistics
+    if sr_blocks(run.model):  # what the tested checkpoint's blocks do
         with sr_bypassed(run.model):
             memory["test_acc_bypassed"] = evaluate(run.net, test_batches, num_classes, device)[1]
         memory.update(memory_statistics(run.model, (val_batches or test_batches).epoch(0)))
@@ -230,11 +268,11 @@ def train_classifier(
             "test_loss": test_loss,
             "best_val_acc": run.best_val if val_batches else None,
             "best_epoch": run.best_step,
-            "epochs": cfg.epochs,
-            "tested_split": data.tested,
+            "epochs": run.cfg.epochs,
+            "tested_split": run.data.tested,
             **memory,
             # for predict, which reads only the run folder
-            "classes": cfg.class_names() or list(data.train.classes),
+            "classes": run.cfg.class_names() or list(run.data.train.classes),
         },
         extra,
     )
