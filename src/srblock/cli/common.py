@@ -93,6 +93,16 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
     )
 
 
+def stack_size(text: str) -> int | str:
+    """--stack: a number of seeds (1: none stacked) or auto."""
+    if text == "auto":
+        return text
+    try:
+        return at_least(1)(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err} (or auto)") from None
+
+
 def add_parallel_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--parallel",
@@ -100,6 +110,13 @@ def add_parallel_arg(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="train N runs at once on each device, each in its own process; its output goes to "
         "RUN_FOLDER/train.log (a small network leaves a large GPU mostly idle)",
+    )
+    p.add_argument(
+        "--stack",
+        type=stack_size,
+        metavar="N|auto",
+        help="train N seeds of one configuration as one batched network in this process, each "
+        "written to its own run folder as if trained alone (auto: up to 8 on a GPU, none on the CPU)",
     )
 
 
@@ -112,6 +129,7 @@ def job_args(args: argparse.Namespace) -> dict:
         devices=args.devices,
         num_nodes=args.num_nodes,
         parallel=getattr(args, "parallel", None),
+        stack=getattr(args, "stack", None),
     )
 
 

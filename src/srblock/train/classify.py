@@ -82,6 +82,18 @@ def first_images(train: ImageSet, mean, std, device: torch.device, count: int = 
     return ((images - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
 
 
+def lr_factor(cfg: ClassifyConfig) -> functools.partial:
+    """The run's lr schedule as a factor of `lr` by epoch (schedule.py)."""
+    return functools.partial(
+        classify_factor,
+        schedule=cfg.schedule,
+        epochs=cfg.epochs,
+        milestones=cfg.milestones,
+        gamma=cfg.gamma,
+        warmup=cfg.warmup_epochs,
+    )
+
+
 def split_batches(run: Run) -> tuple[ClassifyBatches, ClassifyBatches | None, ClassifyBatches]:
     """A run's training, validation (None where it has none) and test batches; a training split
     without one full batch is an error (every batch is full: drop_last)."""
@@ -120,20 +132,12 @@ def train_classifier(
 ) -> dict[str, Any]:
     """Trains one configuration with one seed in `folder`; returns (and writes) result.json.
     `model` and `data` replace the config's own (srblock.fit: a model and data sets from Python)."""
-    lr_factor = functools.partial(
-        classify_factor,
-        schedule=cfg.schedule,
-        epochs=cfg.epochs,
-        milestones=cfg.milestones,
-        gamma=cfg.gamma,
-        warmup=cfg.warmup_epochs,
-    )
     run = start_run(
         fabric,
         cfg,
         folder,
         unit="epoch",
-        lr_factor=lr_factor,
+        lr_factor=lr_factor(cfg),
         columns=METRIC_COLUMNS,
         resume=resume,
         model=model,

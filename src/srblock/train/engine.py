@@ -226,6 +226,16 @@ def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:
         model.train(was_training)
 
 
+def compiled(model: nn.Module, mode: str | None) -> nn.Module:
+    """`model` torch.compiled in `mode` (None: as it is), its caches in a folder that outlives the
+    process; static shapes: a last smaller batch gets a graph of its own rather than turning every
+    graph dynamic."""
+    if mode is None:
+        return model
+    use_compile_cache()
+    return torch.compile(model, mode=mode, dynamic=False)
+
+
 def start_run(
     fabric: Fabric,
     cfg: TrainConfig,
@@ -238,11 +248,13 @@ def start_run(
     model: nn.Module | None = None,
     data: Splits | None = None,
     memory_columns: tuple[str, ...] | None = None,
+    compile_model: bool = True,
 ) -> Run:
     """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
     continues from last.ckpt where one exists. `model` and `data`, where given (srblock.fit), are
     used as they are. `memory_columns`: metrics.csv gets the SR memory's statistics (memory.py),
-    then these columns."""
+    then these columns. `compile_model=False`: eager whatever the config says (a stacked seed's
+    own model, which only evaluates and saves; train/stacked.py compiles the stack)."""
     folder = Path(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
     resuming = (folder / LAST_CKPT).exists()
@@ -278,11 +290,7 @@ def start_run(
     run.compiled = cfg.compile_plan(
         fabric.device.type, cfg.training_steps(len(data.train), fabric.world_size)
     )
-    if run.compiled:
-        use_compile_cache()
-    # static shapes: a last smaller batch gets a graph of its own rather than turning every graph dynamic
-    net = torch.compile(model, mode=run.compiled, dynamic=False) if run.compiled else model
-    run.net, run.optimizer = fabric.setup(net, optimizer)
+    run.net, run.optimizer = fabric.setup(compiled(model, run.compiled if compile_model else None), optimizer)
     if memory_columns is not None and sr_blocks(model):
         columns = (*columns, *statistic_columns(model), *memory_columns)
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done

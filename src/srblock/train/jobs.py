@@ -1,10 +1,12 @@
 """How every command trains runs (`train`, `sweep`, `demo`, `srblock.fit`): runs already finished are
 skipped and their results read back, the others trained (or resumed) in this process with one
-Fabric, or `parallel` at a time per device, each in its own process (parallel.py); then one
-summary. The commands only parse their arguments into jobs."""
+Fabric, `stack` seeds of a configuration at a time as one network (stacked.py), or `parallel` at
+a time per device, each in its own process (parallel.py); then one summary. The commands only
+parse their arguments into jobs."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,39 @@ def shared_precision(configs: Iterable[TrainConfig]) -> str:
     return found[0]
 
 
+AUTO_STACK = 8  # `stack: auto` on a GPU: up to this many seeds per stack; on the CPU none
+
+
+def stack_reason(job: Job, world_size: int) -> str | None:
+    """Why a job cannot train in a stack (None: it can)."""
+    if job.cfg.SEGMENTS:
+        return "stacked seeds train classification runs"
+    if job.model is not None:
+        return "a model given in Python trains alone"
+    if world_size > 1:
+        return "a stack trains on one device: leave out --devices/--num-nodes"
+    if job.cfg.sr.diversity > 0:
+        return "sr_diversity records each block's weights with their graph, which a stack cannot"
+    return None
+
+
+def stack_groups(
+    todo: list[tuple[int, Job]], stack: int | str | None, device: str, world_size: int
+) -> list[list[tuple[int, Job]]]:
+    """The jobs in groups trained together: seeds of one configuration, `stack` at a time (`auto`:
+    AUTO_STACK on a GPU, one on the CPU); a job that cannot be stacked is a group of its own, and an
+    asked-for number of seeds that cannot be stacked is an error."""
+    size = (AUTO_STACK if device == "cuda" else 1) if stack == "auto" else int(stack or 1)
+    groups: dict[tuple, list[tuple[int, Job]]] = {}
+    for i, job in todo:
+        reason = stack_reason(job, world_size) if size > 1 else "alone"
+        if reason is not None and stack != "auto" and size > 1:
+            raise ValueError(f"--stack {stack}: {reason}")
+        key = (i,) if reason else (str(job.folder.parent), repr(dataclasses.replace(job.cfg, seed=0)))
+        groups.setdefault(key, []).append((i, job))
+    return [group[k : k + size] for group in groups.values() for k in range(0, len(group), size)]
+
+
 def run_jobs(
     jobs: Sequence[Job],
     *,
@@ -56,17 +91,21 @@ def run_jobs(
     devices: int | str = 1,
     num_nodes: int = 1,
     parallel: int | None = None,
+    stack: int | str | None = None,
     summary: Callable[[list[Outcome]], str | None] | None = None,
 ) -> list[Outcome]:
     """Trains `jobs` (skipping finished ones); returns every job's outcome, in order, and prints
-    `summary(outcomes)` once (on the first process of a distributed run)."""
-    from . import make_fabric, run_training
+    `summary(outcomes)` once (on the first process of a distributed run). Runs of a stack that
+    diverged are an error once the others have finished."""
+    from . import make_fabric, run_stacked, run_training
     from .parallel import run_parallel
 
     if parallel and num_nodes > 1:
         raise ValueError("--parallel runs each run on one device: leave out --num-nodes (or --parallel)")
     if parallel and any(job.model is not None for job in jobs):
         raise ValueError("a model given in Python trains in this process: leave out parallel")
+    if parallel and stack not in (None, 1, "auto"):
+        raise ValueError("--stack trains seeds in one process and --parallel in several: choose one")
     precision = shared_precision(j.cfg for j in jobs) if jobs else None
     # finished runs first: a command with nothing to train starts no Fabric (no processes, no GPU)
     done_before = [finished(job.folder, job.cfg) for job in jobs]
@@ -92,8 +131,15 @@ def run_jobs(
         for i, job in todo:
             if job.folder in by_folder:
                 outcomes[i] = Outcome(job, by_folder[job.folder], trained=True)
-    elif fabric is not None:
-        for i, job in todo:
+    failed: dict[Path, str] = {}
+    if fabric is not None:
+        for group in stack_groups(todo, stack, fabric.device.type, fabric.world_size):
+            if len(group) > 1:
+                done, stopped = run_stacked(fabric, [job for _, job in group], resume=resume, quiet=quiet)
+                outcomes.update({i: Outcome(j, done[j.folder], True) for i, j in group if j.folder in done})
+                failed.update(stopped)
+                continue
+            (i, job), given = group[0], {"model": group[0][1].model, "data": group[0][1].data}
             result = run_training(
                 fabric,
                 job.cfg,
@@ -101,11 +147,13 @@ def run_jobs(
                 resume=resume,
                 quiet=quiet,
                 extra=job.extra,
-                **({"model": job.model, "data": job.data} if job.model is not None else {}),
+                **(given if job.model is not None else {}),
             )
             outcomes[i] = Outcome(job, result, trained=True)
     ordered = [outcomes[i] for i in sorted(outcomes)]
     text = summary(ordered) if summary else None
     if text:
         say(text)
+    if failed:
+        raise ValueError("; ".join(failed.values()))
     return ordered

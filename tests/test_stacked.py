@@ -1,0 +1,224 @@
+"""Seeds stacked into one network (srblock.stack, train/stacked.py): each member trains as it would
+alone (float64 shows it to rounding), a killed stack resumes exactly, a diverging member leaves
+the others unharmed, and the runs' folders are those of runs trained alone."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.fabric import Fabric
+
+from srblock.checkpoint import load_checkpoint
+from srblock.cli import main
+from srblock.config import with_seeds
+from srblock.keys import make_config
+from srblock.registry import create_model
+from srblock.runs import read_result
+from srblock.stack import StackedModel, member_state, stack_state, stacked_optimizer, write_members
+from srblock.train import stacked, train_classifier, train_stacked
+from srblock.train.jobs import Job, stack_groups
+
+from .helpers import KILLER, TINY, cli_env, main_one_thread
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
+FOLDER = Path("cifar10") / "resnet10s_cifar-sr3p4h8"
+TINY_KEYS = {"model": "resnet10s_cifar", "sr_stage": 3, "batch_size": 32, "eval_batch_size": 64}
+
+
+def members(seeds=(0, 1), dtype=torch.float64) -> list[torch.nn.Module]:
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(create_model("resnet10s_cifar", num_classes=10, sr_stage=3).to(dtype))
+    return models
+
+
+def test_a_stack_computes_what_its_members_compute_and_gives_their_weights_back():
+    models = members()
+    for model in models:  # a memory that is not zero, so the SR block's recall counts
+        for name, param in model.named_parameters():
+            if name.endswith("memory"):
+                torch.nn.init.normal_(param)
+    stack = StackedModel(models)
+    images = torch.randn(2, 4, 3, 32, 32, dtype=torch.float64)
+    stack.eval()
+    out = stack(images)
+    for i, model in enumerate(models):
+        model.eval()
+        torch.testing.assert_close(out[i], model(images[i]), rtol=1e-12, atol=1e-12)
+
+    with torch.no_grad():
+        stack.stacked("conv1.weight")[1].add_(1.0)
+    before = models[1].conv1.weight.clone()
+    write_members(stack, models)
+    torch.testing.assert_close(models[1].conv1.weight, before + 1.0)
+    assert "members=2" in repr(stack)
+    with pytest.raises(ValueError, match="one architecture"):
+        StackedModel([models[0], create_model("resnet18_cifar", num_classes=10).double()])
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_an_optimiser_over_a_stack_updates_each_member_as_alone(kind):
+    models = members()
+    make = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
+        "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.05),
+    }[kind]
+    alone = [make(m.parameters()) for m in models]
+    stack = StackedModel(models)
+    optimizer = stacked_optimizer(stack, models[0], alone[0])
+    assert type(optimizer) is type(alone[0])
+    images = torch.randn(2, 4, 3, 32, 32, dtype=torch.float64)
+    labels = torch.randint(0, 10, (2, 4))
+    for _ in range(2):
+        optimizer.zero_grad()
+        stacked.member_losses(stack(images), labels).sum().backward()
+        optimizer.step()
+        for i, model in enumerate(models):
+            alone[i].zero_grad()
+            torch.nn.functional.cross_entropy(model(images[i]), labels[i]).backward()
+            alone[i].step()
+    for i, model in enumerate(models):
+        for name, param in model.named_parameters():
+            torch.testing.assert_close(stack.stacked(name)[i], param, rtol=1e-10, atol=1e-12)
+        state, own = member_state(optimizer.state_dict(), i), alone[i].state_dict()
+        for index, entry in own["state"].items():
+            for key, value in entry.items():
+                torch.testing.assert_close(state["state"][index][key], value, rtol=1e-10, atol=1e-12)
+        assert state["param_groups"] == own["param_groups"]
+    restacked = stack_state([member_state(optimizer.state_dict(), i) for i in range(2)])
+    for index, entry in optimizer.state_dict()["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(restacked["state"][index][key], value)
+
+
+@pytest.mark.slow
+def test_stacked_seeds_train_as_they_would_alone_to_float64_rounding(cifar, tmp_path):
+    cfgs = with_seeds(make_config("cifar10", {**TINY_KEYS, "epochs": 2, "data_dir": str(cifar)}), [0, 1])
+    fabric = Fabric(accelerator="cpu", devices=1, precision="64-true")
+    results, failed = train_stacked(
+        fabric, [(c, tmp_path / f"stacked{c.seed}", None) for c in cfgs], quiet=True
+    )
+    assert failed == {} and len(results) == 2
+    for cfg in cfgs:
+        alone, together = tmp_path / f"alone{cfg.seed}", tmp_path / f"stacked{cfg.seed}"
+        result = train_classifier(fabric, cfg, alone, quiet=True)
+        a, b = load_checkpoint(alone / "last.ckpt"), load_checkpoint(together / "last.ckpt")
+        assert a["epoch"] == b["epoch"] == 2 and a["best_epoch"] == b["best_epoch"]
+        for key, value in a["model"].items():
+            torch.testing.assert_close(b["model"][key], value, rtol=1e-9, atol=1e-11)
+        momentum = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
+        assert momentum and all(
+            torch.allclose(s["momentum_buffer"], m, rtol=1e-9, atol=1e-11)
+            for s, m in zip(b["optimizer"]["state"].values(), momentum, strict=True)
+        )
+        assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 2
+        assert (alone / "config.yaml").read_text() == (together / "config.yaml").read_text()
+        rows_a, rows_b = ((f / "metrics.csv").read_text().splitlines() for f in (alone, together))
+        assert rows_a[0] == rows_b[0] and len(rows_a) == len(rows_b) == 3
+        for row_a, row_b in zip(rows_a[1:], rows_b[1:], strict=True):  # every column but the seconds
+            values_a, values_b = row_a.split(","), row_b.split(",")
+            for column, x, y in zip(rows_a[0].split(","), values_a, values_b, strict=True):
+                if column != "seconds" and x:
+                    assert float(x) == pytest.approx(float(y), rel=1e-6), column  # metrics: float32
+        stacked_result = read_result(together)
+        assert stacked_result["test_acc"] == pytest.approx(result["test_acc"])
+        assert stacked_result["stacked"] == 2 and "stacked" not in result
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Seed 1's first conv weights become NaN when the stack is first built: it diverges in epoch 1."""
+    stack_runs, done = stacked.stack_runs, []
+
+    def poison_seed_1(fabric, runs, schedule):
+        stack = stack_runs(fabric, runs, schedule)
+        if not done:
+            with torch.no_grad():
+                stack.model.stacked("conv1.weight")[1].fill_(float("nan"))
+            done.append(True)
+        return stack
+
+    monkeypatch.setattr(stacked, "stack_runs", poison_seed_1)
+
+
+def test_a_diverging_member_leaves_the_others_as_they_would_be_alone(cifar, tmp_path, poisoned):
+    cfgs = with_seeds(make_config("cifar10", {**TINY_KEYS, "epochs": 2, "data_dir": str(cifar)}), [0, 1])
+    fabric = Fabric(accelerator="cpu", devices=1, precision="64-true")
+    jobs = [(c, tmp_path / f"stacked{c.seed}", None) for c in cfgs]
+    results, failed = train_stacked(fabric, jobs, quiet=True)
+    assert list(results) == [tmp_path / "stacked0"] and list(failed) == [tmp_path / "stacked1"]
+    assert (
+        "training diverged" in failed[tmp_path / "stacked1"] and "at epoch 1" in failed[tmp_path / "stacked1"]
+    )
+    assert not (tmp_path / "stacked1" / "result.json").exists()
+    assert not (tmp_path / "stacked1" / "last.ckpt").exists()  # it never finished an epoch
+    train_classifier(fabric, cfgs[0], tmp_path / "alone0", quiet=True)
+    a, b = (load_checkpoint(tmp_path / f / "last.ckpt")["model"] for f in ("alone0", "stacked0"))
+    for key, value in a.items():  # the survivor, a stack of one from epoch 2, as if it had been alone
+        torch.testing.assert_close(b[key], value, rtol=1e-9, atol=1e-11)
+
+
+def test_the_command_finishes_the_others_then_names_the_diverged_run(cifar, tmp_path, poisoned, capsys):
+    common = ["train", "cifar10", "--data", str(cifar), "--set", "epochs=1", "--set", "sr_stage=3", *TINY]
+    assert main_one_thread(*common, "--seeds", "0", "1", "2", "--stack", "3", "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training diverged" in err[0] and "seed1" in err[0] and "seed0" not in err[0]
+    assert not (tmp_path / FOLDER / "seed1" / "result.json").exists()
+    assert [read_result(tmp_path / FOLDER / f"seed{s}")["epochs"] for s in (0, 2)] == [1, 1]
+
+
+@pytest.mark.slow
+def test_a_stack_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_path):
+    common = ["train", "cifar10", "--data", str(cifar), "--set", "epochs=2", "--set", "sr_stage=3", *TINY]
+    common += ["--seeds", "0", "1", "--stack", "2"]
+    assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
+    marker = tmp_path / "killed_at"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, *common, "--out", str(tmp_path / "killed")],
+        env=cli_env(KILL_AT="13", MARKER=str(marker)),  # 9 steps an epoch: 4 into the second
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL and marker.read_text() == "13"
+    assert main_one_thread(*common, "--out", str(tmp_path / "killed"), "--resume") == 0
+    for seed in (0, 1):
+        a = load_checkpoint(tmp_path / "killed" / FOLDER / f"seed{seed}" / "last.ckpt")
+        b = load_checkpoint(tmp_path / "straight" / FOLDER / f"seed{seed}" / "last.ckpt")
+        assert a["epoch"] == b["epoch"] == 2
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        result = yaml.safe_load((tmp_path / "killed" / FOLDER / f"seed{seed}" / "result.json").read_text())
+        assert result["test_acc"] == read_result(tmp_path / "straight" / FOLDER / f"seed{seed}")["test_acc"]
+
+
+def test_seeds_of_one_configuration_are_grouped_and_what_cannot_stack_is_said(tmp_path):
+    cifar = make_config("cifar10", TINY_KEYS)
+    other = make_config("cifar10", {**TINY_KEYS, "sr_memory_blocks": 2})
+    jobs = [Job(c, tmp_path / "a" / f"seed{c.seed}") for c in with_seeds(cifar, [0, 1, 2])]
+    jobs += [Job(c, tmp_path / "b" / f"seed{c.seed}") for c in with_seeds(other, [0, 1])]
+    todo = list(enumerate(jobs))
+    sizes = [[i for i, _ in g] for g in stack_groups(todo, 2, "cpu", 1)]
+    assert sizes == [[0, 1], [2], [3, 4]]
+    assert [len(g) for g in stack_groups(todo, "auto", "cpu", 1)] == [1] * 5
+    assert [len(g) for g in stack_groups(todo, "auto", "cuda", 1)] == [3, 2]
+    segment = make_config("fashion_mnist_seg", {})
+    with pytest.raises(ValueError, match="--stack 2: stacked seeds train classification runs"):
+        stack_groups([(0, Job(segment, tmp_path / "s"))], 2, "cpu", 1)
+    with pytest.raises(ValueError, match="one device"):
+        stack_groups(todo, 2, "cuda", 2)
+    assert [len(g) for g in stack_groups([(0, Job(segment, tmp_path / "s"))], "auto", "cuda", 1)] == [1]
+
+
+def test_stack_flags_are_checked(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["train", "cifar10", "--stack", "two"])
+    assert "--stack: takes a whole number, got 'two' (or auto)" in capsys.readouterr().err
+    code = main(["train", "fashion_mnist", "--stack", "2", "--parallel", "2", "--out", str(tmp_path)])
+    assert code == 2 and "choose one" in capsys.readouterr().err
