@@ -19,8 +19,8 @@ section each (a failing section records its error and the others still run):
 - paper_overhead_compiled: settings (a) (training step) and (b), both models compiled with CUDA
   graphs (`--compile reduce-overhead`).
 - parallel: `srblock train --parallel N` for N = 1, 2, 4, 8 runs of ResNet18 + SR at once on one
-  GPU (eager; then N = 4 compiled with CUDA graphs if the budget allows): total training
-  images/s, and its ratio to one run.
+  GPU against `--stack N` (N seeds as one stacked network; eager, then N = 4 compiled with CUDA
+  graphs if the budget allows): total training images/s, and its ratio to one run.
 - deeplabv3: DeepLabv3-R50-D8 + SR training iterations at 512 x 1024, batch 2, bf16, plain and SR
   interleaved.
 - syncs: host-device synchronisations per training step of the classification loop, from two
@@ -28,6 +28,10 @@ section each (a failing section records its error and the others still run):
 - jpeg_decode: the ImageNet pipeline's images/s, JPEGs decoded in DataLoader workers against
   batches decoded on the GPU (nvjpeg).
 - cuda_tests: the tests marked `cuda` (tests/test_cuda.py), run by pytest.
+- startup: `srblock train --verbose`: launch to the first training step and where the seconds
+  go, inductor's caches cold and then warm (run_times.py).
+- end_to_end: the CIFAR-100 recipe for 200 real epochs, launch to result.json, one seed and then
+  5 seeds stacked (`--stack 5`); it needs a command of its own (`--only end_to_end`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 import block_variants  # noqa: E402
+import run_times  # noqa: E402
 from imagenet_pipeline import images_per_second, write_jpegs  # noqa: E402
 from train_throughput import make_loader, train_throughput  # noqa: E402
 
@@ -93,9 +98,11 @@ class Check:
         return max(10.0, min(full, self.left()))
 
 
-def run_srblock(check: Check, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+def run_srblock(
+    check: Check, args: list[str], timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`python -m srblock ARGS` in a fresh process (its own compile caches and CUDA context)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     done = subprocess.run(
         [sys.executable, "-m", "srblock", *args],
         capture_output=True,
@@ -409,32 +416,53 @@ def paper_overhead(check: Check) -> dict[str, Any]:
     return {"rows": rows, "columns": columns}
 
 
-PARALLEL_VARIANTS = ("1", "2", "4", "8", "4-graphs")  # runs at once (and compiled with CUDA graphs)
+# runs at once as processes (--parallel N), or as one stacked network (--stack N), and compiled
+# with CUDA graphs (-graphs): (name, N, torch.compile mode, flag)
+PARALLEL_VARIANTS = {
+    "1": (1, None, "--parallel"),
+    "2": (2, None, "--parallel"),
+    "4": (4, None, "--parallel"),
+    "8": (8, None, "--parallel"),
+    "4-graphs": (4, "reduce-overhead", "--parallel"),
+    "stack2": (2, None, "--stack"),
+    "stack4": (4, None, "--stack"),
+    "stack8": (8, None, "--stack"),
+    "stack4-graphs": (4, "reduce-overhead", "--stack"),
+}
+TINY_PARALLEL = ("1", "2", "stack2")
 
 
 def parallel(check: Check) -> dict[str, Any]:
-    """`srblock train --seeds ... --parallel N`: N runs of ResNet18 + SR at once on one GPU (bf16,
-    fast path; eager, then N = 4 compiled with CUDA graphs); total training images/s from each
-    run's steady epochs (metrics.csv)."""
+    """`srblock train --seeds ... --parallel N` (N processes) against `--stack N` (one network of N
+    seeds): N runs of ResNet18 + SR at once on one GPU (bf16, fast path; eager, and N = 4 compiled
+    with CUDA graphs); total training images/s from each run's steady epochs (metrics.csv)."""
     train_images, test_images = (256, 64) if check.tiny else (20_000, 1_000)
     data = write_cifar100(check.scratch / "cifar-parallel", train_images, test_images)
     model = "resnet10s_cifar" if check.tiny else "resnet18_cifar"
     epochs = 2 if check.tiny else 3
-    variants = [(1, None), (2, None)] if check.tiny else [(1, None), (2, None), (4, None), (8, None)]
-    variants += [] if check.tiny else [(4, "reduce-overhead")]
-    variants = [v for v, key in zip(variants, PARALLEL_VARIANTS) if key in check.parallel_variants]
+    names = [
+        n
+        for n in PARALLEL_VARIANTS
+        if n in check.parallel_variants and (n in TINY_PARALLEL or not check.tiny)
+    ]
+    variants = [PARALLEL_VARIANTS[n] for n in names]
     rows = []
-    for n, mode in variants:
-        row: dict[str, Any] = {"runs_at_once": n, "compile": mode or "no", "model": f"{model} + SR (3, 2)"}
+    for n, mode, flag in variants:
+        row: dict[str, Any] = {
+            "runs_at_once": n,
+            "as": "processes" if flag == "--parallel" else "one stacked network",
+            "compile": mode or "no",
+            "model": f"{model} + SR (3, 2)",
+        }
         rows.append(row)
         if check.left() < (150 if mode else 45):
             row["error"] = "skipped: the time budget is spent"
             continue
-        out = check.scratch / f"parallel-{n}-{mode}"
+        out = check.scratch / f"parallel-{n}-{mode}-{flag}"
         line = f"train cifar100 --quiet --set model={model} --set sr_stage=3 --set epochs={epochs}"
         line += f" --set val_fraction=0 --set limit_test={test_images} --set num_workers=0"
         line += f" --set compile={str(mode is not None).lower()} --set compile_mode={mode or 'default'}"
-        line += f" --parallel {n} --seeds {' '.join(map(str, range(n)))}"
+        line += f" {flag} {n} --seeds {' '.join(map(str, range(n)))}"
         started = time.time()
         try:
             run_srblock(check, line.split() + ["--data", str(data), "--out", str(out)], 240)
@@ -445,6 +473,7 @@ def parallel(check: Check) -> dict[str, Any]:
             statistics.median([r["seconds"] for r in read_metrics(f.parent)][1:])
             for f in out.rglob("metrics.csv")
         ]
+        # a stack's runs share their epochs: their images add up over one epoch's seconds
         row.update(
             wall_s=time.time() - started,
             epoch_s=statistics.median(steady),
@@ -456,6 +485,7 @@ def parallel(check: Check) -> dict[str, Any]:
             row["over_one_run"] = row["images_per_s"] / base
     columns = [
         "runs_at_once",
+        "as",
         "compile",
         "model",
         "wall_s",
@@ -616,6 +646,45 @@ def cuda_tests(check: Check) -> dict[str, Any]:
     return {"counts": counts, "log": log.name}
 
 
+def startup(check: Check) -> dict[str, Any]:
+    """`srblock train --verbose` (ResNet18 + SR, CIFAR-100-shaped data, compiled with CUDA graphs on
+    a GPU): launch to the first training step with inductor's caches cold, then warm."""
+    train_images = 512 if check.tiny else 50_000
+    data = write_cifar100(check.scratch / "cifar-startup", train_images, 512)
+    rows = run_times.startup_rows(
+        lambda args, timeout, env: run_srblock(check, args, timeout, env),
+        data,
+        check.scratch,
+        model="resnet10s_cifar" if check.tiny else "resnet18_cifar",
+        compile_mode=None if check.device.type == "cpu" else "reduce-overhead",
+    )
+    columns = ["caches", "compile", "first_step_s", "wall_s", "breakdown"]
+    return {
+        "rows": rows,
+        "columns": columns,
+        "note": f"{train_images:,} training images; target <= 15 s warm",
+    }
+
+
+def end_to_end(check: Check) -> dict[str, Any]:
+    """The CIFAR-100 recipe (ResNet18 + SR (3, 2), its defaults: compile auto) for 200 epochs end to
+    end, one seed, then 5 seeds stacked; a row the budget cannot hold is skipped, not estimated."""
+    train_images, epochs = (256, 2) if check.tiny else (50_000, 200)
+    data = write_cifar100(check.scratch / "cifar-e2e", train_images, 64 if check.tiny else 10_000)
+    if not check.tiny and check.left() < 300:
+        return {"skipped": "the time budget is spent; run it alone: --only end_to_end --budget 590"}
+    rows = run_times.end_to_end_rows(
+        lambda args, timeout, env: run_srblock(check, args, timeout, env),
+        data,
+        check.scratch,
+        model="resnet10s_cifar" if check.tiny else "resnet18_cifar",
+        epochs=epochs,
+        stack=2 if check.tiny else 5,
+        timeout=check.left() / 2,
+    )
+    return {"rows": rows, "note": "targets: one seed under 4 minutes, 5 seeds stacked under 10"}
+
+
 SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {  # in the order they run: the most wanted first
     "block_profile": block_profile,
     "paper_overhead_compiled": paper_overhead_compiled,
@@ -628,6 +697,8 @@ SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {  # in the order they 
     "deeplabv3": deeplabv3,
     "syncs": syncs,
     "jpeg_decode": jpeg_decode,
+    "startup": startup,
+    "end_to_end": end_to_end,
 }
 
 
@@ -696,9 +767,10 @@ def main() -> int:
     p.add_argument(
         "--parallel-variants",
         nargs="+",
-        choices=PARALLEL_VARIANTS,
-        default=PARALLEL_VARIANTS,
-        help="parallel's variants: runs at once, 4-graphs compiled with CUDA graphs (default: all)",
+        choices=list(PARALLEL_VARIANTS),
+        default=list(PARALLEL_VARIANTS),
+        help="parallel's variants: runs at once as processes, stackN as one stacked network, "
+        "-graphs compiled with CUDA graphs (default: all)",
     )
     p.add_argument(
         "--block-variants",
