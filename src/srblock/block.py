@@ -113,9 +113,7 @@ class SqueezeRemember(nn.Module):
 
     def memory_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax weights (B x P, float32) the FC net gives each memory block for the feature map x."""
-        squeezed = self.squeeze(x) if not _fusing() else self._squeeze_by_sum(x)
-        if squeezed.shape[-2:] != self.size:
-            squeezed = F.adaptive_avg_pool2d(squeezed, self.size)
+        squeezed = _pooled_to(self.squeeze(x) if not _fusing() else self._squeeze_by_sum(x), self.size)
         hidden = self.act(self.fc1(squeezed.flatten(1)))
         if self.log_temperature is not None:
             logits = self.fc2(hidden) * torch.exp(-self.log_temperature)
@@ -128,14 +126,27 @@ class SqueezeRemember(nn.Module):
         return F.softmax(logits, dim=-1, dtype=torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():
+        if torch.jit.is_scripting():  # TorchScript compiles only this branch
+            return self._forward_scripted(x)
+        else:
             if not isinstance(x, torch.fx.Proxy):  # symbolic tracing: the shape is not known yet
                 _check_batched(x)
-        weights = self.memory_weights(x)
-        if _fusing() and x.shape[-2:] == self.size:  # torch.compile: elementwise, for one kernel
-            mix = (weights.view(-1, self.memory_blocks, 1, 1, 1) * self.memory).sum(1)
-            return x + mix.to(x.dtype)
-        return self.remember(x, weights)
+            weights = self.memory_weights(x)
+            if _fusing() and x.shape[-2:] == self.size:  # torch.compile: elementwise, for one kernel
+                mix = (weights.view(-1, self.memory_blocks, 1, 1, 1) * self.memory).sum(1)
+                return x + mix.to(x.dtype)
+            return _recall(x, weights, self.memory)
+
+    def _forward_scripted(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 as TorchScript takes it: what `memory_weights` computes, without its
+        torch.compile and fixed-temperature shortcuts, then the same recall."""
+        logits = self.fc2(self.act(self.fc1(_pooled_to(self.squeeze(x), self.size).flatten(1))))
+        log_temperature = self.log_temperature
+        if log_temperature is not None:
+            logits = logits * torch.exp(-log_temperature)
+        else:
+            logits = logits / self.temperature
+        return _recall(x, F.softmax(logits, dim=-1, dtype=torch.float32), self.memory)
 
     def _squeeze_by_sum(self, x: torch.Tensor) -> torch.Tensor:
         """The 1x1 squeeze conv as a sum over channels, which torch.compile fuses with the map's
@@ -144,25 +155,8 @@ class SqueezeRemember(nn.Module):
         return (x.unsqueeze(1) * weight).sum(2) + self.squeeze.bias.view(1, -1, 1, 1)
 
     def remember(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``x + sum_p w_p M_p`` as one matrix product with the add in it (``addmm``), in x's dtype,
-        on views of x and of the memory in x's memory format: no copy of either when their
-        layouts agree (``model.to(memory_format=torch.channels_last)`` converts the memory too)."""
-        batch, channels, height, width = x.shape
-        if (height, width) != self.size or _autocast_would_round(x):
-            # beyond the paper (another size: the mix is resized), or a float32 map under autocast
-            # (a fused add would round x itself): the mix on its own, then the add in x's dtype
-            mix = (weights.to(self.memory.dtype) @ self.memory.flatten(1)).view(batch, channels, *self.size)
-            if (height, width) != self.size:
-                mix = F.interpolate(mix, size=(height, width), mode="bilinear", align_corners=False)
-            return x + mix.to(x.dtype)
-        weights = weights.to(x.dtype)
-        if x.is_contiguous() or not _channels_last(x):
-            out = torch.addmm(x.flatten(1), weights, self.memory.flatten(1).to(x.dtype))
-            return out.view(batch, channels, height, width)
-        # channels_last: x is B x H x W x C in memory, so the memory is recalled in H x W x C order
-        memory = self.memory.permute(0, 2, 3, 1).flatten(1).to(x.dtype)
-        out = torch.addmm(x.permute(0, 2, 3, 1).flatten(1), weights, memory)
-        return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
+        """``x + sum_p w_p M_p`` for the softmax weights (B x P) of `memory_weights`."""
+        return _recall(x, weights, self.memory)
 
     def extra_repr(self) -> str:
         height, width = self.size
@@ -175,6 +169,59 @@ class SqueezeRemember(nn.Module):
                 " (learned)" if self.log_temperature is not None else ""
             )
         return text
+
+
+def _pooled_to(squeezed: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The squeezed map at the memory's size (adaptive average pooling where it is another)."""
+    if squeezed.shape[-2] != size[0] or squeezed.shape[-1] != size[1]:
+        squeezed = F.adaptive_avg_pool2d(squeezed, size)
+    return squeezed
+
+
+def _recall(x: torch.Tensor, weights: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """``x + sum_p w_p M_p``: eagerly one matrix product with the add in it; under TorchScript
+    the product, then the add."""
+    if torch.jit.is_scripting():
+        batch, channels, height, width = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+        mix = (weights.to(memory.dtype) @ memory.flatten(1)).view(
+            batch, channels, memory.shape[2], memory.shape[3]
+        )
+        if height != memory.shape[2] or width != memory.shape[3]:
+            mix = F.interpolate(mix, size=[height, width], mode="bilinear", align_corners=False)
+        return x + mix.to(x.dtype)
+    else:
+        return _recall_fused(x, weights, memory)
+
+
+def _recall_fused(x: torch.Tensor, weights: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """The recall and the add as one matrix product (``addmm``), in x's dtype, on views of x and of
+    the memory in x's memory format: no copy of either when their layouts agree
+    (``model.to(memory_format=torch.channels_last)`` converts the memory too)."""
+    batch, channels, height, width = x.shape
+    size = tuple(memory.shape[-2:])
+    if (height, width) != size or _autocast_would_round(x):
+        # beyond the paper (another size: the mix is resized), or a float32 map under autocast
+        # (a fused add would round x itself): the mix on its own, then the add in x's dtype
+        mix = (weights.to(memory.dtype) @ memory.flatten(1)).view(batch, channels, *size)
+        if (height, width) != size:
+            mix = F.interpolate(mix, size=(height, width), mode="bilinear", align_corners=False)
+        return x + mix.to(x.dtype)
+    weights = weights.to(x.dtype)
+    if x.is_contiguous() or not _channels_last(x):
+        out = torch.addmm(x.flatten(1), weights, memory.flatten(1).to(x.dtype))
+        return out.view(batch, channels, height, width)
+    # channels_last: x is B x H x W x C in memory, so the memory is recalled in H x W x C order
+    out = torch.addmm(
+        x.permute(0, 2, 3, 1).flatten(1), weights, memory.permute(0, 2, 3, 1).flatten(1).to(x.dtype)
+    )
+    return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+# torch.fx traces these as leaves (their shape checks need sizes a symbolic trace does not have),
+# so fx.symbolic_trace and timm's / torchvision's FX feature extraction work with SR blocks in,
+# and an FX graph of them still compiles with TorchScript
+torch.fx.wrap("_pooled_to")
+torch.fx.wrap("_recall")
 
 
 def entropy(weights: torch.Tensor) -> torch.Tensor:

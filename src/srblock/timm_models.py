@@ -13,14 +13,50 @@ from collections.abc import Callable
 from typing import Any
 
 from timm.models import register_model as timm_register
+from timm.models._features import FeatureListNet
 from torch import nn
 
-from .registry import create_model, list_models, model_facts
+from .registry import create_model, list_models, model_arguments, model_facts
+from .spec import RENAMED_KEYS, SPEC_KEYS
 
 PREFIX = "srblock_"
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # timm's, meaningless here
 # timm's train.py passes these with a default value: ours take none, so only that default is accepted
 _TIMM_DEFAULTS = {"drop_rate": 0.0, "drop_path_rate": None, "drop_block_rate": None, "global_pool": None}
+
+
+def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dict[str, Any]:
+    """timm's pretrained_cfg, read off the built model: input size, pooled size, first conv and
+    classifier names, mean and std (Fashion-MNIST's and CIFAR's scale for the small models)."""
+    size = tuple(getattr(model, "default_input_size", (3, 224, 224)))
+    small = size[-1] <= 64
+    reduction = model.feature_info[-1]["reduction"]
+    classifier = model.get_classifier()
+    return {
+        "architecture": f"{PREFIX}{name}",
+        "input_size": size,
+        "pool_size": (size[1] // reduction, size[2] // reduction),
+        "num_classes": num_classes if num_classes is not None else model.num_classes,
+        "first_conv": next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)),
+        "classifier": next(n for n, m in model.named_modules() if m is classifier),
+        "mean": (0.5,) * size[0] if small else (0.485, 0.456, 0.406)[: size[0]],
+        "std": (0.25,) * size[0] if small else (0.229, 0.224, 0.225)[: size[0]],
+        "crop_pct": 1.0 if small else 0.875,
+        "interpolation": "bilinear",
+        "fixed_input_size": False,
+        "license": "apache-2.0",
+    }
+
+
+def _check_keywords(name: str, kwargs: dict[str, Any]) -> None:
+    """timm's convention: a keyword the model does not take is a TypeError."""
+    valid = [*model_arguments(name), "sr_stage", "sr", "input_size", *SPEC_KEYS, *RENAMED_KEYS]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"{PREFIX}{name}() got unexpected keyword arguments {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(valid)}"
+        )
 
 
 def _entrypoint(name: str) -> Callable[..., nn.Module]:
@@ -37,19 +73,18 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
                     f"{PREFIX}{name} takes no {key} (got {kwargs[key]}); leave it at its default"
                 )
             kwargs.pop(key, None)
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        features_only, out_indices = kwargs.pop("features_only", False), kwargs.pop("out_indices", None)
+        _check_keywords(name, kwargs)
         model = create_model(name, **kwargs)
-        size = tuple(getattr(model, "default_input_size", (3, 224, 224)))
-        small = size[-1] <= 64
-        model.pretrained_cfg = {
-            "architecture": f"{PREFIX}{name}",
-            "input_size": size,
-            "num_classes": kwargs.get("num_classes"),
-            "mean": (0.5,) * size[0] if small else (0.485, 0.456, 0.406)[: size[0]],
-            "std": (0.25,) * size[0] if small else (0.229, 0.224, 0.225)[: size[0]],
-            "crop_pct": 1.0 if small else 0.875,
-            "interpolation": "bilinear",
-        }
-        model.default_cfg = model.pretrained_cfg
+        cfg = _pretrained_cfg(name, model, kwargs.get("num_classes"))
+        if features_only:  # timm's wrapper: a list of the stages' maps (an SR block inside its stage)
+            flatten = not any("." not in info["module"] for info in model.feature_info)
+            indices = tuple(range(len(model.feature_info))) if out_indices is None else out_indices
+            model = FeatureListNet(model, out_indices=indices, flatten_sequential=flatten)
+        model.pretrained_cfg = model.default_cfg = cfg
+        if device is not None or dtype is not None:
+            model = model.to(device=device, dtype=dtype)
         return model
 
     build.__name__ = build.__qualname__ = f"{PREFIX}{name}"

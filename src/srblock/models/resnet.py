@@ -5,11 +5,10 @@ sit in every residual block (after the last BatchNorm, before the residual sum),
 classifier, D2D/DB at the end of stages 3 and 4 (overridable).
 """
 
-from __future__ import annotations
-
 from functools import partial
 
 import torch
+from timm.layers import SelectAdaptivePool2d
 from torch import nn
 from torchvision.models import resnet as tv
 
@@ -125,6 +124,22 @@ class ResNet(tv.ResNet):
                 dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=reduction)
             )
         self.default_input_size = (in_chans, 32, 32) if cifar_stem else (in_chans, 224, 224)
+        # timm's model interface: pooled features, a head that can be reset (0: no head)
+        self.num_features = self.head_hidden_size = self.fc.in_features
+        self.avgpool = SelectAdaptivePool2d(pool_type="avg", flatten=True)  # no parameters: same state dict
+        self.reset_classifier(num_classes) if num_classes == 0 else setattr(self, "num_classes", num_classes)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new head for `num_classes` (0: none, the model returns pooled features); `global_pool`
+        ("avg", "max", "avgmax", "catavgmax", or "" for none: then the unpooled map) as timm's."""
+        if global_pool is not None:
+            self.avgpool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+        self.num_classes = num_classes
+        features = self.num_features * self.avgpool.feat_mult()
+        self.fc = nn.Linear(features, num_classes) if num_classes > 0 else nn.Identity()
 
     def _rebuild_stages(
         self,
@@ -152,8 +167,9 @@ class ResNet(tv.ResNet):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(torch.flatten(self.avgpool(x), 1)))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.drop(self.avgpool(x))
+        return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

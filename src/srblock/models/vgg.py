@@ -5,11 +5,10 @@
 512 -> 4096 -> 4096 -> classes with dropout, as in the paper: dropout in the classifier only.
 """
 
-from __future__ import annotations
-
 from collections import OrderedDict
 
 import torch
+from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
 from ..registry import register_model
@@ -81,7 +80,8 @@ class VGG(nn.Module):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
                 self.features[stage - 1].add_module("drop", layer)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # 1x1 already at 32x32; other sizes still work
+        # 1x1 already at 32x32; other sizes still work
+        self.avgpool = SelectAdaptivePool2d(pool_type="avg", flatten=True)
         self.classifier = nn.Sequential(
             nn.Linear(in_chs, 4096),
             nn.ReLU(inplace=True),
@@ -89,8 +89,11 @@ class VGG(nn.Module):
             nn.Linear(4096, 4096),
             nn.ReLU(inplace=True),
             nn.Dropout(drop_rate),
-            nn.Linear(4096, num_classes),
+            nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity(),
         )
+        # timm's model interface: the features are the last stage's channels, the head's hidden
+        # layer is the classifier's 4096 (pre_logits), and the last linear layer can be reset
+        self.num_classes, self.num_features, self.head_hidden_size = num_classes, in_chs, 4096
         self.feature_info = [
             dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1)) for i, w in enumerate(widths)
         ]
@@ -99,8 +102,31 @@ class VGG(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1]
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new last linear layer for `num_classes` (0: none, the model returns the 4096 pre-logits);
+        `global_pool` "" (no pooling: the model returns the last stage's map) only without a head,
+        as the classifier's hidden layers take pooled features."""
+        if global_pool is not None:
+            if global_pool == "" and num_classes > 0:
+                raise ValueError("VGG's classifier takes pooled features: global_pool='' needs num_classes=0")
+            self.avgpool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+            if self.avgpool.feat_mult() != 1:
+                raise ValueError(
+                    f"VGG's classifier takes {self.num_features} features: use avg or max pooling"
+                )
+        self.num_classes = num_classes
+        self.classifier[-1] = (
+            nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+        )
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.avgpool(x)
+        if x.dim() == 4:  # global_pool "": the unpooled map (no head; reset_classifier says so)
+            return x
+        return self.classifier[:-1](x) if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
