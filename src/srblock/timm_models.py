@@ -22,7 +22,7 @@ from .spec import RENAMED_KEYS, SPEC_KEYS
 PREFIX = "srblock_"
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # timm's, meaningless here
 # timm's train.py passes these with a default value: ours take none, so only that default is accepted
-_TIMM_DEFAULTS = {"drop_rate": 0.0, "drop_path_rate": None, "drop_block_rate": None, "global_pool": None}
+_TIMM_DEFAULTS = {"drop_rate": 0.0, "drop_path_rate": None, "drop_block_rate": None}
 
 
 def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dict[str, Any]:
@@ -74,9 +74,12 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
                 )
             kwargs.pop(key, None)
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        global_pool = kwargs.pop("global_pool", None)
         features_only, out_indices = kwargs.pop("features_only", False), kwargs.pop("out_indices", None)
         _check_keywords(name, kwargs)
         model = create_model(name, **kwargs)
+        if global_pool not in (None, "avg"):  # (a new head: the pooled features' width may change)
+            model.reset_classifier(model.num_classes, global_pool)
         cfg = _pretrained_cfg(name, model, kwargs.get("num_classes"))
         if features_only:  # timm's wrapper: a list of the stages' maps (an SR block inside its stage)
             flatten = not any("." not in info["module"] for info in model.feature_info)

@@ -99,12 +99,12 @@ class ResNet(tv.ResNet):
         super().__init__(
             block_fn,
             layers,
-            num_classes=num_classes,
+            num_classes=max(num_classes, 1),  # (0, no head, is set below: not a Linear with no outputs)
             replace_stride_with_dilation=replace_stride_with_dilation,
         )
         dilate = list(replace_stride_with_dilation or [False] * 3)
         if tuple(widths) != (64, 128, 256, 512):
-            self._rebuild_stages(block_fn, layers, tuple(widths), num_classes, dilate)
+            self._rebuild_stages(block_fn, layers, tuple(widths), max(num_classes, 1), dilate)
         if cifar_stem:
             self.conv1 = nn.Conv2d(in_chans, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()

@@ -94,6 +94,7 @@ class VGG(nn.Module):
         # timm's model interface: the features are the last stage's channels, the head's hidden
         # layer is the classifier's 4096 (pre_logits), and the last linear layer can be reset
         self.num_classes, self.num_features, self.head_hidden_size = num_classes, in_chs, 4096
+        self.head_layers = len(self.classifier)
         self.feature_info = [
             dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1)) for i, w in enumerate(widths)
         ]
@@ -124,9 +125,12 @@ class VGG(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.avgpool(x)
-        if x.dim() == 4:  # global_pool "": the unpooled map (no head; reset_classifier says so)
+        if self.avgpool.is_identity():  # global_pool "": the unpooled map (no head; reset_classifier says so)
             return x
-        return self.classifier[:-1](x) if pre_logits else self.classifier(x)
+        for i, layer in enumerate(self.classifier):  # (a loop: TorchScript cannot slice a Sequential)
+            if not pre_logits or i < self.head_layers - 1:
+                x = layer(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -1,0 +1,158 @@
+"""timm's generic model tests, in timm's style, over every `srblock_*` model with and without an
+SR block: forward, backward, default cfgs (pooled size, reset_classifier, first conv and
+classifier names), feature extraction (features_only), torch.fx, TorchScript and FX +
+TorchScript. Small inputs keep them quick; the two smallest models run in the fast lane."""
+
+import pytest
+import timm
+import torch
+from timm.models import create_feature_extractor, get_graph_node_names
+
+import srblock
+from srblock.insert import sr_blocks
+
+from .helpers import fill_memory
+
+FAST = ("srblock_resnet10s_cifar", "srblock_vgg16_bn_cifar")
+NAMES = [
+    pytest.param(name, marks=() if name in FAST else pytest.mark.slow)
+    for name in timm.list_models("srblock_*")
+]
+SR = [None, 3]  # no SR block, and one after stage 3
+pytestmark = pytest.mark.filterwarnings("ignore:.torch.jit.script. is deprecated:FutureWarning")
+MAX_SIZE = 64  # the ImageNet ResNet50 at 64 x 64, as timm's tests shrink large inputs
+
+
+def build(name: str, sr_stage: int | None, **kwargs) -> torch.nn.Module:
+    model = timm.create_model(name, pretrained=False, sr_stage=sr_stage, **kwargs)
+    for _, block in sr_blocks(model):
+        fill_memory(block)  # a memory that is not zero, so the block's recall counts in every output
+    return model
+
+
+def input_size(model: torch.nn.Module) -> tuple[int, ...]:
+    size = model.pretrained_cfg["input_size"]
+    return (size[0], *(min(s, MAX_SIZE) for s in size[1:]))
+
+
+def test_every_zoo_classifier_is_registered():
+    assert {n.removeprefix("srblock_") for n in timm.list_models("srblock_*")} == {
+        n for n in srblock.list_models() if not srblock.registry.model_facts(n).segments
+    }
+
+
+@pytest.mark.parametrize("sr_stage", SR)
+@pytest.mark.parametrize("name", NAMES)
+def test_model_forward(name, sr_stage):
+    model = build(name, sr_stage).eval()
+    out = model(torch.randn(1, *input_size(model)))
+    assert out.shape == (1, model.num_classes) and not torch.isnan(out).any()
+
+
+@pytest.mark.parametrize("sr_stage", SR)
+@pytest.mark.parametrize("name", NAMES)
+def test_model_backward(name, sr_stage):
+    model = build(name, sr_stage, num_classes=42).train()
+    out = model(torch.randn(2, *input_size(model)))
+    out.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing}"
+    assert out.shape[-1] == 42 == model.num_classes and not torch.isnan(out).any()
+
+
+@pytest.mark.parametrize("sr_stage", SR)
+@pytest.mark.parametrize("name", NAMES)
+def test_model_default_cfgs(name, sr_stage):
+    model = build(name, sr_stage).eval()
+    cfg, state = model.pretrained_cfg, model.state_dict()
+    assert model.default_cfg is cfg and cfg["architecture"] == name
+    assert {"input_size", "pool_size", "first_conv", "classifier", "mean", "std", "num_classes"} <= set(cfg)
+    x = torch.randn(1, *cfg["input_size"])  # at its own size: pool_size holds there
+    assert model.forward_features(x).shape[-2:] == cfg["pool_size"]
+    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, model.head_hidden_size)
+    assert cfg["classifier"] + ".weight" in state and cfg["first_conv"] + ".weight" in state
+    assert model.get_classifier() is model.get_submodule(cfg["classifier"])
+
+    model.reset_classifier(0)  # no head: pooled features
+    out = model(x)
+    assert out.shape == (1, model.head_hidden_size) and model.num_classes == 0
+    model.reset_classifier(0, "")  # no pooling either: the last stage's map
+    out = model(x)
+    assert out.shape == (1, model.num_features, *cfg["pool_size"])
+    model.reset_classifier(5, "avg")
+    assert model(x).shape == (1, 5)
+
+
+@pytest.mark.parametrize("sr_stage", SR)
+@pytest.mark.parametrize("name", NAMES)
+def test_model_forward_features(name, sr_stage):
+    model = build(name, sr_stage, features_only=True).eval()
+    channels, reductions = model.feature_info.channels(), model.feature_info.reduction()
+    assert len(channels) >= 4
+    size = input_size(model)
+    outputs = model(torch.randn(1, *size))
+    assert [o.shape[1] for o in outputs] == channels
+    assert [size[-1] // o.shape[-1] for o in outputs] == reductions
+    assert all(not torch.isnan(o).any() for o in outputs)
+    assert bool(sr_blocks(model)) == (sr_stage is not None)
+
+
+@pytest.mark.parametrize("sr_stage", SR)
+@pytest.mark.parametrize("name", NAMES)
+def test_model_forward_fx(name, sr_stage):
+    model = build(name, sr_stage).eval()
+    x = torch.randn(1, *input_size(model))
+    traced = torch.fx.symbolic_trace(model)
+    torch.testing.assert_close(traced(x), model(x))
+    _, nodes = get_graph_node_names(model)  # timm's FX feature extraction: every node, the last kept
+    extractor = create_feature_extractor(model, return_nodes=[nodes[-1]])
+    torch.testing.assert_close(extractor(x)[nodes[-1]], model(x))
+
+
+@pytest.mark.parametrize("sr_stage", SR)
+@pytest.mark.parametrize("name", NAMES)
+def test_model_forward_torchscript(name, sr_stage):
+    model = build(name, sr_stage).eval()
+    x = torch.randn(1, *input_size(model))
+    scripted = torch.jit.script(model)
+    torch.testing.assert_close(scripted(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("sr_stage", SR)
+@pytest.mark.parametrize("name", NAMES)
+def test_model_forward_fx_torchscript(name, sr_stage):
+    model = build(name, sr_stage).eval()
+    x = torch.randn(1, *input_size(model))
+    scripted = torch.jit.script(torch.fx.symbolic_trace(model))
+    torch.testing.assert_close(scripted(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_an_sr_resnet_serves_as_a_backbone_with_its_block_inside():
+    model = timm.create_model("srblock_resnet18_cifar", sr_stage=3, features_only=True, out_indices=(1, 2, 3))
+    assert model.feature_info.reduction() == [2, 4, 8] and model.feature_info.channels() == [128, 256, 512]
+    [(where, block)] = sr_blocks(model)
+    assert where == "layer3.sr"
+    fill_memory(block)
+    maps = model(torch.randn(2, 3, 32, 32))
+    assert [m.shape for m in maps] == [(2, 128, 16, 16), (2, 256, 8, 8), (2, 512, 4, 4)]
+    with torch.no_grad():
+        block.memory.zero_()  # the SR block is what the stage-3 map went through
+    assert not torch.allclose(model(torch.zeros(2, 3, 32, 32))[1], maps[1])
+
+
+def test_timm_conventions_for_keywords():
+    model = timm.create_model("srblock_resnet10s_cifar", device="cpu", dtype=torch.float64)
+    assert next(model.parameters()).dtype == torch.float64
+    with pytest.raises(TypeError, match="got unexpected keyword arguments 'widht'"):
+        timm.create_model("srblock_resnet10s_cifar", widht=3)
+    pooled = timm.create_model("srblock_resnet10s_cifar", global_pool="catavgmax", num_classes=3)
+    assert pooled(torch.randn(1, 3, 32, 32)).shape == (1, 3) and pooled.fc.in_features == 256
+    headless = timm.create_model("srblock_resnet10s_cifar", num_classes=0)
+    assert headless(torch.randn(2, 3, 32, 32)).shape == (2, headless.num_features)
+
+
+def test_export_traces_an_sr_model():
+    model = build("srblock_resnet10s_cifar", 3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    exported = torch.export.export(model, (x,))
+    torch.testing.assert_close(exported.module()(x), model(x))
