@@ -156,3 +156,33 @@ def test_export_traces_an_sr_model():
     x = torch.randn(2, 3, 32, 32)
     exported = torch.export.export(model, (x,))
     torch.testing.assert_close(exported.module()(x), model(x))
+
+
+@pytest.mark.slow
+def test_timm_scripts_run_with_the_zoo_registered(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"  # a stand-in for timm's script: it only builds the model it is named
+    script.write_text(
+        "import sys, timm\n"
+        "model = timm.create_model(sys.argv[sys.argv.index('--model') + 1], num_classes=3)\n"
+        "print(sys.argv[0].endswith('train.py'), type(model).__name__, model.num_classes)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "srblock.timm_models", str(script), "--model", "srblock_resnet10s_cifar"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "ResNet", "3"]
+    usage = subprocess.run(
+        [sys.executable, "-m", "srblock.timm_models"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert usage.returncode == 1 and "usage: python -m srblock.timm_models SCRIPT.py" in usage.stderr

@@ -1,7 +1,8 @@
 """srblock's classification zoo in timm's registry, as `srblock_<name>`, so that after
 `import srblock` timm's own tools build it: `timm.create_model("srblock_resnet18_cifar",
-sr_stage=3, num_classes=100)`, or timm's `train.py --model srblock_resnet18_cifar
---model-kwargs sr_stage=3`.
+sr_stage=3, num_classes=100)`. timm's scripts do not import srblock; this module runs one with
+the zoo registered: `python -m srblock.timm_models train.py DATA --model srblock_resnet18_cifar
+--model-kwargs sr_stage=3` (likewise validate.py and inference.py).
 
 Each model carries a `pretrained_cfg` with its input size (32 x 32 for the CIFAR models), so
 timm's data pipeline resizes to what the model was made for. No weights are published.
@@ -107,3 +108,23 @@ def register_zoo() -> list[str]:
 
 
 TIMM_NAMES = register_zoo()
+
+
+def main(argv: list[str]) -> None:
+    """Runs a timm script (train.py, validate.py, inference.py...) as `python SCRIPT ARGS` would,
+    with srblock's zoo registered."""
+    import runpy
+    import sys
+
+    if not argv or not argv[0].endswith(".py"):
+        raise SystemExit(
+            "usage: python -m srblock.timm_models SCRIPT.py [ARGS...] (a timm script, e.g. train.py)"
+        )
+    sys.argv = argv
+    runpy.run_path(argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
