@@ -186,3 +186,25 @@ def test_timm_scripts_run_with_the_zoo_registered(tmp_path):
         check=False,
     )
     assert usage.returncode == 1 and "usage: python -m srblock.timm_models SCRIPT.py" in usage.stderr
+
+
+SEGMENTERS = [
+    pytest.param(name, marks=() if "resnet10s" in name else pytest.mark.slow)
+    for name in srblock.list_models()
+    if srblock.registry.model_facts(name).segments
+]
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_segmentation_models_with_sr_trace_script_and_export(name):
+    channels = srblock.registry.model_facts(name).input_size[0]
+    model = srblock.create_model(name, sr_stage=2, num_classes=5, input_size=(channels, 64, 64)).eval()
+    fill_memory(model)
+    x = torch.randn(1, channels, 64, 64)
+    expected = model(x)["out"]
+    torch.testing.assert_close(torch.fx.symbolic_trace(model)(x)["out"], expected)
+    torch.testing.assert_close(torch.jit.script(model)(x)["out"], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        torch.jit.script(torch.fx.symbolic_trace(model))(x)["out"], expected, rtol=1e-4, atol=1e-4
+    )
+    torch.testing.assert_close(torch.export.export(model, (x,)).module()(x)["out"], expected)

@@ -9,8 +9,6 @@ stage 2, as in the paper: `create_model("deeplabv3_r50_d8", sr_stage=2)` gives P
 and `fcn_r50_d8` P = 3; the memory has the training crop's feature size (512x1024 -> 64x128).
 """
 
-from __future__ import annotations
-
 from collections import OrderedDict
 
 import torch
@@ -97,12 +95,12 @@ class SegmentationModel(nn.Module):
         self.sr_default_blocks = sr_default_blocks
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = x.shape[-2:]
+        size = [x.shape[-2], x.shape[-1]]
         features = self.backbone(x)
-        result = OrderedDict(
-            out=F.interpolate(
-                self.classifier(features["out"]), size=size, mode="bilinear", align_corners=False
-            )
+        # (a dict filled key by key, as torchvision's models do: TorchScript takes no dict(out=...))
+        result: dict[str, torch.Tensor] = OrderedDict()
+        result["out"] = F.interpolate(
+            self.classifier(features["out"]), size=size, mode="bilinear", align_corners=False
         )
         if self.aux_classifier is not None and self.training:
             aux = self.aux_classifier(features["aux"])
