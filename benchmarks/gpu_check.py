@@ -429,7 +429,7 @@ PARALLEL_VARIANTS = {
     "stack8": (8, None, "--stack"),
     "stack4-graphs": (4, "reduce-overhead", "--stack"),
 }
-TINY_PARALLEL = ("1", "2", "stack2")
+TINY_PARALLEL = ("1", "stack2")  # (--parallel itself: tests/test_parallel.py)
 
 
 def parallel(check: Check) -> dict[str, Any]:

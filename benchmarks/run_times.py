@@ -21,11 +21,11 @@ FIRST_STEP = re.compile(r"first step done at ([0-9.]+) s")
 def startup_rows(
     run: Callable[..., Any], data: Path, scratch: Path, *, model: str, compile_mode: str | None
 ) -> list[dict[str, Any]]:
-    """One short run with inductor's caches cold, then the same with them warm: the `--verbose`
-    breakdown and the seconds from launch to the first training step of each."""
+    """One short run with inductor's caches cold, then (compiled) the same with them warm: the
+    `--verbose` breakdown and the seconds from launch to the first training step of each."""
     cache = scratch / "inductor-cache"  # empty at first: the first run fills it
     rows = []
-    for caches in ("cold", "warm"):
+    for caches in ("cold", "warm") if compile_mode else ("eager",):
         line = f"train cifar100 --verbose --quiet --set model={model} --set sr_stage=3 --set epochs=1"
         line += " --set val_fraction=0 --set limit_test=512 --set num_workers=0"
         line += f" --set compile={str(compile_mode is not None).lower()}"

@@ -97,8 +97,8 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     # bypassing equals evaluating the plain network with the same weights
     ab = json.loads((out / "ablation.json").read_text())
     plain = remove_sr(copy.deepcopy(run.model))
-    assert ab["all_bypassed"] == pytest.approx(accuracy(plain, run.splits["test"], run.info))
-    assert ab["with_sr"] == pytest.approx(accuracy(run.model, run.splits["test"], run.info))
+    assert ab["all_bypassed"] == pytest.approx(accuracy(plain, run, run.splits["test"]))
+    assert ab["with_sr"] == pytest.approx(accuracy(run.model, run, run.splits["test"]))
     assert ab["drop"] == pytest.approx(ab["with_sr"] - ab["all_bypassed"])
 
 
@@ -181,11 +181,11 @@ def test_analyze_refuses_a_segmentation_run_and_report_shows_it(seg_run, tmp_pat
     folder = seg_run
     assert main(["analyze", str(folder)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "segmentation runs are not supported" in err
+    assert "\n" not in err and "is a segmentation run: the analyses compare" in err
     # the report shows what a segmentation run has: config, curves over iterations, mIoU
     assert main(["report", str(folder), "--out", str(tmp_path / "report.html")]) == 0  # data remembered
     page = (tmp_path / "report.html").read_text()
-    assert "test_miou_ms" in page and "segmentation runs are not supported" in page
+    assert "test_miou_ms" in page and "is a segmentation run: the analyses compare" in page
     # learning curves, and images beside labels and predictions
     assert page.count("data:image/png;base64") == 3  # learning curves, the memory over training, predictions
     assert (folder / "analysis" / "segmentation_examples.png").is_file()

@@ -158,3 +158,23 @@ def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resum
         "the data's classes are not the run's (config.yaml: 3; now 3; e.g. Pants, Trouser)"
         in capsys.readouterr().err
     )
+
+
+def test_the_analyses_read_a_folder_run_as_it_was_tested(pictures, tmp_path, capsys):
+    line = (
+        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 "
+        "--set sr_stage=3 --quiet"
+    )
+    assert main(argv(line, data=pictures, out=tmp_path)) == 0
+    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    assert main(["analyze", str(folder), "--classes", "Trouser", "0"]) == 0
+    weights = json.loads((folder / "analysis" / "weights.json").read_text())
+    assert weights["classes"] == ["Trouser", "Sneaker"] and weights["split"] == "val"
+    [block] = weights["blocks"].values()
+    assert block["per_class"]["Trouser"]["images"] == 15 and block["per_class"]["All"]["images"] == 45
+    # the ablation reads the test images through the run's own transform: the run's own numbers
+    ablation = json.loads((folder / "analysis" / "ablation.json").read_text())
+    result = json.loads((folder / "result.json").read_text())
+    assert ablation["with_sr"] == pytest.approx(result["test_acc"], abs=1e-4)
+    assert ablation["all_bypassed"] == pytest.approx(result["test_acc_bypassed"], abs=1e-4)

@@ -50,17 +50,13 @@ def test_tiny_runs_every_section_and_a_failing_one_does_not_stop_the_others(tmp_
     assert {r["setting"][:3] for r in paper} == {"(a)", "(b)", "(c)"} and all(r["sr_ms"] > 0 for r in paper)
     assert all(r["images_per_s"] > 0 for r in report["sections"]["jpeg_decode"]["result"]["rows"])
     startup = report["sections"]["startup"]["result"]["rows"]
-    assert [r["caches"] for r in startup] == ["cold", "warm"]
+    assert [r["caches"] for r in startup] == ["eager"]  # on the CPU: no compile caches to warm
     assert all(r["first_step_s"] > 0 and "imports" in r["breakdown"] for r in startup)
     e2e = report["sections"]["end_to_end"]["result"]["rows"]
     assert [(r["seeds"], r["epochs"]) for r in e2e] == [(1, 2), (2, 2)]
     assert all(0 <= r["test_acc"] <= 100 and r["wall_min"] > 0 for r in e2e), e2e
     runs = report["sections"]["parallel"]["result"]["rows"]
-    assert [(r["runs_at_once"], r["as"]) for r in runs] == [
-        (1, "processes"),
-        (2, "processes"),
-        (2, "one stacked network"),
-    ]
+    assert [(r["runs_at_once"], r["as"]) for r in runs] == [(1, "processes"), (2, "one stacked network")]
     assert all(r["images_per_s"] > 0 for r in runs)
     assert runs[0]["over_one_run"] == 1.0
     blocks = report["sections"]["block_profile"]["result"]["rows"]

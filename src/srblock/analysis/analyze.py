@@ -9,6 +9,7 @@ classes separate by their weight vectors alone.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from torch import nn
 
 from ..block import SqueezeRemember, entropy
 from ..config import TrainConfig
-from ..data import DatasetInfo, DeviceLoader, ImageSet
+from ..data import DatasetInfo, DeviceLoader, ImageSet, make_file_loader
+from ..data.imagenet import ImageFiles
 from ..insert import sr_blocks, sr_bypassed
 from ..memory import nearest_centroid_accuracy, recorded_weights
 from ..run_model import trained_model
@@ -40,18 +42,23 @@ class LoadedRun:
     cfg: TrainConfig
     info: DatasetInfo
     model: nn.Module
-    splits: dict[str, ImageSet]
+    splits: dict[str, ImageSet | ImageFiles]
 
 
 def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedRun:
-    """A finished run's best checkpoint in its model, and its data split as in training."""
+    """A finished run's best checkpoint in its model, and its data split as in training (data
+    held in memory, or image files: class folders and ImageNet)."""
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
-    if not cfg.in_memory():
+    if cfg.SEGMENTS:
         raise NotAnalysable(
-            f"{folder} is a {cfg.dataset} run: the analyses read CIFAR-10/100 and Fashion-MNIST runs "
-            "(data sets held in memory); ImageNet and segmentation runs are not supported yet "
-            "(`srblock report RUN_DIR` shows a segmentation run's predictions)"
+            f"{folder} is a segmentation run: the analyses compare the memory's weights per image class, "
+            "which a segmentation mask does not have (`srblock report RUN_DIR` shows its predictions)"
+        )
+    if cfg.data_dir is None and data_root is None and cfg.dataset == "folder":
+        raise NotAnalysable(
+            f"{folder} was trained on data sets given in Python (srblock.fit): pass the folder they "
+            "came from with --data DIR (train/, val/, test/ class folders), or analyse it in Python"
         )
     info, train, val, test, _ = load_splits(cfg, data_root)
     return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test})
@@ -63,14 +70,31 @@ def batches(images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> Device
     return DeviceLoader(images, labels, batch_size=batch, mean=info.mean, std=info.std, train=False)
 
 
+def image_batches(
+    run: LoadedRun, data: ImageSet | ImageFiles, index: torch.Tensor | None = None, batch: int = 256
+) -> Iterator[torch.Tensor]:
+    """A split's images (those at `index`, in its order) as the training loop evaluates them:
+    normalised on the fast path for data in memory, through the run's own transform for files."""
+    if isinstance(data, ImageSet):
+        for images, _ in batches(data.images if index is None else data.images[index], run.info, batch):
+            yield images
+        return
+    files = (data if index is None else data.subset(index)).with_transform(
+        run.cfg.file_transform(False), channels=run.cfg.in_chans
+    )
+    yield from (
+        images for images, _ in make_file_loader(files, batch_size=batch, train=False, seed=run.cfg.seed)
+    )
+
+
 @torch.no_grad()
-def predict(model: nn.Module, data: ImageSet, info: DatasetInfo) -> torch.Tensor:
-    return torch.cat([model(x).argmax(1) for x, _ in batches(data.images, info)])
+def predict(model: nn.Module, images: Iterable[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([model(x).argmax(1) for x in images])
 
 
-def accuracy(model: nn.Module, data: ImageSet, info: DatasetInfo) -> float:
-    """Top-1 accuracy (%) of `model` on every image of `data`."""
-    return 100.0 * (predict(model, data, info) == data.labels).float().mean().item()
+def accuracy(model: nn.Module, run: LoadedRun, data: ImageSet | ImageFiles) -> float:
+    """Top-1 accuracy (%) of `model` on every image of `data`, a split of `run`."""
+    return 100.0 * (predict(model, image_batches(run, data)) == data.labels).float().mean().item()
 
 
 def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 5) -> list[int]:
@@ -92,7 +116,7 @@ def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 
 
 
 @torch.no_grad()
-def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo) -> dict[str, dict[str, torch.Tensor]]:
+def capture(model: nn.Module, images: Iterable[torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
     """Per SR block: its weights (N x P) and channel means of its input and output (N x C)."""
     blocks = sr_blocks(model)
     seen: dict[str, dict[str, list[torch.Tensor]]] = {
@@ -109,7 +133,7 @@ def capture(model: nn.Module, images: torch.Tensor, info: DatasetInfo) -> dict[s
     handles = [block.register_forward_hook(hook(name)) for name, block in blocks]
     try:
         with recorded_weights(model) as weights:
-            for x, _ in batches(images, info):
+            for x in images:
                 model(x)
     finally:
         for handle in handles:
@@ -136,7 +160,7 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
     # N images of every class (all classes: for the 'All' panel and the centroid test)
     index = torch.cat([(data.labels == c).nonzero().flatten()[:per_class] for c in range(len(names))])
     labels = data.labels[index]
-    captured = capture(run.model, data.images[index], run.info)
+    captured = capture(run.model, image_batches(run, data, index))
 
     result: dict[str, Any] = {
         "split": split,
@@ -185,13 +209,13 @@ def ablation(run: LoadedRun) -> dict[str, Any]:
     """Test accuracy with the SR blocks, with all bypassed, and with each bypassed alone."""
     test = run.splits["test"]
     blocks = sr_blocks(run.model)
-    out = {"with_sr": accuracy(run.model, test, run.info)}
+    out = {"with_sr": accuracy(run.model, run, test)}
     with sr_bypassed(run.model):
-        out["all_bypassed"] = accuracy(run.model, test, run.info)
+        out["all_bypassed"] = accuracy(run.model, run, test)
     if len(blocks) > 1:
         for name, _ in blocks:
             with sr_bypassed(run.model, [name]):
-                out[f"bypassed {name}"] = accuracy(run.model, test, run.info)
+                out[f"bypassed {name}"] = accuracy(run.model, run, test)
     out["drop"] = out["with_sr"] - out["all_bypassed"]
     return out
 
