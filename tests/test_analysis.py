@@ -162,6 +162,10 @@ def test_report_embeds_every_figure(runs, tmp_path):
     text = out.read_text()
     assert "Results across seeds" in text and "without SR blocks: nothing to analyse" in text
     assert "The memory over training" in text and "test_acc_bypassed" in text
+    # the README's form (an SR run beside its plain twin): one row per configuration, the SR row
+    # compared with the plain one; 10 classes: top-5 shown
+    summary = text.split("<h2>Results across seeds</h2>")[1].split("</table>")[0]
+    assert summary.count("resnet10s_cifar-sr3p4h8") == 1 and "vs_plain" in summary and "test_top5" in summary
 
 
 def test_errors_are_one_line(runs, tmp_path, capsys):

@@ -167,7 +167,9 @@ def test_the_analyses_read_a_folder_run_as_it_was_tested(pictures, tmp_path, cap
         "--set sr_stage=3 --quiet"
     )
     assert main(argv(line, data=pictures, out=tmp_path)) == 0
+    assert "test_top5" not in capsys.readouterr().out  # three classes: top-5 is always 100, not shown
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    assert json.loads((folder / "result.json").read_text())["test_top5"] is None
     assert main(["analyze", str(folder), "--classes", "Trouser", "0"]) == 0
     weights = json.loads((folder / "analysis" / "weights.json").read_text())
     assert weights["classes"] == ["Trouser", "Sneaker"] and weights["split"] == "val"

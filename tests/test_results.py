@@ -117,3 +117,12 @@ def test_no_spread_gives_no_interval_and_two_plain_twins_give_no_comparison(tmp_
             tmp_path / "twice", "r18-copy", seed, base, config={"model": "r18", "lr": 0.1, "sr_stage": None}
         )
     assert not any(r.get("vs_plain") for r in summarize(collect_results(tmp_path / "twice")))
+
+
+def test_small_statistics_keep_their_digits():
+    from srblock.render import render
+
+    table = render(
+        [{"sr_mem_ratio": 0.0042, "test_acc": 91.404, "zero": 0.0}], ["sr_mem_ratio", "test_acc", "zero"]
+    )
+    assert [cell.strip() for cell in table.splitlines()[-1].split("|")[1:4]] == ["4.2e-03", "91.40", "0.00"]

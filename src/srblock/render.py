@@ -14,8 +14,8 @@ FORMATS = ("md", "csv", "json")
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.2f}"
+    if isinstance(value, float):  # two decimals; a small statistic (a memory ratio) keeps two digits
+        return f"{value:.1e}" if 0 < abs(value) < 0.005 else f"{value:.2f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)

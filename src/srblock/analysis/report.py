@@ -134,9 +134,13 @@ def write_report(
                 "(OUT/<recipe>/<configuration>/seed<k>) or their parents"
             )
         runs += found
-    summary = []
+    # every seed of each configuration given (a run folder stands for its configuration's seeds),
+    # each once, summarised together so that an SR row finds its plain twin
+    results: dict[str, dict] = {}
     for folder in map(Path, folders):
-        summary += summarize(finished_results(folder.parent if (folder / CONFIG_FILE).exists() else folder))
+        for result in finished_results(folder.parent if (folder / CONFIG_FILE).exists() else folder):
+            results[result["folder"]] = result
+    summary = summarize(list(results.values()))
     body = ["<h1>srblock report</h1>"]
     if summary:
         body.append(

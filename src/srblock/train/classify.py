@@ -268,7 +268,7 @@ def test_and_finish(
     return run.finish(
         {
             "test_acc": test_acc,
-            "test_top5": test_top5,
+            "test_top5": test_top5 if num_classes > 5 else None,  # 5 classes or fewer: always 100
             "test_loss": test_loss,
             "best_val_acc": run.best_val if val_batches else None,
             "best_epoch": run.best_step,
