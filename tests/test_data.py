@@ -422,3 +422,14 @@ def test_fashion_mnist_files_that_lie_or_break_are_refused_by_name(tmp_path, fil
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(ValueError, match=f"{file} {message}"):
         load_dataset("fashion_mnist", folder)
+
+
+def test_file_loaders_take_no_more_workers_than_cores(tmp_path):
+    import os
+
+    from srblock.data.torch_loader import make_file_loader, usable_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert usable_workers(0) == 0 and usable_workers(1) == 1 and usable_workers(cores + 7) == cores
+    loader = make_file_loader(list(range(8)), batch_size=4, train=False, seed=0, num_workers=cores + 3)
+    assert loader.num_workers == cores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -58,6 +59,13 @@ def make_dataloader(
     )
 
 
+def usable_workers(asked: int) -> int:
+    """`asked` DataLoader workers, but no more than the cores this process may use: more only
+    share the same cores (and torch warns, twice per run)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(asked, cores)
+
+
 def make_file_loader(
     dataset: Dataset,
     *,
@@ -73,8 +81,10 @@ def make_file_loader(
     workers, and (epoch, index) keys from an EpochSampler, so a run resumes mid-epoch exactly.
 
     Call `loader.sampler.set_epoch(epoch, start)` before each epoch; `start` counts this
-    process's samples to skip.
+    process's samples to skip. Every item is augmented from its own seed, so the number of workers
+    (at most the cores: `usable_workers`) changes nothing but the speed.
     """
+    num_workers = usable_workers(num_workers)
     sampler = EpochSampler(
         len(dataset), seed=seed, shuffle=train, rank=rank, world_size=world_size, drop_last=train
     )
