@@ -180,3 +180,32 @@ def test_the_analyses_read_a_folder_run_as_it_was_tested(pictures, tmp_path, cap
     result = json.loads((folder / "result.json").read_text())
     assert ablation["with_sr"] == pytest.approx(result["test_acc"], abs=1e-4)
     assert ablation["all_bypassed"] == pytest.approx(result["test_acc_bypassed"], abs=1e-4)
+
+
+def test_a_run_remembers_its_data_and_refuses_other_data(pictures, tmp_path, capsys):
+    data = tmp_path / "pictures"
+    shutil.copytree(pictures, data)
+    line = (
+        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
+    )
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 0
+    [folder] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
+    recorded = json.loads((folder / "data.json").read_text())
+    assert recorded["classes"] == CLASSES and recorded["train"]["files"] == 180
+    # another folder with the same class names, one more picture: not skipped as finished
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    extra = next((other / "train" / "Trouser").iterdir())
+    shutil.copy(extra, extra.with_name("copy-" + extra.name))
+    capsys.readouterr()
+    assert main(argv(line, data=other, out=tmp_path / "runs")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "are not the ones" in err and "train: 180 files then, 181 now" in err
+    # the same folder changed under an unfinished run: its resume stops and says what changed
+    (folder / "result.json").unlink()
+    extra = next((data / "test" / "Sneaker").iterdir())
+    extra.write_bytes(extra.read_bytes() + b"\0")  # one byte more: same names, another size
+    assert main(["train", "folder", "--out", str(tmp_path / "runs"), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "test: as many files, other names, sizes or contents" in err and "\n" not in err

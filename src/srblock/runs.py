@@ -2,8 +2,9 @@
 
 Layout: OUT/<recipe or sweep>/<configuration>/seed<k>/, so the seeds of one configuration are
 siblings and `srblock table` can average them. A run folder holds config.yaml (the run's
-fields, and where its data lay), metrics.csv, tensorboard/, last.ckpt, best.ckpt (the tested
-checkpoint), result.json and, for segmentation, class_iou.md.
+fields, and where its data lay), data.json (the data's fingerprint: splits.py), metrics.csv,
+tensorboard/, last.ckpt, best.ckpt (the tested checkpoint), result.json and, for segmentation,
+class_iou.md.
 """
 
 from __future__ import annotations

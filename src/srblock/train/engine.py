@@ -29,7 +29,7 @@ from ..memory import statistic_columns
 from ..params import config_overhead
 from ..run_model import build_model, load_weights
 from ..runs import BEST_CKPT, LAST_CKPT, METRICS_FILE, MetricsLog, claim_run_dir, write_result
-from ..splits import Splits, load_splits
+from ..splits import Splits, check_data, load_splits
 from .fabric import device_name, use_compile_cache, versions
 
 
@@ -274,8 +274,8 @@ def start_run(
         data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
     # config.yaml only once the model built and the data read: a run that cannot start leaves no folder
     cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)
+    check_data(folder, data, cfg.data_dir, write=fabric.global_rank == 0)  # data.json: a resume's data
     fabric.barrier()
-
     startup.mark("data")
     model = prepare_model(fabric, cfg, model)
     optimizer = make_optimizer(fabric, cfg, model)

@@ -82,6 +82,17 @@ def stack_groups(
     return [group[k : k + size] for group in groups.values() for k in range(0, len(group), size)]
 
 
+def check_finished_data(job: Job) -> None:
+    """A finished run met again with data from another folder than its own: the same data, or an
+    error (a finished run would otherwise be skipped as if it had trained on them)."""
+    from ..runs import read_config
+    from ..splits import DATA_FILE, check_data, load_splits
+
+    given, own = job.cfg.data_dir, read_config(job.folder).data_dir
+    if given and own and Path(given).resolve() != Path(own).resolve() and (job.folder / DATA_FILE).exists():
+        check_data(job.folder, load_splits(job.cfg, given), given, write=False)
+
+
 def run_jobs(
     jobs: Sequence[Job],
     *,
@@ -116,6 +127,7 @@ def run_jobs(
     outcomes: dict[int, Outcome] = {}
     for i, job in enumerate(jobs):
         if done_before[i]:
+            check_finished_data(job)
             say(f"{job.folder} is finished (result.json): skipped; delete it to train again")
             outcomes[i] = Outcome(job, read_result(job.folder), trained=False)
     if fabric is None and todo:
