@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .data import DATASETS
 from .data.folder import IMAGE_EXTENSIONS
 from .data.imagenet import UnreadableImage
+from .hub import HUB_CONFIG, hub_trained_model, is_hub_folder
 from .run_model import trained_model
 from .runs import RESULT_FILE
 
@@ -46,8 +47,11 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
-    """The class names a run was trained on: its result.json's, its config's (folders), else numbers."""
+    """The class names a run was trained on: its result.json's, its config's (folders), an exported
+    folder's label_names, else numbers."""
     names = cfg.class_names()
+    if not names and (folder / HUB_CONFIG).is_file() and is_hub_folder(folder):
+        names = json.loads((folder / HUB_CONFIG).read_text()).get("label_names")
     if not names and (folder / RESULT_FILE).is_file():
         try:
             names = json.loads((folder / RESULT_FILE).read_text()).get("classes")
@@ -101,7 +105,7 @@ class Predictor:
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> Predictor:
         folder = Path(folder)
-        model, cfg, _ = trained_model(folder)
+        model, cfg, _ = hub_trained_model(folder) if is_hub_folder(folder) else trained_model(folder)
         device = torch.device(device)
         return cls(folder, model.to(device), cfg, run_classes(folder, cfg), eval_transform(cfg), device)
 

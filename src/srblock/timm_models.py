@@ -17,6 +17,7 @@ from timm.models import register_model as timm_register
 from timm.models._features import FeatureListNet
 from torch import nn
 
+from .hub import hub_model_args, load_hub_weights
 from .registry import create_model, list_models, model_arguments, model_facts
 from .spec import RENAMED_KEYS, SPEC_KEYS
 
@@ -49,6 +50,15 @@ def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dic
     }
 
 
+def _weights_file(pretrained_cfg: Any, overlay: Any) -> str | None:
+    """The weights file (or exported folder) timm's pretrained_cfg or its overlay names, if any."""
+    for source in (overlay, pretrained_cfg):
+        file = source.get("file") if isinstance(source, dict) else getattr(source, "file", None)
+        if file:
+            return str(file)
+    return None
+
+
 def _check_keywords(name: str, kwargs: dict[str, Any]) -> None:
     """timm's convention: a keyword the model does not take is a TypeError."""
     valid = [*model_arguments(name), "sr_stage", "sr", "input_size", *SPEC_KEYS, *RENAMED_KEYS]
@@ -62,12 +72,17 @@ def _check_keywords(name: str, kwargs: dict[str, Any]) -> None:
 
 def _entrypoint(name: str) -> Callable[..., nn.Module]:
     def build(pretrained: bool = False, **kwargs: Any) -> nn.Module:
-        if pretrained:
+        file = _weights_file(kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay"))
+        if pretrained and file is None:
             raise ValueError(
-                f"{PREFIX}{name} has no published weights: pass pretrained=False, or a checkpoint_path"
+                f"{PREFIX}{name} has no published weights: pass pretrained=False, a checkpoint_path, or "
+                "pretrained_cfg_overlay=dict(file=DIR) with a folder from `srblock export RUN --hf DIR`"
             )
-        for key in _TIMM_ONLY:
+        for key in (*_TIMM_ONLY, "pretrained_model_args"):
             kwargs.pop(key, None)
+        if pretrained:  # an exported folder's model_args are the defaults: its weights fit them
+            for key, value in hub_model_args(file).items():
+                kwargs.setdefault(key, value)
         for key, default in _TIMM_DEFAULTS.items():
             if key in kwargs and kwargs[key] not in (default, None):
                 raise ValueError(
@@ -81,6 +96,9 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
         model = create_model(name, **kwargs)
         if global_pool not in (None, "avg"):  # (a new head: the pooled features' width may change)
             model.reset_classifier(model.num_classes, global_pool)
+        if pretrained:
+            classifier = next(n for n, m in model.named_modules() if m is model.get_classifier())
+            load_hub_weights(model, file, f"{PREFIX}{name}", classifier)
         cfg = _pretrained_cfg(name, model, kwargs.get("num_classes"))
         if features_only:  # timm's wrapper: a list of the stages' maps (an SR block inside its stage)
             flatten = not any("." not in info["module"] for info in model.feature_info)

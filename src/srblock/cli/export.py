@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..export import export_onnx, onnx_max_diff
+from ..hub import HUB_CONFIG, HUB_WEIGHTS, export_hf
 from ..run_model import trained_model
 from .model_args import add_model_args, build_from_args
 
@@ -15,9 +16,11 @@ examples:
   srblock export --model timm:convnext_atto --sr-stage 3 --onnx convnext_sr.onnx --dynamic-batch
   srblock export runs/demo/resnet10s_cifar-sr3p4h8/seed0 --onnx demo.onnx
   srblock export runs/demo-seg/fcn_resnet10s-sr2p4h8/seed0 --onnx seg.onnx   # per-pixel logits
+  srblock export runs/demo/resnet10s_cifar-sr3p4h8/seed0 --hf shared/   # timm's hub format
 
 After writing, onnxruntime runs the file on random inputs and the largest difference from
-PyTorch's output is printed (it must stay under 1e-4).
+PyTorch's output is printed (it must stay under 1e-4). --hf writes model.safetensors and
+config.json, which timm.create_model("local-dir:DIR", pretrained=True) and srblock predict read.
 """
 
 
@@ -30,13 +33,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", nargs="?", help="a run folder: exports its best checkpoint")
-    p.add_argument("--onnx", required=True, metavar="FILE", help="where to write the .onnx file")
+    p.add_argument("--onnx", metavar="FILE", help="where to write the .onnx file")
+    p.add_argument(
+        "--hf",
+        metavar="DIR",
+        help="write a run's weights and config into DIR in timm's hub format (model.safetensors, "
+        "config.json)",
+    )
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
     add_model_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if bool(args.onnx) == bool(args.hf):
+        raise ValueError("give --onnx FILE or --hf DIR (one of them)")
+    if args.hf:
+        if not args.run_dir:
+            raise ValueError("--hf exports a run's trained weights: give its run folder (RUN_DIR --hf DIR)")
+        out = export_hf(args.run_dir, args.hf)
+        print(
+            f"wrote {out / HUB_WEIGHTS} and {out / HUB_CONFIG}; load it with timm.create_model("
+            f"'local-dir:{out}', pretrained=True) after `import srblock`, or srblock predict {out} IMAGES"
+        )
+        return 0
     if args.run_dir:
         given = [
             f"--{k.replace('_', '-')}"

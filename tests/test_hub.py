@@ -1,0 +1,83 @@
+"""Weights people can share (srblock.hub): a run exported in timm's hub format loads offline in
+timm (by name with the file, and as a local-dir model) and in `srblock predict`, giving what the
+run gives."""
+
+import json
+
+import pytest
+import timm
+import torch
+
+from srblock.cli import main
+from srblock.run_model import trained_model
+
+from .helpers import argv, write_image_folder
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """A finished one-epoch SR run on class folders, and its export."""
+    root = tmp_path_factory.mktemp("hub")
+    data = write_image_folder(root / "data", per_class=(40, 10, 10))
+    line = (
+        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --set sr_stage=3 "
+        "--set sr_memory_blocks=2 --quiet"
+    )
+    assert main(argv(line, data=data, out=root / "runs")) == 0
+    [run] = [p.parent for p in (root / "runs").rglob("result.json")]
+    assert main(["export", str(run), "--hf", str(root / "shared")]) == 0
+    return run, root / "shared", data
+
+
+def test_the_export_holds_weights_and_timms_config(shared, capsys):
+    run, out, _ = shared
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "srblock_resnet10s_cifar" and config["num_classes"] == 3
+    assert config["label_names"] == ["Sneaker", "T-shirt-top", "Trouser"]
+    assert config["model_args"]["sr_stage"] == 3 and config["model_args"]["sr_memory_blocks"] == 2
+    assert config["model_args"]["in_chans"] == 3 and config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+    assert (out / "model.safetensors").stat().st_size > 100_000
+
+
+def test_timm_loads_it_offline_and_computes_what_the_run_computes(shared):
+    run, out, _ = shared
+    weights = dict(file=str(out / "model.safetensors"))
+    expected_model = trained_model(run).model
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = expected_model(x)
+        by_name = timm.create_model(
+            "srblock_resnet10s_cifar",
+            pretrained=True,
+            pretrained_cfg_overlay=weights,
+        ).eval()
+        torch.testing.assert_close(by_name(x), expected)
+        local = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+        torch.testing.assert_close(local(x), expected)
+    assert local.pretrained_cfg["num_classes"] == 3
+    # fine-tuning, as timm does it: another number of classes gets a new head, the rest loads
+    tuned = timm.create_model(
+        "srblock_resnet10s_cifar", pretrained=True, num_classes=7, pretrained_cfg_overlay=weights
+    )
+    assert tuned.fc.out_features == 7 and torch.equal(tuned.layer3.sr.memory, expected_model.layer3.sr.memory)
+    with pytest.raises(ValueError, match="does not fit srblock_resnet10s_cifar with these arguments"):
+        timm.create_model(
+            "srblock_resnet10s_cifar", pretrained=True, sr_memory_blocks=4, pretrained_cfg_overlay=weights
+        )
+
+
+def test_predict_reads_the_export_as_it_reads_the_run(shared, capsys):
+    run, out, data = shared
+    assert main(["predict", str(run), str(data / "test"), "--topk", "2"]) == 0
+    from_run = capsys.readouterr().out
+    assert main(["predict", str(out), str(data / "test"), "--topk", "2"]) == 0
+    assert capsys.readouterr().out == from_run and "Trouser" in from_run
+
+
+def test_what_cannot_be_exported_is_one_line(shared, tmp_path, capsys):
+    run, _, _ = shared
+    assert main(["export", str(run)]) == 2
+    assert "give --onnx FILE or --hf DIR" in capsys.readouterr().err
+    assert main(["export", "--model", "resnet10s_cifar", "--hf", str(tmp_path)]) == 2
+    assert "give its run folder" in capsys.readouterr().err
