@@ -1,7 +1,9 @@
-"""The README's Python example runs as written."""
+"""The README's examples run as written; its numbers are the code's."""
 
 import re
 from pathlib import Path
+
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -37,3 +39,45 @@ def test_the_models_table_counts_what_the_code_builds():
             model = srblock.create_model(name, num_classes=int(classes or default), in_chans=int(channels))
         assert sum(p.numel() for p in model.parameters()) == int(count.replace(",", "")), name
         assert srblock.registry.model_facts(name).input_size == (int(channels), int(height), int(width))
+
+
+def runnable_blocks() -> list[tuple[str, str]]:
+    """(language, code) of every README block marked `<!-- runnable... -->` on the line above it."""
+    found = re.findall(r"<!-- runnable[^>]*-->\n```(\w+)\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(found) >= 4, "the README's runnable blocks are gone"
+    return found
+
+
+def shell_commands(code: str) -> list[list[str]]:
+    """The srblock commands of a bash block, continued lines joined and comments dropped."""
+    import shlex
+
+    joined = code.replace("\\\n", " ")
+    return [
+        shlex.split(line.split("#")[0])[1:] for line in joined.splitlines() if line.startswith("srblock ")
+    ]
+
+
+@pytest.mark.slow
+def test_the_readme_blocks_marked_runnable_run_as_printed(tmp_path, monkeypatch, capsys):
+    """On a tiny `clothes` folder (3 classes of real Fashion-MNIST pictures, those the README names
+    among them), `srblock train` held to one epoch; everything else as printed."""
+    import shutil
+
+    from .helpers import main_one_thread, write_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "clothes", classes=(5, 1, 0), per_class=(30, 4, 4))
+    for name in re.findall(r"clothes/[\w/-]+?/\d+\.png", README.read_text()):  # pictures the README names
+        path = tmp_path / name
+        if path.parent.is_dir() and not path.exists():
+            shutil.copy(next(path.parent.glob("*.png")), path)
+    for language, code in runnable_blocks():
+        if language in ("py", "python"):
+            exec(compile(code, str(README), "exec"), {})
+            continue
+        for args in shell_commands(code):
+            tiny = ["--set", "epochs=1", "--set", "batch_size=16", "--quiet"] if args[0] == "train" else []
+            assert main_one_thread(*args, *tiny) == 0, (args, capsys.readouterr().err[-2000:])
+    out = capsys.readouterr().out
+    assert "resnet10s_cifar-sr3p4h8" in out and "Sandal" in out and "test_acc" in out
