@@ -63,3 +63,22 @@ def test_fit_needs_classes_and_an_evaluation_set(tmp_path):
         srblock.fit(model, bare, bare, out=tmp_path)
     with pytest.raises(ValueError, match="unknown key 'epoch'"):
         srblock.fit(model, bare, bare, out=tmp_path, num_classes=10, epoch=3)
+
+
+def test_a_fit_run_is_analysed_with_the_data_it_was_given(tmp_path, capsys):
+    from srblock.analysis import run_analysis
+    from srblock.cli import main
+
+    model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
+    train, val = Pictures(0, 256), Pictures(256, 100)
+    run = srblock.fit(model, train, val, recipe="finetune", out=tmp_path, sr_stage=3, epochs=1,
+                      batch_size=64, num_workers=0, quiet=True)  # fmt: skip
+    assert main(["analyze", str(run.folder)]) == 2  # from the command line the data are unknown
+    assert "run_analysis(folder, model=run.model" in capsys.readouterr().err
+    paths = run_analysis(
+        run.folder, ["Trouser", "9"], per_class=5, model=run.model, splits={"val": val, "test": val}
+    )
+    weights = json.loads(paths["weights.json"].read_text())
+    assert weights["classes"] == ["Trouser", "Ankle boot"] and paths["ablation.png"].stat().st_size > 0
+    ablation = json.loads(paths["ablation.json"].read_text())
+    assert ablation["with_sr"] == pytest.approx(run.result["test_acc"], abs=1e-4)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from .analyze import analyze, load_run, pick_classes, write_json
+from .analyze import analyze, classes_of, load_run, pick_classes, write_json
 from .plots import ablation_figure, features_figure, memory_figure, separation_figure, weights_figure
 
 
@@ -46,10 +47,14 @@ def run_analysis(
     per_class: int = 50,
     split: str = "val",
     data_root: str | Path | None = None,
+    *,
+    model: Any = None,
+    splits: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Writes RUN_DIR/analysis/: weights.json, features.json, memory.json, ablation.json and figures."""
-    run = load_run(folder, data_root)
-    picked = pick_classes(run.splits["test"].classes, classes)
+    """Writes RUN_DIR/analysis/: weights.json, features.json, memory.json, ablation.json and
+    figures. A run of `srblock.fit` passes `model` and `splits` (see `load_run`)."""
+    run = load_run(folder, data_root, model=model, splits=splits)
+    picked = pick_classes(classes_of(run, run.splits["test"]), classes)
     result = analyze(run, picked, per_class=per_class, split=split)
     out = Path(folder) / "analysis"
     out.mkdir(exist_ok=True)

@@ -17,15 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from ..block import SqueezeRemember, entropy
 from ..config import TrainConfig
-from ..data import DatasetInfo, DeviceLoader, ImageSet, make_file_loader
+from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet, make_file_loader
 from ..data.imagenet import ImageFiles
 from ..insert import sr_blocks, sr_bypassed
 from ..memory import nearest_centroid_accuracy, recorded_weights
+from ..registry import PYTHON_MODEL
 from ..run_model import trained_model
-from ..runs import write_text_atomic
+from ..runs import read_config, write_text_atomic
 from ..splits import load_splits
 
 SPLITS = ("val", "test", "train")
@@ -45,23 +47,57 @@ class LoadedRun:
     splits: dict[str, ImageSet | ImageFiles]
 
 
-def load_run(folder: str | Path, data_root: str | Path | None = None) -> LoadedRun:
+def load_run(
+    folder: str | Path,
+    data_root: str | Path | None = None,
+    *,
+    model: nn.Module | None = None,
+    splits: dict[str, Any] | None = None,
+) -> LoadedRun:
     """A finished run's best checkpoint in its model, and its data split as in training (data
-    held in memory, or image files: class folders and ImageNet)."""
+    held in memory, or image files: class folders and ImageNet). A run of `srblock.fit` passes
+    its `model` (run.model: the tested weights) and `splits` (the data sets it was given:
+    {"val": ..., "test": ...}) or, for data from class folders, `data_root`."""
     folder = Path(folder)
-    model, cfg, _ = trained_model(folder)
+    if model is None and read_config(folder).model.startswith(PYTHON_MODEL):
+        raise NotAnalysable(
+            f"{folder} trained a model given to srblock.fit in Python, which the run folder cannot "
+            "rebuild: analyse it in Python, run_analysis(folder, model=run.model, splits={'val': "
+            "val_set, 'test': test_set})"
+        )
+    if model is None:
+        model, cfg, _ = trained_model(folder)
+    else:
+        cfg = read_config(folder)
+        model.eval()
     if cfg.SEGMENTS:
         raise NotAnalysable(
             f"{folder} is a segmentation run: the analyses compare the memory's weights per image class, "
             "which a segmentation mask does not have (`srblock report RUN_DIR` shows its predictions)"
         )
+    if splits is not None:
+        info = DATASETS[cfg.dataset]
+        given = {name: splits.get(name, []) for name in SPLITS}
+        return LoadedRun(folder, cfg, info, model, {"train": [], **given})
     if cfg.data_dir is None and data_root is None and cfg.dataset == "folder":
         raise NotAnalysable(
             f"{folder} was trained on data sets given in Python (srblock.fit): pass the folder they "
-            "came from with --data DIR (train/, val/, test/ class folders), or analyse it in Python"
+            "came from with --data DIR (train/, val/, test/ class folders), or in Python "
+            "run_analysis(folder, model=run.model, splits={'val': val_set, 'test': test_set})"
         )
     info, train, val, test, _ = load_splits(cfg, data_root)
     return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test})
+
+
+def labels_of(data: Any) -> torch.Tensor:
+    """A split's labels (a Dataset from Python: read item by item)."""
+    labels = getattr(data, "labels", None)
+    return labels if labels is not None else torch.tensor([int(label) for _, label in data], dtype=torch.long)
+
+
+def classes_of(run: LoadedRun, data: Any) -> tuple[str, ...]:
+    """A split's class names: its own, else the run's recorded ones."""
+    return tuple(getattr(data, "classes", None) or run.cfg.class_names() or [])
 
 
 def batches(images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> DeviceLoader:
@@ -79,12 +115,15 @@ def image_batches(
         for images, _ in batches(data.images if index is None else data.images[index], run.info, batch):
             yield images
         return
+    if not isinstance(data, ImageFiles):  # a Dataset from Python: its own transform, as fit trained
+        chosen = data if index is None else Subset(data, index.tolist())
+        yield from (images for images, _ in DataLoader(chosen, batch_size=batch))
+        return
     files = (data if index is None else data.subset(index)).with_transform(
         run.cfg.file_transform(False), channels=run.cfg.in_chans
     )
-    yield from (
-        images for images, _ in make_file_loader(files, batch_size=batch, train=False, seed=run.cfg.seed)
-    )
+    loader = make_file_loader(files, batch_size=batch, train=False, seed=run.cfg.seed)
+    yield from (images for images, _ in loader)
 
 
 @torch.no_grad()
@@ -94,7 +133,7 @@ def predict(model: nn.Module, images: Iterable[torch.Tensor]) -> torch.Tensor:
 
 def accuracy(model: nn.Module, run: LoadedRun, data: ImageSet | ImageFiles) -> float:
     """Top-1 accuracy (%) of `model` on every image of `data`, a split of `run`."""
-    return 100.0 * (predict(model, image_batches(run, data)) == data.labels).float().mean().item()
+    return 100.0 * (predict(model, image_batches(run, data)) == labels_of(data)).float().mean().item()
 
 
 def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 5) -> list[int]:
@@ -154,12 +193,12 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     data = run.splits[split]
-    names = data.classes
+    names, all_labels = classes_of(run, data), labels_of(data)
     if not len(data):
         raise ValueError(f"the {split} split of {run.folder} is empty: choose --split test")
     # N images of every class (all classes: for the 'All' panel and the centroid test)
-    index = torch.cat([(data.labels == c).nonzero().flatten()[:per_class] for c in range(len(names))])
-    labels = data.labels[index]
+    index = torch.cat([(all_labels == c).nonzero().flatten()[:per_class] for c in range(len(names))])
+    labels = all_labels[index]
     captured = capture(run.model, image_batches(run, data, index))
 
     result: dict[str, Any] = {

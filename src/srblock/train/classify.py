@@ -94,6 +94,20 @@ def lr_factor(cfg: ClassifyConfig) -> functools.partial:
     )
 
 
+def start_classify_run(fabric: Fabric, cfg: ClassifyConfig, folder: Path, **kwargs: Any) -> Run:
+    """engine.start_run for a classification run: epochs, its schedule, its metrics' columns."""
+    return start_run(
+        fabric,
+        cfg,
+        folder,
+        unit="epoch",
+        lr_factor=lr_factor(cfg),
+        columns=METRIC_COLUMNS,
+        memory_columns=MEMORY_COLUMNS,
+        **kwargs,
+    )
+
+
 def split_batches(run: Run) -> tuple[ClassifyBatches, ClassifyBatches | None, ClassifyBatches]:
     """A run's training, validation (None where it has none) and test batches; a training split
     without one full batch is an error (every batch is full: drop_last)."""
@@ -132,18 +146,7 @@ def train_classifier(
 ) -> dict[str, Any]:
     """Trains one configuration with one seed in `folder`; returns (and writes) result.json.
     `model` and `data` replace the config's own (srblock.fit: a model and data sets from Python)."""
-    run = start_run(
-        fabric,
-        cfg,
-        folder,
-        unit="epoch",
-        lr_factor=lr_factor(cfg),
-        columns=METRIC_COLUMNS,
-        resume=resume,
-        model=model,
-        data=data,
-        memory_columns=MEMORY_COLUMNS,
-    )
+    run = start_classify_run(fabric, cfg, folder, resume=resume, model=model, data=data)
     device, num_classes = fabric.device, cfg.num_classes()
     blocks = [block for _, block in sr_blocks(run.model)]
     train_batches, val_batches, test_batches = split_batches(run)

@@ -27,21 +27,20 @@ from lightning.fabric import Fabric
 from .. import startup
 from ..config import ClassifyConfig
 from ..insert import sr_blocks
-from ..runs import METRIC_COLUMNS
 from ..stack import StackedModel, member_state, stack_state, stacked_optimizer, write_members
 from .batches import ClassifyBatches
 from .classify import (
-    MEMORY_COLUMNS,
     end_epoch,
     epoch_summary,
     lr_factor,
     memory_epoch,
     split_batches,
+    start_classify_run,
     start_memory,
     test_and_finish,
     train_classifier,
 )
-from .engine import Progress, Run, compiled, start_run
+from .engine import Progress, Run, compiled
 
 
 @dataclass
@@ -119,19 +118,9 @@ def train_stacked(
 ) -> tuple[dict[Path, dict[str, Any]], dict[Path, str]]:
     """Trains (config, folder, extra) runs that differ only in their seed as one stack; returns
     the result.json of each run that finished and the error of each that did not (it diverged)."""
+    # each run's own model only evaluates and saves (eager); the stack is what trains
     runs = [
-        start_run(
-            fabric,
-            cfg,
-            folder,
-            unit="epoch",
-            lr_factor=lr_factor(cfg),
-            columns=METRIC_COLUMNS,
-            resume=resume,
-            memory_columns=MEMORY_COLUMNS,
-            compile_model=False,  # each run's own model only evaluates; the stack is what trains
-        )
-        for cfg, folder, _ in jobs
+        start_classify_run(fabric, cfg, folder, resume=resume, compile_model=False) for cfg, folder, _ in jobs
     ]
     extras = {run.folder: extra for run, (_, _, extra) in zip(runs, jobs, strict=True)}
     if len({run.step for run in runs}) > 1:  # killed between two of their checkpoints: one at a time
