@@ -669,7 +669,7 @@ def startup(check: Check) -> dict[str, Any]:
 def end_to_end(check: Check) -> dict[str, Any]:
     """The CIFAR-100 recipe (ResNet18 + SR (3, 2), its defaults: compile auto) for 200 epochs end to
     end, one seed, then 5 seeds stacked; a row the budget cannot hold is skipped, not estimated."""
-    train_images, epochs = (256, 2) if check.tiny else (50_000, 200)
+    train_images, epochs = (192, 1) if check.tiny else (50_000, 200)
     data = write_cifar100(check.scratch / "cifar-e2e", train_images, 64 if check.tiny else 10_000)
     if not check.tiny and check.left() < 300:
         return {"skipped": "the time budget is spent; run it alone: --only end_to_end --budget 590"}

@@ -62,7 +62,7 @@ def shell_commands(code: str) -> list[list[str]]:
 @pytest.mark.slow
 def test_the_readme_blocks_marked_runnable_run_as_printed(tmp_path, monkeypatch, capsys):
     """On a tiny `clothes` folder (3 classes of real Fashion-MNIST pictures, those the README names
-    among them), `srblock train` held to one epoch; everything else as printed."""
+    among them), `srblock train` held to one epoch and two seeds; everything else as printed."""
     import shutil
 
     from .helpers import main_one_thread, write_image_folder
@@ -78,7 +78,8 @@ def test_the_readme_blocks_marked_runnable_run_as_printed(tmp_path, monkeypatch,
             exec(compile(code, str(README), "exec"), {})
             continue
         for args in shell_commands(code):
-            tiny = ["--set", "epochs=1", "--set", "batch_size=16", "--quiet"] if args[0] == "train" else []
+            tiny = ["--set", "epochs=1", "--set", "batch_size=16", "--seeds", "0", "1", "--quiet"]
+            tiny = tiny if args[0] == "train" else []
             assert main_one_thread(*args, *tiny) == 0, (args, capsys.readouterr().err[-2000:])
     out = capsys.readouterr().out
     assert "resnet10s_cifar-sr3p4h8" in out and "Sandal" in out and "test_acc" in out

@@ -100,7 +100,8 @@ def test_an_optimiser_over_a_stack_updates_each_member_as_alone(kind):
 
 @pytest.mark.slow
 def test_stacked_seeds_train_as_they_would_alone_to_float64_rounding(cifar, tmp_path):
-    cfgs = with_seeds(make_config("cifar10", {**TINY_KEYS, "epochs": 2, "data_dir": str(cifar)}), [0, 1])
+    keys = {**TINY_KEYS, "epochs": 2, "limit_train": 192, "data_dir": str(cifar)}
+    cfgs = with_seeds(make_config("cifar10", keys), [0, 1])
     fabric = Fabric(accelerator="cpu", devices=1, precision="64-true")
     results, failed = train_stacked(
         fabric, [(c, tmp_path / f"stacked{c.seed}", None) for c in cfgs], quiet=True

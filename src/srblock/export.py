@@ -1,9 +1,11 @@
-"""ONNX export of any model with SR blocks, checked against PyTorch with onnxruntime."""
+"""ONNX export of any model with SR blocks, checked against PyTorch with onnxruntime; a run's
+weights in timm's hub format to share (`export_hf`, the format: hub.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import disk_full
+from .checkpoint import disk_full, write_atomic
+from .hub import HUB_CONFIG, HUB_WEIGHTS, json_value, model_args
 from .models.segmentation import main_output
 
 
@@ -109,3 +112,44 @@ def onnx_max_diff(
     with evaluating(model):
         reference = _MainOutput(model)(x.to(device)).cpu()
     return float((torch.from_numpy(out) - reference).abs().max())
+
+
+def export_hf(folder: str | Path, out: str | Path) -> Path:
+    """Writes `folder`'s tested weights and config in timm's hub format into `out`; returns `out`."""
+    from safetensors.torch import save
+
+    from .data import DATASETS
+    from .predict import run_classes
+    from .run_model import trained_model
+    from .runs import write_text_atomic
+    from .timm_models import PREFIX, TIMM_NAMES, _pretrained_cfg
+
+    folder, out = Path(folder), Path(out)
+    model, cfg, input_size = trained_model(folder)
+    architecture = f"{PREFIX}{cfg.model}"
+    if architecture not in TIMM_NAMES:
+        raise ValueError(
+            f"{cfg.model} is not one of srblock's classifiers in timm's registry ({', '.join(TIMM_NAMES)}): "
+            "share it as ONNX instead (srblock export RUN --onnx FILE)"
+        )
+    mean, std = DATASETS[cfg.dataset].stats(input_size[0])
+    model.default_input_size = input_size
+    pretrained_cfg = {
+        **_pretrained_cfg(cfg.model, model, cfg.num_classes()),
+        "mean": list(mean),
+        "std": list(std),
+    }
+    config = {
+        "architecture": architecture,
+        "num_classes": cfg.num_classes(),
+        "num_features": model.num_features,
+        "label_names": list(run_classes(folder, cfg)),
+        "pretrained_cfg": {k: json_value(v) for k, v in pretrained_cfg.items() if k != "architecture"},
+        "model_args": model_args(cfg),
+        "srblock": {"config": cfg.record()},
+    }
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / HUB_WEIGHTS, lambda f: f.write(save(weights)))
+    write_text_atomic(out / HUB_CONFIG, json.dumps(config, indent=2))
+    return out

@@ -1,12 +1,14 @@
-"""Weights people can share: a finished run as a folder in timm's Hugging Face hub format.
+"""Weights people can share: a finished run as a folder in timm's Hugging Face hub format, and
+reading one back.
 
-`export_hf(RUN, DIR)` writes DIR/model.safetensors (the tested checkpoint's weights) and
+`srblock.export.export_hf(RUN, DIR)` writes DIR/model.safetensors (the tested checkpoint's weights) and
 DIR/config.json: the `architecture` (`srblock_<model>`, in timm's registry once srblock is
 imported), `num_classes`, `label_names`, a `pretrained_cfg` with the run's input size, mean and
 std, and `model_args` (the SR settings, `in_chans`, the model's own arguments), so that
 `timm.create_model("srblock_<model>", pretrained=True, pretrained_cfg_overlay=dict(file=DIR))`
 or `timm.create_model("local-dir:DIR", pretrained=True)` rebuilds it offline. The run's own
-config rides along under `srblock`, so `srblock predict DIR` prepares images as the run did.
+config rides along under `srblock`, so `srblock predict DIR` prepares images as the run did
+(`srblock.predict.hub_trained_model`).
 """
 
 from __future__ import annotations
@@ -18,16 +20,12 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import write_atomic
 from .config import TrainConfig
-from .keys import config_from_mapping
-from .run_model import TrainedModel, trained_model
-from .runs import write_text_atomic
 
 HUB_CONFIG, HUB_WEIGHTS = "config.json", "model.safetensors"
 
 
-def _plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A value as JSON holds it (tuples as lists)."""
     return list(value) if isinstance(value, tuple) else value
 
@@ -36,50 +34,11 @@ def model_args(cfg: TrainConfig) -> dict[str, Any]:
     """What `create_model` needs to build the run's model again (besides its weights)."""
     channels, height, width = cfg.input_size()
     args: dict[str, Any] = {"num_classes": cfg.num_classes(), "in_chans": channels}
-    args.update({k: _plain(v) for k, v in cfg.model_kwargs().items() if v is not None})
+    args.update({k: json_value(v) for k, v in cfg.model_kwargs().items() if v is not None})
     if cfg.sr_stage is not None:
-        spec = {f"sr_{k}": _plain(v) for k, v in dataclasses.asdict(cfg.sr).items() if v is not None}
+        spec = {f"sr_{k}": json_value(v) for k, v in dataclasses.asdict(cfg.sr).items() if v is not None}
         args.update(sr_stage=cfg.sr_stage, input_size=[channels, height, width], **spec)
     return args
-
-
-def export_hf(folder: str | Path, out: str | Path) -> Path:
-    """Writes `folder`'s tested weights and config in timm's hub format into `out`; returns `out`."""
-    from safetensors.torch import save
-
-    from .data import DATASETS
-    from .predict import run_classes
-    from .timm_models import PREFIX, TIMM_NAMES, _pretrained_cfg
-
-    folder, out = Path(folder), Path(out)
-    model, cfg, input_size = trained_model(folder)
-    architecture = f"{PREFIX}{cfg.model}"
-    if architecture not in TIMM_NAMES:
-        raise ValueError(
-            f"{cfg.model} is not one of srblock's classifiers in timm's registry ({', '.join(TIMM_NAMES)}): "
-            "share it as ONNX instead (srblock export RUN --onnx FILE)"
-        )
-    mean, std = DATASETS[cfg.dataset].stats(input_size[0])
-    model.default_input_size = input_size
-    pretrained_cfg = {
-        **_pretrained_cfg(cfg.model, model, cfg.num_classes()),
-        "mean": list(mean),
-        "std": list(std),
-    }
-    config = {
-        "architecture": architecture,
-        "num_classes": cfg.num_classes(),
-        "num_features": model.num_features,
-        "label_names": list(run_classes(folder, cfg)),
-        "pretrained_cfg": {k: _plain(v) for k, v in pretrained_cfg.items() if k != "architecture"},
-        "model_args": model_args(cfg),
-        "srblock": {"config": cfg.record()},
-    }
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / HUB_WEIGHTS, lambda f: f.write(save(weights)))
-    write_text_atomic(out / HUB_CONFIG, json.dumps(config, indent=2))
-    return out
 
 
 def hub_weights(file: str | Path) -> Path:
@@ -120,23 +79,6 @@ def hub_model_args(file: str | Path) -> dict[str, Any]:
     """The `model_args` of the config.json beside exported weights (none if there is none)."""
     path = hub_weights(file).parent / HUB_CONFIG
     return json.loads(path.read_text()).get("model_args", {}) if path.is_file() else {}
-
-
-def hub_trained_model(folder: str | Path) -> TrainedModel:
-    """An exported folder's model with its weights, in eval mode, with the run's config."""
-    import timm
-
-    from . import timm_models  # noqa: F401  (the zoo in timm's registry)
-
-    folder = Path(folder)
-    config = json.loads((folder / HUB_CONFIG).read_text())
-    if "srblock" not in config:
-        raise ValueError(f"{folder / HUB_CONFIG} was not written by srblock export --hf: give a run folder")
-    cfg = config_from_mapping(config["srblock"]["config"], str(folder / HUB_CONFIG))
-    model = timm.create_model(
-        config["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(folder)}
-    )
-    return TrainedModel(model.eval(), cfg, cfg.input_size())
 
 
 def is_hub_folder(folder: str | Path) -> bool:

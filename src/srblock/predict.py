@@ -22,8 +22,8 @@ from .config import TrainConfig
 from .data import DATASETS
 from .data.folder import IMAGE_EXTENSIONS
 from .data.imagenet import UnreadableImage
-from .hub import HUB_CONFIG, hub_trained_model, is_hub_folder
-from .run_model import trained_model
+from .hub import HUB_CONFIG, is_hub_folder
+from .run_model import TrainedModel, trained_model
 from .runs import RESULT_FILE
 
 
@@ -185,3 +185,21 @@ def _palette(count: int) -> torch.Tensor:
 
     colours = [matplotlib.colormaps["tab20"](k % 20)[:3] for k in range(count)]
     return (torch.tensor(colours) * 255).round()
+
+
+def hub_trained_model(folder: str | Path) -> TrainedModel:
+    """An exported folder's model with its weights, in eval mode, with the run's config."""
+    import timm
+
+    from . import timm_models  # noqa: F401  (the zoo in timm's registry)
+    from .keys import config_from_mapping
+
+    folder = Path(folder)
+    config = json.loads((folder / HUB_CONFIG).read_text())
+    if "srblock" not in config:
+        raise ValueError(f"{folder / HUB_CONFIG} was not written by srblock export --hf: give a run folder")
+    cfg = config_from_mapping(config["srblock"]["config"], str(folder / HUB_CONFIG))
+    model = timm.create_model(
+        config["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(folder)}
+    )
+    return TrainedModel(model.eval(), cfg, cfg.input_size())

@@ -27,7 +27,7 @@ from ..insert import sr_blocks, sr_bypassed
 from ..memory import nearest_centroid_accuracy, recorded_weights
 from ..registry import PYTHON_MODEL
 from ..run_model import trained_model
-from ..runs import read_config, write_text_atomic
+from ..runs import CONFIG_FILE, read_config, write_text_atomic
 from ..splits import load_splits
 
 SPLITS = ("val", "test", "train")
@@ -59,7 +59,11 @@ def load_run(
     its `model` (run.model: the tested weights) and `splits` (the data sets it was given:
     {"val": ..., "test": ...}) or, for data from class folders, `data_root`."""
     folder = Path(folder)
-    if model is None and read_config(folder).model.startswith(PYTHON_MODEL):
+    if (
+        model is None
+        and (folder / CONFIG_FILE).is_file()
+        and read_config(folder).model.startswith(PYTHON_MODEL)
+    ):
         raise NotAnalysable(
             f"{folder} trained a model given to srblock.fit in Python, which the run folder cannot "
             "rebuild: analyse it in Python, run_analysis(folder, model=run.model, splits={'val': "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..export import export_onnx, onnx_max_diff
-from ..hub import HUB_CONFIG, HUB_WEIGHTS, export_hf
+from ..export import export_hf, export_onnx, onnx_max_diff
+from ..hub import HUB_CONFIG, HUB_WEIGHTS
 from ..run_model import trained_model
 from .model_args import add_model_args, build_from_args
 
