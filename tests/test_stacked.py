@@ -149,6 +149,7 @@ def poisoned(monkeypatch):
     monkeypatch.setattr(stacked, "stack_runs", poison_seed_1)
 
 
+@pytest.mark.slow
 def test_a_diverging_member_leaves_the_others_as_they_would_be_alone(cifar, tmp_path, poisoned):
     cfgs = with_seeds(make_config("cifar10", {**TINY_KEYS, "epochs": 2, "data_dir": str(cifar)}), [0, 1])
     fabric = Fabric(accelerator="cpu", devices=1, precision="64-true")
