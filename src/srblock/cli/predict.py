@@ -57,5 +57,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
         write_atomic(Path(args.csv), lambda f: f.write(text.getvalue().encode()))
-    print(render(rows, columns))
+    # probabilities to two decimals on screen (the CSV keeps every digit)
+    shown = [{k: f"{v:.2f}" if k == "probability" else v for k, v in row.items()} for row in rows]
+    print(render(shown, columns))
     return 0
