@@ -48,4 +48,11 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str = "m
 
 
 def _is_number(value: Any) -> bool:
+    """A number, or a number already written out (right-aligned like one)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
