@@ -144,7 +144,8 @@ def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resum
         image.rename(image.with_suffix(".bmp"))  # PIL reads BMP, torchvision.io does not
     line = "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 --quiet"
     assert main(argv(line, data=data, out=tmp_path / "runs")) == 2
-    assert "val has class folders without images (Sneaker)" in capsys.readouterr().err
+    err = capsys.readouterr().err  # not dropped without a word: a class would lose its images
+    assert "other images are in a format srblock does not read (.bmp): convert them" in err
     assert not list((tmp_path / "runs").rglob("config.yaml"))  # a run that could not read its data: no config
     shutil.rmtree(data / "val")
     line += " --set epochs=1 --set batch_size=32 --set num_workers=0"
@@ -209,3 +210,21 @@ def test_a_run_remembers_its_data_and_refuses_other_data(pictures, tmp_path, cap
     assert main(["train", "folder", "--out", str(tmp_path / "runs"), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "test: as many files, other names, sizes or contents" in err and "\n" not in err
+
+
+def test_what_a_folder_holds_besides_its_images_is_not_trained_on(pictures, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(pictures, data)
+    (data / "train" / ".ipynb_checkpoints" / "x").mkdir(parents=True)  # a hidden folder is no class
+    shutil.copy(next((data / "train" / "Trouser").iterdir()), data / "train" / ".ipynb_checkpoints" / "x.png")
+    (data / "train" / "Trouser" / "loop").symlink_to(data / "train" / "Trouser")  # a link back up
+    train, val, test = load_folder(data)
+    assert train.classes == tuple(CLASSES) and len(train) == 180  # each picture once
+    empty = data / "test" / "Sneaker" / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.png is empty \\(0 bytes\\): remove it"):
+        load_folder(data)
+    empty.unlink()
+    (data / "test" / "Sneaker" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(ValueError, match="gone.png cannot be read .*a broken link\\?\\): remove it"):
+        load_folder(data)

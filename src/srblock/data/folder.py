@@ -7,15 +7,22 @@ reported as the test's are val/'s (result.json says which split was tested).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from torchvision.datasets.folder import find_classes, make_dataset
+from torchvision.datasets.folder import make_dataset
 
 from .imagenet import ImageFiles
 
 SPLITS = ("train", "val", "test")
 # what torchvision.io.decode_image reads (PIL's longer list, e.g. .bmp and .tif, it does not)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+UNREAD_IMAGES = (".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".heic", ".avif")  # images it would drop
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """A split's class folders, sorted; hidden ones (.ipynb_checkpoints, .git) are not classes."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def folder_classes(root: str | Path) -> tuple[str, ...]:
@@ -27,13 +34,12 @@ def folder_classes(root: str | Path) -> tuple[str, ...]:
             f"{train} is missing: --data must hold train/<class>/<image> (and optionally val/ and "
             "test/ with the same class folders)"
         )
-    try:
-        classes, _ = find_classes(str(train))
-    except FileNotFoundError:
+    classes = _class_folders(train)
+    if not classes:
         raise FileNotFoundError(
             f"{train} holds no class folders: put each class's images in a folder of its own, "
             "train/<class>/<image>"
-        ) from None
+        )
     if len(classes) < 2:
         raise ValueError(f"{train} holds one class folder ({classes[0]}): a classifier needs two or more")
     return tuple(classes)
@@ -41,7 +47,7 @@ def folder_classes(root: str | Path) -> tuple[str, ...]:
 
 def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
     folder = root / split
-    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    found = tuple(_class_folders(folder))
     if found != classes:
         differ = sorted(set(found) ^ set(classes))[:3]
         raise ValueError(
@@ -54,6 +60,7 @@ def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
         extensions=IMAGE_EXTENSIONS,
         allow_empty=True,
     )
+    samples = _checked(folder, samples)
     seen = {label for _, label in samples}
     empty = [c for i, c in enumerate(classes) if i not in seen]
     if empty:
@@ -62,6 +69,33 @@ def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
             f"least one image ({', '.join(IMAGE_EXTENSIONS)})"
         )
     return ImageFiles(samples, classes)
+
+
+def _checked(folder: Path, samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """A split's image files, each once (a symbolic link looping back lists a file many times),
+    and each readable: an unreadable, empty or dangling file, or an image in a format that would be
+    dropped, is a one-line error now rather than a traceback (or a smaller data set) later."""
+    unread = sorted(p for p in folder.rglob("*") if p.suffix.lower() in UNREAD_IMAGES)
+    if unread:
+        raise ValueError(
+            f"{unread[0]} and {len(unread) - 1} other images are in a format srblock does not read "
+            f"({', '.join(sorted({p.suffix.lower() for p in unread}))}): convert them to PNG or JPEG, "
+            "or remove them"
+        )
+    unique, seen = [], set()
+    for path, label in samples:
+        real = os.path.realpath(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            size = os.stat(path).st_size
+        except OSError as err:
+            raise ValueError(f"{path} cannot be read ({err.strerror}; a broken link?): remove it") from None
+        if size == 0:
+            raise ValueError(f"{path} is empty (0 bytes): remove it, or copy the image again")
+        unique.append((path, label))
+    return unique
 
 
 def load_folder(root: str | Path | None) -> tuple[ImageFiles, ImageFiles | None, ImageFiles | None]:
