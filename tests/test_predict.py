@@ -124,3 +124,16 @@ def test_two_images_of_one_name_would_overwrite_their_masks(seg_run, cityscapes,
         == 2
     )
     assert f"two images are named {image.stem!r}" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_a_csv_named_like_an_image_and_an_unfinished_run_are_said(folder_run, tmp_path, capsys):
+    folder, data = folder_run
+    image = next((data / "test" / "Trouser").iterdir())
+    before = image.read_bytes()
+    assert main(["predict", str(folder), "--csv", str(image), str(data / "test" / "Sneaker")]) == 2
+    assert "--csv takes a .csv file to write" in capsys.readouterr().err and image.read_bytes() == before
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(folder, unfinished)
+    (unfinished / "result.json").unlink()
+    assert main(["predict", str(unfinished), str(image)]) == 0
+    assert "is not finished (no result.json): its best checkpoint so far predicts" in capsys.readouterr().err

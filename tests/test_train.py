@@ -455,3 +455,17 @@ def test_kills_between_a_row_and_its_checkpoint_or_during_the_rewrite_lose_nothi
         "2",
     ]
     assert not list(folder.glob(".*.tmp"))  # the leftover cleaned when the folder was claimed
+
+
+def test_a_warm_up_as_long_as_the_run_still_reaches_the_full_lr():
+    from srblock.config import with_seeds
+    from srblock.train.schedule import classify_factor
+
+    def factors(schedule: str, epochs: int, warmup: int) -> list[float]:
+        kw = dict(schedule=schedule, epochs=epochs, milestones=[], gamma=0.2, warmup=warmup)
+        return [classify_factor(e, **kw) for e in range(epochs)]
+
+    assert factors("cosine", 3, 3) == pytest.approx([1 / 3, 2 / 3, 1.0])  # the folder recipe's 3 of 3
+    assert factors("step", 1, 3) == [1.0] and factors("step", 5, 2) == pytest.approx([1 / 3, 2 / 3, 1, 1, 1])
+    # one seed named twice trains once
+    assert [c.seed for c in with_seeds(make_config("cifar10", {}), [3, 3, 1])] == [3, 1]

@@ -296,5 +296,5 @@ CONFIGS = (TensorsConfig, FilesConfig, SegmentConfig)
 
 
 def with_seeds(cfg: TrainConfig, seeds: list[int] | None) -> list[TrainConfig]:
-    """One config per seed (the config's own seed when none are given)."""
-    return [dataclasses.replace(cfg, seed=s) for s in (seeds or [cfg.seed])]
+    """One config per seed (the config's own seed when none are given), each seed once."""
+    return [dataclasses.replace(cfg, seed=s) for s in dict.fromkeys(seeds or [cfg.seed])]

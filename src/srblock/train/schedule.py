@@ -43,7 +43,10 @@ def cosine_factor(epoch: int, epochs: int, warmup: int = 0) -> float:
 def classify_factor(
     epoch: int, *, schedule: str, epochs: int, milestones: Sequence[int], gamma: float, warmup: int
 ) -> float:
-    """A classification run's lr factor in `epoch`: its `schedule` (step or cosine) after warm-up."""
+    """A classification run's lr factor in `epoch`: its `schedule` (step or cosine) after warm-up.
+    The warm-up leaves the last epoch at least at the full lr: a recipe's warm-up of 3 epochs in a
+    run of 3 (or fewer) would otherwise never reach it."""
+    warmup = min(warmup, max(0, epochs - 1))
     if schedule == "cosine":
         return cosine_factor(epoch, epochs, warmup)
     return warmup_factor(epoch, warmup) * multistep_factor(epoch, milestones, gamma)
