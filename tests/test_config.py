@@ -340,3 +340,14 @@ def test_old_key_names_warn_once_and_old_run_configs_read_quietly():
             {"dataset": "fashion_mnist", "sr_stage": 3, "sr_blocks": 2, "sr_squeeze": 1}, "x"
         )
     assert (old.sr_memory_blocks, old.sr_squeeze_channels) == (2, 1)
+
+
+def test_sr_settings_that_only_break_a_run_are_refused_when_set(capsys):
+    from srblock.cli import main
+
+    for key, value, interval in (
+        ("sr_temperature", "1e-40", "[0.001, 1000]"),
+        ("sr_memory_init_scale", "1e30", "(0, 100]"),
+    ):
+        assert main(["train", "fashion_mnist", "--set", "sr_stage=3", "--set", f"{key}={value}"]) == 2
+        assert f"{key} must be in {interval}" in capsys.readouterr().err

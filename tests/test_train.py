@@ -469,3 +469,14 @@ def test_a_warm_up_as_long_as_the_run_still_reaches_the_full_lr():
     assert factors("step", 1, 3) == [1.0] and factors("step", 5, 2) == pytest.approx([1 / 3, 2 / 3, 1, 1, 1])
     # one seed named twice trains once
     assert [c.seed for c in with_seeds(make_config("cifar10", {}), [3, 3, 1])] == [3, 1]
+
+
+def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
+    from srblock.train.engine import Run
+
+    run = Run(None, make_config("cifar10", {"lr": 1e6}), tmp_path, None, None, None, None, None, "epoch")
+    run.check_finite(2.3, "epoch 1")  # a loss a network has
+    with pytest.raises(ValueError, match="at epoch 1: the training loss is 1.3e\\+27; lower lr"):
+        run.check_finite(1.3e27, "epoch 1")  # finite, and beyond any a network that learns has
+    with pytest.raises(ValueError, match="at epoch 2: the validation loss is nan"):
+        run.check_finite(float("nan"), "epoch 2", "validation loss")

@@ -45,7 +45,7 @@ class SRSpec:
         choices=MEMORY_INITS, role="sr", slug="init_",
     )  # fmt: skip
     memory_init_scale: float = setting(
-        0.3, "normal / prototypes: the memory's RMS over the block input's", range="(0, inf)", role="sr",
+        0.3, "normal / prototypes: the memory's RMS over the block input's", range="(0, 100]", role="sr",
         slug="scale",
     )  # fmt: skip
     memory_lr_mult: float = setting(
@@ -55,7 +55,7 @@ class SRSpec:
         None, "the memory's weight decay (null: weight_decay)", range="[0, inf)", role="sr", slug="mwd"
     )
     temperature: float = setting(
-        1.0, "T of softmax(logits / T) (1: the paper's)", range="(0, inf)", role="sr", slug="T", arch=True
+        1.0, "T of softmax(logits / T) (1: the paper's)", range="[0.001, 1000]", role="sr", slug="T", arch=True
     )
     learn_temperature: bool = setting(
         False, "learn T (as log T) from temperature on", role="sr", slug="Tlearned", arch=True

@@ -1,8 +1,6 @@
-"""What both training loops share: the Fabric, the start of a run, its checkpoints, logs, and its end.
-
-`start_run` claims the run folder, builds the model and the optimiser and resumes from last.ckpt;
-`Run.checkpoint` and `Run.log` save progress; `Run.finish` writes result.json. The loops
-(classify.py, segment.py) hold only what differs: their batches, steps and evaluations.
+"""What both training loops share: `start_run` claims the run folder, builds the model and the
+optimiser and resumes from last.ckpt; `Run.checkpoint` and `Run.log` save progress; `Run.finish`
+writes result.json. The loops (classify.py, segment.py) hold what differs: batches, steps, evaluations.
 """
 
 from __future__ import annotations
@@ -31,6 +29,8 @@ from ..run_model import build_model, load_weights
 from ..runs import BEST_CKPT, LAST_CKPT, METRICS_FILE, MetricsLog, claim_run_dir, write_result
 from ..splits import Splits, check_data, load_splits
 from .fabric import device_name, use_compile_cache, versions
+
+LOSS_LIMIT = 1e4  # a cross-entropy no network that still learns reaches (a logit gap of 10,000)
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
@@ -152,12 +152,12 @@ class Run:
     def rank0(self) -> bool:
         return self.fabric.global_rank == 0
 
-    def check_finite(self, loss: float, where: str) -> None:
-        """Stops a run whose training loss is no longer a number before it checkpoints, so it never
-        counts as finished; last.ckpt keeps the weights from before."""
-        if not math.isfinite(loss):
+    def check_finite(self, loss: float, where: str, what: str = "training loss") -> None:
+        """Stops a diverged run before it checkpoints, so it never counts as finished (last.ckpt
+        keeps the weights from before): a loss no longer a number, or past LOSS_LIMIT."""
+        if not math.isfinite(loss) or loss > LOSS_LIMIT:
             raise ValueError(
-                f"training diverged in {self.folder} at {where}: the training loss is {loss}; lower lr (now "
+                f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; lower lr (now "
                 f"{self.cfg.lr}, e.g. --set lr={self.cfg.lr / 10:g}) and train again"
             )
 
