@@ -126,3 +126,15 @@ def test_small_statistics_keep_their_digits():
         [{"sr_mem_ratio": 0.0042, "test_acc": 91.404, "zero": 0.0}], ["sr_mem_ratio", "test_acc", "zero"]
     )
     assert [cell.strip() for cell in table.splitlines()[-1].split("|")[1:4]] == ["4.2e-03", "91.40", "0.00"]
+
+
+def test_a_nan_or_a_text_in_a_result_is_left_out_of_the_statistics():
+    from srblock.results import summarize
+
+    results = [
+        {"folder": "out/cfg/seed0", "seed": 0, "test_acc": 90.0, "sr_weight_entropy": float("nan")},
+        {"folder": "out/cfg/seed1", "seed": 1, "test_acc": "n/a", "sr_weight_entropy": float("nan")},
+        {"folder": "out/cfg/seed2", "seed": 2, "test_acc": 92.0},
+    ]
+    [row] = summarize(results)
+    assert row["test_acc_mean"] == 91.0 and row["seeds"] == 3 and "sr_weight_entropy_mean" not in row

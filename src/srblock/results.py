@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,11 @@ def _pm(mean: float | None, std: float | None) -> str | None:
     return f"{mean:{fmt}} ± {std:{fmt}}" if std is not None else f"{mean:{fmt}}"
 
 
+def _number(value: Any) -> bool:
+    """A value the statistics can take: a finite int or float (a NaN entropy of P = 1 is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration (the seeds' shared parent folder), in the paper's row order."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -146,7 +152,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cfg, paper = first.get("config", {}), first.get("paper") or {}
         scores: dict[str, Any] = {}
         for metric in METRICS:
-            values = [r[metric] for r in runs if r.get(metric) is not None]
+            values = [r[metric] for r in runs if _number(r.get(metric))]  # a NaN or a text: left out
             if values:
                 mean = statistics.fmean(values)
                 std = statistics.stdev(values) if len(values) > 1 else None  # sample std, as the paper's
@@ -195,8 +201,8 @@ def _compare_with_plain(rows: list[dict[str, Any]], groups: dict[str, list[dict[
         if metric is None:
             continue
         diff = paired_difference(
-            {r["seed"]: r[metric] for r in runs if r.get(metric) is not None and "seed" in r},
-            {r["seed"]: r[metric] for r in twin if r.get(metric) is not None and "seed" in r},
+            {r["seed"]: r[metric] for r in runs if _number(r.get(metric)) and "seed" in r},
+            {r["seed"]: r[metric] for r in twin if _number(r.get(metric)) and "seed" in r},
         )
         if diff is not None:
             row["vs_plain"] = _verdict(diff)

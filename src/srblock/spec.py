@@ -55,7 +55,12 @@ class SRSpec:
         None, "the memory's weight decay (null: weight_decay)", range="[0, inf)", role="sr", slug="mwd"
     )
     temperature: float = setting(
-        1.0, "T of softmax(logits / T) (1: the paper's)", range="[0.001, 1000]", role="sr", slug="T", arch=True
+        1.0,
+        "T of softmax(logits / T) (1: the paper's)",
+        range="[0.001, 1000]",
+        role="sr",
+        slug="T",
+        arch=True,
     )
     learn_temperature: bool = setting(
         False, "learn T (as log T) from temperature on", role="sr", slug="Tlearned", arch=True
