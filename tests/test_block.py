@@ -148,7 +148,7 @@ def test_extra_repr_names_the_hyperparameters():
         (dict(memory_blocks=0), "SRSpec: memory_blocks must be in [1, inf), got 0"),
         (dict(hidden=-1), "SRSpec: hidden must be in [1, inf), got -1"),
         (dict(squeeze_channels=1.5), "SRSpec: squeeze_channels takes an int, got 1.5"),
-        (dict(temperature=0), "SRSpec: temperature must be in (0, inf), got 0"),
+        (dict(temperature=0), "SRSpec: temperature must be in [0.001, 1000], got 0"),
         (
             dict(memory_init="ones"),
             "SRSpec: memory_init must be one of zeros, normal, prototypes, got 'ones'",

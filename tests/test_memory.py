@@ -64,7 +64,7 @@ def test_temperature_sharpens_the_choice_and_can_be_learned():
     learned(x).square().sum().backward()
     assert learned.log_temperature.grad is not None and learned.log_temperature.grad != 0
     assert "temperature=2 (learned)" in repr(learned)
-    with pytest.raises(ValueError, match=r"SRSpec: temperature must be in \(0, inf\), got 0"):
+    with pytest.raises(ValueError, match=r"SRSpec: temperature must be in \[0.001, 1000\], got 0"):
         SqueezeRemember(8, 4, SRSpec(temperature=0))
 
 
