@@ -429,7 +429,7 @@ PARALLEL_VARIANTS = {
     "stack8": (8, None, "--stack"),
     "stack4-graphs": (4, "reduce-overhead", "--stack"),
 }
-TINY_PARALLEL = ("1", "stack2")  # (--parallel itself: tests/test_parallel.py)
+TINY_PARALLEL = ("stack2",)  # (--parallel itself: tests/test_parallel.py)
 
 
 def parallel(check: Check) -> dict[str, Any]:
@@ -681,6 +681,7 @@ def end_to_end(check: Check) -> dict[str, Any]:
         epochs=epochs,
         stack=2 if check.tiny else 5,
         timeout=check.left() / 2,
+        alone=not check.tiny,  # (tiny: one run alone is what the other sections already launch)
     )
     return {"rows": rows, "note": "targets: one seed under 4 minutes, 5 seeds stacked under 10"}
 

@@ -52,12 +52,20 @@ def startup_rows(
 
 
 def end_to_end_rows(
-    run: Callable[..., Any], data: Path, scratch: Path, *, model: str, epochs: int, stack: int, timeout: float
+    run: Callable[..., Any],
+    data: Path,
+    scratch: Path,
+    *,
+    model: str,
+    epochs: int,
+    stack: int,
+    timeout: float,
+    alone: bool = True,
 ) -> list[dict[str, Any]]:
-    """The recipe's defaults (compile: auto) for `epochs` epochs, launch to result.json: one seed,
-    then `stack` seeds as one stacked network."""
+    """The recipe's defaults (compile: auto) for `epochs` epochs, launch to result.json: one seed
+    (unless not `alone`), then `stack` seeds as one stacked network."""
     rows = []
-    for seeds, flags in ((1, []), (stack, ["--stack", str(stack)])):
+    for seeds, flags in ((1, []), (stack, ["--stack", str(stack)]))[0 if alone else 1 :]:
         line = f"train cifar100 --quiet --set model={model} --set sr_stage=3 --set epochs={epochs}"
         line += " --set num_workers=0 --seeds " + " ".join(map(str, range(seeds)))
         out = scratch / f"end-to-end-{seeds}"
