@@ -65,6 +65,7 @@ def test_fit_needs_classes_and_an_evaluation_set(tmp_path):
         srblock.fit(model, bare, bare, out=tmp_path, num_classes=10, epoch=3)
 
 
+@pytest.mark.slow
 def test_a_fit_run_is_analysed_with_the_data_it_was_given(tmp_path, capsys):
     from srblock.analysis import run_analysis
     from srblock.cli import main

@@ -161,6 +161,7 @@ def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resum
     )
 
 
+@pytest.mark.slow
 def test_the_analyses_read_a_folder_run_as_it_was_tested(pictures, tmp_path, capsys):
     line = (
         "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
@@ -183,6 +184,7 @@ def test_the_analyses_read_a_folder_run_as_it_was_tested(pictures, tmp_path, cap
     assert ablation["all_bypassed"] == pytest.approx(result["test_acc_bypassed"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_run_remembers_its_data_and_refuses_other_data(pictures, tmp_path, capsys):
     data = tmp_path / "pictures"
     shutil.copytree(pictures, data)
