@@ -93,6 +93,7 @@ def test_tiny_runs_the_rest_and_a_failing_section_does_not_stop_the_others(tmp_p
     assert "## deeplabv3: failed" in (tmp_path / "gpu_check.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_two_halves_are_every_section_in_order():
     done = subprocess.run(
         [sys.executable, str(GPU_CHECK), "--help"], capture_output=True, text=True, timeout=120
