@@ -83,3 +83,35 @@ def test_a_fit_run_is_analysed_with_the_data_it_was_given(tmp_path, capsys):
     assert weights["classes"] == ["Trouser", "Ankle boot"] and paths["ablation.png"].stat().st_size > 0
     ablation = json.loads(paths["ablation.json"].read_text())
     assert ablation["with_sr"] == pytest.approx(run.result["test_acc"], abs=1e-4)
+
+
+def test_what_fit_cannot_train_is_one_line(tmp_path):
+    model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
+    train, val = Pictures(0, 64), Pictures(64, 16)
+    kwargs = dict(out=tmp_path, epochs=1, quiet=True)
+    with pytest.raises(TypeError, match="takes the model itself, got 'resnet18': build it first"):
+        srblock.fit("resnet18", train, val, **kwargs)
+    with pytest.raises(ValueError, match="val_set is empty"):
+        srblock.fit(model, train, Pictures(0, 0), **kwargs)
+
+    class Items(torch.utils.data.Dataset):  # the pictures as the user's transform left them
+        def __init__(self, change) -> None:
+            self.change = change
+
+        def __len__(self) -> int:
+            return len(train)
+
+        def __getitem__(self, i: int):
+            image, label = train[i]
+            return self.change(image), label
+
+    uint8 = Items(lambda x: (x * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="the images are torch.uint8, not float: add"):
+        srblock.fit(model, uint8, val, classes=train.classes, **kwargs)
+    with pytest.raises(ValueError, match=r"the image a C x H x W tensor, got \(28, 28\)"):
+        srblock.fit(model, Items(lambda x: x[0]), val, classes=train.classes, **kwargs)
+    with pytest.raises(
+        ValueError, match="the model has 10 outputs for 3 classes: build it with num_classes=3"
+    ):
+        srblock.fit(model, train, val, classes=["a", "b", "c"], **kwargs)
+    assert not list(tmp_path.rglob("config.yaml"))  # nothing started

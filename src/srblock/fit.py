@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -34,6 +35,41 @@ class FitResult(NamedTuple):
     folder: Path  # the run folder
     model: nn.Module  # the trained model, with the checkpoint best on validation loaded
     result: dict[str, Any]  # result.json
+
+
+def _checked_image(image: object) -> torch.Tensor:
+    """A data set's first image, which must be what the training loop feeds a model: a float
+    C x H x W tensor (a transform such as ToTensor or ToDtype(float32, scale=True) makes one)."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(
+            f"srblock.fit: a data set's items must be (image, class) with the image a C x H x W tensor, "
+            f"got {shape}: give the data set a transform (e.g. torchvision's ToTensor)"
+        )
+    if not image.is_floating_point():
+        raise ValueError(
+            f"srblock.fit: the images are {image.dtype}, not float: add "
+            "transforms.ToDtype(torch.float32, scale=True) (or ToTensor) to the data set's transform"
+        )
+    return image
+
+
+def _check_head(model: nn.Module, image: torch.Tensor, classes: int) -> None:
+    """One forward of the first image: a head with another number of outputs than classes is one
+    line here rather than a loss shape error in the first step."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(image[None])
+    finally:
+        model.train(was_training)
+    outputs = out.shape[-1] if isinstance(out, torch.Tensor) else None
+    if outputs is not None and outputs != classes:
+        raise ValueError(
+            f"srblock.fit: the model has {outputs} outputs for {classes} classes: build it with "
+            f"num_classes={classes} (timm.create_model(..., num_classes={classes}))"
+        )
 
 
 def _classes(train_set: Dataset, classes: list[str] | None, num_classes: int | None) -> list[str]:
@@ -71,8 +107,16 @@ def fit(
     an SR block to a model that has none. A second call with the same arguments resumes (or skips) the run."""
     from .train.jobs import Job, run_jobs  # the training stack, only when training
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"srblock.fit takes the model itself, got {model!r}: build it first, e.g. "
+            "srblock.create_model(name) or timm.create_model(name)"
+        )
     if val_set is None and test_set is None:
         raise ValueError("srblock.fit needs val_set (or test_set) to choose and test a checkpoint")
+    for label, split in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
+        if split is not None and len(split) == 0:
+            raise ValueError(f"srblock.fit: {label} is empty: give it images (or leave it out)")
     values: dict[str, Any] = {}
     spec_keys = as_spec(sr, "srblock.fit").keys() if sr is not None else {}
     for key, value in {**recipe_values(recipe), **spec_keys, **overrides}.items():
@@ -80,9 +124,10 @@ def fit(
     label = name or type(model).__name__
     values.update(dataset="folder", model=f"{PYTHON_MODEL}{label}", data_dir=None, pretrained=None)
     values["classes"] = _classes(train_set, classes, num_classes)
-    image = train_set[0][0]
+    image = _checked_image(train_set[0][0])
     values["in_chans"], values["image_size"] = int(image.shape[0]), int(image.shape[-1])
     cfg = build_config(values, "srblock.fit")
+    _check_head(model, image, len(values["classes"]))
     if cfg.sr_stage is not None and not sr_blocks(model):
         add_sr(model, cfg.sr_stage, cfg.sr, input_size=tuple(image.shape))
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
