@@ -137,3 +137,25 @@ def test_a_csv_named_like_an_image_and_an_unfinished_run_are_said(folder_run, tm
     (unfinished / "result.json").unlink()
     assert main(["predict", str(unfinished), str(image)]) == 0
     assert "is not finished (no result.json): its best checkpoint so far predicts" in capsys.readouterr().err
+
+
+def test_a_16_bit_png_is_read_on_the_scale_of_an_8_bit_one(folder_run, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    # a run on data held in memory (Fashion-MNIST): its images are prepared by predict itself
+    line = "train fashion_mnist --out {out} --set epochs=1 --set limit_train=512 --set limit_test=64 --quiet"
+    assert main(argv(line, out=tmp_path / "runs")) == 0
+    [run] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
+    _, data = folder_run
+    grey = np.asarray(Image.open(next((data / "test" / "Trouser").iterdir())).convert("L").resize((28, 28)))
+    Image.fromarray(grey).save(tmp_path / "8bit.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "16bit.png")  # the same picture, 16 bits
+    assert Image.open(tmp_path / "16bit.png").mode == "I;16"
+    images = [str(tmp_path / "8bit.png"), str(tmp_path / "16bit.png")]
+    assert main(["predict", str(run), *images, "--topk", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [ln.split("|")[2:5] for ln in out if ln.startswith(f"| {tmp_path}") and ".png" in ln]
+    eight, sixteen = rows[:3], rows[3:]
+    assert [r[1] for r in eight] == [r[1] for r in sixteen]  # the same classes in the same order
+    assert all(abs(float(a[2]) - float(b[2])) <= 0.02 for a, b in zip(eight, sixteen, strict=True))

@@ -64,12 +64,15 @@ def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
 def read_image(path: Path, channels: int) -> torch.Tensor:
     """An image file as uint8 C x H x W with the run's channels, or a one-line UnreadableImage."""
     try:
-        return decode_image(
+        image = decode_image(
             read_file(str(path)), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
         )
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnreadableImage(f"{path} cannot be decoded as an image ({reason})") from None
+    if image.dtype == torch.uint16:  # a 16-bit PNG: its top 8 bits, on the 0-255 scale it is read on
+        image = (image.to(torch.int32) >> 8).to(torch.uint8)
+    return image
 
 
 def eval_transform(cfg: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:
