@@ -115,8 +115,9 @@ class SqueezeRemember(nn.Module):
         """Softmax weights (B x P, float32) the FC net gives each memory block for the feature map x."""
         squeezed = _pooled_to(self.squeeze(x) if not _fusing() else self._squeeze_by_sum(x), self.size)
         hidden = self.act(self.fc1(squeezed.flatten(1)))
-        if self.log_temperature is not None:
-            logits = self.fc2(hidden) * torch.exp(-self.log_temperature)
+        log_temperature = self.log_temperature  # (a local: TorchScript refines it, not an attribute)
+        if log_temperature is not None:
+            logits = self.fc2(hidden) * torch.exp(-log_temperature)
         elif self.temperature != 1.0:  # a fixed T folded into fc2's product: no kernel of its own
             scale = 1.0 / self.temperature
             logits = torch.addmm(self.fc2.bias, hidden, self.fc2.weight.t(), beta=scale, alpha=scale)
@@ -126,8 +127,8 @@ class SqueezeRemember(nn.Module):
         return F.softmax(logits, dim=-1, dtype=torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():  # TorchScript compiles only this branch
-            return self._forward_scripted(x)
+        if torch.jit.is_scripting():  # TorchScript compiles only this branch (no shape check)
+            return _recall(x, self.memory_weights(x), self.memory)
         else:
             if not isinstance(x, torch.fx.Proxy):  # symbolic tracing: the shape is not known yet
                 _check_batched(x)
@@ -137,22 +138,15 @@ class SqueezeRemember(nn.Module):
                 return x + mix.to(x.dtype)
             return _recall(x, weights, self.memory)
 
-    def _forward_scripted(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. 1 as TorchScript takes it: what `memory_weights` computes, without its
-        torch.compile and fixed-temperature shortcuts, then the same recall."""
-        logits = self.fc2(self.act(self.fc1(_pooled_to(self.squeeze(x), self.size).flatten(1))))
-        log_temperature = self.log_temperature
-        if log_temperature is not None:
-            logits = logits * torch.exp(-log_temperature)
-        else:
-            logits = logits / self.temperature
-        return _recall(x, F.softmax(logits, dim=-1, dtype=torch.float32), self.memory)
-
     def _squeeze_by_sum(self, x: torch.Tensor) -> torch.Tensor:
         """The 1x1 squeeze conv as a sum over channels, which torch.compile fuses with the map's
         producer (and its gradient with the add of the two gradients of x) instead of a conv."""
-        weight = self.squeeze.weight.view(1, self.squeeze_channels, self.channels, 1, 1)
-        return (x.unsqueeze(1) * weight).sum(2) + self.squeeze.bias.view(1, -1, 1, 1)
+        weight, bias = (
+            self.squeeze.weight.view(1, self.squeeze_channels, self.channels, 1, 1),
+            self.squeeze.bias,
+        )
+        assert bias is not None  # (the squeeze conv has one: TorchScript needs to be told)
+        return (x.unsqueeze(1) * weight).sum(2) + bias.view(1, -1, 1, 1)
 
     def remember(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``x + sum_p w_p M_p`` for the softmax weights (B x P) of `memory_weights`."""
@@ -243,7 +237,8 @@ def _fusing() -> bool:
     """True while torch.compile traces (not torch.export, whose graph others run unfused)."""
     if torch.jit.is_scripting():
         return False
-    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+    else:
+        return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
 
 
 def _autocast_would_round(x: torch.Tensor) -> bool:
