@@ -23,6 +23,11 @@ def argv(line: str, **paths: object) -> list[str]:
 
 # the smallest classification runs the engine accepts: a tiny zoo model, small batches, no progress output
 TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "eval_batch_size=64", "--quiet"]
+# one epoch of the smallest ResNet on a class folder of small pictures (write_image_folder)
+FOLDER_RUN = (
+    "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+    "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
+)
 # the smallest segmentation runs: two iterations on 32x48 crops
 TINY_SEG = argv(
     "--set iterations=2 --set eval_interval=1 --set batch_size=2 --set crop_size=32x48 --set num_workers=0 "

@@ -15,7 +15,7 @@ from srblock.cli import main
 from srblock.data.folder import folder_classes, load_folder
 from srblock.data.imagenet import UnreadableImage, imagenet_transform
 
-from .helpers import argv, write_image_folder
+from .helpers import FOLDER_RUN, argv, write_image_folder
 
 CLASSES = ["Sneaker", "T-shirt-top", "Trouser"]
 
@@ -45,10 +45,7 @@ def test_every_image_mode_and_size_becomes_the_asked_channels_and_size(pictures,
 
 @pytest.mark.slow
 def test_training_on_a_folder_end_to_end(pictures, tmp_path, capsys):
-    line = (
-        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
-        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
-    )
+    line = FOLDER_RUN
     assert main(argv(line, data=pictures, out=tmp_path)) == 0
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
     config = yaml.safe_load((folder / "config.yaml").read_text())
@@ -163,11 +160,7 @@ def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resum
 
 @pytest.mark.slow
 def test_the_analyses_read_a_folder_run_as_it_was_tested(pictures, tmp_path, capsys):
-    line = (
-        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
-        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 "
-        "--set sr_stage=3 --quiet"
-    )
+    line = FOLDER_RUN + " --set sr_stage=3"
     assert main(argv(line, data=pictures, out=tmp_path)) == 0
     assert "test_top5" not in capsys.readouterr().out  # three classes: top-5 is always 100, not shown
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
@@ -188,10 +181,7 @@ def test_the_analyses_read_a_folder_run_as_it_was_tested(pictures, tmp_path, cap
 def test_a_run_remembers_its_data_and_refuses_other_data(pictures, tmp_path, capsys):
     data = tmp_path / "pictures"
     shutil.copytree(pictures, data)
-    line = (
-        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
-        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
-    )
+    line = FOLDER_RUN
     assert main(argv(line, data=data, out=tmp_path / "runs")) == 0
     [folder] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
     recorded = json.loads((folder / "data.json").read_text())

@@ -11,7 +11,7 @@ import torch
 from srblock.cli import main
 from srblock.run_model import trained_model
 
-from .helpers import argv, write_image_folder
+from .helpers import FOLDER_RUN, argv, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,7 @@ def shared(tmp_path_factory):
     """A finished one-epoch SR run on class folders, and its export."""
     root = tmp_path_factory.mktemp("hub")
     data = write_image_folder(root / "data", per_class=(40, 10, 10))
-    line = (
-        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
-        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --set sr_stage=3 "
-        "--set sr_memory_blocks=2 --quiet"
-    )
+    line = FOLDER_RUN + " --set sr_stage=3 --set sr_memory_blocks=2"
     assert main(argv(line, data=data, out=root / "runs")) == 0
     [run] = [p.parent for p in (root / "runs").rglob("result.json")]
     assert main(["export", str(run), "--hf", str(root / "shared")]) == 0

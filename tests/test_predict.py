@@ -15,7 +15,7 @@ from torchvision.io import decode_png, read_file
 from srblock.cli import main
 from srblock.predict import Predictor, image_files
 
-from .helpers import argv, write_image_folder
+from .helpers import FOLDER_RUN, argv, write_image_folder
 
 CLASSES = ["Sneaker", "T-shirt-top", "Trouser"]
 
@@ -25,10 +25,7 @@ def folder_run(tmp_path_factory):
     """A finished one-epoch run on real Fashion-MNIST pictures in class folders."""
     root = tmp_path_factory.mktemp("predict")
     data = write_image_folder(root / "data", per_class=(60, 15, 15))
-    line = (
-        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
-        "--set augment=padcrop --set epochs=1 --set batch_size=32 --set num_workers=0 --quiet"
-    )
+    line = FOLDER_RUN
     assert main(argv(line, data=data, out=root / "runs")) == 0
     [folder] = [p.parent for p in (root / "runs").rglob("result.json")]
     return folder, data

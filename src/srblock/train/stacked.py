@@ -166,7 +166,7 @@ def train_stacked(
             except ValueError as err:
                 failed[run.folder] = str(err)
                 diverged.append(run)
-                progress.report(f"{run.folder.name} stopped", diverged="the training loss is not a number")
+                progress.report(f"{run.folder.name} stopped", diverged=f"training loss {loss:.3g}")
         if diverged:  # the others go on as a stack of their own
             healthy = [i for i, run in enumerate(stack.runs) if run not in diverged]
             if not healthy:
