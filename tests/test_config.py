@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from srblock.config import FilesConfig, SegmentConfig, TensorsConfig, with_seeds
-from srblock.keys import KEYS, key_groups, make_config, parse_set
+from srblock.keys import KEYS, build_config, key_groups, make_config, parse_set, recipe_values
 from srblock.recipes import group_name, list_recipe_files, load_yaml
 from srblock.run_model import build_model
 from srblock.sweeps import expand_sweep
@@ -100,7 +100,6 @@ def test_a_dataset_override_picks_its_task():
         ("cityscapes", ["sr_stage=2", "model=fcn_r50_d8"], 3),
         ("cityscapes", ["sr_stage=2", "sr_memory_blocks=5"], 5),
         ("fashion_mnist", ["sr_stage=3"], 4),
-        ("fashion_mnist", ["sr_memory_blocks=6"], None),  # no SR block: no P
     ],
 )
 def test_default_p_is_the_models_own(recipe, sets, blocks):
@@ -351,3 +350,59 @@ def test_sr_settings_that_only_break_a_run_are_refused_when_set(capsys):
     ):
         assert main(["train", "fashion_mnist", "--set", "sr_stage=3", "--set", f"{key}={value}"]) == 2
         assert f"{key} must be in {interval}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (
+            ["sr_temperature=0.5"],
+            "sr_temperature=0.5 does nothing without an SR block: add one with sr_stage=M",
+        ),
+        (["sr_memory_blocks=2"], "sr_memory_blocks=2 does nothing without an SR block"),
+        (["reg_rate=0.1"], "reg_rate=0.1 does nothing without a regulariser: set reg"),
+        (["schedule=cosine", "gamma=0.5"], "gamma=0.5 does nothing with schedule=cosine: set schedule=step"),
+        (
+            ["epochs=3", "warmup_epochs=3"],
+            "warmup_epochs=3 leaves no epoch at the full lr: set it below epochs",
+        ),
+        (["pretrained_partial=true"], "pretrained_partial=true does nothing without weights to load"),
+    ],
+)
+def test_a_key_set_where_it_does_nothing_is_refused_in_one_line(sets, message, capsys):
+    from srblock.cli import main
+
+    assert main(["train", "fashion_mnist", *[w for s in sets for w in ("--set", s)]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"or leave {sets[-1].split('=')[0]} out" in err and err.count("\n") == 1
+
+
+def test_keys_that_act_are_taken_and_shared_keys_are_not_the_runs_choice(tmp_path):
+    assert make_config("fashion_mnist", {"sr_stage": 3, "sr_temperature": 0.5}).sr_temperature == 0.5
+    assert make_config("fashion_mnist", {"reg": "d", "reg_rate": 0.2}).reg_rate == 0.2
+    # a recipe's warm-up serves every run of it: a shorter run cuts it (the schedule) rather than failing
+    assert make_config("folder", {"epochs": 2}).warmup_epochs == 3
+    # a recipe's P without an SR block: no block, no P
+    assert (
+        build_config({**recipe_values("fashion_mnist"), "sr_memory_blocks": 6}, "r").sr_memory_blocks is None
+    )
+    # a sweep's shared `set` and overrides reach its plain rows too; a row's own key is its choice
+    plain = next(
+        r for r in expand_sweep("cifar100-table2", {"sr_temperature": 2.0}) if r.config.sr_stage is None
+    )
+    assert plain.config.sr_hidden == 8
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("recipe: cifar100\nruns:\n  - {name: plain, sr_hidden: 4}\n")
+    with pytest.raises(
+        ValueError, match="sweep.yaml row 'plain': sr_hidden=4 does nothing without an SR block"
+    ):
+        expand_sweep(str(sweep))
+
+
+def test_sr_keys_act_on_a_block_fit_was_given():
+    from srblock.keys import check_applies
+
+    cfg = make_config("folder")
+    check_applies(cfg, {"sr_lr_mult": 10.0}, "srblock.fit", has_sr=True)  # the model holds a block
+    with pytest.raises(ValueError, match="srblock.fit: sr_lr_mult=10.0 does nothing without an SR block"):
+        check_applies(cfg, {"sr_lr_mult": 10.0}, "srblock.fit", has_sr=False)

@@ -114,4 +114,6 @@ def test_what_fit_cannot_train_is_one_line(tmp_path):
         ValueError, match="the model has 10 outputs for 3 classes: build it with num_classes=3"
     ):
         srblock.fit(model, train, val, classes=["a", "b", "c"], **kwargs)
+    with pytest.raises(ValueError, match="srblock.fit: sr_lr_mult=10 does nothing without an SR block"):
+        srblock.fit(model, train, val, classes=train.classes, sr_lr_mult=10, **kwargs)
     assert not list(tmp_path.rglob("config.yaml"))  # nothing started

@@ -54,8 +54,10 @@ def test_another_number_of_classes_replaces_the_head_and_says_so(tmp_path):
     save_file(source_model(num_classes=10).state_dict(), str(path))
     model = srblock.create_model("timm:resnet10t", num_classes=3, pretrained=str(path))
     summary = model.pretrained_summary
-    assert "replaced (other shape, e.g. the head): fc.weight, fc.bias" in summary
-    assert "0 missing" in summary  # the head is replaced, not missing
+    assert (
+        "(100% of the weights outside the head); head left new (other shape): fc.weight, fc.bias" in summary
+    )
+    assert "0 missing" in summary  # the head is new, not missing
     assert torch.equal(model.conv1[0].weight, source_model(10).conv1[0].weight)
 
 
@@ -68,6 +70,42 @@ def test_rgb_weights_into_a_grey_model_sum_the_first_convolution(tmp_path):
     assert "summed to one channel: conv1.weight" in grey.pretrained_summary
 
 
+def test_weights_of_another_architecture_are_refused_unless_partial(tmp_path):
+    import torchvision
+
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), path)  # the names of ResNet18 and more
+    with pytest.raises(ValueError) as refused:
+        srblock.create_model("tv:resnet18", pretrained=str(path))
+    message = str(refused.value)
+    assert f"{path} is from another architecture: 23 tensors outside the head have other shapes" in message
+    assert "layer1.0.conv1.weight: (64, 64, 1, 1) in the file, (64, 64, 3, 3) here" in message
+    assert "set pretrained_partial=true to load only the 77 of 100 that fit" in message
+    model = srblock.create_model("tv:resnet18", pretrained=str(path), pretrained_partial=True)
+    assert "23 of another shape left at init: layer1.0.conv1.weight" in model.pretrained_summary
+    # a segmentation backbone: the same rule, the backbone has no head
+    source = srblock.create_model("resnet18_cifar", num_classes=10).state_dict()
+    torch.save(source, path)
+    with pytest.raises(
+        ValueError, match="is from another architecture: .* outside the head have other shapes"
+    ):
+        srblock.create_model("fcn_resnet10s", in_chans=3, pretrained_backbone=str(path))
+
+
+def test_a_file_that_fills_few_of_the_weights_is_refused_unless_partial(tmp_path):
+    model = srblock.create_model("resnet10s_cifar", num_classes=10)
+    stem = {k: v for k, v in model.state_dict().items() if k.startswith(("conv1.", "bn1."))}
+    path = tmp_path / "stem.pth"
+    torch.save(stem, path)
+    with pytest.raises(ValueError, match=r"fills only 5 of the model's \d+ weights outside its head \(\d+%"):
+        srblock.create_model("resnet10s_cifar", num_classes=10, pretrained=str(path))
+    partial = srblock.create_model(
+        "resnet10s_cifar", num_classes=10, pretrained=str(path), pretrained_partial=True
+    )
+    assert torch.equal(partial.conv1.weight, model.conv1.weight)
+    assert partial.pretrained_summary.startswith(f"loaded 6 tensors from {path} (")
+
+
 def test_bad_weight_files_are_one_line_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrained weights .*nothere.pth not found"):
         srblock.create_model("resnet10s_cifar", pretrained=str(tmp_path / "nothere.pth"))
@@ -75,6 +113,35 @@ def test_bad_weight_files_are_one_line_errors(tmp_path):
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="cannot be read .*not a weights file"):
         read_state_dict(corrupt)
+    from safetensors.torch import save_file
+
+    whole = tmp_path / "whole.safetensors"
+    save_file(srblock.create_model("resnet10s_cifar").state_dict(), str(whole))
+    saved = tmp_path / "whole.pth"
+    torch.save(srblock.create_model("resnet10s_cifar").state_dict(), saved)
+    for name, body, reason in (
+        ("notes.pth", b"learning rate 0.1, 200 epochs\n", "not a weights file: text or another format"),
+        (
+            "notes.safetensors",
+            b"learning rate 0.1, 200 epochs\n",
+            "not a safetensors file: Error while deserializing header",
+        ),
+        (
+            "cut.safetensors",
+            whole.read_bytes()[: whole.stat().st_size // 2],
+            "truncated or damaged: Error while deserializing header: incomplete",
+        ),
+        (
+            "cut.pth",
+            saved.read_bytes()[: saved.stat().st_size // 2],
+            "truncated or damaged: PytorchStreamReader",
+        ),
+    ):
+        (tmp_path / name).write_bytes(body)
+        with pytest.raises(ValueError) as err:
+            srblock.create_model("resnet10s_cifar", pretrained=str(tmp_path / name))
+        assert str(err.value).startswith(f"pretrained weights {tmp_path / name} cannot be read ({reason}")
+        assert "\n" not in str(err.value)
     foreign = tmp_path / "foreign.pth"
     torch.save(torch.nn.Linear(3, 4).state_dict(), foreign)
     with pytest.raises(ValueError, match="holds no tensor of this model .*'weight'.*another network"):
@@ -101,6 +168,36 @@ def test_published_weights_offline_are_one_line_errors_that_say_where_to_put_the
     message = str(tv_error.value)
     assert "tv:resnet18's pretrained weights could not be downloaded (URLError): place https://" in message
     assert "/checkpoints/resnet18-" in message and "--set pretrained=PATH" in message
+
+
+def test_a_corrupt_cached_download_is_named_not_called_missing(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr("srblock.pretrained._reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--timm--resnet10t.c3_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    cached = repo / "snapshots" / "abc123" / "model.safetensors"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"<html>proxy error</html>")  # what a broken download leaves
+    with pytest.raises(ValueError) as timm_error:
+        srblock.create_model("timm:resnet10t", pretrained=True)
+    assert str(timm_error.value).startswith(f"timm:resnet10t's cached weights {cached} cannot be read (")
+    assert "delete the file to fetch it again" in str(timm_error.value)
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch"))
+    import torchvision
+
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    cached = tmp_path / "torch" / "checkpoints" / url.rsplit("/", 1)[-1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"<html>proxy error</html>")
+    with pytest.raises(ValueError) as tv_error:
+        srblock.create_model("tv:resnet18", num_classes=3, pretrained=True)
+    assert str(tv_error.value).startswith(
+        f"tv:resnet18's cached weights {cached} cannot be read (not a weights"
+    )
 
 
 def test_schedules_warm_up_then_decay():
@@ -138,7 +235,10 @@ def test_finetune_recipe_from_a_local_file_end_to_end(pictures, tmp_path, capsys
     )
     assert main(argv(line, data=pictures, out=tmp_path / "runs", weights=weights)) == 0
     out = capsys.readouterr().out
-    assert f"from {weights}; replaced (other shape, e.g. the head): fc.weight, fc.bias; 0 missing" in out
+    assert (
+        f"from {weights} (100% of the weights outside the head); head left new (other shape): fc.weight"
+        in out
+    )
     [folder] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
     result = json.loads((folder / "result.json").read_text())
     config = result["config"]

@@ -23,6 +23,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # about a minute there, and graphs save about 14 ms a step at batch 128 (benchmarks/RESULTS.md)
 AUTO_COMPILE_STEPS = 5_000
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+STEP_ONLY = "does nothing with schedule=cosine: set schedule=step"
+NO_WEIGHTS = "does nothing without weights to load: set pretrained (or pretrained_backbone)"
 
 
 def sr_key(name: str) -> Any:
@@ -78,6 +80,10 @@ class TrainConfig:
     limit_train: int | None = setting(None, "only the first N training images (smoke runs)", range="[1, inf)")
     limit_test: int | None = setting(None, "only the first N test images", range="[1, inf)")
     data_dir: str | None = setting(None, "where the data set was read (absolute)", role="execution")
+    pretrained_partial: bool = setting(
+        False, "load a weights file of another architecture anyway: what fits loads, the rest stays new",
+        needs=(lambda c: any(c.weights().values()), NO_WEIGHTS),
+    )  # fmt: skip
 
     def compile_plan(self, device_type: str, steps: int) -> str | None:
         """The torch.compile mode the run trains with, or None for eager: `compile: auto` compiles
@@ -155,7 +161,10 @@ class ClassifyConfig(TrainConfig):
 
     attn: str | None = setting(None, "SE or CBAM in every block (zoo models)", choices=ATTN_LAYERS[1:])
     reg: str | None = setting(None, "regulariser: d, d2d or db (zoo models)", choices=REG_LAYERS[1:])
-    reg_rate: float | None = setting(None, "the regulariser's rate (null: its default)", range="[0, 1)")
+    reg_rate: float | None = setting(
+        None, "the regulariser's rate (null: its default)", range="[0, 1)",
+        needs=(lambda c: c.reg is not None, "does nothing without a regulariser: set reg (d, d2d or db)"),
+    )  # fmt: skip
     pretrained: str | None = setting(
         None, "true (timm's / torchvision's weights) or a weights file; SR added after", parse=file_or_true
     )
@@ -165,10 +174,16 @@ class ClassifyConfig(TrainConfig):
         choices=("step", "cosine"),
     )  # fmt: skip
     milestones: list[int] = setting(
-        default_factory=lambda: [60, 120, 160], help="epochs at which lr is x gamma", range="[1, inf)"
+        default_factory=lambda: [60, 120, 160], help="epochs at which lr is x gamma", range="[1, inf)",
+        needs=(lambda c: c.schedule == "step", STEP_ONLY),
     )  # fmt: skip
-    gamma: float = setting(0.2, "the step schedule's factor", range="(0, inf)")
-    warmup_epochs: int = setting(0, "linear warm-up epochs before the schedule", range="[0, inf)")
+    gamma: float = setting(
+        0.2, "the step schedule's factor", range="(0, inf)", needs=(lambda c: c.schedule == "step", STEP_ONLY)
+    )
+    warmup_epochs: int = setting(
+        0, "linear warm-up epochs before the schedule", range="[0, inf)",
+        needs=(lambda c: c.warmup_epochs < c.epochs, "leaves no epoch at the full lr: set it below epochs"),
+    )  # fmt: skip
     label_smoothing: float = setting(0.0, "label smoothing of the loss", range="[0, 1)")
     sr_memory_init: str = sr_key("memory_init")
     sr_memory_init_scale: float = sr_key("memory_init_scale")

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from .data import DATASETS
 from .insert import add_sr, sr_blocks
-from .keys import build_config, recipe_values, set_value
+from .keys import build_config, check_applies, recipe_values, set_value
 from .registry import PYTHON_MODEL
 from .run_model import load_weights
 from .runs import BEST_CKPT, run_dir
@@ -127,6 +127,12 @@ def fit(
     image = _checked_image(train_set[0][0])
     values["in_chans"], values["image_size"] = int(image.shape[0]), int(image.shape[-1])
     cfg = build_config(values, "srblock.fit")
+    check_applies(
+        cfg,
+        {**spec_keys, **overrides},
+        "srblock.fit",
+        has_sr=cfg.sr_stage is not None or bool(sr_blocks(model)),
+    )
     _check_head(model, image, len(values["classes"]))
     if cfg.sr_stage is not None and not sr_blocks(model):
         add_sr(model, cfg.sr_stage, cfg.sr, input_size=tuple(image.shape))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -147,12 +148,38 @@ def recipe_values(recipe: str) -> dict[str, Any]:
 
 
 def make_config(
-    recipe: str, overrides: dict[str, Any] | None = None, source: str | None = None
+    recipe: str,
+    overrides: dict[str, Any] | None = None,
+    source: str | None = None,
+    explicit: Iterable[str] | None = None,
 ) -> TrainConfig:
     """A recipe with overrides applied on top (both already checked by set_value); `source` names
-    where the overrides come from in an error (default: the recipe)."""
+    where the overrides come from in an error (default: the recipe). The keys in `explicit` (the
+    overrides' by default) are the user's choice for this run: one that does nothing is refused."""
     values = {**recipe_values(recipe), **(overrides or {})}
-    return build_config(values, source or f"recipe {recipe} with its overrides")
+    source = source or f"recipe {recipe} with its overrides"
+    cfg = build_config(values, source)
+    chosen = (overrides or {}) if explicit is None else explicit
+    check_applies(cfg, {renamed(k, source, warn=False): values.get(k) for k in chosen}, source)
+    return cfg
+
+
+def check_applies(cfg: TrainConfig, chosen: dict[str, Any], source: str, has_sr: bool | None = None) -> None:
+    """Refuses a key the user set that does nothing in `cfg` (an SR key without an SR block, a
+    regulariser's rate without one...), which would otherwise be recorded as if it had acted.
+    A recipe's or a sweep's shared keys are not the user's choice for each run: not checked here."""
+    own = {f.name for f in dataclasses.fields(cfg)}
+    has_sr = cfg.sr_stage is not None if has_sr is None else has_sr
+    for key, value in chosen.items():
+        if key not in own:
+            continue
+        meta = FIELDS[key].metadata
+        needs = meta.get("needs")
+        if meta.get("role") == "sr" and key != "sr_stage" and not has_sr:
+            needs = (lambda c: False, "does nothing without an SR block: add one with sr_stage=M")
+        if needs and not needs[0](cfg):
+            shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+            raise ValueError(f"{source}: {key}={shown} {needs[1]}, or leave {key} out")
 
 
 def config_from_mapping(data: Any, source: str) -> TrainConfig:

@@ -22,6 +22,7 @@ from torch import nn
 
 WRAPPERS = ("state_dict", "model", "state_dict_ema", "model_ema", "module")  # dicts that hold the tensors
 PREFIXES = ("module.", "_orig_mod.")
+MIN_LOADED = 0.9  # the share of a model's weights outside its head a file must fill to count as its own
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -38,11 +39,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"pretrained weights {path} cannot be read ({reason[:200]}): not a weights file"
-        ) from None
+    except Exception as err:  # any reader's error (pickle's KeyError, SafetensorError...) is the file's
+        raise ValueError(f"pretrained weights {path} cannot be read ({_reason(err)})") from None
     # a training checkpoint's tensors sit under a key (beside, e.g., a tensor of its best accuracy)
     while isinstance(state, dict):
         inner = next((state[k] for k in WRAPPERS if isinstance(state.get(k), dict)), None)
@@ -62,11 +60,50 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_matching(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> str:
-    """Copies every tensor of `tensors` whose name and shape the model shares; returns one line
-    saying what was loaded, replaced (another shape: the new head), adapted and left out."""
+def _reason(err: Exception) -> str:
+    """What a reader said about a file, in a few words: truncated, not a weights file..."""
+    text = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+    if isinstance(err, (KeyError, IndexError, pickle.UnpicklingError)) or "invalid load key" in text:
+        return "not a weights file: text or another format"
+    if "header too large" in text or "invalid header" in text:
+        return f"not a safetensors file: {text}"
+    if "central directory" in text or "incomplete metadata" in text or isinstance(err, EOFError):
+        return f"truncated or damaged: {text or type(err).__name__}"
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def head_keys(model: nn.Module) -> set[str]:
+    """The state-dict keys of the model's classifier(s), which another number of classes reshapes:
+    timm's get_classifier / pretrained_cfg, else (torchvision) the last layer of the model and
+    of each top-level classifier (a segmentation model's auxiliary head)."""
+    names: list[str] = []
+    modules = dict(model.named_modules())
+    getter = getattr(model, "get_classifier", None)
+    if callable(getter):
+        head = getter()
+        names += [n for n, m in modules.items() if n and m is head]
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    names += [classifier] if isinstance(classifier, str) else list(classifier or ())
+    if not names:
+        layers = [n for n, m in modules.items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        tops = {n for n in modules if n and "." not in n and ("classifier" in n or n == "head")}
+        names += [layers[-1]] if layers else []
+        for top in tops:
+            names += [n for n in layers if n.startswith(top + ".")][-1:]
+    return {k for k in model.state_dict() if any(k == n or k.startswith(n + ".") for n in names)}
+
+
+def load_matching(
+    model: nn.Module, tensors: dict[str, torch.Tensor], source: str, partial: bool = False
+) -> str:
+    """Copies every tensor of `tensors` whose name and shape the model shares, and returns one line
+    of what was loaded, left new in the head (another number of classes), adapted, missing and unused.
+
+    A file of another architecture is refused (unless `partial`): a tensor outside the head with
+    another shape, or less than MIN_LOADED of the model's weights outside its head filled."""
     own = model.state_dict()
-    loaded, replaced, adapted = {}, [], []
+    head = head_keys(model)
+    loaded, new_head, other_shape, adapted = {}, [], [], []
     for key, target in own.items():  # in the model's order
         if key not in tensors:
             continue
@@ -82,18 +119,39 @@ def load_matching(model: nn.Module, tensors: dict[str, torch.Tensor], source: st
             loaded[key] = value.sum(dim=1, keepdim=True)  # an RGB first convolution for grey images
             adapted.append(key)
         else:
-            replaced.append(key)
+            (new_head if key in head else other_shape).append(key)
     if not loaded:
         example = next(iter(tensors))
         raise ValueError(
             f"{source} holds no tensor of this model (its first is {example!r}): it is from another network"
         )
-    missing = [k for k in own if k not in loaded and k not in replaced]
+    weights = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
+    filled = sum(k in loaded for k in weights)
+    share = filled / max(len(weights), 1)
+    if not partial and other_shape:
+        shown = "; ".join(
+            f"{k}: {tuple(tensors[k].shape)} in the file, {tuple(own[k].shape)} here" for k in other_shape[:2]
+        )
+        raise ValueError(
+            f"{source} is from another architecture: {len(other_shape)} tensors outside the head have "
+            f"other shapes ({shown}); set pretrained_partial=true to load only the {filled} of "
+            f"{len(weights)} that fit"
+        )
+    if not partial and share < MIN_LOADED:
+        absent = [k for k in weights if k not in loaded]
+        raise ValueError(
+            f"{source} fills only {filled} of the model's {len(weights)} weights outside its head "
+            f"({share:.0%}; none for {', '.join(absent[:3])}...): it is from another network; set "
+            f"pretrained_partial=true to load them anyway"
+        )
+    missing = [k for k in weights if k not in loaded and k not in other_shape]
     unused = [k for k in tensors if k not in own]
     model.load_state_dict(loaded, strict=False)
-    parts = [f"loaded {len(loaded)} tensors from {source}"]
-    if replaced:
-        parts.append(f"replaced (other shape, e.g. the head): {', '.join(replaced[:4])}")
+    parts = [f"loaded {len(loaded)} tensors from {source} ({share:.0%} of the weights outside the head)"]
+    if new_head:
+        parts.append(f"head left new (other shape): {', '.join(new_head[:4])}")
+    if other_shape:
+        parts.append(f"{len(other_shape)} of another shape left at init: {', '.join(other_shape[:4])}")
     if adapted:
         parts.append(f"summed to one channel: {', '.join(adapted)}")
     parts.append(f"{len(missing)} missing" + (f" ({', '.join(missing[:4])})" if missing else ""))
@@ -106,9 +164,15 @@ def _torchvision_state(name: str) -> tuple[dict[str, torch.Tensor], str]:
 
     weights = torchvision.models.get_model_weights(name).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    present = cached.is_file()
     try:
         return weights.get_state_dict(progress=False, check_hash=False), str(cached)
     except Exception as err:  # offline: urllib's, socket's or hub's errors, all the same to a user
+        if present:  # there, but unreadable: downloading is not the problem
+            raise ValueError(
+                f"tv:{name}'s cached weights {cached} cannot be read ({_reason(err)}): delete the file "
+                "to fetch it again, or place a good copy there"
+            ) from None
         raise ValueError(
             f"tv:{name}'s pretrained weights could not be downloaded ({type(err).__name__}): place "
             f"{weights.url} at {cached}, or pass --set pretrained=PATH"
@@ -143,11 +207,32 @@ def hub_offline_if_unreachable() -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
+def _hub_cached(repo: str | None) -> str | None:
+    """The weights file of a Hugging Face repo in the local cache, if one is there."""
+    if not repo:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):  # timm's names, in its order
+        found = try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
 def timm_pretrained_error(name: str, err: Exception) -> ValueError:
     """timm could not fetch a model's weights (offline): say where they come from and what to do."""
     import timm
 
     cfg = timm.models.get_pretrained_cfg(name)
+    cached = _hub_cached(getattr(cfg, "hf_hub_id", None))
+    if cached is not None:  # there, but unreadable: downloading is not the problem
+        return ValueError(
+            f"timm:{name}'s cached weights {cached} cannot be read ({_reason(err)}): delete the file "
+            "to fetch it again, or pass --set pretrained=PATH"
+        )
     where = (getattr(cfg, "hf_hub_id", None) and f"huggingface.co/{cfg.hf_hub_id}") or getattr(cfg, "url", "")
     return ValueError(
         f"timm:{name}'s pretrained weights could not be fetched ({type(err).__name__}): download them from "
@@ -156,16 +241,16 @@ def timm_pretrained_error(name: str, err: Exception) -> ValueError:
     )
 
 
-def load_pretrained(model: nn.Module, name: str, pretrained: str) -> str:
+def load_pretrained(model: nn.Module, name: str, pretrained: str, partial: bool = False) -> str:
     """Loads `pretrained` (a file, or "true" for torchvision's published weights) into `model`,
     built as `name`; returns the one-line summary. timm's published weights load in create_model."""
     if pretrained != "true":
         path = Path(pretrained).expanduser()
-        return load_matching(model, read_state_dict(path), str(path))
+        return load_matching(model, read_state_dict(path), str(path), partial)
     source, _, bare = name.rpartition(":")
     if source == "tv":
         tensors, cached = _torchvision_state(bare)
-        return load_matching(model, tensors, cached)
+        return load_matching(model, tensors, cached, partial)
     raise ValueError(
         f"{name} has no published weights: pass --set pretrained=PATH (a state dict), "
         "or use a timm: or tv: model"

@@ -122,7 +122,7 @@ def _create_external(source: str, name: str, kwargs: dict[str, object]) -> nn.Mo
                 model = timm.create_model(name, **kwargs)
         except TypeError as err:
             raise ValueError(f"timm:{name} does not take these arguments ({err})") from None
-        except (OSError, RuntimeError, ValueError) as err:
+        except Exception as err:  # reading weights: the hub's, the network's or the file's errors
             if not kwargs.get("pretrained"):
                 raise
             raise timm_pretrained_error(name, err) from None
@@ -155,6 +155,7 @@ def create_model(
     input_size: Sequence[int] | None = None,
     pretrained: bool | str | None = None,
     pretrained_backbone: str | None = None,
+    pretrained_partial: bool = False,
     **kwargs: object,
 ) -> nn.Module:
     """Builds a model by name, with an SR block (`sr`, an `SRSpec`; the paper's by default) after
@@ -169,7 +170,8 @@ def create_model(
     to the model's default, so callers need not know which models take it (segmentation models
     take no attn or reg). `pretrained` (True or a weights file) loads weights before the SR block
     is added, so the model starts exactly as the pretrained one; `pretrained_backbone` (a file)
-    loads a segmentation model's backbone, e.g. ImageNet ResNet50.
+    loads a segmentation model's backbone, e.g. ImageNet ResNet50. A weights file of another
+    architecture is refused unless `pretrained_partial` (then what fits loads, the rest stays new).
     """
     sr = as_spec(sr, f"create_model({name!r})")
     flat = {k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_KEYS or k in RENAMED_KEYS}
@@ -191,14 +193,16 @@ def create_model(
             f"{_unknown(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}"
         )
     if pretrained is not None:  # before the SR block goes in: the network starts as the pretrained one
-        model.pretrained_summary = load_pretrained(model, name, str(pretrained))
+        model.pretrained_summary = load_pretrained(model, name, str(pretrained), pretrained_partial)
     elif kwargs.get("pretrained"):
         model.pretrained_summary = f"timm:{bare}'s pretrained weights (head fitted by timm)"
     if pretrained_backbone is not None:  # a segmentation model's ImageNet backbone (mmsegmentation's start)
         if not isinstance(getattr(model, "backbone", None), nn.Module):
             raise ValueError(f"{name} has no backbone to load pretrained_backbone into: use pretrained")
         path = str(pretrained_backbone)
-        model.pretrained_summary = "backbone: " + load_matching(model.backbone, read_state_dict(path), path)
+        model.pretrained_summary = "backbone: " + load_matching(
+            model.backbone, read_state_dict(path), path, pretrained_partial
+        )
     if sr_stage is not None:
         add_sr(model, sr_stage, sr, input_size=input_size)
     if input_size is not None:

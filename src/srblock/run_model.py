@@ -35,7 +35,7 @@ def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
         sr=cfg.sr,
         input_size=input_size,
         **cfg.model_kwargs(),
-        **(cfg.weights() if pretrained else {}),
+        **({**cfg.weights(), "pretrained_partial": cfg.pretrained_partial} if pretrained else {}),
     )
 
 

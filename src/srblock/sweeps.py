@@ -12,6 +12,7 @@ from typing import Any
 from .config import TrainConfig, with_seeds
 from .keys import make_config, set_value
 from .recipes import load_yaml
+from .spec import renamed
 
 ROW_LABELS = ("name", "paper")  # a row's keys that describe it rather than configure it
 
@@ -66,7 +67,10 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
         for key, value in {**shared, **row}.items():
             if key not in ROW_LABELS:
                 set_value(values, key, value, source)
-        cfg = make_config(data["recipe"], {**values, **(overrides or {})}, source=source)
+        own = [
+            renamed(k, source, warn=False) for k in row if k not in ROW_LABELS
+        ]  # the row's choices; `set` and overrides are shared
+        cfg = make_config(data["recipe"], {**values, **(overrides or {})}, source=source, explicit=own)
         rows.append(
             SweepRow(
                 row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, tuple(seeds)
