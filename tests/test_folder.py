@@ -195,10 +195,12 @@ def test_a_run_remembers_its_data_and_refuses_other_data(pictures, tmp_path, cap
     assert main(argv(line, data=other, out=tmp_path / "runs")) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "are not the ones" in err and "train: 180 files then, 181 now" in err
-    # the same folder changed under an unfinished run: its resume stops and says what changed
-    (folder / "result.json").unlink()
+    # the same folder changed: the analyses, and the resume of an unfinished run, stop and say what changed
     extra = next((data / "test" / "Sneaker").iterdir())
     extra.write_bytes(extra.read_bytes() + b"\0")  # one byte more: same names, another size
+    assert main(["analyze", str(folder)]) == 2
+    assert "test: as many files, other names, sizes or contents" in capsys.readouterr().err
+    (folder / "result.json").unlink()
     assert main(["train", "folder", "--out", str(tmp_path / "runs"), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "test: as many files, other names, sizes or contents" in err and "\n" not in err

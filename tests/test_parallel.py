@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,61 @@ def test_ctrl_c_stops_every_run_and_the_same_command_with_resume_finishes_them(c
     assert not any((f / "result.json").exists() or (f / ".lock").exists() for f in folders)
     assert main([*command, "--resume"]) == 0
     assert all(json.loads((f / "result.json").read_text())["config"]["epochs"] == 4 for f in folders)
+
+
+def test_a_run_stops_as_at_ctrl_c_when_the_pipe_to_its_parent_ends():
+    child = subprocess.Popen(
+        [sys.executable, "-c", WATCHED],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "watching"
+    child.stdin.close()  # what the parent's death does to the pipe
+    assert child.stdout.read().strip() == "interrupted" and child.wait(timeout=30) == 0
+
+
+WATCHED = """
+import sys, time
+from srblock.train.parallel import stop_with_parent
+stop_with_parent(sys.stdin.fileno())
+print("watching", flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.slow
+def test_runs_of_a_killed_command_stop_and_release_their_locks(cifar, tmp_path):
+    line = "train cifar10 --data {data} --out {out} --set epochs=6 --accelerator cpu --parallel 1"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "srblock", *argv(line, data=cifar, out=tmp_path), *TINY],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    deadline = time.time() + 120
+    while not (folder / "last.ckpt").exists() and parent.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    run_pid = int((folder / ".lock").read_text().split()[0])
+    parent.kill()  # SIGKILL: the command gets no chance to stop its runs
+    parent.wait()
+    while running(run_pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not running(run_pid)  # gone, not training on unseen
+    assert not (folder / ".lock").exists() and not (folder / "result.json").exists()
+    assert f"interrupted in {folder}, whose last.ckpt is after epoch" in (folder / LOG_FILE).read_text()
+
+
+def running(pid: int) -> bool:
+    """Whether a process lives (an ended one nobody has reaped yet is a zombie: not running)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")

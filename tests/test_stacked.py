@@ -4,6 +4,8 @@ the others unharmed, and the runs' folders are those of runs trained alone."""
 
 from __future__ import annotations
 
+import csv
+import io
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from srblock.cli import main
 from srblock.config import with_seeds
 from srblock.keys import make_config
 from srblock.registry import create_model
-from srblock.runs import read_result
+from srblock.runs import DIVERGED_FILE, read_result
 from srblock.stack import StackedModel, member_state, stack_state, stacked_optimizer, write_members
 from srblock.train import stacked, train_classifier, train_stacked
 from srblock.train.jobs import Job, stack_groups
@@ -174,6 +176,40 @@ def test_the_command_finishes_the_others_then_names_the_diverged_run(cifar, tmp_
     assert len(err) == 1 and "training diverged" in err[0] and "seed1" in err[0] and "seed0" not in err[0]
     assert not (tmp_path / FOLDER / "seed1" / "result.json").exists()
     assert [read_result(tmp_path / FOLDER / f"seed{s}")["epochs"] for s in (0, 2)] == [1, 1]
+    # the folder says why; the table averages the others and says which it left out; resume skips it
+    why = (tmp_path / FOLDER / "seed1" / DIVERGED_FILE).read_text().strip()
+    assert why == err[0].removeprefix("srblock train: error: ") and "change lr (now 0.1" in why
+    assert main(["table", str(tmp_path), "--format", "csv"]) == 0
+    out, table_err = capsys.readouterr()
+    [row] = csv.DictReader(io.StringIO(out))
+    assert row["seeds"] == "2"  # the two finished seeds
+    assert table_err == f"srblock table: left out {tmp_path / FOLDER / 'seed1'}: {why}\n"
+    assert main_one_thread("train", "cifar10", "--out", str(tmp_path), "--resume") == 0
+    assert (
+        f"skipped {tmp_path / FOLDER / 'seed1'}, stopped before: training diverged" in capsys.readouterr().err
+    )
+
+
+def test_a_member_whose_validation_loss_is_not_a_number_stops_before_it_checkpoints(
+    cifar, tmp_path, monkeypatch
+):
+    evaluate = stacked.evaluate_stacked
+
+    def nan_for_the_second(net, batches):
+        vals = evaluate(net, batches)
+        return [vals[0], (float("nan"), vals[1][1]), *vals[2:]] if len(vals) > 1 else vals
+
+    monkeypatch.setattr(stacked, "evaluate_stacked", nan_for_the_second)
+    cfgs = with_seeds(make_config("cifar10", {**TINY_KEYS, "epochs": 2, "data_dir": str(cifar)}), [0, 1, 2])
+    fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
+    jobs = [(c, tmp_path / f"seed{c.seed}", None) for c in cfgs]
+    results, failed = train_stacked(fabric, jobs, quiet=True)
+    # seed 1 stops at epoch 1; seed 2 takes its place in the pair, then is second in epoch 2 and stops
+    assert list(results) == [tmp_path / "seed0"] and list(failed) == [tmp_path / "seed1", tmp_path / "seed2"]
+    assert "at epoch 1: the validation loss is nan" in failed[tmp_path / "seed1"]
+    assert "at epoch 2: the validation loss is nan" in failed[tmp_path / "seed2"]
+    assert not (tmp_path / "seed1" / "last.ckpt").exists() and (tmp_path / "seed2" / "last.ckpt").exists()
+    assert (tmp_path / "seed1" / DIVERGED_FILE).is_file() and read_result(tmp_path / "seed0")["epochs"] == 2
 
 
 @pytest.mark.slow

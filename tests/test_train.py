@@ -376,14 +376,17 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop
 @pytest.mark.slow
 def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
     done = srblock_cli(
-        *argv("train cifar10 --data {data} --out {out} --set lr=1e6", data=cifar, out=tmp_path), *TINY
+        *argv("train cifar10 --data {data} --out {out} --set lr=1e6 --seeds 0 1", data=cifar, out=tmp_path),
+        *TINY,
     )
     assert done.returncode == 2
-    [line] = done.stderr.strip().splitlines()
+    [line] = done.stderr.strip().splitlines()  # seed 1 trained after seed 0 stopped; one line names both
     assert "training diverged in " in line and "at epoch 1: the training loss is" in line
-    assert "lower lr (now 1000000.0, e.g. --set lr=100000) and train again" in line
-    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
-    assert not (folder / "result.json").exists() and not (folder / "last.ckpt").exists()
+    assert "change lr (now 1e+06, e.g. --set lr=100000) and train again" in line
+    for seed in (0, 1):
+        folder = tmp_path / "cifar10" / "resnet10s_cifar" / f"seed{seed}"
+        assert not (folder / "result.json").exists() and not (folder / "last.ckpt").exists()
+        assert (folder / "diverged.txt").read_text().strip() in line
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIGS
-from .runs import RESULT_FILE, read_result
+from .runs import RESULT_FILE, diverged, read_result, unfinished_runs
 from .spec import RENAMED_KEYS
 
 # the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale),
@@ -118,6 +118,18 @@ def finished_results(root: Path) -> list[dict[str, Any]]:
     return [
         {**read_result(path.parent), "folder": str(path.parent)} for path in sorted(root.rglob(RESULT_FILE))
     ]
+
+
+def left_out(root: Path) -> list[str]:
+    """One line for each run under `root` a table leaves out (stopped as diverged), and one for the
+    runs not finished yet, so a mean over fewer seeds than trained is never silent."""
+    stopped, running = [], []
+    for folder in unfinished_runs(Path(root)):
+        reason = diverged(folder)
+        (stopped if reason else running).append(f"left out {folder}: {reason}" if reason else str(folder))
+    if running:
+        stopped.append(f"left out {len(running)} unfinished runs (no {RESULT_FILE}), e.g. {running[0]}")
+    return stopped
 
 
 def collect_results(root: Path) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint
@@ -80,3 +81,24 @@ def load_weights(model: nn.Module, path: Path, cfg: TrainConfig) -> dict[str, An
             "configuration; choose another --out, or delete it"
         ) from None
     return state
+
+
+def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:
+    """One forward of one blank image at the run's size, so a size the network cannot take is one
+    line now rather than a traceback in the first step."""
+    if cfg.SEGMENTS:  # the zoo's segmentation models take any crop
+        return
+    size = cfg.input_size()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size))
+    except (RuntimeError, ValueError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{cfg.model} cannot take {size[1]}x{size[2]} images with {size[0]} channels ({reason}): "
+            "set image_size (or in_chans) to what it takes"
+        ) from None
+    finally:
+        model.train(was_training)

@@ -4,7 +4,7 @@ Layout: OUT/<recipe or sweep>/<configuration>/seed<k>/, so the seeds of one conf
 siblings and `srblock table` can average them. A run folder holds config.yaml (the run's
 fields, and where its data lay), data.json (the data's fingerprint: splits.py), metrics.csv,
 tensorboard/, last.ckpt, best.ckpt (the tested checkpoint), result.json and, for segmentation,
-class_iou.md.
+class_iou.md; a run stopped because its training diverged holds diverged.txt instead of result.json.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .spec import SRSpec
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
 LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
 LOCK_FILE = ".lock"  # held by the process training in the folder
+DIVERGED_FILE = "diverged.txt"  # why a run was stopped: it never counts as finished
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
 
@@ -97,13 +98,39 @@ def claim_run_dir(folder: Path, cfg: TrainConfig, write: bool = True) -> TrainCo
     old = _same_run(folder, cfg)
     if old is not None and cfg.data_dir is None:
         cfg = dataclasses.replace(cfg, data_dir=old.data_dir)
-    if write:  # what a killed write left behind: nobody else writes here (the lock)
+    if write:  # what a killed write left behind, a stop of before: nobody else writes here (the lock)
         for leftover in folder.glob(f".*{TMP_SUFFIX}"):
             leftover.unlink(missing_ok=True)
+        (folder / DIVERGED_FILE).unlink(missing_ok=True)
     if write and old != cfg:
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     return cfg
+
+
+class RunDiverged(ValueError):
+    """A run stopped because its loss diverged (its folder says why, in DIVERGED_FILE)."""
+
+
+def divergence_advice(cfg: TrainConfig) -> str:
+    """Which keys to change after a divergence: lr, and the SR block's settings that can blow up."""
+    keys = [f"lr (now {cfg.lr:g}, e.g. --set lr={cfg.lr / 10:g})"]
+    if cfg.sr_stage is not None and cfg.sr_temperature != 1.0:
+        keys.append(f"sr_temperature (now {cfg.sr_temperature:g}; the paper's is 1)")
+    if cfg.sr_stage is not None and getattr(cfg, "sr_memory_init", "zeros") != "zeros":
+        keys.append(f"sr_memory_init_scale (now {cfg.sr_memory_init_scale:g})")
+    return f"change {' or '.join(keys)} and train again"
+
+
+def mark_diverged(folder: Path, message: str) -> None:
+    """Records in the run folder why the run stopped: `srblock table` and `--resume` leave it out."""
+    write_text_atomic(Path(folder) / DIVERGED_FILE, message + "\n")
+
+
+def diverged(folder: Path) -> str | None:
+    """Why a run folder's run was stopped as diverged, or None."""
+    path = Path(folder) / DIVERGED_FILE
+    return path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else None
 
 
 class MetricsLog:

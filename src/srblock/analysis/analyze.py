@@ -28,7 +28,7 @@ from ..memory import nearest_centroid_accuracy, recorded_weights
 from ..registry import PYTHON_MODEL
 from ..run_model import trained_model
 from ..runs import CONFIG_FILE, read_config, write_text_atomic
-from ..splits import load_splits
+from ..splits import check_data, load_splits
 
 SPLITS = ("val", "test", "train")
 
@@ -89,7 +89,9 @@ def load_run(
             "came from with --data DIR (train/, val/, test/ class folders), or in Python "
             "run_analysis(folder, model=run.model, splits={'val': val_set, 'test': test_set})"
         )
-    info, train, val, test, _ = load_splits(cfg, data_root)
+    data = load_splits(cfg, data_root)
+    check_data(folder, data, data_root or cfg.data_dir, write=False)  # the data it trained on, or one line
+    info, train, val, test, _ = data
     return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test})
 
 

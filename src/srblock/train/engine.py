@@ -25,8 +25,18 @@ from ..config import TrainConfig
 from ..insert import sr_blocks
 from ..memory import statistic_columns
 from ..params import config_overhead
-from ..run_model import build_model, load_weights
-from ..runs import BEST_CKPT, LAST_CKPT, METRICS_FILE, MetricsLog, claim_run_dir, write_result
+from ..run_model import build_model, check_input_size, load_weights
+from ..runs import (
+    BEST_CKPT,
+    LAST_CKPT,
+    METRICS_FILE,
+    MetricsLog,
+    RunDiverged,
+    claim_run_dir,
+    divergence_advice,
+    mark_diverged,
+    write_result,
+)
 from ..splits import Splits, check_data, load_splits
 from .fabric import device_name, use_compile_cache, versions
 
@@ -154,12 +164,13 @@ class Run:
 
     def check_finite(self, loss: float, where: str, what: str = "training loss") -> None:
         """Stops a diverged run before it checkpoints, so it never counts as finished (last.ckpt
-        keeps the weights from before): a loss no longer a number, or past LOSS_LIMIT."""
+        keeps the weights from before; the folder says why): a loss not a number, or past LOSS_LIMIT."""
         if not math.isfinite(loss) or loss > LOSS_LIMIT:
-            raise ValueError(
-                f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; lower lr (now "
-                f"{self.cfg.lr}, e.g. --set lr={self.cfg.lr / 10:g}) and train again"
-            )
+            message = f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; "
+            message += divergence_advice(self.cfg)
+            if self.rank0:
+                mark_diverged(self.folder, message)
+            raise RunDiverged(message)
 
     def checkpoint(self, name: str) -> None:
         """Saves the run as it stands (model, optimiser, schedule, RNGs, progress) to `name` in its folder."""
@@ -203,27 +214,6 @@ class Run:
             write_result(self.folder, result)
         self.fabric.barrier()
         return result
-
-
-def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:
-    """One forward of one blank image at the run's size, so a size the network cannot take is one
-    line now rather than a traceback in the first step."""
-    if cfg.SEGMENTS:  # the zoo's segmentation models take any crop
-        return
-    size = cfg.input_size()
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *size))
-    except (RuntimeError, ValueError, AssertionError) as err:
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"{cfg.model} cannot take {size[1]}x{size[2]} images with {size[0]} channels ({reason}): "
-            "set image_size (or in_chans) to what it takes"
-        ) from None
-    finally:
-        model.train(was_training)
 
 
 def compiled(model: nn.Module, mode: str | None) -> nn.Module:

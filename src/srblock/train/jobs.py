@@ -16,7 +16,7 @@ from torch import nn
 
 from .. import startup
 from ..config import TrainConfig
-from ..runs import finished, read_result
+from ..runs import RunDiverged, finished, read_result
 
 
 @dataclass
@@ -106,7 +106,7 @@ def run_jobs(
     summary: Callable[[list[Outcome]], str | None] | None = None,
 ) -> list[Outcome]:
     """Trains `jobs` (skipping finished ones); returns every job's outcome, in order, and prints
-    `summary(outcomes)` once (on the first process of a distributed run). Runs of a stack that
+    `summary(outcomes)` once (on the first process of a distributed run). Runs that
     diverged are an error once the others have finished."""
     from . import make_fabric, run_stacked, run_training
     from .parallel import run_parallel
@@ -152,15 +152,19 @@ def run_jobs(
                 failed.update(stopped)
                 continue
             (i, job), given = group[0], {"model": group[0][1].model, "data": group[0][1].data}
-            result = run_training(
-                fabric,
-                job.cfg,
-                job.folder,
-                resume=resume,
-                quiet=quiet,
-                extra=job.extra,
-                **(given if job.model is not None else {}),
-            )
+            try:
+                result = run_training(
+                    fabric,
+                    job.cfg,
+                    job.folder,
+                    resume=resume,
+                    quiet=quiet,
+                    extra=job.extra,
+                    **(given if job.model is not None else {}),
+                )
+            except RunDiverged as err:  # the next runs still train; the error comes once they have
+                failed[job.folder] = str(err)
+                continue
             outcomes[i] = Outcome(job, result, trained=True)
     ordered = [outcomes[i] for i in sorted(outcomes)]
     text = summary(ordered) if summary else None

@@ -2,7 +2,9 @@
 
 Each run trains in a process of its own (`python -m srblock.train.parallel FOLDER`), with its own
 run folder, lock and checkpoints, so stopping and resuming works as for one run. Its output goes
-to `FOLDER/train.log`; the command prints one line when a run starts and one when it ends.
+to `FOLDER/train.log`; the command prints one line when a run starts and one when it ends. A run
+stops (as at Ctrl-C: its lock released, its last checkpoint kept) when the command does, even when
+the command is killed outright: it watches the pipe the command holds open to it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import torch
-import yaml
 
 from .. import startup
 from ..config import TrainConfig
@@ -110,6 +112,7 @@ def run_parallel(
                 running.remove(run)
                 free.append(run.slot)
                 run.log.close()
+                run.process.stdin.close()
                 minutes = (time.time() - run.started) / 60
                 if run.process.returncode == 0:
                     result = read_result(run.job.folder)
@@ -153,9 +156,25 @@ def _start(
     process = subprocess.Popen(  # its own session: a Ctrl-C reaches it once, forwarded by _stop
         command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
-    process.stdin.write(yaml.safe_dump(dataclasses.asdict(job.cfg), sort_keys=False).encode())
-    process.stdin.close()
+    # the config on one line; the pipe then stays open while this process lives (stop_with_parent)
+    process.stdin.write(json.dumps(dataclasses.asdict(job.cfg)).encode() + b"\n")
+    process.stdin.flush()
     return _Running(job, process, log, slot)
+
+
+def stop_with_parent(fd: int) -> threading.Thread:
+    """Watches the pipe (file descriptor `fd`) the parent holds open: at its end (the parent gone,
+    even by SIGKILL) this process interrupts itself as Ctrl-C would, rather than train on unseen
+    holding its lock. (os.read: a buffered reader's lock would hold up the interpreter's exit.)"""
+
+    def watch() -> None:
+        while os.read(fd, 1):
+            pass
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=watch, name="stop-with-parent", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -175,13 +194,15 @@ def _stop(running: list[_Running]) -> None:
             run.process.kill()
             run.process.wait()
         run.log.close()
+        run.process.stdin.close()
         print(
             f"stopped {run.job.folder}: {_last_line(run.job.folder / LOG_FILE)}", file=sys.stderr, flush=True
         )
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """One run of a parallel command: its config on stdin, its folder and device as arguments."""
+    """One run of a parallel command: its config on stdin's first line, its folder and device as
+    arguments; it stops when stdin ends (the parent has gone)."""
     p = argparse.ArgumentParser(prog="srblock-parallel-run")
     p.add_argument("folder", type=Path)
     p.add_argument("--accelerator", default="cpu")
@@ -196,7 +217,8 @@ def _main(argv: list[str] | None = None) -> int:
     from . import make_fabric, run_training
 
     try:
-        cfg = config_from_mapping(yaml.safe_load(sys.stdin.read()), f"the config of {args.folder}")
+        cfg = config_from_mapping(json.loads(sys.stdin.buffer.readline()), f"the config of {args.folder}")
+        stop_with_parent(sys.stdin.fileno())
         fabric = make_fabric(args.accelerator, 1, 1, cfg.precision)
         run_training(
             fabric, cfg, args.folder, resume=args.resume, quiet=args.quiet, extra=json.loads(args.extra)

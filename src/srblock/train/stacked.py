@@ -56,7 +56,7 @@ class Stack:
 
 def stack_runs(fabric: Fabric, runs: list[Run], scheduler_state: dict[str, Any]) -> Stack:
     """One network of the runs' models as they stand, one optimiser of their optimisers' states."""
-    model = StackedModel([run.model for run in runs])
+    model = StackedModel([run.model.train() for run in runs])  # (an evaluation may have left them in eval)
     first = runs[0]
     optimizer = stacked_optimizer(model, first.model, first.optimizer.optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(first.cfg))
@@ -109,6 +109,22 @@ def evaluate_stacked(net: Any, batches: Sequence[ClassifyBatches]) -> list[tuple
     return [(total / seen, 100.0 * right / seen) for total, right in pairs]
 
 
+def stopped(
+    stack: Stack, losses: list[float], epoch: int, what: str, failed: dict[Path, str], progress: Progress
+) -> list[int]:
+    """The indices of the stack's runs whose loss is sound; each of the others is stopped as
+    diverged (its folder says why, and `failed` gets its error)."""
+    healthy = []
+    for i, (run, loss) in enumerate(zip(stack.runs, losses, strict=True)):
+        try:
+            run.check_finite(loss, f"epoch {epoch + 1}", what)  # last.ckpt keeps the epoch before
+            healthy.append(i)
+        except ValueError as err:
+            failed[run.folder] = str(err)
+            progress.report(f"{run.folder.name} stopped", diverged=f"{what} {loss:.3g}")
+    return healthy
+
+
 def train_stacked(
     fabric: Fabric,
     jobs: Sequence[tuple[ClassifyConfig, Path, dict[str, Any] | None]],
@@ -159,18 +175,10 @@ def train_stacked(
             progress.update()
         train = list(zip((loss_sum / seen).tolist(), (100.0 * correct / seen).tolist(), strict=True))
 
-        diverged = []
-        for run, (loss, _) in zip(stack.runs, train, strict=True):
-            try:
-                run.check_finite(loss, f"epoch {epoch + 1}")  # last.ckpt keeps the epoch before
-            except ValueError as err:
-                failed[run.folder] = str(err)
-                diverged.append(run)
-                progress.report(f"{run.folder.name} stopped", diverged=f"training loss {loss:.3g}")
-        if diverged:  # the others go on as a stack of their own
-            healthy = [i for i, run in enumerate(stack.runs) if run not in diverged]
-            if not healthy:
-                break
+        healthy = stopped(stack, [loss for loss, _ in train], epoch, "training loss", failed, progress)
+        if not healthy:
+            break
+        if len(healthy) < len(stack.runs):  # the others go on as a stack of their own
             sync_members(stack)
             train = [train[i] for i in healthy]
             stack = stack_runs(fabric, [stack.runs[i] for i in healthy], stack.scheduler.state_dict())
@@ -180,6 +188,13 @@ def train_stacked(
         # without a validation split the last epoch is tested
         have_val = batches[first.folder][1] is not None
         vals = evaluate_stacked(stack.net, [batches[r.folder][1] for r in stack.runs]) if have_val else None
+        if vals:  # a validation loss no longer a number stops its run too, before it checkpoints
+            healthy = stopped(stack, [loss for loss, _ in vals], epoch, "validation loss", failed, progress)
+            if not healthy:
+                break
+            if len(healthy) < len(stack.runs):
+                train, vals = [train[i] for i in healthy], [vals[i] for i in healthy]
+                stack = stack_runs(fabric, [stack.runs[i] for i in healthy], stack.scheduler.state_dict())
         for i, run in enumerate(stack.runs):
             val = vals[i] if vals else None
             blocks = sr_blocks(run.model)
