@@ -251,3 +251,26 @@ def test_python_m_srblock_is_the_command(capsys, monkeypatch):
     with pytest.raises(SystemExit) as done:
         runpy.run_module("srblock", run_name="__main__")
     assert done.value.code == 0 and "fashion_mnist" in capsys.readouterr().out
+
+
+def test_ctrl_c_while_the_command_imports_torch_is_one_line():
+    import shutil
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    script = shutil.which("srblock")  # the console script, as a user types it
+    for command in ([script] if script else []) + [[sys.executable, "-m", "srblock"]]:
+        command = [command] if isinstance(command, str) else command
+        process = subprocess.Popen(
+            [*command, "recipes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        maps = Path(f"/proc/{process.pid}/maps")
+        deadline = time.time() + 60
+        while process.poll() is None and "libtorch" not in maps.read_text() and time.time() < deadline:
+            time.sleep(0.005)  # until torch's library is loading: srblock's own code has started
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert err == "srblock: interrupted while starting; nothing was written\n"

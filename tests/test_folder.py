@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from srblock.cli import main
 from srblock.data.folder import folder_classes, load_folder
-from srblock.data.imagenet import UnreadableImage, imagenet_transform
+from srblock.data.imagenet import imagenet_transform
+from srblock.data.images import UnreadableImage
 
 from .helpers import FOLDER_RUN, argv, write_image_folder
 
@@ -100,7 +101,8 @@ def test_an_image_that_cannot_be_decoded_stops_the_run_naming_it(pictures, tmp_p
     data = tmp_path / "data"
     shutil.copytree(pictures, data)
     broken = data / "train" / "Trouser" / "broken.png"
-    broken.write_bytes(b"not a picture")
+    whole = next((data / "train" / "Trouser").iterdir()).read_bytes()
+    broken.write_bytes(whole[:60])  # its header whole (the probe passes it), its pixels cut off
     train, _, _ = load_folder(data)
     images = train.with_transform(imagenet_transform(False, 32))
     # in a worker process too: the worker's traceback becomes the one line

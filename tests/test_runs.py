@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from srblock.checkpoint import load_checkpoint, save_atomic
+from srblock.checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from srblock.keys import make_config, parse_set
 from srblock.run_model import trained_model
 from srblock.runs import (
@@ -242,6 +242,22 @@ def test_atomic_files_honour_the_umask_and_leftovers_are_cleaned_when_a_folder_i
     assert (folder / ".last.ckpt.abc123.tmp").exists()  # only the process that writes cleans
     claim_run_dir(folder, cfg)
     assert not list(folder.glob(".*.tmp"))
+
+
+def test_a_write_or_export_deletes_what_a_killed_one_left_of_the_same_file(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    host = socket.gethostname().split(".")[0]
+    stale = tmp_path / f".model.onnx.{int(dead.stdout)}@{host}.x1y2.tmp"  # a killed export's 23 MB
+    live = tmp_path / f".model.onnx.{os.getpid()}@{host}.z3w4.tmp"  # an export going on now
+    other = tmp_path / f".result.json.{int(dead.stdout)}@{host}.q5.tmp"  # another file's: not this write's
+    for path in (stale, live, other):
+        path.write_bytes(b"x" * 100)
+    remove_stale_temporaries(tmp_path / "model.onnx")
+    assert not stale.exists() and live.exists() and other.exists()
+    write_result(tmp_path, {"test_acc": 1.0})  # every atomic write cleans up after its own file
+    assert not other.exists() and json.loads((tmp_path / "result.json").read_text()) == {"test_acc": 1.0}
 
 
 def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path):

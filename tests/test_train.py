@@ -475,11 +475,25 @@ def test_a_warm_up_as_long_as_the_run_still_reaches_the_full_lr():
 
 
 def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
+    import types
+
     from srblock.train.engine import Run
 
-    run = Run(None, make_config("cifar10", {"lr": 1e6}), tmp_path, None, None, None, None, None, "epoch")
+    rank0 = types.SimpleNamespace(global_rank=0)
+    run = Run(rank0, make_config("cifar10", {"lr": 1e6}), tmp_path, None, None, None, None, None, "epoch")
     run.check_finite(2.3, "epoch 1")  # a loss a network has
-    with pytest.raises(ValueError, match="at epoch 1: the training loss is 1.3e\\+27; lower lr"):
+    assert not (tmp_path / "diverged.txt").exists()
+    with pytest.raises(
+        ValueError, match="at epoch 1: the training loss is 1.3e\\+27; change lr \\(now 1e\\+06"
+    ):
         run.check_finite(1.3e27, "epoch 1")  # finite, and beyond any a network that learns has
-    with pytest.raises(ValueError, match="at epoch 2: the validation loss is nan"):
+    with pytest.raises(ValueError, match="at epoch 2: the validation loss is nan") as stopped:
         run.check_finite(float("nan"), "epoch 2", "validation loss")
+    assert (tmp_path / "diverged.txt").read_text().strip() == str(stopped.value)
+    # the SR block's settings that can blow up are named where the run changed them
+    cold = make_config("fashion_mnist", {"sr_stage": 3, "sr_temperature": 0.001, "sr_memory_init": "normal"})
+    run = Run(rank0, cold, tmp_path, None, None, None, None, None, "epoch")
+    with pytest.raises(
+        ValueError, match="or sr_temperature \\(now 0.001; the paper's is 1\\) or sr_memory_init_scale"
+    ):
+        run.check_finite(float("inf"), "epoch 1")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import pickle
 import random
 import shutil
+import socket
 import tempfile
 import zipfile
 import zlib
@@ -20,13 +22,18 @@ import torch
 FORMAT = "srblock-checkpoint-1"
 
 
-TMP_SUFFIX = ".tmp"  # write_atomic's temporary files: .NAME.XXXX.tmp beside the file they become
+TMP_SUFFIX = ".tmp"  # write_atomic's temporary files: .NAME.PID@HOST.XXXX.tmp beside the file they become
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def new_file_mode() -> int:
+    """The permissions any new file gets here (the umask's), for a file made through mkstemp (0600)."""
+    return 0o666 & ~_umask()
 
 
 def disk_full(err: BaseException, folder: Path) -> bool:
@@ -36,6 +43,38 @@ def disk_full(err: BaseException, folder: Path) -> bool:
     return isinstance(err, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 1 << 20
 
 
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname().split('.')[0]}"
+
+
+def temporary_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file beside `path` (an open descriptor and its name), named after its
+    process, so the one a killed process left is known as stale (remove_stale_temporaries)."""
+    return tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=TMP_SUFFIX, dir=path.parent)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Deletes the temporary files of `path` left by processes of this machine that have died
+    (a kill during a write or an export): they would otherwise stay, hidden, as large as the file."""
+    host = socket.gethostname().split(".")[0]
+    for leftover in Path(path).parent.glob(
+        f".{glob.escape(Path(path).name)}.*@{glob.escape(host)}.*{TMP_SUFFIX}"
+    ):
+        pid = leftover.name[len(Path(path).name) + 2 :].split("@", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Writes a file through `write` into a temporary file beside `path`, syncs it, then renames
     it over `path`: a kill at any moment leaves the old file or the new one, never half of one. The
@@ -43,13 +82,14 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     error that keeps the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from collaborators
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would hide results from collaborators
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)

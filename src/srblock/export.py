@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import disk_full, write_atomic
+from .checkpoint import disk_full, new_file_mode, remove_stale_temporaries, temporary_beside, write_atomic
 from .hub import HUB_CONFIG, HUB_WEIGHTS, json_value, model_args
 from .models.segmentation import main_output
 
@@ -61,7 +61,10 @@ def export_onnx(
         max(batch, 2) if dynamic_batch else batch, *input_size, device=next(model.parameters()).device
     )
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    tmp = path.with_name(f".{path.name}.tmp")  # a failed export leaves an existing file as it was
+    remove_stale_temporaries(path)  # what a killed export left
+    fd, name = temporary_beside(path)  # a failed export leaves an existing file as it was
+    os.close(fd)
+    tmp = Path(name)
     try:
         # the exporter narrates its steps; the caller's model is back in its own mode afterwards
         with contextlib.redirect_stdout(io.StringIO()), evaluating(model):
@@ -74,6 +77,7 @@ def export_onnx(
                 dynamic_shapes=dynamic,
                 external_data=False,
             )
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except Exception as err:
         if disk_full(err, path.parent):

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.io import ImageReadMode, decode_image, encode_png, read_file
+from torchvision.io import encode_png
 
 from .checkpoint import write_atomic
 from .config import TrainConfig
 from .data import DATASETS
-from .data.folder import IMAGE_EXTENSIONS
-from .data.imagenet import UnreadableImage
+from .data.images import IMAGE_EXTENSIONS, read_image
 from .hub import HUB_CONFIG, is_hub_folder
 from .run_model import TrainedModel, trained_model
 from .runs import RESULT_FILE
@@ -59,20 +58,6 @@ def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
             names = None
     count = len(names) if names else cfg.num_classes()
     return tuple(names) if names else tuple(str(k) for k in range(count))
-
-
-def read_image(path: Path, channels: int) -> torch.Tensor:
-    """An image file as uint8 C x H x W with the run's channels, or a one-line UnreadableImage."""
-    try:
-        image = decode_image(
-            read_file(str(path)), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-        )
-    except RuntimeError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnreadableImage(f"{path} cannot be decoded as an image ({reason})") from None
-    if image.dtype == torch.uint16:  # a 16-bit PNG: its top 8 bits, on the 0-255 scale it is read on
-        image = (image.to(torch.int32) >> 8).to(torch.uint8)
-    return image
 
 
 def eval_transform(cfg: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:

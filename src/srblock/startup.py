@@ -8,11 +8,28 @@ end of the first (its report says so by its phases).
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 _STARTED = time.perf_counter()
 _marks: list[tuple[str, float]] = []
 verbose = False  # set by `--verbose`: the training loop prints report() at its first step
+
+
+def _interrupted_while_starting(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    """Ctrl-C before the command's own handler is in place (while torch imports): one line."""
+    if not issubclass(kind, KeyboardInterrupt):
+        _excepthook(kind, value, tb)
+        return
+    print("srblock: interrupted while starting; nothing was written", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+# the `srblock` command (or `python -m srblock...`), not a program that imports srblock
+_excepthook = sys.excepthook
+if sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0] if sys.argv else "") in ("srblock", "srblock.exe"):
+    sys.excepthook = _interrupted_while_starting
 
 
 def mark(phase: str) -> None:

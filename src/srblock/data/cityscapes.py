@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import Cityscapes
 from torchvision.io import ImageReadMode, decode_image, read_file
 
+from .images import read_image
 from .seg_transforms import IGNORE_INDEX
 
 CITYSCAPES_CLASSES = tuple(c.name for c in Cityscapes.classes if 0 <= c.train_id < IGNORE_INDEX)
@@ -46,7 +47,7 @@ class SegmentationFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, label_path = self.pairs[index]
-        image = decode_image(read_file(image_path), mode=ImageReadMode.RGB)
+        image = read_image(image_path, 3, ": remove or replace it, then resume")
         label = decode_image(read_file(label_path), mode=ImageReadMode.GRAY)[0]
         if self.lut is not None:
             label = self.lut[label.long()]

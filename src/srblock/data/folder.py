@@ -7,17 +7,14 @@ reported as the test's are val/'s (result.json says which split was tested).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from torchvision.datasets.folder import make_dataset
 
 from .imagenet import ImageFiles
+from .images import IMAGE_EXTENSIONS, checked_files
 
 SPLITS = ("train", "val", "test")
-# what torchvision.io.decode_image reads (PIL's longer list, e.g. .bmp and .tif, it does not)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-UNREAD_IMAGES = (".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".heic", ".avif")  # images it would drop
 
 
 def _class_folders(folder: Path) -> list[str]:
@@ -60,7 +57,7 @@ def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
         extensions=IMAGE_EXTENSIONS,
         allow_empty=True,
     )
-    samples = _checked(folder, samples)
+    samples = checked_files(folder, samples)
     seen = {label for _, label in samples}
     empty = [c for i, c in enumerate(classes) if i not in seen]
     if empty:
@@ -69,33 +66,6 @@ def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
             f"least one image ({', '.join(IMAGE_EXTENSIONS)})"
         )
     return ImageFiles(samples, classes)
-
-
-def _checked(folder: Path, samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """A split's image files, each once (a symbolic link looping back lists a file many times),
-    and each readable: an unreadable, empty or dangling file, or an image in a format that would be
-    dropped, is a one-line error now rather than a traceback (or a smaller data set) later."""
-    unread = sorted(p for p in folder.rglob("*") if p.suffix.lower() in UNREAD_IMAGES)
-    if unread:
-        raise ValueError(
-            f"{unread[0]} and {len(unread) - 1} other images are in a format srblock does not read "
-            f"({', '.join(sorted({p.suffix.lower() for p in unread}))}): convert them to PNG or JPEG, "
-            "or remove them"
-        )
-    unique, seen = [], set()
-    for path, label in samples:
-        real = os.path.realpath(path)
-        if real in seen:
-            continue
-        seen.add(real)
-        try:
-            size = os.stat(path).st_size
-        except OSError as err:
-            raise ValueError(f"{path} cannot be read ({err.strerror}; a broken link?): remove it") from None
-        if size == 0:
-            raise ValueError(f"{path} is empty (0 bytes): remove it, or copy the image again")
-        unique.append((path, label))
-    return unique
 
 
 def load_folder(root: str | Path | None) -> tuple[ImageFiles, ImageFiles | None, ImageFiles | None]:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torchvision.datasets.folder import find_classes, make_dataset
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
+
+from .images import IMAGE_EXTENSIONS, checked_files, decode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,11 +50,6 @@ def imagenet_transform(
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
 
 
-class UnreadableImage(ValueError):
-    """An image file that cannot be decoded: the run stops and names it (a resume goes on once it
-    is removed or replaced)."""
-
-
 class ImageFiles(Dataset):
     """Labelled image files; an item is (transformed image, label), or (JPEG bytes, label) when encoded."""
 
@@ -75,13 +72,7 @@ class ImageFiles(Dataset):
         data = read_file(path)
         if self.encoded:
             return data, label
-        try:
-            image = decode_image(data, mode=ImageReadMode.GRAY if self.channels == 1 else ImageReadMode.RGB)
-        except RuntimeError as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UnreadableImage(
-                f"{path} cannot be decoded as an image ({reason}): remove or replace it, then resume"
-            ) from None
+        image = decode(data, self.channels, path, ": remove or replace it, then resume")
         return (self.transform(image) if self.transform else image), label
 
     @property
@@ -148,13 +139,13 @@ def load_imagenet(root: Path | None) -> tuple[ImageFiles, ImageFiles]:
     for split in ("train", "val"):
         classes, class_to_idx = _class_folder(root, split)
         try:
-            samples = make_dataset(str(root / split), class_to_idx, extensions=IMG_EXTENSIONS)
+            samples = make_dataset(str(root / split), class_to_idx, extensions=IMAGE_EXTENSIONS)
         except FileNotFoundError:
             raise FileNotFoundError(
-                f"{root / split} has class folders without images ({', '.join(IMG_EXTENSIONS)}): "
+                f"{root / split} has class folders without images ({', '.join(IMAGE_EXTENSIONS)}): "
                 "every class folder needs at least one image"
             ) from None
-        splits[split] = ImageFiles(samples, tuple(classes))
+        splits[split] = ImageFiles(checked_files(root / split, samples), tuple(classes))
     if splits["train"].classes != splits["val"].classes:
         only = sorted(set(splits["train"].classes) ^ set(splits["val"].classes))[:3]
         raise ValueError(

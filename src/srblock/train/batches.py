@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 
 from ..config import TrainConfig
 from ..data import DeviceLoader, EpochSampler, ImageSet, make_dataloader, make_file_loader
-from ..data.imagenet import ImageFiles, UnreadableImage, collate_encoded, decode_batch
+from ..data.imagenet import ImageFiles, collate_encoded, decode_batch
+from ..data.images import UnreadableImage
 from ..data.sampler import epoch_seed, item_seed
 
 
@@ -103,5 +104,5 @@ def _named_errors(loader: Iterable) -> Iterator:
         yield from loader
     except UnreadableImage as err:
         raise UnreadableImage(
-            str(err).strip().splitlines()[-1].removeprefix("srblock.data.imagenet.UnreadableImage: ")
+            str(err).strip().splitlines()[-1].removeprefix("srblock.data.images.UnreadableImage: ")
         ) from None
