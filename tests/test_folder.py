@@ -214,6 +214,11 @@ def test_what_a_folder_holds_besides_its_images_is_not_trained_on(pictures, tmp_
     (data / "train" / ".ipynb_checkpoints" / "x").mkdir(parents=True)  # a hidden folder is no class
     shutil.copy(next((data / "train" / "Trouser").iterdir()), data / "train" / ".ipynb_checkpoints" / "x.png")
     (data / "train" / "Trouser" / "loop").symlink_to(data / "train" / "Trouser")  # a link back up
+    (data / "train" / "Trouser" / ".ipynb_checkpoints").mkdir()  # hidden inside a class: not read
+    shutil.copy(
+        next((data / "train" / "Trouser").glob("*.png")), data / "train" / "Trouser" / ".ipynb_checkpoints"
+    )
+    (data / "train" / "Trouser" / "._0.png").write_bytes(b"\x00\x05\x16\x07")  # macOS's metadata, no image
     train, val, test = load_folder(data)
     assert train.classes == tuple(CLASSES) and len(train) == 180  # each picture once
     empty = data / "test" / "Sneaker" / "empty.png"

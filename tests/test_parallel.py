@@ -145,8 +145,8 @@ WATCHED = """
 import sys, time
 from srblock.train.parallel import stop_with_parent
 stop_with_parent(sys.stdin.fileno())
-print("watching", flush=True)
-try:
+try:  # (the interrupt may come as soon as the line is out)
+    print("watching", flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     print("interrupted")

@@ -83,8 +83,8 @@ def _problem(path: str) -> tuple[str, str] | None:
 
 
 def checked_files(folder: Path, samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """A split's image files, each once (a symbolic link looping back lists a file many times),
-    and each an image srblock reads: an empty, dangling or undecodable file, or an image in a
+    """A split's image files but hidden ones, each once (a symbolic link looping back lists a file
+    many times), and each an image srblock reads: an empty, dangling or undecodable file, or an image in a
     format that would be dropped, is a one-line error now rather than a traceback (or a smaller
     data set) later."""
     unread = sorted(p for p in folder.rglob("*") if p.suffix.lower() in UNREAD_IMAGES)
@@ -96,6 +96,8 @@ def checked_files(folder: Path, samples: list[tuple[str, int]]) -> list[tuple[st
         )
     unique, seen = [], set()
     for path, label in samples:
+        if any(part.startswith(".") for part in Path(path).relative_to(folder).parts):
+            continue  # hidden: a notebook's checkpoints, macOS's ._ files
         real = os.path.realpath(path)
         if real in seen:
             continue
