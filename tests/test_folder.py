@@ -144,7 +144,7 @@ def test_only_formats_torchvision_decodes_count_and_changed_classes_stop_a_resum
     line = "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 --quiet"
     assert main(argv(line, data=data, out=tmp_path / "runs")) == 2
     err = capsys.readouterr().err  # not dropped without a word: a class would lose its images
-    assert "other images are in a format srblock does not read (.bmp): convert them" in err
+    assert "other images are in a format srblock does not read (.bmp): convert to PNG or JPEG" in err
     assert not list((tmp_path / "runs").rglob("config.yaml"))  # a run that could not read its data: no config
     shutil.rmtree(data / "val")
     line += " --set epochs=1 --set batch_size=32 --set num_workers=0"

@@ -86,3 +86,62 @@ def test_files_that_are_not_images_are_refused_before_training(tmp_path):
     Image.fromarray(pixels(8, 8, 3)).save(sneakers / "really.png", format="BMP")
     with pytest.raises(UnreadableImage, match="really.png is a BMP image under another name: convert it"):
         load_folder(data)
+
+
+def test_links_hidden_folders_and_odd_names_as_the_training_reads_them(tmp_path):
+    import shutil
+
+    data = write_image_folder(tmp_path / "data", per_class=(4, 2, 2))
+    train = data / "train"
+    (train / "Sneaker" / ".thumbs").mkdir()
+    Image.fromarray(pixels(8, 8, 3)).save(train / "Sneaker" / ".thumbs" / "a.bmp")  # hidden: not read
+    shutil.copy(
+        next((train / "Sneaker").glob("*.png")), train / "Sneaker" / "photo.jfif"
+    )  # a JPEG's other name
+    Image.fromarray(pixels(8, 8, 3)).save(train / "Sneaker" / "photo.jfif", format="JPEG")
+    assert len(load_folder(data)[0]) == 13
+    (train / "Sneaker" / "loop").symlink_to("..")  # back up to train/: every class's files as Sneaker
+    with pytest.raises(
+        ValueError, match=r"Sneaker/loop/.* is a link into another class's folder .* as Sneaker"
+    ):
+        load_folder(data)
+    (train / "Sneaker" / "loop").unlink()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(pixels(8, 8, 3)).save(outside / "b.bmp")
+    (train / "Sneaker" / "more").symlink_to(outside)  # a linked folder is read, so its .bmp is refused
+    with pytest.raises(
+        ValueError, match=r"more/b.bmp is an image in a format srblock does not read \(.bmp\)"
+    ):
+        load_folder(data)
+
+
+def test_images_the_decoder_cannot_take_are_refused_before_training(tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class=(4, 2, 2))
+    frames = [Image.fromarray(pixels(8, 8, 3)) for _ in range(2)]
+    animated = data / "val" / "Trouser" / "moving.webp"
+    frames[0].save(animated, save_all=True, append_images=frames[1:])
+    with pytest.raises(
+        UnreadableImage, match="moving.webp is an animated WebP, which torchvision cannot decode"
+    ):
+        load_folder(data)
+    animated.unlink()
+    huge = data / "val" / "Trouser" / "huge.png"
+    Image.new("L", (20_000, 20_000)).save(huge)  # 400 M pixels, a few hundred KB
+    with pytest.raises(
+        UnreadableImage, match=r"huge.png is too large to read safely \(Image size \(400000000 pixels\)"
+    ):
+        load_folder(data)
+
+
+def test_predict_reads_a_folder_as_training_does(tmp_path):
+    from srblock.predict import image_files
+
+    Image.fromarray(pixels(8, 8)).save(tmp_path / "shoe.png")
+    (tmp_path / "._shoe.png").write_bytes(b"\x00\x05\x16\x07")  # macOS's metadata beside it
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(pixels(8, 8)).save(tmp_path / ".ipynb_checkpoints" / "shoe.png")
+    assert image_files([tmp_path]) == [tmp_path / "shoe.png"]
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "scan.tif")
+    with pytest.raises(ValueError, match="scan.tif is an image in a format srblock does not read"):
+        image_files([tmp_path])

@@ -162,6 +162,8 @@ def test_runs_of_a_killed_command_stop_and_release_their_locks(cifar, tmp_path):
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # as a script's background job (`srblock train ... &`) starts: SIGINT ignored, which children inherit
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
     deadline = time.time() + 120

@@ -57,7 +57,7 @@ def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
         extensions=IMAGE_EXTENSIONS,
         allow_empty=True,
     )
-    samples = checked_files(folder, samples)
+    samples = checked_files(folder, samples, classes)
     seen = {label for _, label in samples}
     empty = [c for i, c in enumerate(classes) if i not in seen]
     if empty:

@@ -145,7 +145,7 @@ def load_imagenet(root: Path | None) -> tuple[ImageFiles, ImageFiles]:
                 f"{root / split} has class folders without images ({', '.join(IMAGE_EXTENSIONS)}): "
                 "every class folder needs at least one image"
             ) from None
-        splits[split] = ImageFiles(checked_files(root / split, samples), tuple(classes))
+        splits[split] = ImageFiles(checked_files(root / split, samples, classes), tuple(classes))
     if splits["train"].classes != splits["val"].classes:
         only = sorted(set(splits["train"].classes) ^ set(splits["val"].classes))[:3]
         raise ValueError(

@@ -2,7 +2,8 @@
 (class folders, ImageNet, Cityscapes, `predict`), and a probe of a split's files before training.
 
 Every image becomes uint8 C x H x W with the run's channels (1 or 3), whatever the file holds, by
-rules stated once: an animation (GIF, WebP) gives its first frame; 16 bits give their top 8 (the
+rules stated once: an animated GIF gives its first frame (an animated WebP, which torchvision
+cannot decode, is refused before training); 16 bits give their top 8 (the
 0-255 scale the models are normalised on); an alpha channel is dropped (as PIL's convert does);
 colour becomes grey by luma, grey becomes colour by repeating it; a palette is expanded.
 """
@@ -10,6 +11,8 @@ colour becomes grey by luma, grey becomes colour by repeating it; a palette is e
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +22,11 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2.functional import rgb_to_grayscale
 
 # what torchvision.io.decode_image reads (PIL's longer list, e.g. .bmp and .tif, it does not)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-UNREAD_IMAGES = (".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".heic", ".avif")  # images it would drop
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp")
+UNREAD_IMAGES = (  # images it would drop: refused, never skipped
+    ".bmp", ".dib", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".heic", ".heif", ".avif", ".ico",
+    ".jxl", ".jp2", ".j2k", ".psd", ".svg", ".dng", ".cr2", ".nef", ".arw", ".raw", ".exr", ".hdr", ".tga",
+)  # fmt: skip
 DECODED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP")  # PIL's names of the formats decode_image reads
 
 
@@ -55,8 +61,7 @@ def decode(data: torch.Tensor, channels: int, path: str | os.PathLike, advice: s
     try:
         image = decode_image(data, mode=mode)
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnreadableImage(f"{path} cannot be decoded as an image ({reason}){advice}") from None
+        raise UnreadableImage(f"{path} cannot be decoded as an image ({_reason(err)}){advice}") from None
     return to_channels(image, channels)
 
 
@@ -65,40 +70,78 @@ def read_image(path: str | os.PathLike, channels: int, advice: str = "") -> torc
     return decode(read_file(str(path)), channels, path, advice)
 
 
+def _reason(err: Exception) -> str:
+    """A decoder's message without torchvision's C++ source location ("decode_webp, /__w/...cpp:58, ")."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return re.sub(r"^\w+, \S+\.(cpp|h):\d+, ", "", text)
+
+
 def _problem(path: str) -> tuple[str, str] | None:
     """Why a file is no image srblock reads, and what to do (from its header: no pixel is
     decoded), or None."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            kind = image.format
+        with warnings.catch_warnings():  # a large image is not a bomb here: it is the user's own
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                kind, animated = image.format, getattr(image, "is_animated", False)
+    except Image.DecompressionBombError as err:
+        return f"is too large to read safely ({_reason(err).split('.')[0]})", "make it smaller"
     except UnidentifiedImageError:
         return "is not an image (text, or a format nothing here reads)", "remove or replace it"
     except OSError as err:
         return f"cannot be read ({err.strerror or err})", "remove or replace it"
     if kind not in DECODED_FORMATS:
         return f"is a {kind} image under another name", "convert it to PNG or JPEG"
+    if kind == "WEBP" and animated:
+        return (
+            "is an animated WebP, which torchvision cannot decode",
+            "convert it (or its first frame) to PNG",
+        )
     return None
 
 
-def checked_files(folder: Path, samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
+def _walk(folder: Path) -> list[Path]:
+    """Every file under `folder` that is not hidden, through symbolic links (each folder once, so
+    a link back up ends), as torchvision's make_dataset lists them."""
+    files, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(top) / n for n in names if not n.startswith(".")]
+    return files
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def checked_files(
+    folder: Path, samples: list[tuple[str, int]], classes: Sequence[str]
+) -> list[tuple[str, int]]:
     """A split's image files but hidden ones, each once (a symbolic link looping back lists a file
-    many times), and each an image srblock reads: an empty, dangling or undecodable file, or an image in a
-    format that would be dropped, is a one-line error now rather than a traceback (or a smaller
-    data set) later."""
-    unread = sorted(p for p in folder.rglob("*") if p.suffix.lower() in UNREAD_IMAGES)
-    if unread:
-        raise ValueError(
-            f"{unread[0]} and {len(unread) - 1} other images are in a format srblock does not read "
-            f"({', '.join(sorted({p.suffix.lower() for p in unread}))}): convert them to PNG or JPEG, "
-            "or remove them"
-        )
+    many times), each in its own class (a link into another class folder would relabel its
+    files), and each an image srblock reads: an empty, dangling or undecodable file, or an image
+    in a format that would be dropped, is a one-line error now rather than a traceback (or a
+    smaller data set) later."""
+    refuse_unread(folder)
+    split = os.path.realpath(folder)
+    own = [os.path.realpath(folder / name) for name in classes]
     unique, seen = [], set()
     for path, label in samples:
         if any(part.startswith(".") for part in Path(path).relative_to(folder).parts):
             continue  # hidden: a notebook's checkpoints, macOS's ._ files
         real = os.path.realpath(path)
+        if _inside(real, split) and not _inside(real, own[label]):
+            raise ValueError(
+                f"{path} is a link into another class's folder ({real}): it would be trained as "
+                f"{classes[label]}; remove the link"
+            )
         if real in seen:
             continue
         seen.add(real)
@@ -111,6 +154,18 @@ def checked_files(folder: Path, samples: list[tuple[str, int]]) -> list[tuple[st
         unique.append((path, label))
     probe([path for path, _ in unique], str(folder))
     return unique
+
+
+def refuse_unread(folder: Path) -> None:
+    """A one-line error for the images under `folder` (not hidden, through links) in a format that
+    srblock does not read: never a smaller data set without a word."""
+    unread = sorted(p for p in _walk(folder) if p.suffix.lower() in UNREAD_IMAGES)
+    if unread:
+        others = f" and {len(unread) - 1} other images are" if len(unread) > 1 else " is an image"
+        raise ValueError(
+            f"{unread[0]}{others} in a format srblock does not read "
+            f"({', '.join(sorted({p.suffix.lower() for p in unread}))}): convert to PNG or JPEG, or remove"
+        )
 
 
 def probe(paths: Sequence[str], where: str, threads: int = 8) -> None:

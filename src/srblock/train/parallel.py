@@ -212,6 +212,9 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
+    # Ctrl-C (forwarded, or from stop_with_parent) must reach this run even where the command was
+    # started with SIGINT ignored, as a background job of a script is, which its children inherit
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     startup.verbose = args.verbose
     torch.set_num_threads(args.threads)
     from . import make_fabric, run_training
