@@ -134,7 +134,7 @@ def test_bad_weight_files_are_one_line_errors(tmp_path):
         (
             "cut.pth",
             saved.read_bytes()[: saved.stat().st_size // 2],
-            "truncated or damaged: PytorchStreamReader",
+            "truncated or damaged: not a complete zip archive",
         ),
     ):
         (tmp_path / name).write_bytes(body)
@@ -277,3 +277,39 @@ def test_a_segmentation_model_starts_from_a_backbone_file(cityscapes, tmp_path, 
     )
     with pytest.raises(ValueError, match="resnet10s_cifar has no backbone to load pretrained_backbone into"):
         srblock.create_model("resnet10s_cifar", pretrained_backbone=str(path))
+
+
+def test_weights_that_only_look_like_this_model_s_are_named(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    deeper = tmp_path / "resnet34.pth"
+    torch.save(torchvision.models.resnet34().state_dict(), deeper)  # every ResNet18 name, and more
+    with pytest.raises(
+        ValueError, match=r"holds 96 of its 218 tensors under names this model lacks .* larger network"
+    ):
+        srblock.create_model("tv:resnet18", pretrained=str(deeper))
+    whole = tmp_path / "whole.pth"
+    torch.save(torchvision.models.resnet18(), whole)
+    with pytest.raises(
+        ValueError, match=r"a pickled model or other objects, not a state dict: save model.state_dict"
+    ):
+        srblock.create_model("tv:resnet18", pretrained=str(whole))
+    named = tmp_path / "weights.PTH"  # safetensors under another name: read by its content
+    save_file(torchvision.models.resnet18().state_dict(), str(named))
+    assert srblock.create_model("tv:resnet18", pretrained=str(named)).pretrained_summary.startswith(
+        "loaded 122"
+    )
+    head = tmp_path / "head.pth"
+    torch.save({"fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)}, head)
+    with pytest.raises(
+        ValueError, match=r"no tensor of this model that fits \(fc.weight is \(10, 512\) there"
+    ):
+        srblock.create_model("tv:resnet18", num_classes=3, pretrained=str(head))
+    # a backbone has no head: its last layer of another shape is another architecture, not a new head
+    backbone = srblock.create_model("fcn_resnet10s", in_chans=3, num_classes=19).backbone.state_dict()
+    last = [k for k in backbone if k.endswith("weight")][-1]
+    backbone[last] = torch.zeros(3, *backbone[last].shape[1:])
+    torch.save(backbone, tmp_path / "backbone.pth")
+    with pytest.raises(ValueError, match=f"another architecture: 1 tensors outside the head .*{last}"):
+        srblock.create_model("fcn_resnet10s", in_chans=3, pretrained_backbone=str(tmp_path / "backbone.pth"))

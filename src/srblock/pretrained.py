@@ -33,7 +33,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"pretrained weights {path} not found: give the path of a .pth or .safetensors file"
         )
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors" or _is_safetensors(path):
             from safetensors.torch import load_file
 
             state = load_file(str(path))
@@ -60,9 +60,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _is_safetensors(path: Path) -> bool:
+    """Whether a file is safetensors whatever its name: 8 bytes of header length, then JSON."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
 def _reason(err: Exception) -> str:
     """What a reader said about a file, in a few words: truncated, not a weights file..."""
-    text = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+    text = str(err).strip().splitlines()[0].split(". ")[0][:160] if str(err).strip() else ""
+    if "Unsupported global" in str(err):  # a pickle of objects (a whole model), not of tensors
+        return "a pickled model or other objects, not a state dict: save model.state_dict() instead"
+    if "central directory" in text:
+        return "truncated or damaged: not a complete zip archive"
     if isinstance(err, (KeyError, IndexError, pickle.UnpicklingError)) or "invalid load key" in text:
         return "not a weights file: text or another format"
     if "header too large" in text or "invalid header" in text:
@@ -94,15 +105,21 @@ def head_keys(model: nn.Module) -> set[str]:
 
 
 def load_matching(
-    model: nn.Module, tensors: dict[str, torch.Tensor], source: str, partial: bool = False
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    source: str,
+    partial: bool = False,
+    has_head: bool = True,
 ) -> str:
     """Copies every tensor of `tensors` whose name and shape the model shares, and returns one line
     of what was loaded, left new in the head (another number of classes), adapted, missing and unused.
 
     A file of another architecture is refused (unless `partial`): a tensor outside the head with
-    another shape, or less than MIN_LOADED of the model's weights outside its head filled."""
+    another shape, less than MIN_LOADED of the model's weights outside its head filled, or more
+    than 1 - MIN_LOADED of the file's tensors unknown to the model (a deeper network of the same
+    names). `has_head=False`: the model (a backbone) has no head, so no other shape is excused."""
     own = model.state_dict()
-    head = head_keys(model)
+    head = head_keys(model) if has_head else set()
     loaded, new_head, other_shape, adapted = {}, [], [], []
     for key, target in own.items():  # in the model's order
         if key not in tensors:
@@ -121,9 +138,14 @@ def load_matching(
         else:
             (new_head if key in head else other_shape).append(key)
     if not loaded:
-        example = next(iter(tensors))
+        shaped = new_head + other_shape
+        example = (
+            f"{shaped[0]} is {tuple(tensors[shaped[0]].shape)} there, {tuple(own[shaped[0]].shape)} here"
+            if shaped
+            else f"its first is {next(iter(tensors))!r}"
+        )
         raise ValueError(
-            f"{source} holds no tensor of this model (its first is {example!r}): it is from another network"
+            f"{source} holds no tensor of this model that fits ({example}): it is from another network"
         )
     weights = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
     filled = sum(k in loaded for k in weights)
@@ -137,6 +159,13 @@ def load_matching(
             f"other shapes ({shown}); set pretrained_partial=true to load only the {filled} of "
             f"{len(weights)} that fit"
         )
+    unused = [k for k in tensors if k not in own]
+    if not partial and len(unused) > (1 - MIN_LOADED) * len(tensors):
+        raise ValueError(
+            f"{source} holds {len(unused)} of its {len(tensors)} tensors under names this model lacks "
+            f"(e.g. {', '.join(unused[:2])}): it is a larger network of another architecture; set "
+            "pretrained_partial=true to load what fits anyway"
+        )
     if not partial and share < MIN_LOADED:
         absent = [k for k in weights if k not in loaded]
         raise ValueError(
@@ -145,7 +174,6 @@ def load_matching(
             f"pretrained_partial=true to load them anyway"
         )
     missing = [k for k in weights if k not in loaded and k not in other_shape]
-    unused = [k for k in tensors if k not in own]
     model.load_state_dict(loaded, strict=False)
     parts = [f"loaded {len(loaded)} tensors from {source} ({share:.0%} of the weights outside the head)"]
     if new_head:

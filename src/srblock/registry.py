@@ -201,7 +201,7 @@ def create_model(
             raise ValueError(f"{name} has no backbone to load pretrained_backbone into: use pretrained")
         path = str(pretrained_backbone)
         model.pretrained_summary = "backbone: " + load_matching(
-            model.backbone, read_state_dict(path), path, pretrained_partial
+            model.backbone, read_state_dict(path), path, pretrained_partial, has_head=False
         )
     if sr_stage is not None:
         add_sr(model, sr_stage, sr, input_size=input_size)
