@@ -367,6 +367,18 @@ def test_sr_settings_that_only_break_a_run_are_refused_when_set(capsys):
             "warmup_epochs=3 leaves no epoch at the full lr: set it below epochs",
         ),
         (["pretrained_partial=true"], "pretrained_partial=true does nothing without weights to load"),
+        (
+            ["optimizer=adamw", "momentum=0.5"],
+            "momentum=0.5 does nothing with optimizer=adamw: set optimizer=sgd",
+        ),
+        (
+            ["compile=false", "compile_mode=max-autotune"],
+            "compile_mode=max-autotune does nothing with compile=false",
+        ),
+        (
+            ["epochs=2", "milestones=[5]"],
+            "milestones=[5] does nothing unless schedule=step and a milestone falls",
+        ),
     ],
 )
 def test_a_key_set_where_it_does_nothing_is_refused_in_one_line(sets, message, capsys):
@@ -382,6 +394,13 @@ def test_keys_that_act_are_taken_and_shared_keys_are_not_the_runs_choice(tmp_pat
     assert make_config("fashion_mnist", {"reg": "d", "reg_rate": 0.2}).reg_rate == 0.2
     # a recipe's warm-up serves every run of it: a shorter run cuts it (the schedule) rather than failing
     assert make_config("folder", {"epochs": 2}).warmup_epochs == 3
+    # a key set to its default changes nothing: scripts that always pass it are not refused
+    assert make_config("fashion_mnist", {"pretrained_partial": False, "reg_rate": None}).reg_rate is None
+    # a sweep's --set is shared: refused only where it acts in no row
+    with pytest.raises(
+        ValueError, match="cifar100-table2 --set reg_rate, in every row: reg_rate=0.3 does nothing"
+    ):
+        expand_sweep("cifar100-table2", {"reg_rate": 0.3})
     # a recipe's P without an SR block: no block, no P
     assert (
         build_config({**recipe_values("fashion_mnist"), "sr_memory_blocks": 6}, "r").sr_memory_blocks is None

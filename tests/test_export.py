@@ -127,6 +127,11 @@ def test_export_errors(seg_run, capsys, tmp_path):
     assert "--model describe a new model, but a run folder's model is its own" in capsys.readouterr().err
     assert main(["export", "--model", "timm:nonexistent_net", "--onnx", "x.onnx"]) == 2
     assert "unknown timm model 'nonexistent_net'" in capsys.readouterr().err
+    assert main(["export", "--model", "resnet10s_cifar", "--onnx", str(tmp_path)]) == 2
+    assert (
+        f"{tmp_path} is a folder: give the ONNX file's path, e.g. {tmp_path / 'model.onnx'}"
+        in capsys.readouterr().err
+    )
 
 
 def test_export_a_segmentation_run_folder(seg_run, tmp_path, capsys):

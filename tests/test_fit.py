@@ -117,3 +117,16 @@ def test_what_fit_cannot_train_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="srblock.fit: sr_lr_mult=10 does nothing without an SR block"):
         srblock.fit(model, train, val, classes=train.classes, sr_lr_mult=10, **kwargs)
     assert not list(tmp_path.rglob("config.yaml"))  # nothing started
+
+
+def test_keys_fit_decides_itself_are_refused_not_overwritten(tmp_path):
+    model = srblock.create_model("resnet10s_cifar", num_classes=2, in_chans=1)
+    images = [(torch.zeros(1, 8, 8), k % 2) for k in range(4)]
+    for key, value, message in (
+        ("pretrained", "weights.pth", "load weights into the model before"),
+        ("image_size", 64, "it is read from your images"),
+        ("dataset", "cifar100", "your data sets .* decide it"),
+    ):
+        with pytest.raises(ValueError, match=f"srblock.fit: {key}=.* does nothing here: {message}"):
+            srblock.fit(model, images, images, out=tmp_path, **{key: value})
+    assert not list(tmp_path.iterdir())  # nothing started

@@ -178,16 +178,20 @@ def test_the_command_finishes_the_others_then_names_the_diverged_run(cifar, tmp_
     assert [read_result(tmp_path / FOLDER / f"seed{s}")["epochs"] for s in (0, 2)] == [1, 1]
     # the folder says why; the table averages the others and says which it left out; resume skips it
     why = (tmp_path / FOLDER / "seed1" / DIVERGED_FILE).read_text().strip()
-    assert why == err[0].removeprefix("srblock train: error: ") and "change lr (now 0.1" in why
+    assert (
+        why == err[0].removeprefix("srblock train: error: ")
+        and "train again with a smaller lr (now 0.1, e.g. --set lr=0.01)" in why
+    )
     assert main(["table", str(tmp_path), "--format", "csv"]) == 0
     out, table_err = capsys.readouterr()
     [row] = csv.DictReader(io.StringIO(out))
     assert row["seeds"] == "2"  # the two finished seeds
     assert table_err == f"srblock table: left out {tmp_path / FOLDER / 'seed1'}: {why}\n"
+    skipped = f"skipped {tmp_path / FOLDER / 'seed1'}, stopped before: training diverged"
     assert main_one_thread("train", "cifar10", "--out", str(tmp_path), "--resume") == 0
-    assert (
-        f"skipped {tmp_path / FOLDER / 'seed1'}, stopped before: training diverged" in capsys.readouterr().err
-    )
+    assert skipped in capsys.readouterr().err
+    assert main_one_thread(*common, "--seeds", "0", "1", "2", "--out", str(tmp_path), "--resume") == 0
+    assert skipped in capsys.readouterr().err  # the same command with --resume: skipped too
 
 
 def test_a_member_whose_validation_loss_is_not_a_number_stops_before_it_checkpoints(

@@ -382,7 +382,7 @@ def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()  # seed 1 trained after seed 0 stopped; one line names both
     assert "training diverged in " in line and "at epoch 1: the training loss is" in line
-    assert "change lr (now 1e+06, e.g. --set lr=100000) and train again" in line
+    assert "train again with a smaller lr (now 1e+06, e.g. --set lr=0.1), after deleting " in line
     for seed in (0, 1):
         folder = tmp_path / "cifar10" / "resnet10s_cifar" / f"seed{seed}"
         assert not (folder / "result.json").exists() and not (folder / "last.ckpt").exists()
@@ -484,7 +484,11 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
     run.check_finite(2.3, "epoch 1")  # a loss a network has
     assert not (tmp_path / "diverged.txt").exists()
     with pytest.raises(
-        ValueError, match="at epoch 1: the training loss is 1.3e\\+27; change lr \\(now 1e\\+06"
+        ValueError,
+        match=(
+            "at epoch 1: the training loss is 1.3e\\+27; train again with a smaller lr "
+            f"\\(now 1e\\+06, e.g. --set lr=0.1\\), after deleting {tmp_path} \\(or in another --out\\)"
+        ),
     ):
         run.check_finite(1.3e27, "epoch 1")  # finite, and beyond any a network that learns has
     with pytest.raises(ValueError, match="at epoch 2: the validation loss is nan") as stopped:
@@ -494,6 +498,10 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
     cold = make_config("fashion_mnist", {"sr_stage": 3, "sr_temperature": 0.001, "sr_memory_init": "normal"})
     run = Run(rank0, cold, tmp_path, None, None, None, None, None, "epoch")
     with pytest.raises(
-        ValueError, match="or sr_temperature \\(now 0.001; the paper's is 1\\) or sr_memory_init_scale"
+        ValueError,
+        match=(
+            "or sr_temperature nearer 1, the paper's \\(now 0.001\\) "
+            "or a smaller sr_memory_init_scale \\(now 0.3\\)"
+        ),
     ):
         run.check_finite(float("inf"), "epoch 1")

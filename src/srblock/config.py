@@ -24,6 +24,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 AUTO_COMPILE_STEPS = 5_000
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STEP_ONLY = "does nothing with schedule=cosine: set schedule=step"
+MILESTONES = "does nothing unless schedule=step and a milestone falls before the last epoch"
+SGD_ONLY = "does nothing with optimizer=adamw: set optimizer=sgd"
 NO_WEIGHTS = "does nothing without weights to load: set pretrained (or pretrained_backbone)"
 
 
@@ -52,8 +54,10 @@ class TrainConfig:
     batch_size: int = setting(128, "images per step, per process", range="[1, inf)")
     eval_batch_size: int = setting(512, "images per evaluation step", range="[1, inf)")
     lr: float = setting(0.1, "learning rate", range="(0, inf)")
-    momentum: float = setting(0.9, "SGD's momentum", range="[0, 1)")
-    nesterov: bool = setting(False, "Nesterov momentum")
+    momentum: float = setting(
+        0.9, "SGD's momentum", range="[0, 1)", needs=(lambda c: c.optimizer == "sgd", SGD_ONLY)
+    )
+    nesterov: bool = setting(False, "Nesterov momentum", needs=(lambda c: c.optimizer == "sgd", SGD_ONLY))
     weight_decay: float = setting(5e-4, "weight decay", range="[0, inf)")
     optimizer: str = setting("sgd", "sgd (the paper's) or adamw (fine-tuning)", choices=("sgd", "adamw"))
     sr_lr_mult: float = sr_key("lr_mult")
@@ -73,7 +77,7 @@ class TrainConfig:
     )  # fmt: skip
     compile_mode: str = setting(
         "default", "torch.compile's mode; reduce-overhead replays CUDA graphs", choices=COMPILE_MODES,
-        role="execution",
+        role="execution", needs=(lambda c: c.compile != "false", "does nothing with compile=false"),
     )  # fmt: skip
     channels_last: bool = setting(True, "channels_last memory format")
     num_workers: int = setting(2, "DataLoader workers", range="[0, inf)", role="execution")
@@ -175,7 +179,7 @@ class ClassifyConfig(TrainConfig):
     )  # fmt: skip
     milestones: list[int] = setting(
         default_factory=lambda: [60, 120, 160], help="epochs at which lr is x gamma", range="[1, inf)",
-        needs=(lambda c: c.schedule == "step", STEP_ONLY),
+        needs=(lambda c: c.schedule == "step" and min(c.milestones, default=c.epochs) < c.epochs, MILESTONES),
     )  # fmt: skip
     gamma: float = setting(
         0.2, "the step schedule's factor", range="(0, inf)", needs=(lambda c: c.schedule == "step", STEP_ONLY)
@@ -237,7 +241,10 @@ class FilesConfig(ClassifyConfig):
         "rrc: random-resized crop + flip (photos); padcrop: resize, pad-crop + flip",
         choices=("rrc", "padcrop"),
     )
-    crop_padding: int = setting(4, "padcrop's padding at 32 px, scaled with image_size", range="[0, inf)")
+    crop_padding: int = setting(
+        4, "padcrop's padding at 32 px, scaled with image_size", range="[0, inf)",
+        needs=(lambda c: c.augment == "padcrop", "does nothing with augment=rrc: set augment=padcrop"),
+    )  # fmt: skip
     classes: list[str] | None = setting(
         None, "a folder data set's class names (its train/ folders), filled in"
     )

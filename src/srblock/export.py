@@ -55,6 +55,8 @@ def export_onnx(
     a multiple of the memory's, which the legacy TorchScript exporter cannot.
     """
     path = Path(path)
+    if path.is_dir():  # before the export's seconds, not after them
+        raise ValueError(f"{path} is a folder: give the ONNX file's path, e.g. {path / 'model.onnx'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # a dynamic batch is traced at batch 2: torch.export specialises a size-1 dimension
     x = torch.randn(

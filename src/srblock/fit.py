@@ -72,6 +72,18 @@ def _check_head(model: nn.Module, image: torch.Tensor, classes: int) -> None:
         )
 
 
+# keys of a recipe that fit's own arguments decide, with what decides them
+_DATA = "your data sets (and their own transforms) decide it"
+_WEIGHTS = "load weights into the model before (e.g. srblock.create_model(name, pretrained=FILE))"
+FIT_DECIDES = {
+    **dict.fromkeys(
+        ("dataset", "data_dir", "val_fraction", "augment", "crop_padding", "flip", "gpu_decode"), _DATA
+    ),
+    **dict.fromkeys(("in_chans", "image_size"), "it is read from your images"),
+    **dict.fromkeys(("pretrained", "pretrained_partial"), _WEIGHTS),
+}
+
+
 def _classes(train_set: Dataset, classes: list[str] | None, num_classes: int | None) -> list[str]:
     if classes is not None:
         return [str(c) for c in classes]
@@ -117,6 +129,10 @@ def fit(
     for label, split in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
         if split is not None and len(split) == 0:
             raise ValueError(f"srblock.fit: {label} is empty: give it images (or leave it out)")
+    for key, value in overrides.items():
+        why = FIT_DECIDES.get(key)
+        if why and value not in (None, False):
+            raise ValueError(f"srblock.fit: {key}={value!r} does nothing here: {why}")
     values: dict[str, Any] = {}
     spec_keys = as_spec(sr, "srblock.fit").keys() if sr is not None else {}
     for key, value in {**recipe_values(recipe), **spec_keys, **overrides}.items():

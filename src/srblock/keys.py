@@ -164,6 +164,10 @@ def make_config(
     return cfg
 
 
+def _default(field: dataclasses.Field) -> Any:
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
+
 def check_applies(cfg: TrainConfig, chosen: dict[str, Any], source: str, has_sr: bool | None = None) -> None:
     """Refuses a key the user set that does nothing in `cfg` (an SR key without an SR block, a
     regulariser's rate without one...), which would otherwise be recorded as if it had acted.
@@ -171,7 +175,7 @@ def check_applies(cfg: TrainConfig, chosen: dict[str, Any], source: str, has_sr:
     own = {f.name for f in dataclasses.fields(cfg)}
     has_sr = cfg.sr_stage is not None if has_sr is None else has_sr
     for key, value in chosen.items():
-        if key not in own:
+        if key not in own or value == _default(FIELDS[key]):  # the default changes nothing: no harm
             continue
         meta = FIELDS[key].metadata
         needs = meta.get("needs")

@@ -112,14 +112,16 @@ class RunDiverged(ValueError):
     """A run stopped because its loss diverged (its folder says why, in DIVERGED_FILE)."""
 
 
-def divergence_advice(cfg: TrainConfig) -> str:
-    """Which keys to change after a divergence: lr, and the SR block's settings that can blow up."""
-    keys = [f"lr (now {cfg.lr:g}, e.g. --set lr={cfg.lr / 10:g})"]
+def divergence_advice(cfg: TrainConfig, folder: Path) -> str:
+    """What to do after a divergence: which keys to change (lr, and the SR block's settings that
+    can blow up where the run changed them), and where, since the same settings' folder is taken."""
+    smaller = cfg.lr / 10 if cfg.lr <= 1 else 0.1
+    keys = [f"a smaller lr (now {cfg.lr:g}, e.g. --set lr={smaller:g})"]
     if cfg.sr_stage is not None and cfg.sr_temperature != 1.0:
-        keys.append(f"sr_temperature (now {cfg.sr_temperature:g}; the paper's is 1)")
+        keys.append(f"sr_temperature nearer 1, the paper's (now {cfg.sr_temperature:g})")
     if cfg.sr_stage is not None and getattr(cfg, "sr_memory_init", "zeros") != "zeros":
-        keys.append(f"sr_memory_init_scale (now {cfg.sr_memory_init_scale:g})")
-    return f"change {' or '.join(keys)} and train again"
+        keys.append(f"a smaller sr_memory_init_scale (now {cfg.sr_memory_init_scale:g})")
+    return f"train again with {' or '.join(keys)}, after deleting {folder} (or in another --out)"
 
 
 def mark_diverged(folder: Path, message: str) -> None:

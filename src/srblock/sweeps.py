@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import TrainConfig, with_seeds
-from .keys import make_config, set_value
+from .keys import check_applies, make_config, set_value
 from .recipes import load_yaml
 from .spec import renamed
 
@@ -76,4 +76,13 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
                 row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, tuple(seeds)
             )
         )
+    for key, value in (overrides or {}).items():  # shared: refused only where it acts in no row
+        refusals = []
+        for row in rows:
+            try:
+                check_applies(row.config, {key: value}, f"{sweep} --set {key}, in every row")
+            except ValueError as err:
+                refusals.append(err)
+        if rows and len(refusals) == len(rows):
+            raise refusals[0]
     return rows

@@ -12,7 +12,7 @@ from ..keys import make_config
 from ..recipes import group_name
 from ..render import render
 from ..results import METRICS
-from ..runs import diverged, read_config, run_dir, unfinished_runs
+from ..runs import read_config, run_dir, unfinished_runs
 from .common import add_parallel_arg, add_training_args, job_args, training_overrides
 
 EPILOG = """\
@@ -55,12 +55,7 @@ def run(args: argparse.Namespace) -> int:
     group = group_name(args.recipe)
     overrides = training_overrides(args)
     if args.resume and not args.sets and not args.seeds:
-        folders = []
-        for folder in unfinished_runs(Path(args.out) / group):
-            if diverged(folder):  # resumed as it is, it would diverge again
-                print(f"srblock train: skipped {folder}, stopped before: {diverged(folder)}", file=sys.stderr)
-            else:
-                folders.append(folder)
+        folders = unfinished_runs(Path(args.out) / group)  # (run_jobs skips those that diverged)
         if not folders:
             print(f"nothing to resume under {Path(args.out) / group}")
             return 0

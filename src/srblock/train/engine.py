@@ -167,7 +167,7 @@ class Run:
         keeps the weights from before; the folder says why): a loss not a number, or past LOSS_LIMIT."""
         if not math.isfinite(loss) or loss > LOSS_LIMIT:
             message = f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; "
-            message += divergence_advice(self.cfg)
+            message += divergence_advice(self.cfg, self.folder)
             if self.rank0:
                 mark_diverged(self.folder, message)
             raise RunDiverged(message)

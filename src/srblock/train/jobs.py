@@ -7,6 +7,7 @@ parse their arguments into jobs."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import nn
 
 from .. import startup
 from ..config import TrainConfig
-from ..runs import RunDiverged, finished, read_result
+from ..runs import RunDiverged, diverged, finished, read_result
 
 
 @dataclass
@@ -120,7 +121,10 @@ def run_jobs(
     precision = shared_precision(j.cfg for j in jobs) if jobs else None
     # finished runs first: a command with nothing to train starts no Fabric (no processes, no GPU)
     done_before = [finished(job.folder, job.cfg) for job in jobs]
-    todo = [(i, job) for i, job in enumerate(jobs) if not done_before[i]]
+    stopped = [bool(resume and not done_before[i] and diverged(job.folder)) for i, job in enumerate(jobs)]
+    for job in (job for i, job in enumerate(jobs) if stopped[i]):  # resumed as it is, it would diverge again
+        print(f"srblock train: skipped {job.folder}, stopped before: {diverged(job.folder)}", file=sys.stderr)
+    todo = [(i, job) for i, job in enumerate(jobs) if not done_before[i] and not stopped[i]]
     fabric = make_fabric(accelerator, devices, num_nodes, precision) if todo and not parallel else None
     startup.mark("config, training stack, Fabric")
     say = print if fabric is None else fabric.print
