@@ -47,6 +47,11 @@ def test_a_run_s_steps_and_the_old_booleans():
 def test_the_compile_cache_lasts_unless_told_otherwise(monkeypatch, tmp_path):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     assert use_compile_cache() == COMPILE_CACHE and str(COMPILE_CACHE).endswith(".cache/srblock/inductor")
+    # what importing torch._dynamo leaves in the variable (torch 2.14): its /tmp default, not a choice
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert use_compile_cache() == COMPILE_CACHE
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     assert use_compile_cache() == tmp_path
 

@@ -72,11 +72,25 @@ def device_name(fabric: Fabric) -> str:
 COMPILE_CACHE = Path.home() / ".cache" / "srblock" / "inductor"
 
 
+def _torch_default_cache() -> str:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        return default_cache_dir()
+    except (ImportError, AttributeError):  # another torch: its default as torch 2.x names it
+        import getpass
+        import tempfile
+
+        return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
+
+
 def use_compile_cache() -> Path:
     """torch.compile's caches (inductor's FX graphs and AOT autograd's) in a folder that outlives
     the process, so a second seed, a resume or a rerun starts compiled in seconds: COMPILE_CACHE,
-    unless TORCHINDUCTOR_CACHE_DIR names another."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(COMPILE_CACHE))
+    unless TORCHINDUCTOR_CACHE_DIR names another. (Importing torch._dynamo sets that variable to
+    torch's own default, a folder in /tmp, so that value counts as not chosen.)"""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, _torch_default_cache()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(COMPILE_CACHE)
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
