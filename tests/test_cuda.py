@@ -109,6 +109,7 @@ def test_compiled_model_matches_eager(device):
 def test_classification_loop_on_the_device(cifar, tmp_path, loader, device):
     line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3"
     sets = ["--set", f"loader={loader}", "--set", f"compile={str(loader == 'fast').lower()}"]
+    sets += ["--set", "eval_batch_size=10", "--set", "batch_size=30"]  # every batch full: no graph per size
     assert main(argv(line, data=cifar, out=tmp_path) + TINY + on(device) + sets) == 0
     [path] = tmp_path.rglob("result.json")
     result = json.loads(path.read_text())
