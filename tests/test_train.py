@@ -346,18 +346,17 @@ def test_imagenet_on_two_processes_with_uneven_validation_shards(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop_a_resume(cifar, tmp_path):
+def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop_a_resume(
+    cifar, tmp_path, capsys
+):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=2", data=cifar, out=tmp_path) + TINY
     env = cli_env(PAUSE_AT="3", MARKER=str(tmp_path / "m"))
     first = paused_run(common, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for args in (common, [*common, "--resume"]):
-            second = srblock_cli(*args)
-            assert second.returncode == 2
-            assert (
-                f"is in use by process {first.pid} (a run trains there)"
-                in second.stderr.strip().splitlines()[-1]
-            )
+        for args in (common, [*common, "--resume"]):  # (in this process: a second process all the same)
+            assert main_one_thread(*args) == 2
+            err = capsys.readouterr().err
+            assert f"is in use by process {first.pid} (a run trains there)" in err.strip().splitlines()[-1]
     finally:
         first.kill()
         first.wait()
@@ -365,22 +364,21 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop
     broken = tmp_path / "cifar10" / "resnet19_cifar" / "seed0"
     broken.mkdir(parents=True)
     (broken / "config.yaml").write_text("dataset: cifar10\nmodel: resnet19_cifar\n")
-    resumed = srblock_cli("train", "cifar10", "--out", str(tmp_path), "--resume", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"skipped {broken}: " in resumed.stderr and "unknown model 'resnet19_cifar'" in resumed.stderr
+    assert main_one_thread("train", "cifar10", "--out", str(tmp_path), "--resume", "--quiet") == 0
+    err = capsys.readouterr().err
+    assert f"skipped {broken}: " in err and "unknown model 'resnet19_cifar'" in err
     assert (
         tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json"
     ).exists()  # the dead run's lock taken over
 
 
 @pytest.mark.slow
-def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path):
-    done = srblock_cli(
-        *argv("train cifar10 --data {data} --out {out} --set lr=1e6 --seeds 0 1", data=cifar, out=tmp_path),
-        *TINY,
-    )
-    assert done.returncode == 2
-    [line] = done.stderr.strip().splitlines()  # seed 1 trained after seed 0 stopped; one line names both
+def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path, capsys):
+    line = "train cifar10 --data {data} --out {out} --set lr=1e6 --seeds 0 1"
+    assert main_one_thread(*argv(line, data=cifar, out=tmp_path), *TINY) == 2
+    [line] = (
+        capsys.readouterr().err.strip().splitlines()
+    )  # seed 1 trained after seed 0 stopped; one line names both
     assert "training diverged in " in line and "at epoch 1: the training loss is" in line
     assert "train again with a smaller lr (now 1e+06, e.g. --set lr=0.1), after deleting " in line
     for seed in (0, 1):
@@ -450,7 +448,7 @@ def test_kills_between_a_row_and_its_checkpoint_or_during_the_rewrite_lose_nothi
     before = (folder / "metrics.csv").read_text()
     assert killed("rewrite", "--resume") == -signal.SIGKILL  # killed before renaming the rewritten table
     assert (folder / "metrics.csv").read_text() == before and list(folder.glob(".metrics.csv.*.tmp"))
-    assert srblock_cli(*common, "--resume").returncode == 0
+    assert main_one_thread(*common, "--resume") == 0
     assert [r.split(",")[0] for r in (folder / "metrics.csv").read_text().splitlines()] == [
         "epoch",
         "0",
