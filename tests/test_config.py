@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+import shutil
 
 import pytest
 import torch
@@ -425,3 +426,13 @@ def test_sr_keys_act_on_a_block_fit_was_given():
     check_applies(cfg, {"sr_lr_mult": 10.0}, "srblock.fit", has_sr=True)  # the model holds a block
     with pytest.raises(ValueError, match="srblock.fit: sr_lr_mult=10.0 does nothing without an SR block"):
         check_applies(cfg, {"sr_lr_mult": 10.0}, "srblock.fit", has_sr=False)
+
+
+def test_val_fraction_is_refused_where_the_folder_has_its_own_validation_split(tmp_path):
+    for split in ("train", "val"):
+        for name in ("boots", "shirts"):
+            (tmp_path / split / name).mkdir(parents=True)
+    with pytest.raises(ValueError, match="val_fraction=0.2 does nothing: the data folder has val/"):
+        make_config("folder", {"data_dir": str(tmp_path), "val_fraction": 0.2})
+    shutil.rmtree(tmp_path / "val")
+    assert make_config("folder", {"data_dir": str(tmp_path), "val_fraction": 0.2}).val_fraction == 0.2

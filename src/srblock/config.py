@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .data import DATASETS
@@ -27,6 +28,11 @@ STEP_ONLY = "does nothing with schedule=cosine: set schedule=step"
 MILESTONES = "does nothing unless schedule=step and a milestone falls before the last epoch"
 SGD_ONLY = "does nothing with optimizer=adamw: set optimizer=sgd"
 NO_WEIGHTS = "does nothing without weights to load: set pretrained (or pretrained_backbone)"
+
+
+def _val_folder(cfg: Any) -> bool:
+    """Whether a folder run's data has its own val/ (then nothing is held out of train/)."""
+    return cfg.dataset == "folder" and bool(cfg.data_dir) and (Path(cfg.data_dir) / "val").is_dir()
 
 
 def sr_key(name: str) -> Any:
@@ -65,7 +71,10 @@ class TrainConfig:
     sr_memory_weight_decay: float | None = sr_key("memory_weight_decay")
     sr_temperature: float = sr_key("temperature")
     sr_learn_temperature: bool = sr_key("learn_temperature")
-    val_fraction: float = setting(0.1, "share of the training set held out for validation", range="[0, 1)")
+    val_fraction: float = setting(
+        0.1, "share of the training set held out for validation", range="[0, 1)",
+        needs=(lambda c: not _val_folder(c), "does nothing: the data folder has val/, the validation split"),
+    )  # fmt: skip
     flip: bool = setting(True, "random horizontal flips in training")
     seed: int = setting(0, "decides init, data order, augmentation and split", range="[0, 4294967295]")
     precision: str = setting(
