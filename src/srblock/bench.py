@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import COMPILE_MODES
 from .export import export_onnx, onnx_session
-from .insert import remove_sr, sr_blocks
+from .insert import evaluating, remove_sr, sr_blocks
 from .params import count_params
 
 
@@ -31,13 +31,8 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int], batch: int = 
     """Multiply-adds of one forward at `input_size`, from torch.utils.flop_counter (FLOPs / 2)."""
     param = next(model.parameters())
     x = torch.zeros(batch, *input_size, device=param.device, dtype=param.dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(x)
-    finally:
-        model.train(was_training)
+    with evaluating(model), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
     return counter.get_total_flops() // 2
 
 

@@ -61,11 +61,12 @@ def remove_stale_temporaries(path: Path) -> None:
         f".{glob.escape(Path(path).name)}.*@{glob.escape(host)}.*{TMP_SUFFIX}"
     ):
         pid = leftover.name[len(Path(path).name) + 2 :].split("@", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             leftover.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs (under any user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from .checkpoint import disk_full, new_file_mode, remove_stale_temporaries, temporary_beside, write_atomic
 from .hub import HUB_CONFIG, HUB_WEIGHTS, json_value, model_args
+from .insert import evaluating
 from .models.segmentation import main_output
 
 
@@ -27,17 +27,6 @@ class _MainOutput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return main_output(self.model(x))
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode inside; in the mode it was in before afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def export_onnx(

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import DATASETS
-from .insert import add_sr, sr_blocks
+from .insert import add_sr, evaluating, sr_blocks
 from .keys import build_config, check_applies, recipe_values, set_value
 from .registry import PYTHON_MODEL
 from .run_model import load_weights
@@ -57,13 +57,8 @@ def _checked_image(image: object) -> torch.Tensor:
 def _check_head(model: nn.Module, image: torch.Tensor, classes: int) -> None:
     """One forward of the first image: a head with another number of outputs than classes is one
     line here rather than a loss shape error in the first step."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(image[None])
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        out = model(image[None])
     outputs = out.shape[-1] if isinstance(out, torch.Tensor) else None
     if outputs is not None and outputs != classes:
         raise ValueError(

@@ -23,6 +23,17 @@ from .stages import describe_stages, resolve_stage
 SR_CHILD = "sr"
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode inside; in the mode it was in before afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def _default_input_size(model: nn.Module) -> tuple[int, int, int] | None:
     """The input size a model was built for: srblock's zoo or a timm `pretrained_cfg`."""
     size = getattr(model, "default_input_size", None)
@@ -51,10 +62,8 @@ def _run_to_stage(model: nn.Module, stage_name: str, input_size: Sequence[int]) 
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     handle = model.get_submodule(stage_name).register_forward_hook(grab)
-    was_training = model.training
-    model.eval()  # a dummy forward must not move BatchNorm statistics
-    try:
-        with torch.no_grad():
+    try:  # in eval mode: a dummy forward must not move BatchNorm statistics
+        with evaluating(model), torch.no_grad():
             model(torch.zeros(1, *input_size, device=device, dtype=dtype))
     except _StopForward:
         pass
@@ -68,7 +77,6 @@ def _run_to_stage(model: nn.Module, stage_name: str, input_size: Sequence[int]) 
         ) from None
     finally:
         handle.remove()
-        model.train(was_training)
     if not outputs:
         raise ValueError(f"{stage_name} of {type(model).__name__} is not used by its forward")
     return outputs[0]

@@ -20,7 +20,7 @@ from torchvision.io import encode_png
 from .checkpoint import write_atomic
 from .config import TrainConfig
 from .data import DATASETS
-from .data.images import IMAGE_EXTENSIONS, read_image, refuse_unread
+from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
 from .hub import HUB_CONFIG, is_hub_folder
 from .run_model import TrainedModel, trained_model
 from .runs import RESULT_FILE
@@ -32,14 +32,7 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     for given in inputs:
         path = Path(given).expanduser()
         if path.is_dir():
-            refuse_unread(path)
-            inside = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            inside = image_paths(path)
             if not inside:
                 raise FileNotFoundError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             found += inside

@@ -78,7 +78,7 @@ def _reason(err: Exception) -> str:
         return "not a weights file: text or another format"
     if "header too large" in text or "invalid header" in text:
         return f"not a safetensors file: {text}"
-    if "central directory" in text or "incomplete metadata" in text or isinstance(err, EOFError):
+    if "incomplete metadata" in text or isinstance(err, EOFError):
         return f"truncated or damaged: {text or type(err).__name__}"
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 

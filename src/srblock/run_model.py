@@ -11,6 +11,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
+from .insert import evaluating
 from .registry import PYTHON_MODEL, create_model
 from .runs import BEST_CKPT, CONFIG_FILE, RESULT_FILE, has_result, read_config
 
@@ -89,10 +90,8 @@ def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:
     if cfg.SEGMENTS:  # the zoo's segmentation models take any crop
         return
     size = cfg.input_size()
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             model(torch.zeros(1, *size))
     except (RuntimeError, ValueError, AssertionError) as err:
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
@@ -100,5 +99,3 @@ def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:
             f"{cfg.model} cannot take {size[1]}x{size[2]} images with {size[0]} channels ({reason}): "
             "set image_size (or in_chans) to what it takes"
         ) from None
-    finally:
-        model.train(was_training)

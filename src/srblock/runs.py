@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import yaml
 
-from .checkpoint import TMP_SUFFIX, write_atomic
+from .checkpoint import TMP_SUFFIX, process_alive, write_atomic
 from .config import TrainConfig
 from .keys import config_from_mapping
 from .spec import SRSpec
@@ -248,12 +248,8 @@ class RunLock:
             raise ValueError(
                 f"{where} is in use by process {pid} on {host}: wait, or delete {self.path} if it is gone"
             )
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_alive(pid):
             return
-        except PermissionError:
-            pass  # it runs, under another user
         raise ValueError(
             f"{where} is in use by process {pid} (a run trains there): wait for it to end, or stop it"
         )

@@ -129,7 +129,7 @@ def checked_files(
     files), and each an image srblock reads: an empty, dangling or undecodable file, or an image
     in a format that would be dropped, is a one-line error now rather than a traceback (or a
     smaller data set) later."""
-    refuse_unread(folder)
+    image_paths(folder)  # (make_dataset listed the samples: this refuses the formats it skipped)
     split = os.path.realpath(folder)
     own = [os.path.realpath(folder / name) for name in classes]
     unique, seen = [], set()
@@ -156,16 +156,18 @@ def checked_files(
     return unique
 
 
-def refuse_unread(folder: Path) -> None:
-    """A one-line error for the images under `folder` (not hidden, through links) in a format that
-    srblock does not read: never a smaller data set without a word."""
-    unread = sorted(p for p in _walk(folder) if p.suffix.lower() in UNREAD_IMAGES)
+def image_paths(folder: Path) -> list[Path]:
+    """The images under `folder` that srblock reads (not hidden, through links, sorted), or a
+    one-line error for those in a format it does not read: never fewer images without a word."""
+    files = _walk(folder)
+    unread = sorted(p for p in files if p.suffix.lower() in UNREAD_IMAGES)
     if unread:
         others = f" and {len(unread) - 1} other images are" if len(unread) > 1 else " is an image"
         raise ValueError(
             f"{unread[0]}{others} in a format srblock does not read "
             f"({', '.join(sorted({p.suffix.lower() for p in unread}))}): convert to PNG or JPEG, or remove"
         )
+    return sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def probe(paths: Sequence[str], where: str, threads: int = 8) -> None:

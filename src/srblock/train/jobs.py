@@ -121,10 +121,11 @@ def run_jobs(
     precision = shared_precision(j.cfg for j in jobs) if jobs else None
     # finished runs first: a command with nothing to train starts no Fabric (no processes, no GPU)
     done_before = [finished(job.folder, job.cfg) for job in jobs]
-    stopped = [bool(resume and not done_before[i] and diverged(job.folder)) for i, job in enumerate(jobs)]
-    for job in (job for i, job in enumerate(jobs) if stopped[i]):  # resumed as it is, it would diverge again
-        print(f"srblock train: skipped {job.folder}, stopped before: {diverged(job.folder)}", file=sys.stderr)
-    todo = [(i, job) for i, job in enumerate(jobs) if not done_before[i] and not stopped[i]]
+    stopped = {i: diverged(job.folder) for i, job in enumerate(jobs) if resume and not done_before[i]}
+    for i, why in stopped.items():  # resumed as it is, it would diverge again
+        if why:
+            print(f"srblock train: skipped {jobs[i].folder}, stopped before: {why}", file=sys.stderr)
+    todo = [(i, job) for i, job in enumerate(jobs) if not done_before[i] and not stopped.get(i)]
     fabric = make_fabric(accelerator, devices, num_nodes, precision) if todo and not parallel else None
     startup.mark("config, training stack, Fabric")
     say = print if fabric is None else fabric.print

@@ -27,6 +27,7 @@ from lightning.fabric import Fabric
 from .. import startup
 from ..config import ClassifyConfig
 from ..insert import sr_blocks
+from ..runs import RunDiverged
 from ..stack import StackedModel, member_state, stack_state, stacked_optimizer, write_members
 from .batches import ClassifyBatches
 from .classify import (
@@ -119,7 +120,7 @@ def stopped(
         try:
             run.check_finite(loss, f"epoch {epoch + 1}", what)  # last.ckpt keeps the epoch before
             healthy.append(i)
-        except ValueError as err:
+        except RunDiverged as err:
             failed[run.folder] = str(err)
             progress.report(f"{run.folder.name} stopped", diverged=f"{what} {loss:.3g}")
     return healthy
