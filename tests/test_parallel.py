@@ -101,7 +101,7 @@ def test_parallel_with_several_nodes_is_refused(cifar, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_every_run_and_the_same_command_with_resume_finishes_them(cifar, tmp_path):
-    line = "train cifar10 --data {data} --out {out} --set epochs=3 --seeds 0 1 --accelerator cpu --parallel 2"
+    line = "train cifar10 --data {data} --out {out} --set epochs=4 --seeds 0 1 --accelerator cpu --parallel 2"
     command = argv(line, data=cifar, out=tmp_path) + TINY
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore"}
     run = subprocess.Popen(
@@ -125,7 +125,7 @@ def test_ctrl_c_stops_every_run_and_the_same_command_with_resume_finishes_them(c
     assert lines[-1].endswith(f"continue with: srblock train cifar10 --out {tmp_path} --resume --parallel 2")
     assert not any((f / "result.json").exists() or (f / ".lock").exists() for f in folders)
     assert main([*command, "--resume"]) == 0
-    assert all(json.loads((f / "result.json").read_text())["config"]["epochs"] == 3 for f in folders)
+    assert all(json.loads((f / "result.json").read_text())["config"]["epochs"] == 4 for f in folders)
 
 
 def test_a_run_stops_as_at_ctrl_c_when_the_pipe_to_its_parent_ends():
