@@ -4,6 +4,7 @@ transforms, and the loaders (the fast path, DataLoaders, resumable sampling)."""
 import gzip
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from srblock.data.imagenet import collate_encoded, decode_batch, imagenet_transf
 from srblock.data.sampler import epoch_seed, item_seed
 from srblock.data.seg_transforms import SegTrainTransform
 
-from .helpers import write_cifar10, write_cifar100, write_cityscapes, write_fashion_mnist
+from .helpers import write_cifar10, write_cifar100, write_cityscapes, write_fashion_mnist, write_imagenet
 
 
 def test_cifar10_from_pickles_warns_on_checksum(tmp_path):
@@ -204,6 +205,27 @@ def test_image_folder_layout_is_read(imagenet):
     assert train.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4 and info.in_memory is False
     image, label = train[5]
     assert image.dtype == torch.uint8 and image.shape[0] == 3 and label == 1
+
+
+def test_imagenet_hidden_folders_are_no_classes(tmp_path):
+    """A notebook's checkpoints folder beside the class folders is neither a class nor read."""
+    root = write_imagenet(tmp_path / "imagenet")
+    for split in ("train", "val"):
+        hidden = root / split / ".ipynb_checkpoints"
+        hidden.mkdir()
+        shutil.copy(next((root / split / "n00000000").iterdir()), hidden / "copy.jpg")
+    _, train, val = load_dataset("imagenet", root)
+    assert train.classes == val.classes == ("n00000000", "n00000001", "n00000002")
+    assert (len(train), len(val)) == (12, 6)
+
+
+def test_imagenet_without_class_folders_says_so(tmp_path):
+    root = write_imagenet(tmp_path / "imagenet")
+    for folder in (root / "val").iterdir():
+        shutil.rmtree(folder)
+    (root / "val" / ".cache").mkdir()  # hidden only: still no class folder
+    with pytest.raises(FileNotFoundError, match="holds no class folders"):
+        load_dataset("imagenet", root)
 
 
 def test_transforms_are_the_pytorch_examples():

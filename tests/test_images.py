@@ -11,7 +11,7 @@ from PIL import Image
 
 from srblock.data.folder import load_folder
 from srblock.data.imagenet import ImageFiles
-from srblock.data.images import UnreadableImage, read_image
+from srblock.data.images import UnreadableImage, class_folders, read_image
 
 from .helpers import write_image_folder
 
@@ -114,6 +114,15 @@ def test_links_hidden_folders_and_odd_names_as_the_training_reads_them(tmp_path)
         ValueError, match=r"more/b.bmp is an image in a format srblock does not read \(.bmp\)"
     ):
         load_folder(data)
+
+
+def test_class_folders_are_the_visible_folders_sorted_through_links(tmp_path):
+    for name in ("b", "a", ".git", ".ipynb_checkpoints"):
+        (tmp_path / "split" / name).mkdir(parents=True)
+    (tmp_path / "split" / "notes.txt").write_text("not a class")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "split" / "c").symlink_to(tmp_path / "elsewhere")
+    assert class_folders(tmp_path / "split") == ["a", "b", "c"]
 
 
 def test_images_the_decoder_cannot_take_are_refused_before_training(tmp_path):

@@ -12,14 +12,9 @@ from pathlib import Path
 from torchvision.datasets.folder import make_dataset
 
 from .imagenet import ImageFiles
-from .images import IMAGE_EXTENSIONS, checked_files
+from .images import IMAGE_EXTENSIONS, checked_files, class_folders
 
 SPLITS = ("train", "val", "test")
-
-
-def _class_folders(folder: Path) -> list[str]:
-    """A split's class folders, sorted; hidden ones (.ipynb_checkpoints, .git) are not classes."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def folder_classes(root: str | Path) -> tuple[str, ...]:
@@ -31,7 +26,7 @@ def folder_classes(root: str | Path) -> tuple[str, ...]:
             f"{train} is missing: --data must hold train/<class>/<image> (and optionally val/ and "
             "test/ with the same class folders)"
         )
-    classes = _class_folders(train)
+    classes = class_folders(train)
     if not classes:
         raise FileNotFoundError(
             f"{train} holds no class folders: put each class's images in a folder of its own, "
@@ -44,7 +39,7 @@ def folder_classes(root: str | Path) -> tuple[str, ...]:
 
 def _split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFiles:
     folder = root / split
-    found = tuple(_class_folders(folder))
+    found = tuple(class_folders(folder))
     if found != classes:
         differ = sorted(set(found) ^ set(classes))[:3]
         raise ValueError(

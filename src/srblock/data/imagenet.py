@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import find_classes, make_dataset
+from torchvision.datasets.folder import make_dataset
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
-from .images import IMAGE_EXTENSIONS, checked_files, decode
+from .images import IMAGE_EXTENSIONS, checked_files, class_folders, decode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,13 +119,13 @@ def _class_folder(root: Path, split: str) -> tuple[list[str], dict[str, int]]:
             f"ImageNet folder {folder} is missing: --data must hold train/ and val/, each with one "
             "folder per class (n01440764/...), as torchvision's ImageFolder reads them"
         )
-    try:
-        return find_classes(str(folder))
-    except FileNotFoundError:
+    classes = class_folders(folder)
+    if not classes:
         raise FileNotFoundError(
             f"{folder} holds no class folders: ImageNet's {split}/ needs one folder per class with the "
             "images inside (val/ too: sort the flat validation images into class folders first)"
-        ) from None
+        )
+    return classes, {name: i for i, name in enumerate(classes)}
 
 
 def load_imagenet(root: Path | None) -> tuple[ImageFiles, ImageFiles]:

@@ -117,6 +117,12 @@ def _walk(folder: Path) -> list[Path]:
     return files
 
 
+def class_folders(folder: Path) -> list[str]:
+    """A split's class folders, sorted, through links; hidden ones (.ipynb_checkpoints, .git) are
+    not classes (torchvision's find_classes counts them)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
