@@ -13,7 +13,7 @@ import torch
 
 from srblock import add_sr, remove_sr, sr_blocks
 from srblock.analysis import load_run, pick_classes
-from srblock.analysis.analyze import ablation, accuracy
+from srblock.analysis.analyze import ablation, accuracy, image_batches
 from srblock.checkpoint import save_atomic
 from srblock.cli import main
 from srblock.spec import SRSpec
@@ -100,6 +100,16 @@ def test_analyze_writes_every_file_and_the_numbers_agree(runs, capsys):
     assert ab["all_bypassed"] == pytest.approx(accuracy(plain, run, run.splits["test"]))
     assert ab["with_sr"] == pytest.approx(accuracy(run.model, run, run.splits["test"]))
     assert ab["drop"] == pytest.approx(ab["with_sr"] - ab["all_bypassed"])
+
+
+def test_the_analysed_model_and_its_images_are_on_the_device_asked_for(runs):
+    run = load_run(runs["sr"], device="cpu")
+    assert run.device == torch.device("cpu") and next(run.model.parameters()).device == run.device
+    images = next(image_batches(run, run.splits["val"], torch.arange(3)))
+    assert images.device == run.device and images.shape[0] == 3 and images.dtype == torch.float32
+    # a model from Python stays where it is unless a device is named
+    moved = load_run(runs["sr"], model=run.model, splits={"val": run.splits["val"]})
+    assert moved.device == run.device and moved.model is run.model
 
 
 def test_ablation_per_block_with_two_blocks(runs):

@@ -240,6 +240,10 @@ def test_a_gpu_asked_for_where_there_is_none(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--paper", "--device", "cuda"])
     assert "argument --device: cuda: no CUDA GPU here; use --device cpu" in capsys.readouterr().err
+    for command in (["analyze", "runs/x/seed0"], ["report", "runs/x"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--device", "cuda:1"])
+        assert "argument --device: cuda:1: no CUDA GPU here; use --device cpu" in capsys.readouterr().err
     assert main(["train", "fashion_mnist", "--accelerator", "cuda", "--set", "limit_train=10"]) == 2
     assert "--accelerator cuda: no CUDA GPU here; use --accelerator cpu (or auto)" in capsys.readouterr().err
 

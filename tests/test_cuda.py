@@ -187,6 +187,28 @@ def test_optimiser_state_lands_on_the_device_after_a_resume(cifar, tmp_path, dev
     assert run.step == 1 and states and all(s["momentum_buffer"].device.type == device for s in states)
 
 
+@pytest.mark.parametrize("device", GPU_ONLY)
+def test_analysis_on_the_device_gives_the_cpus_numbers(cifar, tmp_path, device):
+    from srblock.analysis import run_analysis
+
+    line = "train cifar10 --data {data} --out {out} --set epochs=1 --set sr_stage=3"
+    assert main(argv(line, data=cifar, out=tmp_path) + TINY + on("cpu")) == 0
+    [folder] = [p.parent for p in tmp_path.rglob("result.json")]
+    numbers = {}
+    for where in ("cpu", device):
+        paths = run_analysis(folder, per_class=4, device=where)
+        numbers[where] = {
+            name: json.loads(paths[name].read_text()) for name in ("weights.json", "ablation.json")
+        }
+    block = "layer3.sr"
+    for name, stats in numbers["cpu"]["weights.json"]["blocks"][block]["per_class"].items():
+        got = numbers[device]["weights.json"]["blocks"][block]["per_class"][name]
+        # cuDNN's TF32 convolutions against the CPU's float32
+        assert got["weight_mean"] == pytest.approx(stats["weight_mean"], abs=1e-3)
+    with_sr = numbers["cpu"]["ablation.json"]["with_sr"]
+    assert numbers[device]["ablation.json"]["with_sr"] == pytest.approx(with_sr, abs=2.0)
+
+
 @pytest.mark.parametrize("device", SLOW_ON_CPU)
 def test_onnx_export_of_a_model_trained_on_the_device(cifar, tmp_path, device):
     pytest.importorskip("onnxruntime")

@@ -50,10 +50,12 @@ def run_analysis(
     *,
     model: Any = None,
     splits: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> dict[str, Path]:
     """Writes RUN_DIR/analysis/: weights.json, features.json, memory.json, ablation.json and
-    figures. A run of `srblock.fit` passes `model` and `splits` (see `load_run`)."""
-    run = load_run(folder, data_root, model=model, splits=splits)
+    figures. A run of `srblock.fit` passes `model` and `splits`; `device`: where the model runs
+    (see `load_run`)."""
+    run = load_run(folder, data_root, model=model, splits=splits, device=device)
     picked = pick_classes(classes_of(run, run.splits["test"]), classes)
     result = analyze(run, picked, per_class=per_class, split=split)
     out = Path(folder) / "analysis"

@@ -45,6 +45,7 @@ class LoadedRun:
     info: DatasetInfo
     model: nn.Module
     splits: dict[str, ImageSet | ImageFiles]
+    device: torch.device = torch.device("cpu")  # where the model runs; the numbers come back to the CPU
 
 
 def load_run(
@@ -53,11 +54,13 @@ def load_run(
     *,
     model: nn.Module | None = None,
     splits: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> LoadedRun:
     """A finished run's best checkpoint in its model, and its data split as in training (data
     held in memory, or image files: class folders and ImageNet). A run of `srblock.fit` passes
     its `model` (run.model: the tested weights) and `splits` (the data sets it was given:
-    {"val": ..., "test": ...}) or, for data from class folders, `data_root`."""
+    {"val": ..., "test": ...}) or, for data from class folders, `data_root`. `device`: where the
+    model runs (a whole test split's ablation wants the GPU); None: where the model is."""
     folder = Path(folder)
     if (
         model is None
@@ -74,6 +77,8 @@ def load_run(
     else:
         cfg = read_config(folder)
         model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
     if cfg.SEGMENTS:
         raise NotAnalysable(
             f"{folder} is a segmentation run: the analyses compare the memory's weights per image class, "
@@ -82,7 +87,7 @@ def load_run(
     if splits is not None:
         info = DATASETS[cfg.dataset]
         given = {name: splits.get(name, []) for name in SPLITS}
-        return LoadedRun(folder, cfg, info, model, {"train": [], **given})
+        return LoadedRun(folder, cfg, info, model, {"train": [], **given}, device)
     if cfg.data_dir is None and data_root is None and cfg.dataset == "folder":
         raise NotAnalysable(
             f"{folder} was trained on data sets given in Python (srblock.fit): pass the folder they "
@@ -92,7 +97,7 @@ def load_run(
     data = load_splits(cfg, data_root)
     check_data(folder, data, data_root or cfg.data_dir, write=False)  # the data it trained on, or one line
     info, train, val, test, _ = data
-    return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test})
+    return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test}, device)
 
 
 def labels_of(data: Any) -> torch.Tensor:
@@ -106,35 +111,41 @@ def classes_of(run: LoadedRun, data: Any) -> tuple[str, ...]:
     return tuple(getattr(data, "classes", None) or run.cfg.class_names() or [])
 
 
-def batches(images: torch.Tensor, info: DatasetInfo, batch: int = 256) -> DeviceLoader:
-    """Normalised batches in order, exactly as the training loop evaluates."""
+def batches(
+    images: torch.Tensor, info: DatasetInfo, batch: int = 256, device: str | torch.device = "cpu"
+) -> DeviceLoader:
+    """Normalised batches in order on `device`, exactly as the training loop evaluates."""
     labels = torch.zeros(len(images), dtype=torch.long)
-    return DeviceLoader(images, labels, batch_size=batch, mean=info.mean, std=info.std, train=False)
+    return DeviceLoader(
+        images, labels, batch_size=batch, mean=info.mean, std=info.std, train=False, device=device
+    )
 
 
 def image_batches(
     run: LoadedRun, data: ImageSet | ImageFiles, index: torch.Tensor | None = None, batch: int = 256
 ) -> Iterator[torch.Tensor]:
     """A split's images (those at `index`, in its order) as the training loop evaluates them:
-    normalised on the fast path for data in memory, through the run's own transform for files."""
+    normalised on the fast path for data in memory, through the run's own transform for files;
+    on the run's device."""
     if isinstance(data, ImageSet):
-        for images, _ in batches(data.images if index is None else data.images[index], run.info, batch):
-            yield images
+        chosen = data.images if index is None else data.images[index]
+        yield from (images for images, _ in batches(chosen, run.info, batch, run.device))
         return
     if not isinstance(data, ImageFiles):  # a Dataset from Python: its own transform, as fit trained
         chosen = data if index is None else Subset(data, index.tolist())
-        yield from (images for images, _ in DataLoader(chosen, batch_size=batch))
+        yield from (images.to(run.device) for images, _ in DataLoader(chosen, batch_size=batch))
         return
     files = (data if index is None else data.subset(index)).with_transform(
         run.cfg.file_transform(False), channels=run.cfg.in_chans
     )
     loader = make_file_loader(files, batch_size=batch, train=False, seed=run.cfg.seed)
-    yield from (images for images, _ in loader)
+    yield from (images.to(run.device, non_blocking=True) for images, _ in loader)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, images: Iterable[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([model(x).argmax(1) for x in images])
+    """Each image's predicted class, on the CPU."""
+    return torch.cat([model(x).argmax(1).cpu() for x in images])
 
 
 def accuracy(model: nn.Module, run: LoadedRun, data: ImageSet | ImageFiles) -> float:
@@ -162,7 +173,8 @@ def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 
 
 @torch.no_grad()
 def capture(model: nn.Module, images: Iterable[torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    """Per SR block: its weights (N x P) and channel means of its input and output (N x C)."""
+    """Per SR block: its weights (N x P) and channel means of its input and output (N x C), on
+    the CPU."""
     blocks = sr_blocks(model)
     seen: dict[str, dict[str, list[torch.Tensor]]] = {
         name: {"weights": [], "pre": [], "post": []} for name, _ in blocks
@@ -170,8 +182,8 @@ def capture(model: nn.Module, images: Iterable[torch.Tensor]) -> dict[str, dict[
 
     def hook(name: str):
         def grab(module: SqueezeRemember, args: tuple, out: torch.Tensor) -> None:
-            seen[name]["pre"].append(args[0].float().mean(dim=(2, 3)))
-            seen[name]["post"].append(out.float().mean(dim=(2, 3)))
+            seen[name]["pre"].append(args[0].float().mean(dim=(2, 3)).cpu())
+            seen[name]["post"].append(out.float().mean(dim=(2, 3)).cpu())
 
         return grab
 
@@ -184,7 +196,7 @@ def capture(model: nn.Module, images: Iterable[torch.Tensor]) -> dict[str, dict[
         for handle in handles:
             handle.remove()
     for name in seen:
-        seen[name]["weights"] = [w.float() for w in weights[name]]
+        seen[name]["weights"] = [w.float().cpu() for w in weights[name]]
     return {name: {k: torch.cat(v) for k, v in parts.items()} for name, parts in seen.items()}
 
 
@@ -230,7 +242,7 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
                 "delta_mean": (b - a).mean(0).tolist(),
             }
         class_means = torch.stack([weights[labels == c].mean(0) for c in labels.unique()])
-        memory = block.memory.detach().float()
+        memory = block.memory.detach().float().cpu()
         result["blocks"][name] = {
             "channels": block.channels,
             "size": list(block.size),

@@ -54,7 +54,7 @@ def _fmt(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -> str:
+def _run_section(folder: Path, classes, per_class: int, split: str, data_root, device=None) -> str:
     parts = [f"<h2>{html.escape(str(folder))}</h2>"]
     config = dataclasses.asdict(read_config(folder))
     parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
@@ -87,7 +87,7 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root) -
         figure = segmentation_examples(folder, data_root)
         parts.append("<h3>Predictions</h3>" + _img(figure, "test images, labels, predictions"))
     try:
-        paths = run_analysis(folder, classes, per_class, split, data_root)
+        paths = run_analysis(folder, classes, per_class, split, data_root, device=device)
     except NotAnalysable as err:  # no SR blocks, or a data set the analyses do not read: say so
         parts.append(f"<h3>Analyses</h3><p>{html.escape(str(err))}</p>")
         return "\n".join(parts)
@@ -119,8 +119,10 @@ def write_report(
     per_class: int = 50,
     split: str = "val",
     data_root=None,
+    device: str | None = None,
 ) -> Path:
-    """report.html for `folders` (run folders, or folders of runs), every figure embedded."""
+    """report.html for `folders` (run folders, or folders of runs), every figure embedded; the
+    analyses run their models on `device` (None: the CPU)."""
     runs: list[Path] = []
     for folder in map(Path, folders):
         found = (
@@ -147,7 +149,7 @@ def write_report(
             "<h2>Results across seeds</h2>"
             + _table(summary, [c for c in md_columns(summary) if c != "folder"])
         )
-    body += [_run_section(r, classes, per_class, split, data_root) for r in runs]
+    body += [_run_section(r, classes, per_class, split, data_root, device) for r in runs]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import at_least
+from .common import at_least, device_arg
+from .model_args import device
 
 EPILOG = """\
 Writes RUN_DIR/analysis/: weights.json and weights_<stage>.png (mean ± std softmax weight of every
@@ -40,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", choices=SPLITS, default="val", help="which images (default: val)")
     p.add_argument("--data", metavar="DIR", help="the data folder the run was trained from")
+    p.add_argument(
+        "--device",
+        type=device_arg,
+        default=None,
+        help="where the model runs: cpu or cuda[:N] (default: cuda where there is one, else cpu)",
+    )
     p.set_defaults(run=run)
 
 
@@ -49,7 +56,9 @@ SPLITS = ("val", "test", "train")  # what analysis.analyze reads (a test keeps t
 def run(args: argparse.Namespace) -> int:
     from ..analysis import run_analysis  # matplotlib and the analyses load for the command that needs them
 
-    paths = run_analysis(args.run_dir, args.classes, args.per_class, args.split, args.data)
+    paths = run_analysis(
+        args.run_dir, args.classes, args.per_class, args.split, args.data, device=device(args)
+    )
     for path in paths.values():
         print(path)
     return 0

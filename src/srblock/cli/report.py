@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .analyze import SPLITS
-from .common import at_least
+from .common import at_least, device_arg
+from .model_args import device
 
 EPILOG = """\
 The page needs no network: every figure is embedded. It holds each run's config, learning
@@ -34,12 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", choices=SPLITS, default="val")
     p.add_argument("--data", metavar="DIR", help="the data folder the runs were trained from")
+    p.add_argument(
+        "--device",
+        type=device_arg,
+        default=None,
+        help="where the model runs: cpu or cuda[:N] (default: cuda where there is one, else cpu)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.report import write_report  # matplotlib, torchmetrics: for this command only
 
-    path = write_report(args.run_dirs, args.out, args.classes, args.per_class, args.split, args.data)
+    path = write_report(
+        args.run_dirs, args.out, args.classes, args.per_class, args.split, args.data, device(args)
+    )
     print(path)
     return 0
