@@ -209,6 +209,14 @@ def test_analysis_on_the_device_gives_the_cpus_numbers(cifar, tmp_path, device):
     assert numbers[device]["ablation.json"]["with_sr"] == pytest.approx(with_sr, abs=2.0)
 
 
+@pytest.mark.parametrize("device", GPU_ONLY)
+def test_segmentation_examples_on_the_device(seg_run, device):
+    from srblock.analysis.seg_examples import segmentation_examples
+
+    path = segmentation_examples(seg_run, count=2, device=device)
+    assert path.stat().st_size > 0
+
+
 @pytest.mark.parametrize("device", SLOW_ON_CPU)
 def test_onnx_export_of_a_model_trained_on_the_device(cifar, tmp_path, device):
     pytest.importorskip("onnxruntime")

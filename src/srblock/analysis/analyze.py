@@ -77,13 +77,13 @@ def load_run(
     else:
         cfg = read_config(folder)
         model.eval()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device)
     if cfg.SEGMENTS:
         raise NotAnalysable(
             f"{folder} is a segmentation run: the analyses compare the memory's weights per image class, "
             "which a segmentation mask does not have (`srblock report RUN_DIR` shows its predictions)"
         )
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
     if splits is not None:
         info = DATASETS[cfg.dataset]
         given = {name: splits.get(name, []) for name in SPLITS}

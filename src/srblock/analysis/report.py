@@ -84,7 +84,7 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root, d
         ]
         parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
     if (folder / CLASS_IOU_FILE).is_file():  # a segmentation run: what it predicts
-        figure = segmentation_examples(folder, data_root)
+        figure = segmentation_examples(folder, data_root, device=device)
         parts.append("<h3>Predictions</h3>" + _img(figure, "test images, labels, predictions"))
     try:
         paths = run_analysis(folder, classes, per_class, split, data_root, device=device)

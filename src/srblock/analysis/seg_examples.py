@@ -14,11 +14,14 @@ from .plots import segmentation_examples_figure
 
 
 @torch.no_grad()
-def segmentation_examples(folder: str | Path, data_root: str | Path | None = None, count: int = 4) -> Path:
+def segmentation_examples(
+    folder: str | Path, data_root: str | Path | None = None, count: int = 4, device: str | None = None
+) -> Path:
     """RUN_DIR/analysis/segmentation_examples.png: `count` test images, their labels and the
-    tested checkpoint's whole-image predictions."""
+    tested checkpoint's whole-image predictions (computed on `device`; None: the CPU)."""
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
+    model.to(device or "cpu")
     if not cfg.SEGMENTS:
         raise ValueError(f"{folder} is a {cfg.dataset} run, not a segmentation run")
     info, _, _, test, _ = load_splits(cfg, data_root)
@@ -29,7 +32,7 @@ def segmentation_examples(folder: str | Path, data_root: str | Path | None = Non
         x, _ = normalise(image, label)
         images.append(image)
         labels.append(label)
-        preds.append(segment(model, x[None]).argmax(1)[0])
+        preds.append(segment(model, x[None].to(device or "cpu")).argmax(1)[0].cpu())
     out = folder / "analysis"
     out.mkdir(exist_ok=True)
     return segmentation_examples_figure(
