@@ -13,7 +13,8 @@ import torch
 from torchvision.io import decode_png, read_file
 
 from srblock.cli import main
-from srblock.predict import Predictor, image_files
+from srblock.keys import make_config
+from srblock.predict import Predictor, image_files, run_classes
 
 from .helpers import FOLDER_RUN, argv, write_image_folder
 
@@ -134,6 +135,23 @@ def test_a_csv_named_like_an_image_and_an_unfinished_run_are_said(folder_run, tm
     (unfinished / "result.json").unlink()
     assert main(["predict", str(unfinished), str(image)]) == 0
     assert "is not finished (no result.json): its best checkpoint so far predicts" in capsys.readouterr().err
+    assert main(["export", str(unfinished), "--onnx", str(tmp_path / "u.onnx")]) == 0
+    assert "its best checkpoint so far is exported" in capsys.readouterr().err
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "f.onnx")]) == 0
+    assert "not finished" not in capsys.readouterr().err
+
+
+def test_an_unfinished_runs_class_names_come_from_its_data_json(tmp_path):
+    """A run stopped before result.json still names its classes: data.json records them at the start."""
+    cfg = make_config("fashion_mnist")
+    names = ["T-shirt/top", "Trouser", *(f"c{k}" for k in range(8))]
+    (tmp_path / "data.json").write_text(json.dumps({"classes": names, "train": {"images": 10}}))
+    assert run_classes(tmp_path, cfg) == tuple(names)
+    (tmp_path / "result.json").write_text(json.dumps({"classes": ["a"] * 10}))  # a finished run's
+    assert run_classes(tmp_path, cfg) == ("a",) * 10
+    for name in ("result.json", "data.json"):
+        (tmp_path / name).unlink()
+    assert run_classes(tmp_path, cfg) == tuple(str(k) for k in range(10))  # from before data.json
 
 
 def test_a_16_bit_png_is_read_on_the_scale_of_an_8_bit_one(folder_run, tmp_path, capsys):

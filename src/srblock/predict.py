@@ -24,6 +24,7 @@ from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
 from .hub import HUB_CONFIG, is_hub_folder
 from .run_model import TrainedModel, trained_model
 from .runs import RESULT_FILE
+from .splits import DATA_FILE
 
 
 def image_files(inputs: Iterable[str | Path]) -> list[Path]:
@@ -44,16 +45,17 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
-    """The class names a run was trained on: its result.json's, its config's (folders), an exported
-    folder's label_names, else numbers."""
+    """The class names a run was trained on: its config's (folders), an exported folder's
+    label_names, its result.json's or, for a run not finished yet, its data.json's; else numbers."""
     names = cfg.class_names()
-    if not names and (folder / HUB_CONFIG).is_file() and is_hub_folder(folder):
+    if not names and is_hub_folder(folder):
         names = json.loads((folder / HUB_CONFIG).read_text()).get("label_names")
-    if not names and (folder / RESULT_FILE).is_file():
-        try:
-            names = json.loads((folder / RESULT_FILE).read_text()).get("classes")
-        except (ValueError, OSError):
-            names = None
+    for recorded in (RESULT_FILE, DATA_FILE):
+        if not names and (folder / recorded).is_file():
+            try:
+                names = json.loads((folder / recorded).read_text()).get("classes")
+            except (ValueError, OSError, AttributeError):
+                names = None
     count = len(names) if names else cfg.num_classes()
     return tuple(names) if names else tuple(str(k) for k in range(count))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import at_least, device_arg
+from .common import at_least, device_arg, note_if_unfinished
 from .model_args import device
 
 EPILOG = """\
@@ -56,6 +56,7 @@ SPLITS = ("val", "test", "train")  # what analysis.analyze reads (a test keeps t
 def run(args: argparse.Namespace) -> int:
     from ..analysis import run_analysis  # matplotlib and the analyses load for the command that needs them
 
+    note_if_unfinished(args.run_dir, "is analysed")
     paths = run_analysis(
         args.run_dir, args.classes, args.per_class, args.split, args.data, device=device(args)
     )

@@ -1,15 +1,31 @@
-"""Flags shared by the commands that train (data, output, seeds, devices), and small argparse types."""
+"""Flags shared by the commands that train (data, output, seeds, devices), small argparse types,
+and the note the commands that read a run folder print for an unfinished one."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from .. import startup
 from ..config import PRECISIONS
 from ..keys import key_groups, parse_set
+
+
+def note_if_unfinished(folder: str | Path, what: str) -> None:
+    """A line on stderr where a run folder has no result.json yet: `what` (its best checkpoint so
+    far predicts, is exported...) is then not the tested model a finished run's would be."""
+    from ..hub import is_hub_folder
+    from ..runs import CONFIG_FILE, has_result
+
+    folder = Path(folder)
+    if (folder / CONFIG_FILE).is_file() and not is_hub_folder(folder) and not has_result(folder):
+        print(
+            f"note: {folder} is not finished (no result.json): its best checkpoint so far {what}",
+            file=sys.stderr,
+        )
 
 
 def at_least(minimum: int) -> Callable[[str], int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..export import export_hf, export_onnx, onnx_max_diff
 from ..hub import HUB_CONFIG, HUB_WEIGHTS
 from ..run_model import trained_model
+from .common import note_if_unfinished
 from .model_args import add_model_args, build_from_args
 
 EPILOG = """\
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hf:
         if not args.run_dir:
             raise ValueError("--hf exports a run's trained weights: give its run folder (RUN_DIR --hf DIR)")
+        note_if_unfinished(args.run_dir, "is exported")
         out = export_hf(args.run_dir, args.hf)
         print(
             f"wrote {out / HUB_WEIGHTS} and {out / HUB_CONFIG}; load it with timm.create_model("
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 "give a run folder or --model, not both"
             )
         model, _, input_size = trained_model(args.run_dir)
+        note_if_unfinished(args.run_dir, "is exported")
     else:
         model, input_size = build_from_args(args)
     path = export_onnx(model, input_size, Path(args.onnx), dynamic_batch=args.dynamic_batch)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 from pathlib import Path
 
 from ..checkpoint import write_atomic
-from ..hub import is_hub_folder
 from ..predict import Predictor, image_files
 from ..render import render
-from ..runs import has_result
-from .common import at_least
+from .common import at_least, note_if_unfinished
 from .model_args import add_run_args, device
 
 EPILOG = """\
@@ -50,11 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv and Path(args.csv).suffix.lower() != ".csv":  # `--csv *.png` would overwrite an image
         raise ValueError(f"--csv takes a .csv file to write, got {args.csv}: e.g. --csv predictions.csv")
     predictor = Predictor.load(args.run_dir, device(args))
-    if not is_hub_folder(args.run_dir) and not has_result(Path(args.run_dir)):
-        print(
-            f"note: {args.run_dir} is not finished (no result.json): its best checkpoint so far predicts",
-            file=sys.stderr,
-        )
+    note_if_unfinished(args.run_dir, "predicts")
     paths = image_files(args.inputs)
     if predictor.is_segmentation:
         rows = predictor.segment(paths, Path(args.out) if args.out else Path(args.run_dir) / "predictions")
