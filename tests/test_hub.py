@@ -52,11 +52,19 @@ def test_timm_loads_it_offline_and_computes_what_the_run_computes(shared):
         local = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
         torch.testing.assert_close(local(x), expected)
     assert local.pretrained_cfg["num_classes"] == 3
+    # timm's data config prepares images as the run did: the run's mean, std and size, its labels
+    exported = json.loads((out / "config.json").read_text())["pretrained_cfg"]
+    for model in (local, by_name):
+        data = timm.data.resolve_data_config({}, model=model)
+        assert data["mean"] == tuple(exported["mean"]) and data["std"] == tuple(exported["std"])
+        assert data["input_size"] == (3, 32, 32)
+        assert model.pretrained_cfg["label_names"] == ("Sneaker", "T-shirt-top", "Trouser")
     # fine-tuning, as timm does it: another number of classes gets a new head, the rest loads
     tuned = timm.create_model(
         "srblock_resnet10s_cifar", pretrained=True, num_classes=7, pretrained_cfg_overlay=weights
     )
     assert tuned.fc.out_features == 7 and torch.equal(tuned.layer3.sr.memory, expected_model.layer3.sr.memory)
+    assert "label_names" not in tuned.pretrained_cfg  # a new head: the export's labels are not its classes
     with pytest.raises(ValueError, match="does not fit srblock_resnet10s_cifar with these arguments"):
         timm.create_model(
             "srblock_resnet10s_cifar", pretrained=True, sr_memory_blocks=4, pretrained_cfg_overlay=weights

@@ -81,5 +81,24 @@ def hub_model_args(file: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text()).get("model_args", {}) if path.is_file() else {}
 
 
+# what an exported pretrained_cfg says about the images (timm's data config reads these)
+DATA_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation")
+
+
+def hub_data_cfg(file: str | Path, num_classes: int | None = None) -> dict[str, Any]:
+    """The image settings and label names of the config.json beside exported weights, as timm's
+    pretrained_cfg holds them (tuples), so that timm's data pipeline prepares images as the run
+    did; the label names only where the head keeps the export's classes."""
+    path = hub_weights(file).parent / HUB_CONFIG
+    if not path.is_file():
+        return {}
+    config = json.loads(path.read_text())
+    shared = config.get("pretrained_cfg", {})
+    out = {k: tuple(v) if isinstance(v, list) else v for k, v in shared.items() if k in DATA_KEYS}
+    if config.get("label_names") and num_classes in (None, config.get("num_classes")):
+        out["label_names"] = tuple(config["label_names"])
+    return out
+
+
 def is_hub_folder(folder: str | Path) -> bool:
     return (Path(folder) / HUB_CONFIG).is_file() and (Path(folder) / HUB_WEIGHTS).is_file()

@@ -17,7 +17,7 @@ from timm.models import register_model as timm_register
 from timm.models._features import FeatureListNet
 from torch import nn
 
-from .hub import hub_model_args, load_hub_weights
+from .hub import hub_data_cfg, hub_model_args, load_hub_weights
 from .registry import create_model, list_models, model_arguments, model_facts
 from .spec import RENAMED_KEYS, SPEC_KEYS
 
@@ -100,6 +100,8 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
             classifier = next(n for n, m in model.named_modules() if m is model.get_classifier())
             load_hub_weights(model, file, f"{PREFIX}{name}", classifier)
         cfg = _pretrained_cfg(name, model, kwargs.get("num_classes"))
+        if pretrained:  # the export's mean, std, sizes and labels: timm's data config prepares as the run did
+            cfg.update(hub_data_cfg(file, kwargs.get("num_classes")))
         if features_only:  # timm's wrapper: a list of the stages' maps (an SR block inside its stage)
             flatten = not any("." not in info["module"] for info in model.feature_info)
             indices = tuple(range(len(model.feature_info))) if out_indices is None else out_indices
