@@ -116,7 +116,36 @@ def test_what_fit_cannot_train_is_one_line(tmp_path):
         srblock.fit(model, train, val, classes=["a", "b", "c"], **kwargs)
     with pytest.raises(ValueError, match="srblock.fit: sr_lr_mult=10 does nothing without an SR block"):
         srblock.fit(model, train, val, classes=train.classes, sr_lr_mult=10, **kwargs)
+    with pytest.raises(ValueError, match=r"cannot take the data set's images \(3 x 28 x 28: .*in_chans=3"):
+        srblock.fit(model, Items(lambda x: x.expand(3, -1, -1)), val, classes=train.classes, **kwargs)
+    shifted = Pictures(0, 64)
+    shifted.labels = shifted.labels + 5
+    with pytest.raises(ValueError, match=r"train_set holds class index 1\d, outside 0..9 for 10 classes"):
+        srblock.fit(model, shifted, val, **kwargs)
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(ValueError, match="out=.*file.txt' is a file: give a folder"):
+        srblock.fit(model, train, val, **{**kwargs, "out": tmp_path / "file.txt"})
+    held = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1, sr_stage=3, sr_memory_blocks=4)
+    with pytest.raises(
+        ValueError, match=r"sr_stage=3 adds an SR block, but the model already holds one \(layer3.sr\)"
+    ):
+        srblock.fit(held, train, val, sr_stage=3, **kwargs)
+    with pytest.raises(
+        ValueError, match="sr_memory_blocks=7 does nothing: the model's SR block .* built with 4"
+    ):
+        srblock.fit(held, train, val, sr_memory_blocks=7, **kwargs)
     assert not list(tmp_path.rglob("config.yaml"))  # nothing started
+
+
+def test_a_model_that_holds_an_sr_block_is_recorded_as_it_is():
+    from srblock.fit import _held_blocks
+
+    held = srblock.create_model(
+        "resnet10s_cifar", num_classes=10, sr_stage=2, sr_memory_blocks=3, sr_hidden=5
+    )
+    values = _held_blocks(held, {"sr_lr_mult": 10.0, "sr_hidden": 5})  # training keys and agreeing ones pass
+    assert (values["sr_stage"], values["sr_memory_blocks"], values["sr_hidden"]) == (2, 3, 5)
+    assert _held_blocks(srblock.create_model("resnet10s_cifar", num_classes=10), {"sr_hidden": 5}) == {}
 
 
 def test_keys_fit_decides_itself_are_refused_not_overwritten(tmp_path):

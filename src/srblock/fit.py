@@ -29,6 +29,7 @@ from .run_model import load_weights
 from .runs import BEST_CKPT, run_dir
 from .spec import SRSpec, as_spec
 from .splits import Splits
+from .stages import stage_names
 
 
 class FitResult(NamedTuple):
@@ -57,8 +58,15 @@ def _checked_image(image: object) -> torch.Tensor:
 def _check_head(model: nn.Module, image: torch.Tensor, classes: int) -> None:
     """One forward of the first image: a head with another number of outputs than classes is one
     line here rather than a loss shape error in the first step."""
-    with evaluating(model), torch.no_grad():
-        out = model(image[None])
+    try:
+        with evaluating(model), torch.no_grad():
+            out = model(image[None])
+    except (RuntimeError, ValueError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"srblock.fit: the model cannot take the data set's images ({' x '.join(map(str, image.shape))}: "
+            f"{reason}): build it for them (in_chans={image.shape[0]}) or transform the images"
+        ) from None
     outputs = out.shape[-1] if isinstance(out, torch.Tensor) else None
     if outputs is not None and outputs != classes:
         raise ValueError(
@@ -77,6 +85,59 @@ FIT_DECIDES = {
     **dict.fromkeys(("in_chans", "image_size"), "it is read from your images"),
     **dict.fromkeys(("pretrained", "pretrained_partial"), _WEIGHTS),
 }
+
+
+ARCH_KEYS = tuple(f"sr_{name}" for name, f in SRSpec.__dataclass_fields__.items() if f.metadata.get("arch"))
+
+
+def _held_blocks(model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
+    """The config keys that describe the SR block a model already holds (its stage and shape), so
+    the run's config.yaml and folder name say what it trains; keys given that would build another
+    block are refused, since fit adds none to such a model."""
+    held = sr_blocks(model)
+    if not held:
+        return {}
+    name, block = held[0]
+    where = ", ".join(n for n, _ in held)
+    if given.get("sr_stage") is not None:
+        raise ValueError(
+            f"srblock.fit: sr_stage={given['sr_stage']!r} adds an SR block, but the model already holds "
+            f"one ({where}): leave sr_stage out, or give a model without one"
+        )
+    for key in ARCH_KEYS:
+        own = [getattr(b.spec, key[3:]) for _, b in held]
+        if key in given and any(given[key] != value for value in own):
+            raise ValueError(
+                f"srblock.fit: {key}={given[key]!r} does nothing: the model's SR block ({where}) was built "
+                f"with {own[0]!r}; leave it out, or build the model with it"
+            )
+    values = {key: getattr(block.spec, key[3:]) for key in ARCH_KEYS}
+    stage = name.rsplit(".", 1)[0]
+    try:
+        stages = stage_names(model)
+    except ValueError:  # a network srblock cannot split: its block is still trained, not named
+        stages = []
+    if len(held) == 1 and stage in stages:
+        values["sr_stage"] = stages.index(stage) + 1
+    return values
+
+
+def _check_labels(data: Dataset, label: str, classes: int) -> None:
+    """Class indices outside 0..classes-1 are one line now rather than an IndexError (a device
+    assert on a GPU) in the first step: those a data set lists (`targets`, `labels`), else its
+    first item's."""
+    listed = getattr(data, "targets", None)
+    listed = listed if listed is not None else getattr(data, "labels", None)
+    try:
+        labels = torch.as_tensor(listed).flatten().long()
+    except (TypeError, ValueError, RuntimeError):  # none listed, or not numbers: the first item's
+        labels = torch.as_tensor([int(data[0][1])])
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if len(bad):
+        raise ValueError(
+            f"srblock.fit: {label} holds class index {int(bad[0])}, outside 0..{classes - 1} for "
+            f"{classes} classes: give classes=[...] or num_classes=N that cover every label"
+        )
 
 
 def _classes(train_set: Dataset, classes: list[str] | None, num_classes: int | None) -> list[str]:
@@ -111,7 +172,8 @@ def fit(
     """Trains `model` on `train_set` with a recipe's optimiser, schedule and loop; the checkpoint
     best on `val_set` is tested on `test_set` (else on `val_set`). `overrides` are recipe keys
     (epochs=10, lr=1e-3, seed=1...); sr_stage (with `sr`, an SRSpec, or its sr_<field> keys) adds
-    an SR block to a model that has none. A second call with the same arguments resumes (or skips) the run."""
+    an SR block to a model that has none (a model that holds one trains it as it is, its stage and
+    shape recorded). A second call with the same arguments resumes (or skips) the run."""
     from .train.jobs import Job, run_jobs  # the training stack, only when training
 
     if not isinstance(model, nn.Module):
@@ -124,6 +186,8 @@ def fit(
     for label, split in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
         if split is not None and len(split) == 0:
             raise ValueError(f"srblock.fit: {label} is empty: give it images (or leave it out)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"srblock.fit: out={str(out)!r} is a file: give a folder for the run folders")
     for key, value in overrides.items():
         why = FIT_DECIDES.get(key)
         if why and value not in (None, False):
@@ -132,6 +196,7 @@ def fit(
     spec_keys = as_spec(sr, "srblock.fit").keys() if sr is not None else {}
     for key, value in {**recipe_values(recipe), **spec_keys, **overrides}.items():
         set_value(values, key, value, f"srblock.fit({key}=...)")
+    values.update(_held_blocks(model, {**spec_keys, **overrides}))
     label = name or type(model).__name__
     values.update(dataset="folder", model=f"{PYTHON_MODEL}{label}", data_dir=None, pretrained=None)
     values["classes"] = _classes(train_set, classes, num_classes)
@@ -145,6 +210,9 @@ def fit(
         has_sr=cfg.sr_stage is not None or bool(sr_blocks(model)),
     )
     _check_head(model, image, len(values["classes"]))
+    for label, split in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
+        if split is not None:
+            _check_labels(split, label, len(values["classes"]))
     if cfg.sr_stage is not None and not sr_blocks(model):
         add_sr(model, cfg.sr_stage, cfg.sr, input_size=tuple(image.shape))
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
