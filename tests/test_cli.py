@@ -1,12 +1,13 @@
 """Every `srblock` command end to end: help and examples, one-line errors, params, recipes, sweep, demo."""
 
 import json
+import os
 import sys
 
 import pytest
 import torch
 
-from srblock.cli import build_parser, main
+from srblock.cli import build_parser, main, os_error
 
 from .helpers import argv, write_fashion_mnist
 from .helpers import srblock_cli as run_cli
@@ -278,3 +279,20 @@ def test_ctrl_c_while_the_command_imports_torch_is_one_line():
         _, err = process.communicate(timeout=60)
         assert process.returncode == 130, err
         assert err == "srblock: interrupted while starting; nothing was written\n"
+
+
+def test_the_systems_refusals_name_the_path_given_and_the_fix(tmp_path, capsys):
+    afile, adir = tmp_path / "afile", tmp_path / "adir"
+    afile.write_text("")
+    adir.mkdir()
+    for action, path, message in (
+        (lambda: os.replace(afile, adir), adir, "is a folder: give a file path (e.g. FOLDER/name)"),
+        (lambda: os.makedirs(afile), afile, "exists and is not a folder: give a new folder path"),
+        (lambda: open(afile / "x", "w"), afile / "x", "goes through a file as if it were a folder"),
+    ):
+        with pytest.raises(OSError) as err:
+            action()
+        assert os_error(err.value).startswith(f"{path} {message}")
+    assert main(["export", "--model", "resnet10s_cifar", "--onnx", str(afile / "m.onnx")]) == 2
+    expected = f"srblock export: error: {afile} exists and is not a folder: give a new folder path"
+    assert capsys.readouterr().err.strip() == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +27,26 @@ examples:
   srblock bench --model resnet18_cifar --sr-stage 3 --sr-memory-blocks 4  # latency, MACs: with SR and without
   srblock export --model resnet18_cifar --sr-stage 3 --onnx r18_sr.onnx
 """
+
+
+# what the operating system's refusals mean for a path given on the command line, and the fix
+_OS_ERRORS = {
+    errno.EISDIR: "is a folder: give a file path (e.g. FOLDER/name)",
+    errno.EEXIST: "exists and is not a folder: give a new folder path",
+    errno.ENOTDIR: "goes through a file as if it were a folder: give a path under a folder",
+    errno.EACCES: "cannot be written or read (permission denied): choose a path you may use",
+    errno.EROFS: "is on a read-only file system: choose another path",
+    errno.ENOSPC: "cannot be written: no space left on the device; free some and run the command again",
+}
+
+
+def os_error(err: OSError) -> str:
+    """An operating system's error as one line naming the path the user gave (not a temporary
+    file's), what is wrong with it and what to do."""
+    path = err.filename2 if err.filename2 is not None else err.filename
+    if err.errno in _OS_ERRORS and path is not None:
+        return f"{path} {_OS_ERRORS[err.errno]}"
+    return str(err)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -60,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except (ValueError, OSError) as err:
-        print(f"srblock {args.command}: error: {err}", file=sys.stderr)
+        text = os_error(err) if isinstance(err, OSError) else str(err)
+        print(f"srblock {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C: say where things stand and how to go on, not a traceback
         where = f" in {err.where()}" if isinstance(err, Interrupted) else ""
