@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import shutil
@@ -247,3 +248,14 @@ def test_report_stops_on_what_it_cannot_show_instead_of_hiding_it(runs, tmp_path
     assert main(["report", str(broken), *out]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "best.ckpt is corrupt or truncated" in err
+    assert err.endswith(
+        f"the run's tested weights are lost: train it again (delete {broken} or use another --out)"
+    )
+    (broken / "best.ckpt").write_bytes(b"\x80\x02random bytes, not a checkpoint")
+    assert main(["report", str(broken), *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "best.ckpt is corrupt or truncated" in err
+    torch.save({"model": argparse.Namespace()}, broken / "best.ckpt")  # a pickled Python object
+    assert main(["report", str(broken), *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "(not a tensors-only torch file)" in err and "Weights only" not in err

@@ -5,12 +5,10 @@ from __future__ import annotations
 import errno
 import glob
 import os
-import pickle
 import random
 import shutil
 import socket
 import tempfile
-import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -142,32 +140,39 @@ def training_state(
     }
 
 
-def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:
-    """A checkpoint, loaded with weights_only=True; a corrupt or foreign one is a clear error."""
+def load_checkpoint(path: Path, model_name: str | None = None, advice: str | None = None) -> dict[str, Any]:
+    """A checkpoint, loaded with weights_only=True; a corrupt or foreign one is a clear error,
+    ending in `advice` where the caller knows better than training's (predict, analyze, export)."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # garbage makes the weights-only unpickler raise anything
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if reason.startswith("Weights only load failed"):  # torch's long advice on trusting pickles
+            reason = "not a tensors-only torch file"
         raise ValueError(
-            f"checkpoint {path} is corrupt or truncated ({reason[:120]}): delete it to start that run over"
+            f"checkpoint {path} is corrupt or truncated ({reason[:120]}): "
+            + (advice or "delete it to start that run over")
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an srblock training checkpoint: delete it or choose another --out")
+        raise ValueError(
+            f"{path} is not an srblock training checkpoint: "
+            + (advice or "delete it or choose another --out")
+        )
     if (
         "checksum" in state
         and tensors_checksum({k: v for k, v in state.items() if k != "checksum"}) != state["checksum"]
     ):
         raise ValueError(
             f"checkpoint {path} is corrupt (its tensors do not match their checksum): "
-            "delete it to start that run over"
+            + (advice or "delete it to start that run over")
         )
     if model_name is not None and state.get("config", {}).get("model") != model_name:
         raise ValueError(
             f"checkpoint {path} is from model {state.get('config', {}).get('model')!r}, not "
-            f"{model_name!r}: choose another --out, or delete the checkpoint"
+            f"{model_name!r}: " + (advice or "choose another --out, or delete the checkpoint")
         )
     return state
 

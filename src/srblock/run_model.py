@@ -66,20 +66,22 @@ def trained_model(folder: str | Path) -> TrainedModel:
         )
     cfg = read_config(folder)
     model = build_model(cfg)
-    load_weights(model, folder / BEST_CKPT, cfg)
+    advice = f"the run's tested weights are lost: train it again (delete {folder} or use another --out)"
+    load_weights(model, folder / BEST_CKPT, cfg, advice)
     return TrainedModel(model.eval(), cfg, cfg.input_size())
 
 
-def load_weights(model: nn.Module, path: Path, cfg: TrainConfig) -> dict[str, Any]:
+def load_weights(model: nn.Module, path: Path, cfg: TrainConfig, advice: str | None = None) -> dict[str, Any]:
     """Loads a run's checkpoint into its model; returns the checkpoint. One from another
-    configuration (other shapes or names) is a one-line error, not a traceback."""
-    state = load_checkpoint(path, cfg.model)
+    configuration (other shapes or names) is a one-line error, not a traceback, ending in
+    `advice` where the caller is not training (see load_checkpoint)."""
+    state = load_checkpoint(path, cfg.model, advice)
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError, TypeError):
         raise ValueError(
-            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another "
-            "configuration; choose another --out, or delete it"
+            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another configuration; "
+            + (advice or "choose another --out, or delete it")
         ) from None
     return state
 
