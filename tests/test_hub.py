@@ -3,6 +3,7 @@ timm (by name with the file, and as a local-dir model) and in `srblock predict`,
 run gives."""
 
 import json
+import shutil
 
 import pytest
 import timm
@@ -85,3 +86,18 @@ def test_what_cannot_be_exported_is_one_line(shared, tmp_path, capsys):
     assert "give --onnx FILE or --hf DIR" in capsys.readouterr().err
     assert main(["export", "--model", "resnet10s_cifar", "--hf", str(tmp_path)]) == 2
     assert "give its run folder" in capsys.readouterr().err
+
+
+def test_a_broken_export_says_which_file_and_what_to_do(shared, tmp_path, capsys):
+    _, out, data = shared
+    image = str(next((data / "test" / "Trouser").iterdir()))
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "config.json").write_text('{"architecture": "srblock_resnet10s_cifar",\n')
+    assert main(["predict", str(broken), image]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{broken / 'config.json'} is not valid JSON" in err
+    shutil.copy(out / "config.json", broken / "config.json")
+    (broken / "model.safetensors").unlink()
+    assert main(["predict", str(broken), image]) == 2
+    assert "holds config.json but no model.safetensors: copy it too" in capsys.readouterr().err

@@ -75,10 +75,24 @@ def load_hub_weights(model: nn.Module, file: str | Path, name: str, classifier: 
     model.load_state_dict(state, strict=False)
 
 
+def read_hub_config(path: str | Path) -> dict[str, Any]:
+    """An exported config.json, or a one-line error naming it."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}): export the run again (srblock export RUN --hf DIR)"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds no settings: export the run again (srblock export RUN --hf DIR)")
+    return config
+
+
 def hub_model_args(file: str | Path) -> dict[str, Any]:
     """The `model_args` of the config.json beside exported weights (none if there is none)."""
     path = hub_weights(file).parent / HUB_CONFIG
-    return json.loads(path.read_text()).get("model_args", {}) if path.is_file() else {}
+    return read_hub_config(path).get("model_args", {}) if path.is_file() else {}
 
 
 # what an exported pretrained_cfg says about the images (timm's data config reads these)
@@ -92,7 +106,7 @@ def hub_data_cfg(file: str | Path, num_classes: int | None = None) -> dict[str, 
     path = hub_weights(file).parent / HUB_CONFIG
     if not path.is_file():
         return {}
-    config = json.loads(path.read_text())
+    config = read_hub_config(path)
     shared = config.get("pretrained_cfg", {})
     out = {k: tuple(v) if isinstance(v, list) else v for k, v in shared.items() if k in DATA_KEYS}
     if config.get("label_names") and num_classes in (None, config.get("num_classes")):

@@ -21,9 +21,9 @@ from .checkpoint import write_atomic
 from .config import TrainConfig
 from .data import DATASETS
 from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
-from .hub import HUB_CONFIG, is_hub_folder
+from .hub import HUB_CONFIG, HUB_WEIGHTS, is_hub_folder, read_hub_config
 from .run_model import TrainedModel, trained_model
-from .runs import RESULT_FILE
+from .runs import CONFIG_FILE, RESULT_FILE
 from .splits import DATA_FILE
 
 
@@ -49,7 +49,7 @@ def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
     label_names, its result.json's or, for a run not finished yet, its data.json's; else numbers."""
     names = cfg.class_names()
     if not names and is_hub_folder(folder):
-        names = json.loads((folder / HUB_CONFIG).read_text()).get("label_names")
+        names = read_hub_config(folder / HUB_CONFIG).get("label_names")
     for recorded in (RESULT_FILE, DATA_FILE):
         if not names and (folder / recorded).is_file():
             try:
@@ -93,7 +93,8 @@ class Predictor:
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> Predictor:
         folder = Path(folder)
-        model, cfg, _ = hub_trained_model(folder) if is_hub_folder(folder) else trained_model(folder)
+        exported = (folder / HUB_CONFIG).is_file() and not (folder / CONFIG_FILE).is_file()
+        model, cfg, _ = hub_trained_model(folder) if exported else trained_model(folder)
         device = torch.device(device)
         return cls(folder, model.to(device), cfg, run_classes(folder, cfg), eval_transform(cfg), device)
 
@@ -183,7 +184,12 @@ def hub_trained_model(folder: str | Path) -> TrainedModel:
     from .keys import config_from_mapping
 
     folder = Path(folder)
-    config = json.loads((folder / HUB_CONFIG).read_text())
+    config = read_hub_config(folder / HUB_CONFIG)
+    if not (folder / HUB_WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"{folder} holds {HUB_CONFIG} but no {HUB_WEIGHTS}: copy it too, or export the run again "
+            f"(srblock export RUN --hf {folder})"
+        )
     if "srblock" not in config:
         raise ValueError(f"{folder / HUB_CONFIG} was not written by srblock export --hf: give a run folder")
     cfg = config_from_mapping(config["srblock"]["config"], str(folder / HUB_CONFIG))
