@@ -14,7 +14,7 @@ import torch
 
 from srblock import add_sr, remove_sr, sr_blocks
 from srblock.analysis import load_run, pick_classes
-from srblock.analysis.analyze import ablation, accuracy, image_batches
+from srblock.analysis.analyze import ablation, accuracy, analyze, image_batches
 from srblock.checkpoint import save_atomic
 from srblock.cli import main
 from srblock.spec import SRSpec
@@ -131,6 +131,17 @@ def test_default_classes_are_spread_and_names_work():
     assert pick_classes(names, ["c7", "12"]) == [7, 12]
     with pytest.raises(ValueError, match="unknown class 'tulip': give an index 0..99 or a name"):
         pick_classes(names, ["tulip"])
+    assert pick_classes(names[:10], None, count=3, present=[1, 4, 6, 8]) == [1, 6, 8]  # the split's own
+
+
+def test_a_class_the_split_lacks_is_refused_not_drawn_empty(runs):
+    run = load_run(runs["sr"])
+    val = run.splits["val"]
+    run.splits["val"] = val.subset((val.labels != 3).nonzero().flatten())
+    with pytest.raises(
+        ValueError, match="the val split of .* has no images of class3: choose other --classes"
+    ):
+        analyze(run, [1, 3], per_class=2)
 
 
 class _Page(HTMLParser):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .analyze import analyze, classes_of, load_run, pick_classes, write_json
+from .analyze import analyze, classes_of, labels_of, load_run, pick_classes, write_json
 from .plots import ablation_figure, features_figure, memory_figure, separation_figure, weights_figure
 
 
@@ -56,7 +56,8 @@ def run_analysis(
     figures. A run of `srblock.fit` passes `model` and `splits`; `device`: where the model runs
     (see `load_run`)."""
     run = load_run(folder, data_root, model=model, splits=splits, device=device)
-    picked = pick_classes(classes_of(run, run.splits["test"]), classes)
+    present = labels_of(run.splits[split]).unique().tolist() if split in run.splits else None
+    picked = pick_classes(classes_of(run, run.splits["test"]), classes, present=present)
     result = analyze(run, picked, per_class=per_class, split=split)
     out = Path(folder) / "analysis"
     out.mkdir(exist_ok=True)

@@ -153,10 +153,15 @@ def accuracy(model: nn.Module, run: LoadedRun, data: ImageSet | ImageFiles) -> f
     return 100.0 * (predict(model, image_batches(run, data)) == labels_of(data)).float().mean().item()
 
 
-def pick_classes(names: tuple[str, ...], wanted: list[str] | None, count: int = 5) -> list[int]:
-    """Class indices by name or number; by default `count` spread evenly over the label set."""
+def pick_classes(
+    names: tuple[str, ...], wanted: list[str] | None, count: int = 5, present: list[int] | None = None
+) -> list[int]:
+    """Class indices by name or number; by default `count` spread evenly over the label set (over
+    `present`, the classes the analysed split holds images of, where given)."""
     if not wanted:
-        return sorted({int(round(i)) for i in np.linspace(0, len(names) - 1, min(count, len(names)))})
+        pool = sorted(present) if present is not None else list(range(len(names)))
+        spread = np.linspace(0, len(pool) - 1, min(count, len(pool)))
+        return sorted({pool[int(round(i))] for i in spread})
     picked = []
     for item in wanted:
         if item.isdigit() and int(item) < len(names):
@@ -217,6 +222,12 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
     # N images of every class (all classes: for the 'All' panel and the centroid test)
     index = torch.cat([(all_labels == c).nonzero().flatten()[:per_class] for c in range(len(names))])
     labels = all_labels[index]
+    empty = [names[c] for c in classes if not (labels == c).any()]
+    if empty:
+        raise ValueError(
+            f"the {split} split of {run.folder} has no images of {', '.join(empty)}: choose other "
+            "--classes, or --split test"
+        )
     captured = capture(run.model, image_batches(run, data, index))
 
     result: dict[str, Any] = {
