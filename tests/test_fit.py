@@ -131,14 +131,14 @@ def test_what_fit_cannot_train_is_one_line(tmp_path):
     ):
         srblock.fit(held, train, val, sr_stage=3, **kwargs)
     with pytest.raises(
-        ValueError, match="sr_memory_blocks=7 does nothing: the model's SR block .* built with 4"
+        ValueError, match=r"sr_memory_blocks=7 does nothing: .* \(layer3.sr\) were built with 4"
     ):
         srblock.fit(held, train, val, sr_memory_blocks=7, **kwargs)
     assert not list(tmp_path.rglob("config.yaml"))  # nothing started
 
 
 def test_a_model_that_holds_an_sr_block_is_recorded_as_it_is():
-    from srblock.fit import _held_blocks
+    from srblock.fit import _given_spec, _held_blocks
 
     held = srblock.create_model(
         "resnet10s_cifar", num_classes=10, sr_stage=2, sr_memory_blocks=3, sr_hidden=5
@@ -146,6 +146,33 @@ def test_a_model_that_holds_an_sr_block_is_recorded_as_it_is():
     values = _held_blocks(held, {"sr_lr_mult": 10.0, "sr_hidden": 5})  # training keys and agreeing ones pass
     assert (values["sr_stage"], values["sr_memory_blocks"], values["sr_hidden"]) == (2, 3, 5)
     assert _held_blocks(srblock.create_model("resnet10s_cifar", num_classes=10), {"sr_hidden": 5}) == {}
+    # an SRSpec given to fit sets what it changes from the paper's, not its defaults
+    assert _held_blocks(held, _given_spec(srblock.SRSpec(lr_mult=10.0)))["sr_memory_blocks"] == 3
+    srblock.add_sr(held, 4, srblock.SRSpec(memory_blocks=2), input_size=(3, 32, 32))
+    assert _held_blocks(held, {}) == {"sr_stage": None}  # two blocks: fit's `name` tells the runs apart
+    with pytest.raises(ValueError, match=r"sr_memory_blocks=3 does nothing: .* were built with 2, 3"):
+        _held_blocks(held, {"sr_memory_blocks": 3})
+
+
+def test_labels_are_checked_where_the_data_set_lists_them_and_item_by_item_elsewhere():
+    from srblock.fit import _check_labels
+
+    class Listed(list):
+        targets = [0, 1, 7]
+        target_transform = None
+
+    _check_labels(Listed([(None, 0)]), "train_set", 8)
+    with pytest.raises(ValueError, match="train_set holds class index 7, outside 0..6 for 7 classes"):
+        _check_labels(Listed([(None, 0)]), "train_set", 7)
+    coarse = Listed([(None, 2)])
+    coarse.target_transform = lambda k: k // 4  # the listed labels are not what the items give
+    _check_labels(coarse, "train_set", 3)
+    with pytest.raises(
+        ValueError, match="train_set's items must be \\(image, class index\\), got a str class"
+    ):
+        _check_labels([(None, "cat")], "train_set", 3)
+    with pytest.raises(ValueError, match="class index -1, outside 0..2 .* or map the labels to 0..N-1"):
+        _check_labels([(None, -1)], "train_set", 3)
 
 
 def test_keys_fit_decides_itself_are_refused_not_overwritten(tmp_path):
@@ -159,3 +186,17 @@ def test_keys_fit_decides_itself_are_refused_not_overwritten(tmp_path):
         with pytest.raises(ValueError, match=f"srblock.fit: {key}=.* does nothing here: {message}"):
             srblock.fit(model, images, images, out=tmp_path, **{key: value})
     assert not list(tmp_path.iterdir())  # nothing started
+
+
+@pytest.mark.slow
+def test_a_model_built_with_its_block_trains_under_its_blocks_name(tmp_path):
+    from srblock.runs import read_config
+
+    held = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1, sr_stage=3, sr_memory_blocks=2)
+    run = srblock.fit(held, Pictures(0, 64), Pictures(64, 16), out=tmp_path, epochs=1, quiet=True, name="r10")
+    cfg = read_config(run.folder)
+    assert run.folder.parent.name.startswith("python_r10-sr3p2h8") and (
+        cfg.sr_stage,
+        cfg.sr_memory_blocks,
+    ) == (3, 2)
+    assert run.result["sr_params"] > 0

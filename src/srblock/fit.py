@@ -58,9 +58,10 @@ def _checked_image(image: object) -> torch.Tensor:
 def _check_head(model: nn.Module, image: torch.Tensor, classes: int) -> None:
     """One forward of the first image: a head with another number of outputs than classes is one
     line here rather than a loss shape error in the first step."""
+    device = next(model.parameters(), image).device  # (a model already on the GPU probes there)
     try:
         with evaluating(model), torch.no_grad():
-            out = model(image[None])
+            out = model(image[None].to(device))
     except (RuntimeError, ValueError, AssertionError) as err:
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ValueError(
@@ -93,7 +94,8 @@ ARCH_KEYS = tuple(f"sr_{name}" for name, f in SRSpec.__dataclass_fields__.items(
 def _held_blocks(model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
     """The config keys that describe the SR block a model already holds (its stage and shape), so
     the run's config.yaml and folder name say what it trains; keys given that would build another
-    block are refused, since fit adds none to such a model."""
+    block are refused, since fit adds none to such a model. A model with several blocks (or one
+    where no stage of srblock's can name it) keeps sr_stage empty: give fit a `name` for it."""
     held = sr_blocks(model)
     if not held:
         return {}
@@ -105,38 +107,56 @@ def _held_blocks(model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
             f"one ({where}): leave sr_stage out, or give a model without one"
         )
     for key in ARCH_KEYS:
-        own = [getattr(b.spec, key[3:]) for _, b in held]
-        if key in given and any(given[key] != value for value in own):
+        built = sorted({repr(getattr(b.spec, key[3:])) for _, b in held})
+        if key in given and built != [repr(given[key])]:
             raise ValueError(
-                f"srblock.fit: {key}={given[key]!r} does nothing: the model's SR block ({where}) was built "
-                f"with {own[0]!r}; leave it out, or build the model with it"
+                f"srblock.fit: {key}={given[key]!r} does nothing: the model's SR blocks ({where}) were "
+                f"built with {', '.join(built)}; leave it out, or build the model with it"
             )
-    values = {key: getattr(block.spec, key[3:]) for key in ARCH_KEYS}
-    stage = name.rsplit(".", 1)[0]
+    values: dict[str, Any] = {"sr_stage": None}
     try:
         stages = stage_names(model)
     except ValueError:  # a network srblock cannot split: its block is still trained, not named
         stages = []
+    stage = name.rsplit(".", 1)[0]
     if len(held) == 1 and stage in stages:
+        values = {key: getattr(block.spec, key[3:]) for key in ARCH_KEYS}
         values["sr_stage"] = stages.index(stage) + 1
     return values
 
 
+def _given_spec(sr: SRSpec | None) -> dict[str, Any]:
+    """The sr_<field> keys an SRSpec passed to fit sets: those it changes from the paper's."""
+    if sr is None:
+        return {}
+    default = SRSpec().keys()
+    return {k: v for k, v in as_spec(sr, "srblock.fit").keys().items() if v != default[k]}
+
+
 def _check_labels(data: Dataset, label: str, classes: int) -> None:
     """Class indices outside 0..classes-1 are one line now rather than an IndexError (a device
-    assert on a GPU) in the first step: those a data set lists (`targets`, `labels`), else its
-    first item's."""
-    listed = getattr(data, "targets", None)
-    listed = listed if listed is not None else getattr(data, "labels", None)
+    assert on a GPU) in the first step: those a data set lists (`targets`, `labels`, unless a
+    `target_transform` changes them), else its first item's."""
+    listed = None if getattr(data, "target_transform", None) else getattr(data, "targets", None)
+    if listed is None and not getattr(data, "target_transform", None):
+        listed = getattr(data, "labels", None)
     try:
         labels = torch.as_tensor(listed).flatten().long()
     except (TypeError, ValueError, RuntimeError):  # none listed, or not numbers: the first item's
-        labels = torch.as_tensor([int(data[0][1])])
+        target = data[0][1]
+        try:
+            labels = torch.as_tensor([int(target)])
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"srblock.fit: {label}'s items must be (image, class index), got a {type(target).__name__} "
+                f"class ({str(target)[:40]!r}): map the labels to whole numbers 0..{classes - 1}"
+            ) from None
     bad = labels[(labels < 0) | (labels >= classes)]
     if len(bad):
         raise ValueError(
             f"srblock.fit: {label} holds class index {int(bad[0])}, outside 0..{classes - 1} for "
-            f"{classes} classes: give classes=[...] or num_classes=N that cover every label"
+            f"{classes} classes: give classes=[...] or num_classes=N that cover every label, or map "
+            "the labels to 0..N-1"
         )
 
 
@@ -196,7 +216,7 @@ def fit(
     spec_keys = as_spec(sr, "srblock.fit").keys() if sr is not None else {}
     for key, value in {**recipe_values(recipe), **spec_keys, **overrides}.items():
         set_value(values, key, value, f"srblock.fit({key}=...)")
-    values.update(_held_blocks(model, {**spec_keys, **overrides}))
+    values.update(_held_blocks(model, {**_given_spec(sr), **overrides}))
     label = name or type(model).__name__
     values.update(dataset="folder", model=f"{PYTHON_MODEL}{label}", data_dir=None, pretrained=None)
     values["classes"] = _classes(train_set, classes, num_classes)
