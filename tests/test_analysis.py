@@ -139,7 +139,8 @@ def test_a_class_the_split_lacks_is_refused_not_drawn_empty(runs):
     val = run.splits["val"]
     run.splits["val"] = val.subset((val.labels != 3).nonzero().flatten())
     with pytest.raises(
-        ValueError, match="the val split of .* has no images of class3: choose other --classes"
+        ValueError,
+        match="the val split of .* has no images of class3: choose other classes \\(or another split\\)",
     ):
         analyze(run, [1, 3], per_class=2)
 

@@ -3,10 +3,12 @@
 import json
 import os
 import sys
+import tempfile
 
 import pytest
 import torch
 
+from srblock.checkpoint import write_atomic
 from srblock.cli import build_parser, main, os_error
 
 from .helpers import argv, write_fashion_mnist
@@ -278,7 +280,7 @@ def test_ctrl_c_while_the_command_imports_torch_is_one_line():
         assert err == "srblock: interrupted while starting; nothing was written\n"
 
 
-def test_the_systems_refusals_name_the_path_given_and_the_fix(tmp_path, capsys):
+def test_the_systems_refusals_name_the_path_given_and_the_fix(tmp_path, capsys, monkeypatch):
     afile, adir = tmp_path / "afile", tmp_path / "adir"
     afile.write_text("")
     adir.mkdir()
@@ -290,6 +292,17 @@ def test_the_systems_refusals_name_the_path_given_and_the_fix(tmp_path, capsys):
         with pytest.raises(OSError) as err:
             action()
         assert os_error(err.value).startswith(f"{path} {message}")
+    with pytest.raises(OSError) as err:
+        os.mkdir(adir)
+    assert os_error(err.value) == f"{adir} already exists: give a new path"
+
+    def refused(*args, **kwargs):  # what mkstemp raises in a folder this user may not write in
+        raise PermissionError(13, "Permission denied", str(adir / ".report.html.1@host.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as err:
+        write_atomic(adir / "report.html", lambda f: f.write(b"x"))
+    assert os_error(err.value).startswith(f"{adir / 'report.html'} cannot be written or read")
     assert main(["export", "--model", "resnet10s_cifar", "--onnx", str(afile / "m.onnx")]) == 2
     expected = f"srblock export: error: {afile} exists and is not a folder: give a new folder path"
     assert capsys.readouterr().err.strip() == expected

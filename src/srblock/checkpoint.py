@@ -48,7 +48,10 @@ def _owner() -> str:
 def temporary_beside(path: Path) -> tuple[int, str]:
     """A new temporary file beside `path` (an open descriptor and its name), named after its
     process, so the one a killed process left is known as stale (remove_stale_temporaries)."""
-    return tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        return tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as err:  # named after the file asked for, not the temporary one (no permission...)
+        raise type(err)(err.errno, err.strerror, str(path)) from None
 
 
 def remove_stale_temporaries(path: Path) -> None:
@@ -147,6 +150,8 @@ def load_checkpoint(path: Path, model_name: str | None = None, advice: str | Non
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
+        raise
+    except MemoryError:
         raise
     except Exception as err:  # garbage makes the weights-only unpickler raise anything
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -56,7 +56,8 @@ def run_analysis(
     figures. A run of `srblock.fit` passes `model` and `splits`; `device`: where the model runs
     (see `load_run`)."""
     run = load_run(folder, data_root, model=model, splits=splits, device=device)
-    present = labels_of(run.splits[split]).unique().tolist() if split in run.splits else None
+    # the default classes come from those the split holds (an unknown split is analyze's error)
+    present = labels_of(run.splits[split]).unique().tolist() if not classes and split in run.splits else None
     picked = pick_classes(classes_of(run, run.splits["test"]), classes, present=present)
     result = analyze(run, picked, per_class=per_class, split=split)
     out = Path(folder) / "analysis"

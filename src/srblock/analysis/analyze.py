@@ -224,9 +224,10 @@ def analyze(run: LoadedRun, classes: list[int], per_class: int = 50, split: str 
     labels = all_labels[index]
     empty = [names[c] for c in classes if not (labels == c).any()]
     if empty:
+        other = " (or another split)" if split != "test" else ""
         raise ValueError(
             f"the {split} split of {run.folder} has no images of {', '.join(empty)}: choose other "
-            "--classes, or --split test"
+            f"classes{other}"
         )
     captured = capture(run.model, image_batches(run, data, index))
 

@@ -21,9 +21,9 @@ def segmentation_examples(
     tested checkpoint's whole-image predictions (computed on `device`; None: the CPU)."""
     folder = Path(folder)
     model, cfg, _ = trained_model(folder)
-    model.to(device or "cpu")
     if not cfg.SEGMENTS:
         raise ValueError(f"{folder} is a {cfg.dataset} run, not a segmentation run")
+    model.to(device or "cpu")
     info, _, _, test, _ = load_splits(cfg, data_root)
     normalise = SegEvalTransform(info.mean, info.std)
     images, labels, preds = [], [], []

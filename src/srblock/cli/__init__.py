@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from collections.abc import Sequence
 
@@ -44,6 +45,8 @@ def os_error(err: OSError) -> str:
     """An operating system's error as one line naming the path the user gave (not a temporary
     file's), what is wrong with it and what to do."""
     path = err.filename2 if err.filename2 is not None else err.filename
+    if err.errno == errno.EEXIST and path is not None and os.path.isdir(path):
+        return f"{path} already exists: give a new path"
     if err.errno in _OS_ERRORS and path is not None:
         return f"{path} {_OS_ERRORS[err.errno]}"
     return str(err)
