@@ -260,9 +260,7 @@ def test_report_stops_on_what_it_cannot_show_instead_of_hiding_it(runs, tmp_path
     assert main(["report", str(broken), *out]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "best.ckpt is corrupt or truncated" in err
-    assert err.endswith(
-        f"the run's tested weights are lost: train it again (delete {broken} or use another --out)"
-    )
+    assert err.endswith(f"train the run again (delete {broken} or use another --out)")
     (broken / "best.ckpt").write_bytes(b"\x80\x02random bytes, not a checkpoint")
     assert main(["report", str(broken), *out]) == 2
     err = capsys.readouterr().err.strip()

@@ -195,18 +195,20 @@ def test_analysis_on_the_device_gives_the_cpus_numbers(cifar, tmp_path, device):
     assert main(argv(line, data=cifar, out=tmp_path) + TINY + on("cpu")) == 0
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
     numbers = {}
-    for where in ("cpu", device):
-        paths = run_analysis(folder, per_class=4, device=where)
-        numbers[where] = {
-            name: json.loads(paths[name].read_text()) for name in ("weights.json", "ablation.json")
-        }
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # float32 on both
+    try:
+        for where in ("cpu", device):
+            paths = run_analysis(folder, per_class=4, device=where)
+            numbers[where] = {n: json.loads(paths[n].read_text()) for n in ("weights.json", "ablation.json")}
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     block = "layer3.sr"
     for name, stats in numbers["cpu"]["weights.json"]["blocks"][block]["per_class"].items():
         got = numbers[device]["weights.json"]["blocks"][block]["per_class"][name]
-        # cuDNN's TF32 convolutions against the CPU's float32
-        assert got["weight_mean"] == pytest.approx(stats["weight_mean"], abs=1e-3)
-    with_sr = numbers["cpu"]["ablation.json"]["with_sr"]
-    assert numbers[device]["ablation.json"]["with_sr"] == pytest.approx(with_sr, abs=2.0)
+        assert got["weight_mean"] == pytest.approx(stats["weight_mean"], abs=1e-4)
+    with_sr = numbers["cpu"]["ablation.json"]["with_sr"]  # one near-tie may flip: 1.25% of 80 images
+    assert numbers[device]["ablation.json"]["with_sr"] == pytest.approx(with_sr, abs=1.3)
 
 
 @pytest.mark.parametrize("device", GPU_ONLY)

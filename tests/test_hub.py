@@ -97,6 +97,10 @@ def test_a_broken_export_says_which_file_and_what_to_do(shared, tmp_path, capsys
     assert main(["predict", str(broken), image]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{broken / 'config.json'} is not valid JSON" in err
+    config = json.loads((out / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "label_names": "abc"}))
+    assert main(["predict", str(broken), image]) == 2
+    assert "(its label_names is not a list): export the run again" in capsys.readouterr().err
     shutil.copy(out / "config.json", broken / "config.json")
     (broken / "model.safetensors").unlink()
     assert main(["predict", str(broken), image]) == 2

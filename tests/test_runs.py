@@ -342,8 +342,8 @@ def test_a_run_folder_whose_checkpoint_has_no_model_or_another_one_is_one_line(t
         )
         with pytest.raises(
             ValueError,
-            match="best.ckpt does not fit this run's resnet10s_cifar: it is from another configuration; "
-            "the run's tested weights are lost: train it again",
+            match="best.ckpt does not fit this run's resnet10s_cifar: it is from another configuration "
+            r"\(or config.yaml was edited since\): restore it, or train the run again",
         ):
             trained_model(tmp_path)
 

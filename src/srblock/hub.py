@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from .config import TrainConfig
+from .runs import CONFIG_FILE
 
 HUB_CONFIG, HUB_WEIGHTS = "config.json", "model.safetensors"
 
@@ -80,12 +81,23 @@ def read_hub_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
+    except ValueError as err:  # (a UnicodeDecodeError too)
         raise ValueError(
             f"{path} is not valid JSON ({err}): export the run again (srblock export RUN --hf DIR)"
         ) from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} holds no settings: export the run again (srblock export RUN --hf DIR)")
+    kinds = {"pretrained_cfg": dict, "model_args": dict, "label_names": list, "srblock": dict}
+    wrong = [
+        k
+        for k, kind in kinds.items()
+        if isinstance(config, dict) and not isinstance(config.get(k, kind()), kind)
+    ]
+    if not isinstance(config, dict) or wrong:
+        what = (
+            f"its {', '.join(wrong)} is not a {kinds[wrong[0]].__name__}" if wrong else "it holds no settings"
+        )
+        raise ValueError(
+            f"{path} is not an srblock export ({what}): export the run again (srblock export RUN --hf DIR)"
+        )
     return config
 
 
@@ -115,4 +127,6 @@ def hub_data_cfg(file: str | Path, num_classes: int | None = None) -> dict[str, 
 
 
 def is_hub_folder(folder: str | Path) -> bool:
-    return (Path(folder) / HUB_CONFIG).is_file() and (Path(folder) / HUB_WEIGHTS).is_file()
+    """An exported folder (its config.json, and no run's config.yaml), whole or not: reading one
+    without its weights is an error that names them."""
+    return (Path(folder) / HUB_CONFIG).is_file() and not (Path(folder) / CONFIG_FILE).is_file()

@@ -23,7 +23,7 @@ from .data import DATASETS
 from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
 from .hub import HUB_CONFIG, HUB_WEIGHTS, is_hub_folder, read_hub_config
 from .run_model import TrainedModel, trained_model
-from .runs import CONFIG_FILE, RESULT_FILE
+from .runs import RESULT_FILE
 from .splits import DATA_FILE
 
 
@@ -93,8 +93,7 @@ class Predictor:
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> Predictor:
         folder = Path(folder)
-        exported = (folder / HUB_CONFIG).is_file() and not (folder / CONFIG_FILE).is_file()
-        model, cfg, _ = hub_trained_model(folder) if exported else trained_model(folder)
+        model, cfg, _ = hub_trained_model(folder) if is_hub_folder(folder) else trained_model(folder)
         device = torch.device(device)
         return cls(folder, model.to(device), cfg, run_classes(folder, cfg), eval_transform(cfg), device)
 

@@ -66,7 +66,7 @@ def trained_model(folder: str | Path) -> TrainedModel:
         )
     cfg = read_config(folder)
     model = build_model(cfg)
-    advice = f"the run's tested weights are lost: train it again (delete {folder} or use another --out)"
+    advice = f"train the run again (delete {folder} or use another --out)"  # its tested weights are gone
     load_weights(model, folder / BEST_CKPT, cfg, advice)
     return TrainedModel(model.eval(), cfg, cfg.input_size())
 
@@ -80,8 +80,12 @@ def load_weights(model: nn.Module, path: Path, cfg: TrainConfig, advice: str | N
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError, TypeError):
         raise ValueError(
-            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another configuration; "
-            + (advice or "choose another --out, or delete it")
+            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another configuration"
+            + (
+                f" (or config.yaml was edited since): restore it, or {advice}"
+                if advice
+                else "; choose another --out, or delete it"
+            )
         ) from None
     return state
 

@@ -17,11 +17,10 @@ from ..keys import key_groups, parse_set
 def note_if_unfinished(folder: str | Path, what: str) -> None:
     """A line on stderr where a run folder has no result.json yet: `what` (its best checkpoint so
     far predicts, is exported...) is then not the tested model a finished run's would be."""
-    from ..hub import is_hub_folder
     from ..runs import CONFIG_FILE, has_result
 
     folder = Path(folder)
-    if (folder / CONFIG_FILE).is_file() and not is_hub_folder(folder) and not has_result(folder):
+    if (folder / CONFIG_FILE).is_file() and not has_result(folder):  # (an export has no config.yaml)
         print(
             f"note: {folder} is not finished (no result.json): its best checkpoint so far {what}",
             file=sys.stderr,
