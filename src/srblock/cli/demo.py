@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.task == "seg":
         recipe, name, sr = "fashion_mnist_seg", "fcn_resnet10s", dict(sr_stage=2)
-        tiny = {"iterations": 20, "eval_interval": 10, "limit_train": 320, "limit_test": 100}
+        tiny = {"iterations": 20, "eval_interval": 20, "limit_train": 320, "limit_test": 40}
         columns = ["model", "test_miou", "test_macc", "test_miou_ms", "test_macc_ms"]
     else:
         recipe, name, sr = "fashion_mnist", "resnet10s_cifar", dict(sr_stage=3)
