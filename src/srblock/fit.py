@@ -137,9 +137,10 @@ def _check_labels(data: Dataset, label: str, classes: int) -> None:
     """Class indices outside 0..classes-1 are one line now rather than an IndexError (a device
     assert on a GPU) in the first step: those a data set lists (`targets`, `labels`, unless a
     `target_transform` changes them), else its first item's."""
-    listed = None if getattr(data, "target_transform", None) else getattr(data, "targets", None)
-    if listed is None and not getattr(data, "target_transform", None):
-        listed = getattr(data, "labels", None)
+    listed = getattr(data, "targets", None)
+    listed = listed if listed is not None else getattr(data, "labels", None)
+    if getattr(data, "target_transform", None):  # the items' labels are not the listed ones
+        listed = None
     try:
         labels = torch.as_tensor(listed).flatten().long()
     except (TypeError, ValueError, RuntimeError):  # none listed, or not numbers: the first item's

@@ -85,40 +85,31 @@ def read_hub_config(path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{path} is not valid JSON ({err}): export the run again (srblock export RUN --hf DIR)"
         ) from None
+    again = "export the run again (srblock export RUN --hf DIR)"
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not an srblock export (it holds no settings): {again}")
     kinds = {"pretrained_cfg": dict, "model_args": dict, "label_names": list, "srblock": dict}
-    wrong = [
-        k
-        for k, kind in kinds.items()
-        if isinstance(config, dict) and not isinstance(config.get(k, kind()), kind)
-    ]
-    if not isinstance(config, dict) or wrong:
-        what = (
-            f"its {', '.join(wrong)} is not a {kinds[wrong[0]].__name__}" if wrong else "it holds no settings"
-        )
-        raise ValueError(
-            f"{path} is not an srblock export ({what}): export the run again (srblock export RUN --hf DIR)"
-        )
+    wrong = [k for k, kind in kinds.items() if not isinstance(config.get(k, kind()), kind)]
+    if wrong:
+        what = f"its {', '.join(wrong)} is not a {kinds[wrong[0]].__name__}"
+        raise ValueError(f"{path} is not an srblock export ({what}): {again}")
     return config
 
 
-def hub_model_args(file: str | Path) -> dict[str, Any]:
-    """The `model_args` of the config.json beside exported weights (none if there is none)."""
+def hub_config_beside(file: str | Path) -> dict[str, Any]:
+    """The config.json beside exported weights (empty if there is none: a bare weights file)."""
     path = hub_weights(file).parent / HUB_CONFIG
-    return read_hub_config(path).get("model_args", {}) if path.is_file() else {}
+    return read_hub_config(path) if path.is_file() else {}
 
 
 # what an exported pretrained_cfg says about the images (timm's data config reads these)
 DATA_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation")
 
 
-def hub_data_cfg(file: str | Path, num_classes: int | None = None) -> dict[str, Any]:
-    """The image settings and label names of the config.json beside exported weights, as timm's
-    pretrained_cfg holds them (tuples), so that timm's data pipeline prepares images as the run
-    did; the label names only where the head keeps the export's classes."""
-    path = hub_weights(file).parent / HUB_CONFIG
-    if not path.is_file():
-        return {}
-    config = read_hub_config(path)
+def hub_data_cfg(config: dict[str, Any], num_classes: int | None = None) -> dict[str, Any]:
+    """An export's image settings and label names, as timm's pretrained_cfg holds them (tuples),
+    so that timm's data pipeline prepares images as the run did; the label names only where the
+    head keeps the export's classes."""
     shared = config.get("pretrained_cfg", {})
     out = {k: tuple(v) if isinstance(v, list) else v for k, v in shared.items() if k in DATA_KEYS}
     if config.get("label_names") and num_classes in (None, config.get("num_classes")):

@@ -17,7 +17,7 @@ from timm.models import register_model as timm_register
 from timm.models._features import FeatureListNet
 from torch import nn
 
-from .hub import hub_data_cfg, hub_model_args, load_hub_weights
+from .hub import hub_config_beside, hub_data_cfg, load_hub_weights
 from .registry import create_model, list_models, model_arguments, model_facts
 from .spec import RENAMED_KEYS, SPEC_KEYS
 
@@ -80,9 +80,9 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
             )
         for key in (*_TIMM_ONLY, "pretrained_model_args"):
             kwargs.pop(key, None)
-        if pretrained:  # an exported folder's model_args are the defaults: its weights fit them
-            for key, value in hub_model_args(file).items():
-                kwargs.setdefault(key, value)
+        exported = hub_config_beside(file) if pretrained else {}  # (a bare weights file has none)
+        for key, value in exported.get("model_args", {}).items():  # the defaults: its weights fit them
+            kwargs.setdefault(key, value)
         for key, default in _TIMM_DEFAULTS.items():
             if key in kwargs and kwargs[key] not in (default, None):
                 raise ValueError(
@@ -100,8 +100,8 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
             classifier = next(n for n, m in model.named_modules() if m is model.get_classifier())
             load_hub_weights(model, file, f"{PREFIX}{name}", classifier)
         cfg = _pretrained_cfg(name, model, kwargs.get("num_classes"))
-        if pretrained:  # the export's mean, std, sizes and labels: timm's data config prepares as the run did
-            cfg.update(hub_data_cfg(file, kwargs.get("num_classes")))
+        # the export's mean, std, sizes and labels: timm's data config prepares images as the run did
+        cfg.update(hub_data_cfg(exported, kwargs.get("num_classes")))
         if features_only:  # timm's wrapper: a list of the stages' maps (an SR block inside its stage)
             flatten = not any("." not in info["module"] for info in model.feature_info)
             indices = tuple(range(len(model.feature_info))) if out_indices is None else out_indices
