@@ -4,6 +4,7 @@ engine both loops share (resume, progress output, devices), and the lr schedules
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from .helpers import (
     main_one_thread,
     paused_run,
     srblock_cli,
+    write_image_folder,
     write_imagenet,
 )
 
@@ -480,6 +482,9 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
     rank0 = types.SimpleNamespace(global_rank=0)
     run = Run(rank0, make_config("cifar10", {"lr": 1e6}), tmp_path, None, None, None, None, None, "epoch")
     run.check_finite(2.3, "epoch 1")  # a loss a network has
+    # a large validation loss early on (BatchNorm's running statistics after a few steps at lr 0.1)
+    # is a number to record: only one that is not a number stops the run
+    run.check_finite(6.13e6, "epoch 1", "validation loss")
     assert not (tmp_path / "diverged.txt").exists()
     with pytest.raises(
         ValueError,
@@ -492,6 +497,12 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
     with pytest.raises(ValueError, match="at epoch 2: the validation loss is nan") as stopped:
         run.check_finite(float("nan"), "epoch 2", "validation loss")
     assert (tmp_path / "diverged.txt").read_text().strip() == str(stopped.value)
+    # a diversity term that swamps the loss is named before the lr
+    swamped = make_config("fashion_mnist", {"sr_stage": 3, "sr_diversity": 1e6})
+    run = Run(rank0, swamped, tmp_path, None, None, None, None, None, "epoch")
+    with pytest.raises(ValueError, match="train again with a smaller sr_diversity \\(now 1e\\+06, e.g. "
+                       "--set sr_diversity=0.1\\) or a smaller lr"):
+        run.check_finite(float("inf"), "epoch 1")
     # the SR block's settings that can blow up are named where the run changed them
     cold = make_config("fashion_mnist", {"sr_stage": 3, "sr_temperature": 0.001, "sr_memory_init": "normal"})
     run = Run(rank0, cold, tmp_path, None, None, None, None, None, "epoch")
@@ -503,3 +514,21 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
         ),
     ):
         run.check_finite(float("inf"), "epoch 1")
+
+
+@pytest.mark.slow
+def test_a_healthy_run_whose_early_validation_loss_is_large_trains_to_the_end(tmp_path):
+    """Real Fashion-MNIST pictures, 3 classes x 60, ResNet18 at lr 0.1 for one epoch of 9 steps: the
+    validation loss after it is about 1e6 (BatchNorm's running statistics after 9 steps), which is
+    no divergence: the run finishes and counts."""
+    data = write_image_folder(tmp_path / "data", per_class=(60, 0, 0), test=False)
+    shutil.rmtree(data / "val")
+    line = (
+        "train folder --data {data} --out {out} --seeds 0 --set epochs=1 --set batch_size=20 "
+        "--set image_size=32 --set model=resnet18_cifar --quiet"
+    )
+    assert main_one_thread(*argv(line, data=data, out=tmp_path / "runs")) == 0
+    [folder] = (tmp_path / "runs" / "folder").glob("*/seed0")
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    assert float(rows[1].split(",")[4]) > 1e4  # the validation loss that stopped it before
+    assert (folder / "result.json").is_file() and not (folder / "diverged.txt").exists()

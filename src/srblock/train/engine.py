@@ -164,8 +164,11 @@ class Run:
 
     def check_finite(self, loss: float, where: str, what: str = "training loss") -> None:
         """Stops a diverged run before it checkpoints, so it never counts as finished (last.ckpt
-        keeps the weights from before; the folder says why): a loss not a number, or past LOSS_LIMIT."""
-        if not math.isfinite(loss) or loss > LOSS_LIMIT:
+        keeps the weights from before; the folder says why): a loss not a number, or a training
+        loss past LOSS_LIMIT. A large validation loss is a number to record, not a divergence: with
+        BatchNorm's running statistics from a few steps at a high lr it is common early on, and
+        passes as they settle."""
+        if not math.isfinite(loss) or (what == "training loss" and loss > LOSS_LIMIT):
             message = f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; "
             message += divergence_advice(self.cfg, self.folder)
             if self.rank0:
