@@ -432,7 +432,11 @@ def test_val_fraction_is_refused_where_the_folder_has_its_own_validation_split(t
     for split in ("train", "val"):
         for name in ("boots", "shirts"):
             (tmp_path / split / name).mkdir(parents=True)
-    with pytest.raises(ValueError, match="val_fraction=0.2 does nothing: the data folder has val/"):
+    refused = "val_fraction=0.2 does nothing: the data folder has its own validation split"
+    with pytest.raises(ValueError, match=refused):
         make_config("folder", {"data_dir": str(tmp_path), "val_fraction": 0.2})
-    shutil.rmtree(tmp_path / "val")
+    (tmp_path / "val").rename(tmp_path / "validation")  # Hugging Face's and timm's name for it
+    with pytest.raises(ValueError, match=refused):
+        make_config("folder", {"data_dir": str(tmp_path), "val_fraction": 0.2})
+    shutil.rmtree(tmp_path / "validation")
     assert make_config("folder", {"data_dir": str(tmp_path), "val_fraction": 0.2}).val_fraction == 0.2

@@ -4,6 +4,7 @@ every bad folder as a one-line error. The pictures are real Fashion-MNIST ones w
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -34,6 +35,43 @@ def test_classes_and_splits_come_from_the_folders(pictures):
     assert sorted(set(train.labels.tolist())) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("name", ["validation", "valid"])
+def test_the_validation_split_is_read_under_its_other_names(pictures, tmp_path, name):
+    data = tmp_path / "data"
+    shutil.copytree(pictures, data)
+    (data / "val").rename(data / name)  # Hugging Face's and timm's folders, and Kaggle's
+    train, val, test = load_folder(data)
+    assert (len(train), len(val), len(test)) == (180, 45, 45)
+
+
+@pytest.mark.parametrize(
+    "folders, message",
+    [
+        (
+            ("eval",),
+            "eval is no split srblock reads (the validation split or the test split?): a data folder",
+        ),
+        (("extra",), "extra is no split srblock reads: a data folder holds train/, val/ (or validation/"),
+        (("validation",), "holds two val splits, val/ and validation/: keep one"),
+    ],
+)
+def test_a_folder_beside_train_that_is_no_split_is_refused_not_ignored(
+    pictures, tmp_path, capsys, folders, message
+):
+    data = tmp_path / "data"
+    shutil.copytree(pictures, data)
+    for name in folders:
+        shutil.copytree(data / "val", data / name)
+    (data / ".ipynb_checkpoints").mkdir()  # hidden: not a split, not refused
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_folder(data)
+    line = "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 --quiet"
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("channels, augment", [(3, "rrc"), (1, "padcrop")])
 def test_every_image_mode_and_size_becomes_the_asked_channels_and_size(pictures, channels, augment):
     train, _, _ = load_folder(pictures)
@@ -58,7 +96,7 @@ def test_training_on_a_folder_end_to_end(pictures, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_timm_backbone_with_sr_on_a_folder_without_val_or_test(pictures, tmp_path):
+def test_a_timm_backbone_with_sr_on_a_folder_without_val_or_test(pictures, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(pictures / "train", data / "train")
     line = (
@@ -70,6 +108,13 @@ def test_a_timm_backbone_with_sr_on_a_folder_without_val_or_test(pictures, tmp_p
     result = json.loads((folder / "result.json").read_text())
     assert result["tested_split"] == "val" and result["sr_params"] > 0
     assert folder.parent.name == "timm_resnet10t-sr3p4h8"
+    # the scored images choose nothing: the last epoch's checkpoint is tested, and says so
+    assert result["tested_checkpoint"] == "last" and result["best_val_acc"] is None
+    assert result["best_epoch"] == result["epochs"] - 1
+    capsys.readouterr()
+    assert main(["table", str(tmp_path / "runs")]) == 0
+    header, _, row = capsys.readouterr().out.splitlines()[:3]
+    assert "| tested " in header and "| val, last epoch " in row
 
 
 @pytest.mark.parametrize(
@@ -229,3 +274,18 @@ def test_what_a_folder_holds_besides_its_images_is_not_trained_on(pictures, tmp_
     (data / "test" / "Sneaker" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     with pytest.raises(ValueError, match="gone.png cannot be read .*a broken link\\?\\): remove it"):
         load_folder(data)
+
+
+def test_a_train_only_folder_with_nothing_held_out_is_one_line_and_leaves_no_folder(
+    pictures, tmp_path, capsys
+):
+    data = tmp_path / "data"
+    shutil.copytree(pictures / "train", data / "train")
+    line = (
+        "train folder --data {data} --out {out} --set model=resnet10s_cifar --set image_size=32 "
+        "--set val_fraction=0 --quiet"
+    )
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no test split and val_fraction=0 holds no images out of the training split" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "runs").exists()

@@ -36,8 +36,8 @@ def test_table_mean_and_sample_std(tmp_path, capsys):
     )
     assert main(["table", str(tmp_path), "--format", "csv"]) == 0
     csv_lines = capsys.readouterr().out.splitlines()
-    assert csv_lines[0].startswith("table,name,M,P,seeds,test_acc_mean,test_acc_std")
-    assert csv_lines[2].startswith("II,R18 + SE + SR,3,2,3,77.0,1.0")
+    assert csv_lines[0].startswith("table,name,M,P,seeds,tested,test_acc_mean,test_acc_std")
+    assert csv_lines[2].startswith("II,R18 + SE + SR,3,2,3,,77.0,1.0")  # (tested: empty, the test split)
 
 
 def test_results_of_a_folder_without_finished_runs(tmp_path):

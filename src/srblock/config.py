@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from .data import DATASETS
@@ -31,8 +30,10 @@ NO_WEIGHTS = "does nothing without weights to load: set pretrained (or pretraine
 
 
 def _val_folder(cfg: Any) -> bool:
-    """Whether a folder run's data has its own val/ (then nothing is held out of train/)."""
-    return cfg.dataset == "folder" and bool(cfg.data_dir) and (Path(cfg.data_dir) / "val").is_dir()
+    """Whether a folder run's data has its own validation split (then nothing is held out of train/)."""
+    from .data.folder import has_val_folder
+
+    return cfg.dataset == "folder" and bool(cfg.data_dir) and has_val_folder(cfg.data_dir)
 
 
 def sr_key(name: str) -> Any:
@@ -73,7 +74,7 @@ class TrainConfig:
     sr_learn_temperature: bool = sr_key("learn_temperature")
     val_fraction: float = setting(
         0.1, "share of the training set held out for validation", range="[0, 1)",
-        needs=(lambda c: not _val_folder(c), "does nothing: the data folder has val/, the validation split"),
+        needs=(lambda c: not _val_folder(c), "does nothing: the data folder has its own validation split"),
     )  # fmt: skip
     flip: bool = setting(True, "random horizontal flips in training")
     seed: int = setting(0, "decides init, data order, augmentation and split", range="[0, 4294967295]")

@@ -191,10 +191,11 @@ def fit(
     **overrides: Any,
 ) -> FitResult:
     """Trains `model` on `train_set` with a recipe's optimiser, schedule and loop; the checkpoint
-    best on `val_set` is tested on `test_set` (else on `val_set`). `overrides` are recipe keys
-    (epochs=10, lr=1e-3, seed=1...); sr_stage (with `sr`, an SRSpec, or its sr_<field> keys) adds
-    an SR block to a model that has none (a model that holds one trains it as it is, its stage and
-    shape recorded). A second call with the same arguments resumes (or skips) the run."""
+    best on `val_set` is tested on `test_set` (without `test_set`, the last epoch's on `val_set`).
+    `overrides` are recipe keys (epochs=10, lr=1e-3, seed=1...); sr_stage (with `sr`, an SRSpec,
+    or its sr_<field> keys) adds an SR block to a model that has none (a model that holds one
+    trains it as it is, its stage and shape recorded). A second call with the same arguments
+    resumes (or skips) the run."""
     from .train.jobs import Job, run_jobs  # the training stack, only when training
 
     if not isinstance(model, nn.Module):

@@ -50,9 +50,21 @@ _NOT_COMPARED = frozenset(
 )
 
 
+def tested_on(result: dict[str, Any]) -> str | None:
+    """What a run's test scores are where they are not the test split's (None where they are): a
+    folder without test/ scores its validation split, with the last epoch's checkpoint (runs from
+    before that rule scored the checkpoint chosen on those very images, and say so)."""
+    if result.get("tested_split", "test") == "test":
+        return None
+    if result.get("tested_checkpoint") == "last":
+        return "val, last epoch"
+    return "val, chosen on val"
+
+
 def md_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The readable table's columns: the metrics these rows have, as mean ± std, and SR against plain."""
-    columns = (*ROW_COLUMNS, *_present(rows), "vs_plain", "oh_pct", "paper_acc", "paper_oh_pct", "folder")
+    columns = (*ROW_COLUMNS, "tested", *_present(rows), "vs_plain", "oh_pct", "paper_acc", "paper_oh_pct")
+    columns = (*columns, "folder")
     return tuple(c for c in columns if any(r.get(c) is not None for r in rows))  # no empty columns
 
 
@@ -60,7 +72,7 @@ def raw_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The CSV/JSON columns: each metric's mean and std as numbers, and the paired comparison."""
     stats = [f"{m}_{s}" for m in _present(rows) for s in ("mean", "std")]
     paper = ("paper_acc_mean", "paper_acc_std", "paper_oh_pct")
-    return (*ROW_COLUMNS, *stats, *PAIRED_COLUMNS, "oh_pct", "sr_oh_pct", *paper, "folder")
+    return (*ROW_COLUMNS, "tested", *stats, *PAIRED_COLUMNS, "oh_pct", "sr_oh_pct", *paper, "folder")
 
 
 def _without_sr(config: dict[str, Any]) -> tuple:
@@ -178,6 +190,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if cfg.get("sr_stage") is not None
                 else None,
                 "seeds": len(runs),
+                "tested": "; ".join(sorted({t for t in map(tested_on, runs) if t})) or None,
                 **scores,
                 "oh_pct": first.get("oh_pct"),
                 "sr_oh_pct": first.get("sr_oh_pct"),

@@ -219,12 +219,13 @@ class RunLock:
     that has died is taken over. Inactive in the other processes of a distributed run."""
 
     def __init__(self, folder: Path, active: bool = True) -> None:
-        self.path, self.active, self.held, self.made_folder = Path(folder) / LOCK_FILE, active, False, False
+        self.path, self.active, self.held = Path(folder) / LOCK_FILE, active, False
+        self.made: list[Path] = []  # the folders the lock made, deepest first
 
     def __enter__(self) -> RunLock:
         if not self.active:
             return self
-        self.made_folder = not self.path.parent.exists()
+        self.made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         holder = f"{os.getpid()} {socket.gethostname()}"
         for _ in range(2):
@@ -262,8 +263,11 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
-            if self.made_folder and not any(self.path.parent.iterdir()):
-                self.path.parent.rmdir()  # nothing was written (a model that did not build): no folder left
+            for folder in self.made:  # nothing was written (a run that could not start): no folder left
+                try:
+                    folder.rmdir()  # (only an empty one: another run's sibling folder keeps its parent)
+                except OSError:
+                    break
 
 
 class Interrupted(KeyboardInterrupt):

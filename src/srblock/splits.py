@@ -42,7 +42,8 @@ class Splits(NamedTuple):
 def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Splits:
     """(info, train, validation, test) as a run sees them: cut to limit_train / limit_test, the
     training set split by the seed (an empty validation split when val_fraction is 0) unless the
-    data set has its own validation split; a folder without test/ is tested on its validation split."""
+    data set has its own validation split; a folder without test/ is tested on its validation split
+    (with the last epoch's checkpoint: train/classify.py)."""
     info, train_set, val_set, test_set = load_dataset_splits(cfg.dataset, data_root(cfg, given_root))
     recorded = cfg.class_names()
     if recorded and list(train_set.classes) != list(recorded):  # a folder whose classes changed
@@ -54,6 +55,12 @@ def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Split
     train_set = train_set.subset(slice(0, cfg.limit_train))
     if val_set is None:
         train_set, val_set = split_train_val(train_set, cfg.val_fraction, cfg.seed)
+    if test_set is None and len(val_set) == 0:
+        raise ValueError(
+            f"the data have no test split and val_fraction={cfg.val_fraction:g} holds no images out of "
+            "the training split: there is nothing to score the run on; set val_fraction (e.g. 0.1), or "
+            "add val/ or test/ class folders"
+        )
     tested = "test" if test_set is not None else "val"
     test_set = test_set if test_set is not None else val_set
     return Splits(info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test)), tested)

@@ -13,7 +13,9 @@ test_acc is the mean ± sample standard deviation over seeds of the test accurac
 run's best-validation checkpoint (test_top5 likewise); segmentation runs show test_miou and
 test_macc (whole image) and test_miou_ms, test_macc_ms (multi-scale + flip) instead; OH is the
 parameter overhead over the plain model (%); the
-paper's values stand beside ours where the sweep knows them (Table II).
+paper's values stand beside ours where the sweep knows them (Table II). tested (shown only where
+a row's scores are not a test split's): "val, last epoch" for a folder without test/, whose
+validation images are scored with the last epoch's checkpoint, not one chosen on them.
 
 vs_plain (rows with SR): SR minus the plain configuration that matches the row in every key but
 the SR block's, over the seeds both have (a seed fixes the split, order and augmentation of both

@@ -11,7 +11,7 @@ from ..config import with_seeds
 from ..keys import make_config
 from ..recipes import group_name
 from ..render import render
-from ..results import METRICS
+from ..results import METRICS, tested_on
 from ..runs import read_config, run_dir, unfinished_runs
 from .common import add_parallel_arg, add_training_args, job_args, training_overrides
 
@@ -82,6 +82,7 @@ def results_table(outcomes: list) -> str | None:
         {
             "run": str(o.job.folder),
             "seed": o.job.cfg.seed,
+            "tested": tested_on(o.result),
             **{m: o.result.get(m) for m in METRICS},
             "minutes": o.result["wall_time_s"] / 60,
         }
@@ -90,5 +91,5 @@ def results_table(outcomes: list) -> str | None:
     ]
     if not rows:
         return None
-    shown = [m for m in METRICS if any(r[m] is not None for r in rows)]
+    shown = [m for m in ("tested", *METRICS) if any(r[m] is not None for r in rows)]
     return render(rows, ["run", "seed", *shown, "minutes"])

@@ -1,8 +1,12 @@
 """A user's own images: DIR/train/<class>/*, DIR/val/<class>/* and DIR/test/<class>/* (the last two
 optional), read by DataLoader workers. Class names and count come from train/'s folders, sorted.
 
-Without val/, the run splits val_fraction of train/ off for validation; without test/, the scores
-reported as the test's are val/'s (result.json says which split was tested).
+The validation split may also be named validation/ or valid/ (Hugging Face's and timm's folders,
+Kaggle's); any other folder beside train/ is refused, never ignored (eval/ too: some use it for
+validation, some for test). Without a validation folder the run splits val_fraction of train/ off
+for validation; without test/, the validation split is scored instead, with the last epoch's
+checkpoint rather than one selected on those same images (result.json says which split was
+tested and which checkpoint).
 """
 
 from __future__ import annotations
@@ -15,6 +19,38 @@ from .imagenet import ImageFiles
 from .images import IMAGE_EXTENSIONS, checked_files, class_folders
 
 SPLITS = ("train", "val", "test")
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
+
+
+def split_folders(root: str | Path) -> dict[str, Path]:
+    """The folders of a folder data set's splits found in `root` (train always; val and test where
+    present, under any of their names), or a one-line error for a folder beside train/ that is no
+    split, or a split under two names."""
+    root = Path(root).expanduser()
+    names = {name: split for split, names in SPLIT_FOLDERS.items() for name in names}
+    found: dict[str, Path] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        split = names.get(folder.name)
+        if split is None:
+            known = "train/, val/ (or validation/, valid/) and test/"
+            hint = " (the validation split or the test split?)" if folder.name == "eval" else ""
+            raise ValueError(
+                f"{folder} is no split srblock reads{hint}: a data folder holds {known}; rename it to one "
+                f"of those or move it out of {root}"
+            )
+        if split in found:
+            raise ValueError(
+                f"{root} holds two {split} splits, {found[split].name}/ and {folder.name}/: keep one"
+            )
+        found[split] = folder
+    return found
+
+
+def has_val_folder(root: str | Path) -> bool:
+    """Whether a folder data set has its own validation split (under any of its names): then nothing
+    is held out of train/. False where `root` cannot be read (the data's loader says why)."""
+    root = Path(root).expanduser()
+    return root.is_dir() and any((root / name).is_dir() for name in SPLIT_FOLDERS["val"])
 
 
 def folder_classes(root: str | Path) -> tuple[str, ...]:
@@ -71,4 +107,5 @@ def load_folder(root: str | Path | None) -> tuple[ImageFiles, ImageFiles | None,
         )
     root = Path(root).expanduser()
     classes = folder_classes(root)
-    return tuple(_split(root, s, classes) if (root / s).is_dir() else None for s in SPLITS)  # type: ignore[return-value]
+    folders = split_folders(root)
+    return tuple(_split(root, folders[s].name, classes) if s in folders else None for s in SPLITS)  # type: ignore[return-value]

@@ -1,9 +1,9 @@
 """The classification loop (CIFAR, Fashion-MNIST, ImageNet) on Lightning Fabric, read top to bottom.
 
 CPU, one GPU or many (DDP, many nodes) through Fabric; the checkpoint best on validation is the
-one tested (without a validation split, the last); a run killed at any moment resumes from its
-last epoch and ends with exactly the weights an uninterrupted run would have (on the CPU, where
-kernels are deterministic).
+one tested (without a validation split, or without a test split apart from it, the last); a run
+killed at any moment resumes from its last epoch and ends with exactly the weights an
+uninterrupted run would have (on the CPU, where kernels are deterministic).
 """
 
 from __future__ import annotations
@@ -222,6 +222,13 @@ def memory_epoch(
     return memory
 
 
+def selects(run: Run, val: tuple[float, float] | None) -> bool:
+    """Whether the run chooses its tested checkpoint on validation: only where it has a validation
+    split and a test split apart from it. Without a test split the validation images are scored,
+    so the last epoch's checkpoint is tested: one chosen on those images would score its own choice."""
+    return val is not None and run.data.tested == "test"
+
+
 def end_epoch(
     run: Run,
     epoch: int,
@@ -235,8 +242,8 @@ def end_epoch(
     improved, the metrics row, then last.ckpt."""
     val_loss, val_acc = val if val is not None else (None, None)
     run.step = epoch + 1
-    if val_acc is None or val_acc > run.best_val:
-        run.best_val, run.best_step = (val_acc if val_acc is not None else float("nan")), epoch
+    if not selects(run, val) or val_acc > run.best_val:
+        run.best_val, run.best_step = (val_acc if selects(run, val) else float("nan")), epoch
         run.checkpoint(BEST_CKPT)
     # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
     row = (epoch, lr, *train, val_loss, val_acc, time.time() - epoch_start)
@@ -260,9 +267,11 @@ def test_and_finish(
     num_classes: int,
     extra: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Tests the checkpoint best on validation (and, for SR, the accuracy without its blocks and
-    their statistics); writes and returns result.json."""
+    """Tests the checkpoint best on validation, or the last where the run does not select on
+    validation (`selects`), and for SR the accuracy without its blocks and their statistics;
+    writes and returns result.json."""
     run.load_best()
+    chosen = val_batches is not None and run.data.tested == "test"  # (selects, as end_epoch asked it)
     device = run.fabric.device
     test_loss, test_acc, test_top5 = evaluate(run.net, test_batches, num_classes, device)
     memory = {}
@@ -275,10 +284,12 @@ def test_and_finish(
             "test_acc": test_acc,
             "test_top5": test_top5 if num_classes > 5 else None,  # 5 classes or fewer: always 100
             "test_loss": test_loss,
-            "best_val_acc": run.best_val if val_batches else None,
+            "best_val_acc": run.best_val if chosen else None,
             "best_epoch": run.best_step,
             "epochs": run.cfg.epochs,
             "tested_split": run.data.tested,
+            # "best_val": chosen on the validation split; "last": the last epoch's (no such choice)
+            "tested_checkpoint": "best_val" if chosen else "last",
             **memory,
             # for predict, which reads only the run folder
             "classes": run.cfg.class_names() or list(run.data.train.classes),
