@@ -500,8 +500,11 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
     # a diversity term that swamps the loss is named before the lr
     swamped = make_config("fashion_mnist", {"sr_stage": 3, "sr_diversity": 1e6})
     run = Run(rank0, swamped, tmp_path, None, None, None, None, None, "epoch")
-    with pytest.raises(ValueError, match="train again with a smaller sr_diversity \\(now 1e\\+06, e.g. "
-                       "--set sr_diversity=0.1\\) or a smaller lr"):
+    with pytest.raises(
+        ValueError,
+        match="train again with a smaller sr_diversity \\(now 1e\\+06, e.g. "
+        "--set sr_diversity=0.1\\) or a smaller lr",
+    ):
         run.check_finite(float("inf"), "epoch 1")
     # the SR block's settings that can blow up are named where the run changed them
     cold = make_config("fashion_mnist", {"sr_stage": 3, "sr_temperature": 0.001, "sr_memory_init": "normal"})
