@@ -380,6 +380,16 @@ def test_sr_settings_that_only_break_a_run_are_refused_when_set(capsys):
             ["epochs=2", "milestones=[5]"],
             "milestones=[5] does nothing unless schedule=step and a milestone falls",
         ),
+        (  # it named the run's folder (scale2) though the memory started at zero
+            ["sr_stage=3", "sr_memory_init_scale=2"],
+            "sr_memory_init_scale=2.0 does nothing with sr_memory_init=zeros (the paper's memory starts at "
+            "zero): set sr_memory_init=normal or prototypes",
+        ),
+        (  # it was recorded in config.yaml though the fast loader starts no workers
+            ["num_workers=4"],
+            "num_workers=4 does nothing with loader=fast (the images on the device, no workers): set "
+            "loader=dataloader",
+        ),
     ],
 )
 def test_a_key_set_where_it_does_nothing_is_refused_in_one_line(sets, message, capsys):
@@ -440,3 +450,41 @@ def test_val_fraction_is_refused_where_the_folder_has_its_own_validation_split(t
         make_config("folder", {"data_dir": str(tmp_path), "val_fraction": 0.2})
     shutil.rmtree(tmp_path / "validation")
     assert make_config("folder", {"data_dir": str(tmp_path), "val_fraction": 0.2}).val_fraction == 0.2
+
+
+def test_a_key_two_config_classes_declare_is_checked_by_the_runs_own_class(capsys):
+    """crop_padding is CIFAR's pad-crop padding and the file pipeline's padcrop padding: a CIFAR run
+    that sets it was checked by the file pipeline's rule (a traceback: no `augment` on a CIFAR config)."""
+    from srblock.cli import main
+
+    assert make_config("cifar100", {"crop_padding": 8}).crop_padding == 8
+    assert main(["train", "cifar100", "--set", "crop_padding=8", "--data", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cifar-100-python lacks" in err  # the data's error, not a crash
+    with pytest.raises(ValueError, match="crop_padding=8 does nothing with augment=rrc"):
+        make_config("folder", {"crop_padding": 8})
+
+
+@pytest.mark.parametrize(
+    "words, message",
+    [
+        (
+            ["train", "folder", "--set", "classes=[a,b]"],
+            "--set classes=[a,b]: classes is not set but read from the data folder's train/<class> folders",
+        ),
+        (
+            ["train", "fashion_mnist", "--set", "seed=5", "--seeds", "0", "1"],
+            "--set seed=5 and --seeds 0 1 both choose the seeds: give --seeds 5 (and the others) instead",
+        ),
+        (
+            ["sweep", "cifar100-table1", "--set", "seed=5"],
+            "--set seed=5 and the sweep's seeds both choose the seeds",
+        ),
+    ],
+)
+def test_keys_srblock_fills_in_or_that_another_flag_decides_are_refused(words, message, capsys):
+    from srblock.cli import main
+
+    assert main(words) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -36,10 +36,11 @@ def _val_folder(cfg: Any) -> bool:
     return cfg.dataset == "folder" and bool(cfg.data_dir) and has_val_folder(cfg.data_dir)
 
 
-def sr_key(name: str) -> Any:
-    """A config field mirroring `SRSpec.<name>` (its default and facts) as the key `sr_<name>`."""
+def sr_key(name: str, **facts: Any) -> Any:
+    """A config field mirroring `SRSpec.<name>` (its default and facts, and `facts` about the run's
+    other keys, such as `needs`) as the key `sr_<name>`."""
     field = SRSpec.__dataclass_fields__[name]
-    return dataclasses.field(default=field.default, metadata={**field.metadata, "spec": name})
+    return dataclasses.field(default=field.default, metadata={**field.metadata, **facts, "spec": name})
 
 
 @dataclass
@@ -90,7 +91,11 @@ class TrainConfig:
         role="execution", needs=(lambda c: c.compile != "false", "does nothing with compile=false"),
     )  # fmt: skip
     channels_last: bool = setting(True, "channels_last memory format")
-    num_workers: int = setting(2, "DataLoader workers", range="[0, inf)", role="execution")
+    num_workers: int = setting(
+        2, "DataLoader workers", range="[0, inf)", role="execution",
+        needs=(lambda c: c.num_workers == 0 or getattr(c, "loader", "dataloader") != "fast",
+               "does nothing with loader=fast (the images on the device, no workers): set loader=dataloader"),
+    )  # fmt: skip
     limit_train: int | None = setting(None, "only the first N training images (smoke runs)", range="[1, inf)")
     limit_test: int | None = setting(None, "only the first N test images", range="[1, inf)")
     data_dir: str | None = setting(None, "where the data set was read (absolute)", role="execution")
@@ -200,7 +205,11 @@ class ClassifyConfig(TrainConfig):
     )  # fmt: skip
     label_smoothing: float = setting(0.0, "label smoothing of the loss", range="[0, 1)")
     sr_memory_init: str = sr_key("memory_init")
-    sr_memory_init_scale: float = sr_key("memory_init_scale")
+    sr_memory_init_scale: float = sr_key(
+        "memory_init_scale",
+        needs=(lambda c: c.sr_memory_init != "zeros", "does nothing with sr_memory_init=zeros (the paper's "
+               "memory starts at zero): set sr_memory_init=normal or prototypes"),
+    )  # fmt: skip
     sr_diversity: float = sr_key("diversity")
     sr_bypass_every: int = setting(
         0, "val_acc_bypassed every N epochs; 0: after the last epoch only", range="[0, inf)", role="sr"
@@ -256,8 +265,9 @@ class FilesConfig(ClassifyConfig):
         needs=(lambda c: c.augment == "padcrop", "does nothing with augment=rrc: set augment=padcrop"),
     )  # fmt: skip
     classes: list[str] | None = setting(
-        None, "a folder data set's class names (its train/ folders), filled in"
-    )
+        None, "a folder data set's class names (its train/ folders), filled in",
+        filled_from="the data folder's train/<class> folders (a run's config.yaml records them)",
+    )  # fmt: skip
 
     def input_size(self) -> tuple[int, int, int]:
         return (self.in_chans, self.image_size, self.image_size)

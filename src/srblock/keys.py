@@ -47,16 +47,29 @@ def key_groups() -> dict[str, list[str]]:
     return groups
 
 
-def set_value(values: dict[str, Any], key: str, value: Any, source: str, *, old_names: str = "warn") -> None:
+def set_value(
+    values: dict[str, Any],
+    key: str,
+    value: Any,
+    source: str,
+    *,
+    old_names: str = "warn",
+    filled: bool = False,
+) -> None:
     """Checks one key and its value against its field's facts and stores it, or raises a one-line
     ValueError. A key's name of an earlier release is read as today's (`old_names="warn"` says so
-    in a FutureWarning; "quiet" for the config.yaml of runs written by then)."""
+    in a FutureWarning; "quiet" for the config.yaml of runs written by then). A key srblock fills
+    in (a folder's `classes`) is refused unless `filled` (a run's own config.yaml)."""
     key = renamed(key, source, warn=old_names == "warn")
     if key not in FIELDS:
         close = difflib.get_close_matches(key, KEYS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(KEYS)}")
     field = FIELDS[key]
+    if field.metadata.get("filled_from") and not filled:
+        raise ValueError(
+            f"{source}: {key} is not set but read from {field.metadata['filled_from']}: leave it out"
+        )
     parse = field.metadata.get("parse")
     checked = check(key, field, _TYPES[key], parse(value) if parse else value, source)
     valid = field.metadata.get("valid")
@@ -172,12 +185,12 @@ def check_applies(cfg: TrainConfig, chosen: dict[str, Any], source: str, has_sr:
     """Refuses a key the user set that does nothing in `cfg` (an SR key without an SR block, a
     regulariser's rate without one...), which would otherwise be recorded as if it had acted.
     A recipe's or a sweep's shared keys are not the user's choice for each run: not checked here."""
-    own = {f.name for f in dataclasses.fields(cfg)}
+    own = {f.name: f for f in dataclasses.fields(cfg)}  # (a name two config classes declare: cfg's own)
     has_sr = cfg.sr_stage is not None if has_sr is None else has_sr
     for key, value in chosen.items():
-        if key not in own or value == _default(FIELDS[key]):  # the default changes nothing: no harm
+        if key not in own or value == _default(own[key]):  # the default changes nothing: no harm
             continue
-        meta = FIELDS[key].metadata
+        meta = own[key].metadata
         needs = meta.get("needs")
         if meta.get("role") == "sr" and key != "sr_stage" and not has_sr:
             needs = (lambda c: False, "does nothing without an SR block: add one with sr_stage=M")
@@ -196,7 +209,7 @@ def config_from_mapping(data: Any, source: str) -> TrainConfig:
         )
     values: dict[str, Any] = {}
     for key, value in data.items():
-        set_value(values, key, value, source, old_names="quiet")
+        set_value(values, key, value, source, old_names="quiet", filled=True)
     return build_config(values, source, other_tasks="drop")
 
 

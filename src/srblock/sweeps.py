@@ -65,6 +65,8 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
         source = f"{sweep} row {row.get('name', index)!r}"
         values: dict[str, Any] = {}
         for key, value in {**shared, **row}.items():
+            if key == "seed":  # every row trains the sweep's seeds: a seed here would be dropped
+                raise ValueError(f"{source}: seed is not a row's key: list the seeds in the sweep's `seeds`")
             if key not in ROW_LABELS:
                 set_value(values, key, value, source)
         own = [

@@ -148,9 +148,16 @@ def job_args(args: argparse.Namespace) -> dict:
     )
 
 
-def training_overrides(args: argparse.Namespace) -> dict:
-    """The recipe fields the command line sets: every --set, --precision, and --data (as data_dir)."""
+def training_overrides(args: argparse.Namespace, sweep: bool = False) -> dict:
+    """The recipe fields the command line sets: every --set, --precision, and --data (as data_dir).
+    The seeds are --seeds' (or a sweep's list): a seed set as a key beside them would be dropped."""
     overrides = parse_set(args.sets)
+    if "seed" in overrides and (args.seeds or sweep):
+        given = f"--seeds {' '.join(map(str, args.seeds))}" if args.seeds else "the sweep's seeds"
+        raise ValueError(
+            f"--set seed={overrides['seed']} and {given} both choose the seeds: give --seeds "
+            f"{overrides['seed']} (and the others) instead"
+        )
     if args.precision:
         overrides["precision"] = args.precision
     if args.data:

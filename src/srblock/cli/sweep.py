@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
 
-    rows = expand_sweep(args.sweep, training_overrides(args))
+    rows = expand_sweep(args.sweep, training_overrides(args, sweep=True))
     folder = Path(args.out) / group_name(args.sweep)
     jobs = [
         Job(cfg, run_dir(Path(args.out), group_name(args.sweep), cfg), row.extra())
