@@ -124,7 +124,20 @@ def test_export_errors(seg_run, capsys, tmp_path):
     assert (
         main(["export", str(seg_run), "--model", "resnet18_cifar", "--onnx", str(tmp_path / "x.onnx")]) == 2
     )
-    assert "--model describe a new model, but a run folder's model is its own" in capsys.readouterr().err
+    assert "--model does nothing with a run folder, whose model is its own" in capsys.readouterr().err
+    # every flag that describes a model is applied or refused: --sr-hidden was silently ignored
+    for flags in (
+        ["--sr-hidden", "16"],
+        ["--sr-act", "gelu"],
+        ["--size", "64"],
+        ["--input-size", "3", "8", "8"],
+    ):
+        assert main(["export", str(seg_run), *flags, "--onnx", str(tmp_path / "x.onnx")]) == 2
+        err = capsys.readouterr().err
+        assert f"{flags[0]} does nothing with a run folder" in err.splitlines()[-1], err
+    assert main(["export", str(seg_run), "--hf", str(tmp_path / "hf"), "--dynamic-batch"]) == 2
+    assert "--dynamic-batch does nothing with --hf" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "hf").exists()
     assert main(["export", "--model", "timm:nonexistent_net", "--onnx", "x.onnx"]) == 2
     assert "unknown timm model 'nonexistent_net'" in capsys.readouterr().err
     assert main(["export", "--model", "resnet10s_cifar", "--onnx", str(tmp_path)]) == 2

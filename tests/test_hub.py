@@ -105,3 +105,61 @@ def test_a_broken_export_says_which_file_and_what_to_do(shared, tmp_path, capsys
     (broken / "model.safetensors").unlink()
     assert main(["predict", str(broken), image]) == 2
     assert "holds config.json but no model.safetensors: copy it too" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (  # an IndexError in predict before
+            lambda c: {**c, "label_names": c["label_names"][:2]},
+            "states different numbers of classes (num_classes 3, model_args' num_classes 3, the run's "
+            "classes 3, label_names 2)",
+        ),
+        (  # an empty message before
+            lambda c: {**c, "architecture": "srblock_resnet99"},
+            "architecture 'srblock_resnet99' is none of srblock's models in timm's registry",
+        ),
+        (  # a new random head that answered with the old names before
+            lambda c: {
+                **c,
+                "num_classes": 2,
+                "model_args": {**c["model_args"], "num_classes": 2},
+                "label_names": c["label_names"][:2],
+                "srblock": {"config": {**c["srblock"]["config"], "classes": c["label_names"][:2]}},
+            },
+            "model.safetensors does not fit its config.json (fc.bias is 3, not for 2 classes)",
+        ),
+    ],
+)
+def test_an_edited_export_is_refused_in_one_line_not_answered_at_random(
+    shared, tmp_path, capsys, edit, message
+):
+    _, out, data = shared
+    image = str(next((data / "test" / "Trouser").iterdir()))
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    config = json.loads((out / "config.json").read_text())
+    (edited / "config.json").write_text(json.dumps(edit(config)))
+    assert main(["predict", str(edited), image]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "export the run again" in err
+
+
+def test_an_export_replaces_only_files_it_wrote(shared, tmp_path, capsys):
+    run, _, _ = shared
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "config.json").write_text('{"my": "settings"}')  # the user's, not an export's
+    assert main(["export", str(run), "--hf", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"{target / 'config.json'} exists and was not written by srblock export" in err
+    assert (target / "config.json").read_text() == '{"my": "settings"}' and not (
+        target / "model.safetensors"
+    ).exists()
+    (target / "config.json").unlink()
+    (target / "model.safetensors").write_bytes(b"someone else's weights")
+    assert main(["export", str(run), "--hf", str(target)]) == 2
+    assert (target / "model.safetensors").read_bytes() == b"someone else's weights"
+    (target / "model.safetensors").unlink()
+    assert main(["export", str(run), "--hf", str(target)]) == 0
+    assert main(["export", str(run), "--hf", str(target)]) == 0  # an export's own files: written again

@@ -109,6 +109,22 @@ def onnx_max_diff(
     return float((torch.from_numpy(out) - reference).abs().max())
 
 
+def refuse_foreign_files(out: Path) -> None:
+    """An export writes into a folder only the two files it owns: a config.json (or weights beside
+    one) that an srblock export did not write is the user's, and is never replaced."""
+    config = out / HUB_CONFIG
+    try:
+        ours = isinstance(data := json.loads(config.read_text()), dict) and "srblock" in data
+    except (OSError, ValueError):  # none there, or not JSON: not an export's
+        ours = False
+    for name in (HUB_CONFIG, HUB_WEIGHTS):
+        if (out / name).exists() and not ours:
+            raise ValueError(
+                f"{out / name} exists and was not written by srblock export: export into another folder "
+                "(an export writes config.json and model.safetensors), or move that file away"
+            )
+
+
 def export_hf(folder: str | Path, out: str | Path) -> Path:
     """Writes `folder`'s tested weights and config in timm's hub format into `out`; returns `out`."""
     from safetensors.torch import save
@@ -144,6 +160,7 @@ def export_hf(folder: str | Path, out: str | Path) -> Path:
         "srblock": {"config": cfg.record()},
     }
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    refuse_foreign_files(out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / HUB_WEIGHTS, lambda f: f.write(save(weights)))
     write_text_atomic(out / HUB_CONFIG, json.dumps(config, indent=2))

@@ -192,7 +192,50 @@ def hub_trained_model(folder: str | Path) -> TrainedModel:
     if "srblock" not in config:
         raise ValueError(f"{folder / HUB_CONFIG} was not written by srblock export --hf: give a run folder")
     cfg = config_from_mapping(config["srblock"]["config"], str(folder / HUB_CONFIG))
+    check_export(config, cfg, folder / HUB_CONFIG)
     model = timm.create_model(
         config["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(folder)}
     )
+    check_export_weights(model, folder, config["num_classes"])
     return TrainedModel(model.eval(), cfg, cfg.input_size())
+
+
+def check_export(config: dict, cfg: TrainConfig, path: Path) -> None:
+    """An export's config.json agrees with itself before a model is built from it: its architecture
+    is one of srblock's in timm's registry, and its class count is the same everywhere it is stated
+    (num_classes, model_args, label_names, the run's config). An edited file is one line, not an
+    IndexError in a prediction or a model answering with names that are not its classes."""
+    from .timm_models import TIMM_NAMES
+
+    again = "restore it, or export the run again (srblock export RUN --hf DIR)"
+    architecture = config.get("architecture")
+    if architecture not in TIMM_NAMES:
+        raise ValueError(
+            f"{path}: architecture {architecture!r} is none of srblock's models in timm's registry "
+            f"({', '.join(TIMM_NAMES)}): {again}"
+        )
+    counts = {
+        "num_classes": config.get("num_classes"),
+        "model_args' num_classes": config.get("model_args", {}).get("num_classes"),
+        "the run's classes": cfg.num_classes(),
+    }
+    if config.get("label_names"):
+        counts["label_names"] = len(config["label_names"])
+    if len(set(counts.values())) > 1:
+        said = ", ".join(f"{what} {count}" for what, count in counts.items())
+        raise ValueError(f"{path} states different numbers of classes ({said}): {again}")
+
+
+def check_export_weights(model: torch.nn.Module, folder: Path, num_classes: int) -> None:
+    """Every tensor of the exported weights is the model's, at its shape: timm starts a head of
+    another class count anew (fine-tuning), which would predict at random under the export's names."""
+    from safetensors.torch import load_file
+
+    own, weights = model.state_dict(), load_file(str(folder / HUB_WEIGHTS))
+    other = [k for k, v in weights.items() if k in own and v.shape != own[k].shape]
+    if other:
+        shape = " x ".join(map(str, weights[other[0]].shape))
+        raise ValueError(
+            f"{folder / HUB_WEIGHTS} does not fit its {HUB_CONFIG} ({other[0]} is {shape}, not for "
+            f"{num_classes} classes): restore config.json, or export the run again"
+        )

@@ -69,6 +69,8 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for command in SUBCOMMANDS:
         command.add_parser(sub)
+    for command_parser in sub.choices.values():  # its flags' defaults: which flags were given (common.py)
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .. import startup
@@ -25,6 +25,26 @@ def note_if_unfinished(folder: str | Path, what: str) -> None:
             f"note: {folder} is not finished (no result.json): its best checkpoint so far {what}",
             file=sys.stderr,
         )
+
+
+def given_flags(args: argparse.Namespace, dests: Iterable[str]) -> list[str]:
+    """The flags among those storing into `dests` that the command line set to other than their
+    default, as --help spells them (one per destination)."""
+    parser, wanted, flags = getattr(args, "command_parser", None), set(dests), []
+    for action in parser._actions if parser is not None else []:
+        if action.dest in wanted and action.option_strings:
+            wanted.discard(action.dest)  # a flag's old name shares its destination: named once
+            if getattr(args, action.dest, action.default) != action.default:
+                flags.append(max(action.option_strings, key=len))
+    return flags
+
+
+def refuse_flags(args: argparse.Namespace, dests: Iterable[str], why: str) -> None:
+    """A one-line error naming the flags among `dests` that were given, where they would do
+    nothing (`why` says why and what to do): a flag is applied or refused, never ignored."""
+    flags = given_flags(args, dests)
+    if flags:
+        raise ValueError(f"{' '.join(flags)} {'does' if len(flags) == 1 else 'do'} nothing {why}")
 
 
 def at_least(minimum: int) -> Callable[[str], int]:

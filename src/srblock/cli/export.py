@@ -8,8 +8,8 @@ from pathlib import Path
 from ..export import export_hf, export_onnx, onnx_max_diff
 from ..hub import HUB_CONFIG, HUB_WEIGHTS
 from ..run_model import trained_model
-from .common import note_if_unfinished
-from .model_args import add_model_args, build_from_args
+from .common import note_if_unfinished, refuse_flags
+from .model_args import add_model_args, build_from_args, model_dests
 
 EPILOG = """\
 examples:
@@ -49,9 +49,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.onnx) == bool(args.hf):
         raise ValueError("give --onnx FILE or --hf DIR (one of them)")
+    if args.run_dir:
+        why = "with a run folder, whose model is its own (they describe a new one): give one or the other"
+        refuse_flags(args, model_dests(), why)
     if args.hf:
         if not args.run_dir:
             raise ValueError("--hf exports a run's trained weights: give its run folder (RUN_DIR --hf DIR)")
+        refuse_flags(args, ["dynamic_batch"], "with --hf (an ONNX input's batch): leave it out")
         note_if_unfinished(args.run_dir, "is exported")
         out = export_hf(args.run_dir, args.hf)
         print(
@@ -60,16 +64,6 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.run_dir:
-        given = [
-            f"--{k.replace('_', '-')}"
-            for k in ("model", "num_classes", "attn", "reg", "sr_stage", "input_size", "in_chans")
-            if getattr(args, k) is not None
-        ]
-        if given:
-            raise ValueError(
-                f"{' '.join(given)} describe a new model, but a run folder's model is its own: "
-                "give a run folder or --model, not both"
-            )
         model, _, input_size = trained_model(args.run_dir)
         note_if_unfinished(args.run_dir, "is exported")
     else:

@@ -118,6 +118,12 @@ def add_sr_args(p: argparse.ArgumentParser) -> None:
         )
 
 
+def model_dests() -> tuple[str, ...]:
+    """Where add_model_args stores its flags: what describes a model to build (not a run's own)."""
+    sr = [f"sr_{f.name}" for f in dataclasses.fields(SRSpec) if f.metadata.get("arch")]
+    return ("model", "num_classes", "in_chans", "input_size", "input_hw", "attn", "reg", "sr_stage", *sr)
+
+
 def _act(text: str) -> str:
     return "" if text.lower() in ("none", "null") else text
 
