@@ -269,3 +269,45 @@ def test_report_stops_on_what_it_cannot_show_instead_of_hiding_it(runs, tmp_path
     assert main(["report", str(broken), *out]) == 2
     err = capsys.readouterr().err.strip()
     assert "(not a tensors-only torch file)" in err and "Weights only" not in err
+
+
+def test_a_diverged_run_is_named_as_such_and_left_out_of_a_report(runs, tmp_path, capsys):
+    """predict, analyze, export and report said "finish the run first (--resume)" of a run that
+    --resume skips, and one diverged run stopped a whole report."""
+    why = "training diverged in X at epoch 2: the training loss is nan; train again with a smaller lr"
+    stopped = tmp_path / "cifar10" / "resnet10s_cifar-sr3p4h8" / "seed1"
+    shutil.copytree(runs["sr"], stopped)
+    (stopped / "result.json").unlink()
+    (stopped / "diverged.txt").write_text(why + "\n")
+    out = ["--out", str(tmp_path / "r.html")]
+    assert main(["report", str(runs["plain"]), str(stopped), "--data", str(runs["data"]), *out]) == 0
+    err = capsys.readouterr().err
+    assert f"srblock report: left out {stopped}: stopped as diverged ({why})" in err
+    assert "Left out: stopped as diverged" in (tmp_path / "r.html").read_text()
+    assert main(["report", str(stopped), *out]) == 2
+    assert "every run given stopped as diverged" in capsys.readouterr().err
+    # with its best checkpoint from before: read, with a note that it is not a finished run's
+    assert main(["export", str(stopped), "--onnx", str(tmp_path / "s.onnx")]) == 0
+    assert f"note: {stopped} stopped as diverged ({why}): its best checkpoint before that is exported" in (
+        capsys.readouterr().err
+    )
+    (stopped / "best.ckpt").unlink()  # diverged in its first epoch: no checkpoint at all
+    for words in (["analyze", str(stopped)], ["predict", str(stopped), str(tmp_path)]):
+        assert main(words) == 2
+        err = capsys.readouterr().err.strip()
+        assert "stopped as diverged before its first checkpoint" in err and "finish the run" not in err
+        assert "\n" not in err
+
+
+def test_report_says_a_run_is_unfinished_and_refuses_analysis_flags_with_nothing_to_analyse(
+    runs, tmp_path, capsys
+):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(runs["plain"], unfinished)
+    (unfinished / "result.json").unlink()
+    out = ["--out", str(tmp_path / "r.html")]
+    assert main(["report", str(unfinished), "--per-class", "3", *out]) == 2
+    assert "--per-class does nothing here: no run given has an SR block" in capsys.readouterr().err
+    assert main(["report", str(unfinished), *out]) == 0
+    assert f"note: {unfinished} is not finished (no result.json)" in capsys.readouterr().err
+    assert "<b>Not finished</b>" in (tmp_path / "r.html").read_text()

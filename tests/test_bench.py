@@ -179,4 +179,27 @@ def test_compiled_pair_runs_both_models_through_torch_compile(capsys):
     with pytest.raises(ValueError, match="not one of default, reduce-overhead"):
         bench_pair(net, (3, 16, 16), compile="fast")
     assert main(argv("bench --model resnet10s_cifar --sr-stage 3 --onnx --compile default")) == 2
-    assert "leave out --compile" in capsys.readouterr().err
+    assert "--compile does nothing with --onnx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("bench --paper --model resnet18_cifar", "--model does nothing with --paper"),
+        ("bench --paper --batch-size 8 --train", "--batch-size --train do nothing with --paper"),
+        (
+            "bench --model resnet10s_cifar --sr-stage 3 --profile --repeats 9",
+            "--repeats does nothing with --profile",
+        ),
+        (
+            "bench --model resnet10s_cifar --sr-stage 3 --onnx --precision bf16-mixed",
+            "--precision does nothing with --onnx",
+        ),
+        ("params --table cifar100 --sr-stage 3", "--sr-stage does nothing with --table"),
+        ("params --table cifar100 --sr-hidden 16 --attn se", "--attn --sr-hidden do nothing with --table"),
+    ],
+)
+def test_a_flag_the_mode_does_not_use_is_refused_in_one_line(line, message, capsys):
+    assert main(argv(line)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

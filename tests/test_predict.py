@@ -83,6 +83,8 @@ def test_bad_input_is_one_line(folder_run, tmp_path, capsys):
     empty.mkdir()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"no picture")
+    zero = tmp_path / "zero.png"  # a traceback before
+    zero.write_bytes(b"")
     unfinished = tmp_path / "unfinished"
     shutil.copytree(folder, unfinished)
     (unfinished / "best.ckpt").unlink()
@@ -91,6 +93,8 @@ def test_bad_input_is_one_line(folder_run, tmp_path, capsys):
         ([str(folder), str(empty)], f"{empty} holds no images"),
         ([str(folder), str(tmp_path / "nothere.png")], "nothere.png does not exist"),
         ([str(folder), str(broken)], f"{broken} cannot be decoded as an image"),
+        ([str(folder), str(zero)], f"{zero} cannot be read as an image (Expected a non empty file)"),
+        ([str(folder), str(broken), "--out", str(tmp_path)], "--out does nothing for a classification run"),
         ([str(unfinished), str(data / "test")], "has no best.ckpt yet: finish the run first"),
         ([str(tmp_path), str(data / "test")], "is not a run folder"),
     ]
@@ -122,6 +126,8 @@ def test_two_images_of_one_name_would_overwrite_their_masks(seg_run, cityscapes,
         == 2
     )
     assert f"two images are named {image.stem!r}" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(["predict", str(seg_run), str(image), "--topk", "3", "--out", str(tmp_path / "m")]) == 2
+    assert "--topk does nothing for a segmentation run" in capsys.readouterr().err
 
 
 def test_a_csv_named_like_an_image_and_an_unfinished_run_are_said(folder_run, tmp_path, capsys):

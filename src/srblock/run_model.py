@@ -13,7 +13,7 @@ from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .insert import evaluating
 from .registry import PYTHON_MODEL, create_model
-from .runs import BEST_CKPT, CONFIG_FILE, RESULT_FILE, has_result, read_config
+from .runs import BEST_CKPT, CONFIG_FILE, RESULT_FILE, diverged, has_result, read_config
 
 
 def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
@@ -59,6 +59,11 @@ def trained_model(folder: str | Path) -> TrainedModel:
         raise FileNotFoundError(
             f"{folder} is finished ({RESULT_FILE}) but its tested checkpoint {BEST_CKPT} is gone: "
             "delete the folder and train the run again"
+        )
+    if not (folder / BEST_CKPT).is_file() and diverged(folder):
+        raise FileNotFoundError(
+            f"{folder} stopped as diverged before its first checkpoint ({diverged(folder)}); --resume "
+            "skips it: train it again as that line says"
         )
     if not (folder / BEST_CKPT).is_file():
         raise FileNotFoundError(

@@ -15,6 +15,7 @@ from ..runs import (
     CLASS_IOU_FILE,
     CONFIG_FILE,
     METRICS_FILE,
+    diverged,
     has_result,
     read_config,
     read_metrics,
@@ -65,6 +66,11 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root, d
         memory = memory_curves_figure(rows, folder / "memory_curves.png")
         if memory is not None:
             parts.append("<h3>The memory over training</h3>" + _img(memory, "SR memory statistics per epoch"))
+    if not has_result(folder):
+        parts.append(
+            "<p><b>Not finished</b> (no result.json): what follows is its best checkpoint so far, "
+            "not a tested model.</p>"
+        )
     if has_result(folder):
         result = read_result(folder)
         scores = (
@@ -112,17 +118,9 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root, d
     return "\n".join(parts)
 
 
-def write_report(
-    folders: list[str | Path],
-    out: str | Path | None = None,
-    classes=None,
-    per_class: int = 50,
-    split: str = "val",
-    data_root=None,
-    device: str | None = None,
-) -> Path:
-    """report.html for `folders` (run folders, or folders of runs), every figure embedded; the
-    analyses run their models on `device` (None: the CPU)."""
+def report_runs(folders: list[str | Path]) -> tuple[list[Path], dict[Path, str]]:
+    """The run folders a report of `folders` (run folders, or folders of runs) shows, and those it
+    leaves out because they stopped as diverged (with why): one such run does not stop the report."""
     runs: list[Path] = []
     for folder in map(Path, folders):
         found = (
@@ -136,6 +134,26 @@ def write_report(
                 "(OUT/<recipe>/<configuration>/seed<k>) or their parents"
             )
         runs += found
+    stopped = {r: why for r in runs if not has_result(r) and (why := diverged(r))}
+    if stopped and len(stopped) == len(runs):
+        raise ValueError(
+            f"every run given stopped as diverged (e.g. {next(iter(stopped.values()))}): nothing to report"
+        )
+    return [r for r in runs if r not in stopped], stopped
+
+
+def write_report(
+    folders: list[str | Path],
+    out: str | Path | None = None,
+    classes=None,
+    per_class: int = 50,
+    split: str = "val",
+    data_root=None,
+    device: str | None = None,
+) -> Path:
+    """report.html for `folders` (run folders, or folders of runs), every figure embedded; the
+    analyses run their models on `device` (None: the CPU)."""
+    runs, stopped = report_runs(folders)
     # every seed of each configuration given (a run folder stands for its configuration's seeds),
     # each once, summarised together so that an SR row finds its plain twin
     results: dict[str, dict] = {}
@@ -149,6 +167,9 @@ def write_report(
             "<h2>Results across seeds</h2>"
             + _table(summary, [c for c in md_columns(summary) if c != "folder"])
         )
+    if stopped:
+        items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())
+        body.append(f"<h2>Left out: stopped as diverged</h2><ul>{items}</ul>")
     body += [_run_section(r, classes, per_class, split, data_root, device) for r in runs]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'

@@ -13,8 +13,8 @@ from ..paper_latency import PAPER_SETTINGS, bench_paper
 from ..profile import block_costs
 from ..registry import create_model
 from ..render import render
-from .common import at_least
-from .model_args import add_model_args, add_run_args, build_from_args, device
+from .common import at_least, refuse_flags
+from .model_args import add_model_args, add_run_args, build_from_args, device, model_dests
 
 EPILOG = """\
 Both models run interleaved in one process (A B B A ..., after a warm-up, CUDA synchronised);
@@ -110,7 +110,25 @@ def profile_rows(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def refuse_unused(args: argparse.Namespace) -> None:
+    """Each mode's flags apply or are refused: --paper brings its own models and batches,
+    --profile counts one forward and backward in both precisions, --onnx times onnxruntime on
+    the CPU."""
+    if args.paper:
+        refuse_flags(args, [*model_dests(), "batch_size", "train"], "with --paper (its three settings)")
+    if args.profile:
+        timing = ["repeats", "warmup", "compile", "channels_last", "train", "onnx", "precision"]
+        refuse_flags(args, timing, "with --profile (it counts ops and bytes, float32 and bf16)")
+    if args.onnx:
+        elsewhere = ["device"] if args.device not in (None, "cpu") else []
+        refuse_flags(
+            args, ["compile", "train", "paper", "precision", "channels_last", *elsewhere],
+            "with --onnx (onnxruntime inference in float32 on the CPU)",
+        )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    refuse_unused(args)
     dtype = torch.bfloat16 if args.precision == "bf16-mixed" else None
     if args.profile:
         rows = profile_rows(args)
@@ -119,8 +137,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(render(rows, [c for c in PROFILE_COLUMNS if any(r.get(c) is not None for r in rows)]))
         return 0
-    if args.onnx and (args.compile or args.train or args.paper):
-        raise ValueError("--onnx times onnxruntime inference: leave out --compile, --train and --paper")
     if args.paper:
         rows = bench_paper(
             device(args),

@@ -7,7 +7,8 @@ import argparse
 from ..params import PARAM_COLUMNS, TABLE_COLUMNS, TABLES, param_count, table_rows
 from ..registry import model_facts
 from ..render import FORMATS, render
-from .model_args import add_model_args, input_size, sr_spec
+from .common import refuse_flags
+from .model_args import add_model_args, input_size, model_dests, sr_spec
 
 EPILOG = """\
 OH is the paper's: parameters added to the plain model (attention and SR together), in % of it.
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.table:
+        refuse_flags(args, model_dests(), "with --table (its rows are the paper's models): leave them out")
         print(render(table_rows(args.table), TABLE_COLUMNS, args.format))
         return 0
     if not args.model:

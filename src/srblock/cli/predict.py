@@ -10,7 +10,7 @@ from pathlib import Path
 from ..checkpoint import write_atomic
 from ..predict import Predictor, image_files
 from ..render import render
-from .common import at_least, note_if_unfinished
+from .common import at_least, note_if_unfinished, refuse_flags
 from .model_args import add_run_args, device
 
 EPILOG = """\
@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if args.csv and Path(args.csv).suffix.lower() != ".csv":  # `--csv *.png` would overwrite an image
         raise ValueError(f"--csv takes a .csv file to write, got {args.csv}: e.g. --csv predictions.csv")
     predictor = Predictor.load(args.run_dir, device(args))
+    if predictor.is_segmentation:
+        refuse_flags(args, ["topk", "batch_size"], "for a segmentation run: it predicts one mask per image")
+    else:
+        refuse_flags(args, ["out"], "for a classification run (it is where masks go): use --csv FILE")
     note_if_unfinished(args.run_dir, "predicts")
     paths = image_files(args.inputs)
     if predictor.is_segmentation:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .analyze import SPLITS
-from .common import at_least, device_arg
+from .common import at_least, device_arg, note_if_unfinished, refuse_flags
 from .model_args import device
 
 EPILOG = """\
@@ -45,7 +46,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.report import write_report  # matplotlib, torchmetrics: for this command only
+    from ..analysis.report import report_runs, write_report  # matplotlib, torchmetrics: this command's
+    from ..runs import read_config
+
+    runs, stopped = report_runs(args.run_dirs)
+    for folder, why in stopped.items():
+        print(f"srblock report: left out {folder}: stopped as diverged ({why})", file=sys.stderr)
+    for folder in runs:
+        note_if_unfinished(folder, "is reported")
+    configs = [read_config(folder) for folder in runs]
+    if not any(cfg.sr_stage is not None and not cfg.SEGMENTS for cfg in configs):
+        why = "here: no run given has an SR block to analyse (classification runs with sr_stage set)"
+        refuse_flags(args, ["classes", "per_class", "split"], why)
 
     path = write_report(
         args.run_dirs, args.out, args.classes, args.per_class, args.split, args.data, device(args)

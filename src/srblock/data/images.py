@@ -67,7 +67,11 @@ def decode(data: torch.Tensor, channels: int, path: str | os.PathLike, advice: s
 
 def read_image(path: str | os.PathLike, channels: int, advice: str = "") -> torch.Tensor:
     """An image file as uint8 C x H x W with `channels`, or a one-line UnreadableImage."""
-    return decode(read_file(str(path)), channels, path, advice)
+    try:
+        data = read_file(str(path))
+    except RuntimeError as err:  # an empty file: torchvision's C++ message
+        raise UnreadableImage(f"{path} cannot be read as an image ({_reason(err)}){advice}") from None
+    return decode(data, channels, path, advice)
 
 
 def _reason(err: Exception) -> str:
