@@ -35,9 +35,13 @@ def new_file_mode() -> int:
 
 
 def disk_full(err: BaseException, folder: Path) -> bool:
-    """Whether a failed write ran out of space (torch.save says only that its write failed)."""
-    if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
-        return True
+    """Whether a failed write ran out of space: torch.save says only that its write failed (a
+    RuntimeError raised while handling the OSError that says so, or with nothing to say why)."""
+    cause: BaseException | None = err
+    while cause is not None:  # the error, and those it was raised while handling
+        if getattr(cause, "errno", None) == errno.ENOSPC or "No space left" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
     return isinstance(err, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 1 << 20
 
 
