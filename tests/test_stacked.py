@@ -256,6 +256,31 @@ def test_seeds_of_one_configuration_are_grouped_and_what_cannot_stack_is_said(tm
     with pytest.raises(ValueError, match="one device"):
         stack_groups(todo, 2, "cuda", 2)
     assert [len(g) for g in stack_groups([(0, Job(segment, tmp_path / "s"))], "auto", "cuda", 1)] == [1]
+    # what a stack would compute differently from the seeds alone, or cannot compute: refused, or alone
+    loader = make_config("cifar10", {**TINY_KEYS, "loader": "dataloader"})
+    dropblock = make_config("cifar10", {**TINY_KEYS, "reg": "db"})
+    for cfg, message in ((loader, "loader=dataloader augments from the process's random stream"),
+                         (dropblock, "DropBlock draws its masks in place")):  # fmt: skip
+        pair = [(k, Job(c, tmp_path / "x" / f"seed{k}")) for k, c in enumerate(with_seeds(cfg, [0, 1]))]
+        with pytest.raises(ValueError, match=f"--stack 2: {message}"):
+            stack_groups(pair, 2, "cpu", 1)
+        assert [len(g) for g in stack_groups(pair, "auto", "cuda", 1)] == [1, 1]
+
+
+def test_the_line_that_continues_an_interrupted_run_repeats_how_it_ran():
+    """After Ctrl-C the line dropped --stack 2: the seeds went on alone, with other numbers."""
+    from srblock.cli import _again, build_parser
+
+    words = (
+        "train cifar10 --out o --data d --seeds 0 1 --stack 2 --precision bf16-mixed --set epochs=3".split()
+    )
+    args = build_parser().parse_args(words)
+    assert _again(args, words) == "srblock train cifar10 --out o --resume --precision bf16-mixed --stack 2"
+    words = "train cifar10 --out 'my runs' --parallel 2 --devices 2".split()
+    args = build_parser().parse_args(
+        ["train", "cifar10", "--out", "my runs", "--parallel", "2", "--devices", "2"]
+    )
+    assert _again(args, words) == "srblock train cifar10 --out 'my runs' --resume --devices 2 --parallel 2"
 
 
 def test_stack_flags_are_checked(capsys, tmp_path):

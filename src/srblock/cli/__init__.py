@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -98,11 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# how a training command's runs ran: the line that continues them repeats each one given (where
+# their data lie and what they compute, their run folders remember)
+HOW_RUN = ("precision", "accelerator", "devices", "num_nodes", "parallel", "stack")
+
+
 def _again(args: argparse.Namespace, words: list[str]) -> str:
-    """The command line that continues an interrupted command where it stopped."""
+    """The command line that continues an interrupted command where it stopped, with every flag
+    that shaped how its runs ran (--stack, --parallel, devices, precision...)."""
     if args.command == "train":
-        parallel = f" --parallel {args.parallel}" if args.parallel else ""
-        return f"srblock train {args.recipe} --out {args.out} --resume{parallel}"
+        from .common import flag_words
+
+        return shlex.join(
+            ["srblock", "train", args.recipe, "--out", args.out, "--resume", *flag_words(args, HOW_RUN)]
+        )
     if args.command in ("sweep", "demo"):  # they skip finished runs and resume a stopped one
         return " ".join(["srblock", *words])
     return "the same command"

@@ -32,16 +32,32 @@ def note_if_unfinished(folder: str | Path, what: str) -> None:
     print(f"note: {folder} {state} {what}", file=sys.stderr)
 
 
-def given_flags(args: argparse.Namespace, dests: Iterable[str]) -> list[str]:
-    """The flags among those storing into `dests` that the command line set to other than their
-    default, as --help spells them (one per destination)."""
-    parser, wanted, flags = getattr(args, "command_parser", None), set(dests), []
+def _given(args: argparse.Namespace, dests: Iterable[str]) -> list[tuple[str, argparse.Action]]:
+    """(flag as --help spells it, its action) of each flag among those storing into `dests` that
+    the command line set to other than its default; a flag's old name shares its destination."""
+    parser, wanted, found = getattr(args, "command_parser", None), set(dests), []
     for action in parser._actions if parser is not None else []:
         if action.dest in wanted and action.option_strings:
-            wanted.discard(action.dest)  # a flag's old name shares its destination: named once
+            wanted.discard(action.dest)  # (its first action is today's name: the old one is named never)
             if getattr(args, action.dest, action.default) != action.default:
-                flags.append(max(action.option_strings, key=len))
-    return flags
+                found.append((max(action.option_strings, key=len), action))
+    return found
+
+
+def given_flags(args: argparse.Namespace, dests: Iterable[str]) -> list[str]:
+    """The flags among those storing into `dests` that the command line gave, as --help spells them."""
+    return [flag for flag, _ in _given(args, dests)]
+
+
+def flag_words(args: argparse.Namespace, dests: Iterable[str]) -> list[str]:
+    """The flags among `dests` that the command line gave, with their values: the words of a command
+    line that gives them again."""
+    words: list[str] = []
+    for flag, action in _given(args, dests):
+        value = getattr(args, action.dest)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        words += [flag] if action.nargs == 0 else [flag, *map(str, values)]
+    return words
 
 
 def refuse_flags(args: argparse.Namespace, dests: Iterable[str], why: str) -> None:
