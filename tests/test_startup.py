@@ -3,6 +3,7 @@ eager on the CPU), torch.compile's caches in a lasting folder, and where the tim
 run's first training step (`--verbose`)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -46,14 +47,51 @@ def test_a_run_s_steps_and_the_old_booleans():
 
 def test_the_compile_cache_lasts_unless_told_otherwise(monkeypatch, tmp_path):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    assert use_compile_cache() == COMPILE_CACHE and str(COMPILE_CACHE).endswith(".cache/srblock/inductor")
+    assert use_compile_cache() == (COMPILE_CACHE, None)
+    assert str(COMPILE_CACHE).endswith(".cache/srblock/inductor")
     # what importing torch._dynamo leaves in the variable (torch 2.14): its /tmp default, not a choice
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
-    assert use_compile_cache() == COMPILE_CACHE
+    assert use_compile_cache() == (COMPILE_CACHE, None)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
-    assert use_compile_cache() == tmp_path
+    assert use_compile_cache() == (tmp_path, None)
+
+
+def test_a_home_that_cannot_hold_the_cache_compiles_with_torchs_own_or_trains_eager(monkeypatch, tmp_path):
+    """A read-only home said "choose another path" of a path the user never chose."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from srblock.train import fabric
+
+    (tmp_path / "file").write_text("")  # a folder cannot be made under a file (as under a read-only home)
+    monkeypatch.setattr(fabric, "COMPILE_CACHE", tmp_path / "file" / "inductor")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    cache, note = use_compile_cache()
+    assert cache == Path(default_cache_dir())
+    assert note == (
+        f"{tmp_path / 'file' / 'inductor'} cannot hold torch.compile's cache ({tmp_path / 'file'} is a file, "
+        f"not a folder): compiling with the cache in {cache}; set TORCHINDUCTOR_CACHE_DIR to a folder you "
+        "can write"
+    )
+    monkeypatch.setattr(fabric, "_torch_default_cache", lambda: str(tmp_path / "file" / "tmp"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    cache, note = use_compile_cache()
+    assert cache is None and note.endswith(": training eager (uncompiled); set TORCHINDUCTOR_CACHE_DIR to a "
+                                            "folder you can write")  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["table", "."], ["recipes"]])
+def test_a_cache_variable_torch_cannot_use_stops_no_command_that_does_not_compile(tmp_path, command):
+    """torch._dynamo makes the variable's folder when it is imported: a file there made every
+    command, `table` included, a 44-line traceback."""
+    from .helpers import srblock_cli
+
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "runs").mkdir()
+    done = srblock_cli(*command, env_extra={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "afile")}, cwd=tmp_path)
+    assert "Traceback" not in done.stderr and "FileExistsError" not in done.stderr
+    assert done.returncode in (0, 2) and done.stderr.count("\n") <= 1, done.stderr
 
 
 def test_the_startup_report_names_each_phase():
@@ -84,3 +122,26 @@ def test_verbose_says_where_the_time_went_and_auto_trains_eager_on_the_cpu(cifar
     [folder] = [p.parent for p in tmp_path.rglob("result.json")]
     assert yaml.safe_load((folder / "config.yaml").read_text())["compile"] == "auto"
     assert json.loads((folder / "result.json").read_text())["compiled"] is None  # eager on the CPU
+
+
+def test_a_damaged_compile_cache_is_one_line_that_says_what_to_do(tmp_path, monkeypatch, capsys):
+    """A cache file overwritten with other bytes made torch raise `InductorError: RuntimeError:
+    Failed to import ...py` and a UnicodeDecodeError, with no advice (seen with a real damaged cache:
+    the same exception, raised here at the run's first step)."""
+    import torch._inductor.exc
+
+    from srblock.cli import main
+    from srblock.train import classify
+
+    def damaged(*args, **kwargs):
+        raise torch._inductor.exc.InductorError(RuntimeError(f"Failed to import {tmp_path}/cache/x.py"), None)
+
+    monkeypatch.setattr(classify, "split_batches", damaged)  # where a compiled run meets its cache first
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["train", "fashion_mnist", "--set", "limit_train=64", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"srblock train: error: torch.compile failed (RuntimeError: Failed to import {tmp_path}/cache/x.py): "
+        f"if its cache {tmp_path / 'cache'} is damaged, delete that folder and run again; or train eager "
+        "with --set compile=false"
+    )

@@ -17,6 +17,29 @@ _marks: list[tuple[str, float]] = []
 verbose = False  # set by `--verbose`: the training loop prints report() at its first step
 
 
+def unusable_folder(path: str | os.PathLike) -> str | None:
+    """Why a folder could not be made or written at `path` (None: it can), without making it."""
+    folder = os.path.abspath(os.path.expanduser(path))
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} cannot be written"
+    return None
+
+
+# torch._dynamo makes TORCHINDUCTOR_CACHE_DIR's folder as it is imported (timm imports it through
+# torchvision): one it cannot make stops every command, `srblock table` too, with a traceback. A
+# command that never compiles should not care, so the variable is set aside here, before torch is
+# imported; a run that compiles says so in one line (train/fabric.py: use_compile_cache).
+CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+cache_set_aside: tuple[str, str] | None = None  # (the variable's value, why it was set aside)
+if os.environ.get(CACHE_VARIABLE) and (_why := unusable_folder(os.environ[CACHE_VARIABLE])):
+    cache_set_aside = (os.environ.pop(CACHE_VARIABLE), _why)
+
+
 def _interrupted_while_starting(kind: type[BaseException], value: BaseException, tb: object) -> None:
     """Ctrl-C before the command's own handler is in place (while torch imports): one line."""
     if not issubclass(kind, KeyboardInterrupt):

@@ -13,6 +13,7 @@ from lightning.fabric import Fabric
 from ..config import TrainConfig
 from ..runs import Interrupted, RunLock
 from .classify import train_classifier
+from .engine import compile_failure
 from .fabric import make_fabric
 from .segment import train_segmenter
 from .stacked import train_stacked
@@ -26,6 +27,10 @@ def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) 
             return loop(fabric, cfg, folder, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted(folder) from None
+        except Exception as err:
+            if (failure := compile_failure(err)) is None:
+                raise
+            raise failure from None
 
 
 def run_stacked(
@@ -40,6 +45,10 @@ def run_stacked(
             return train_stacked(fabric, [(job.cfg, job.folder, job.extra) for job in jobs], **kwargs)
         except KeyboardInterrupt:
             raise Interrupted(jobs[0].folder) from None
+        except Exception as err:
+            if (failure := compile_failure(err)) is None:
+                raise
+            raise failure from None
 
 
 __all__ = [

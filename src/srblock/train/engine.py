@@ -6,6 +6,7 @@ writes result.json. The loops (classify.py, segment.py) hold what differs: batch
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -220,13 +221,37 @@ class Run:
 
 
 def compiled(model: nn.Module, mode: str | None) -> nn.Module:
-    """`model` torch.compiled in `mode` (None: as it is), its caches in a folder that outlives the
-    process; static shapes: a last smaller batch gets a graph of its own rather than turning every
-    graph dynamic."""
+    """`model` torch.compiled in `mode` (None: as it is; `compile_mode` has set up its cache);
+    static shapes: a last smaller batch gets a graph of its own rather than turning every graph
+    dynamic."""
     if mode is None:
         return model
-    use_compile_cache()
     return torch.compile(model, mode=mode, dynamic=False)
+
+
+def compile_failure(err: BaseException) -> ValueError | None:
+    """torch.compile's failure (dynamo's or inductor's) as one line that says what to do, most
+    often a damaged cache (a file of it cut short or overwritten), or None for any other error."""
+    if not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
+        return None
+    reason = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)[:200]
+    cache = os.environ.get(startup.CACHE_VARIABLE, "torch's cache folder")
+    return ValueError(
+        f"torch.compile failed ({reason}): if its cache {cache} is damaged, delete that folder and run "
+        "again; or train eager with --set compile=false"
+    )
+
+
+def compile_mode(fabric: Fabric, mode: str | None) -> str | None:
+    """The torch.compile mode a run trains in: `mode`, its caches in a folder that outlives the
+    process, or None (eager) where no folder can hold them; a cache folder other than the one
+    asked for is said in one line."""
+    if mode is None:
+        return None
+    cache, note = use_compile_cache()
+    if note:
+        fabric.print(f"srblock: {note}", file=sys.stderr)
+    return mode if cache is not None else None
 
 
 def start_run(
@@ -280,8 +305,8 @@ def start_run(
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         run.step, run.best_val, run.best_step = state[unit], state["best_val"], state[f"best_{unit}"]
-    run.compiled = cfg.compile_plan(
-        fabric.device.type, cfg.training_steps(len(data.train), fabric.world_size)
+    run.compiled = compile_mode(
+        fabric, cfg.compile_plan(fabric.device.type, cfg.training_steps(len(data.train), fabric.world_size))
     )
     run.net, run.optimizer = fabric.setup(compiled(model, run.compiled if compile_model else None), optimizer)
     if memory_columns is not None and sr_blocks(model):

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from lightning.fabric import Fabric
 
+from .. import startup
+
 
 def resolve_precision(precision: str, accelerator: str) -> str:
     """`auto`: bf16-mixed on a GPU, 32-true on the CPU (where bf16 autocast is slower)."""
@@ -84,13 +86,29 @@ def _torch_default_cache() -> str:
         return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
 
 
-def use_compile_cache() -> Path:
+def use_compile_cache() -> tuple[Path | None, str | None]:
     """torch.compile's caches (inductor's FX graphs and AOT autograd's) in a folder that outlives
     the process, so a second seed, a resume or a rerun starts compiled in seconds: COMPILE_CACHE,
     unless TORCHINDUCTOR_CACHE_DIR names another. (Importing torch._dynamo sets that variable to
-    torch's own default, a folder in /tmp, so that value counts as not chosen.)"""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, _torch_default_cache()):
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(COMPILE_CACHE)
+    torch's own default, a folder in /tmp, so that value counts as not chosen.)
+
+    Returns (the cache folder, a line to print or None). Where no folder can be written the
+    folder is None: the run trains eager, and the line says which variable to set."""
+    fix = f"set {startup.CACHE_VARIABLE} to a folder you can write"
+    notes = []
+    if startup.cache_set_aside:  # the user's folder, which torch could not make (startup.py)
+        value, why = startup.cache_set_aside
+        notes.append(f"{startup.CACHE_VARIABLE}={value} cannot hold torch.compile's cache ({why})")
+    if os.environ.get(startup.CACHE_VARIABLE) in (None, _torch_default_cache()):
+        for folder in (COMPILE_CACHE, Path(_torch_default_cache())):  # a read-only home: /tmp's
+            why = startup.unusable_folder(folder)
+            if why is None:
+                os.environ[startup.CACHE_VARIABLE] = str(folder)
+                break
+            notes.append(f"{folder} cannot hold torch.compile's cache ({why})")
+        else:
+            return None, "; ".join(notes) + f": training eager (uncompiled); {fix}"
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    cache = Path(os.environ[startup.CACHE_VARIABLE])
+    return cache, "; ".join(notes) + f": compiling with the cache in {cache}; {fix}" if notes else None
