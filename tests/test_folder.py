@@ -246,11 +246,11 @@ def test_a_run_remembers_its_data_and_refuses_other_data(pictures, tmp_path, cap
     extra = next((data / "test" / "Sneaker").iterdir())
     extra.write_bytes(extra.read_bytes() + b"\0")  # one byte more: same names, another size
     assert main(["analyze", str(folder)]) == 2
-    assert "test: as many files, other names, sizes or contents" in capsys.readouterr().err
+    assert "test: as many files, other names, labels, sizes or contents" in capsys.readouterr().err
     (folder / "result.json").unlink()
     assert main(["train", "folder", "--out", str(tmp_path / "runs"), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "test: as many files, other names, sizes or contents" in err and "\n" not in err
+    assert "test: as many files, other names, labels, sizes or contents" in err and "\n" not in err
 
 
 def test_what_a_folder_holds_besides_its_images_is_not_trained_on(pictures, tmp_path):
