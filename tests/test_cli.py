@@ -306,3 +306,16 @@ def test_the_systems_refusals_name_the_path_given_and_the_fix(tmp_path, capsys, 
     assert main(["export", "--model", "resnet10s_cifar", "--onnx", str(afile / "m.onnx")]) == 2
     expected = f"srblock export: error: {afile} exists and is not a folder: give a new folder path"
     assert capsys.readouterr().err.strip() == expected
+
+
+def test_two_sweep_rows_of_one_configuration_are_refused(tmp_path, capsys):
+    """They trained one folder: "2 trained now" for one run, and the first row vanished from the table."""
+    sweep = tmp_path / "twice.yaml"
+    sweep.write_text(
+        "recipe: fashion_mnist\nseeds: [0]\n"
+        "runs:\n  - {name: first, sr_stage: 3}\n  - {name: again, sr_stage: 3, sr_hidden: 8}\n"
+    )
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "rows 'first' and 'again' are one configuration (both would train " in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()

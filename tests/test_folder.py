@@ -289,3 +289,12 @@ def test_a_train_only_folder_with_nothing_held_out_is_one_line_and_leaves_no_fol
     err = capsys.readouterr().err.strip()
     assert "no test split and val_fraction=0 holds no images out of the training split" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_gpu_decode_on_pictures_that_are_not_jpegs_is_one_line(pictures, tmp_path, capsys):
+    """A decoder's traceback in the first batch before."""
+    line = FOLDER_RUN + " --set gpu_decode=true"
+    assert main(argv(line, data=pictures, out=tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gpu_decode=true decodes JPEG files only, and " in err and "set gpu_decode=false" in err
+    assert "\n" not in err and not list(tmp_path.rglob("config.yaml"))  # before the run starts

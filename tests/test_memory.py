@@ -119,6 +119,10 @@ def test_prototypes_are_centred_scaled_centroids_and_deterministic_under_a_seed(
     assert sorted(c[0].item() > 0 for c in centroids) == [False, True]  # one centroid per cluster
     with pytest.raises(ValueError, match="sr_memory_init must be one of zeros, normal, prototypes"):
         init_memory(model, x, "ones", 0.1, seed=0)
+    # fewer images than memory blocks: the keys to change are named (k-means' own words named none)
+    with pytest.raises(ValueError, match=r"starts the \d+ memory blocks \(sr_memory_blocks\) from .* but 1 "
+                       "were given: train on more images \\(limit_train\\)"):  # fmt: skip
+        init_memory(model, x[:1], "prototypes", 0.2, seed=0)
 
 
 def test_statistics_against_a_hand_computation():

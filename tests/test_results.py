@@ -1,5 +1,6 @@
 """Results across seeds: mean ± sample std per configuration, the paper's layout (`srblock table`)."""
 
+import json
 import math
 import statistics
 
@@ -138,3 +139,18 @@ def test_a_nan_or_a_text_in_a_result_is_left_out_of_the_statistics():
     ]
     [row] = summarize(results)
     assert row["test_acc_mean"] == 91.0 and row["seeds"] == 3 and "sr_weight_entropy_mean" not in row
+
+
+def test_a_seed_whose_score_is_not_a_number_is_named_beside_the_table(tmp_path, capsys):
+    """A NaN test_acc left the mean over one seed of "seeds 2" without a word."""
+    fabricate_result(tmp_path, "cfg", 0, 90.0)
+    folder = fabricate_result(tmp_path, "cfg", 1, 91.0)
+    result = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps({**result, "test_acc": float("nan")}))
+    assert main(["table", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "90.00" in captured.out and "|     2 |" in captured.out.splitlines()[2]
+    assert (
+        captured.err.strip()
+        == f"srblock table: {folder}'s test_acc is nan: left out of its configuration's mean"
+    )

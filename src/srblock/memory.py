@@ -227,6 +227,13 @@ def init_memory(model: nn.Module, images: torch.Tensor, strategy: str, scale: fl
         target = scale * float(x.square().mean().sqrt())
         if strategy == "normal":
             memory = torch.randn(block.memory.shape, generator=generator)
+        elif len(x) < block.memory_blocks:
+            raise ValueError(
+                f"sr_memory_init=prototypes starts the {block.memory_blocks} memory blocks "
+                f"(sr_memory_blocks) from as many k-means centroids of training images, but {len(x)} were "
+                "given: train on more images (limit_train), or set sr_memory_blocks lower or "
+                "sr_memory_init=normal"
+            )
         else:
             centroids = kmeans(x.flatten(1), block.memory_blocks, generator)
             memory = (centroids - centroids.mean(0)).view(block.memory.shape)

@@ -144,6 +144,20 @@ def left_out(root: Path) -> list[str]:
     return stopped
 
 
+HEADLINE = ("test_acc", "test_miou")  # a run's score: one that is not a number leaves its mean
+
+
+def uncounted(results: list[dict[str, Any]]) -> list[str]:
+    """One line for each finished run whose score is not a number (NaN, text): its configuration's
+    mean is over fewer seeds than its `seeds` column counts, which a table must not leave unsaid."""
+    return [
+        f"{r['folder']}'s {metric} is {r[metric]!r}: left out of its configuration's mean"
+        for r in results
+        for metric in HEADLINE
+        if metric in r and not _number(r[metric])
+    ]
+
+
 def collect_results(root: Path) -> list[dict[str, Any]]:
     """Every result.json under `root`, each with the folder it came from; at least one."""
     results = finished_results(root)

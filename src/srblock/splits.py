@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from .config import TrainConfig
 from .data import DatasetInfo, ImageSet, load_dataset_splits, split_train_val
-from .data.imagenet import ImageFiles
+from .data.imagenet import ImageFiles, check_jpegs
 
 DATA_FILE = "data.json"  # a run folder's fingerprint of the data it trained on
 SIZES_UP_TO = 100_000  # files whose sizes and ends the fingerprint reads (more: their names only)
@@ -63,6 +63,10 @@ def load_splits(cfg: TrainConfig, given_root: str | Path | None = None) -> Split
             "the training split: there is nothing to score the run on; set val_fraction (e.g. 0.1), or "
             "add val/ or test/ class folders"
         )
+    if getattr(cfg, "gpu_decode", False):
+        for split in (train_set, val_set, test_set):
+            if isinstance(split, ImageFiles):
+                check_jpegs(split)
     tested = "test" if test_set is not None else "val"
     test_set = test_set if test_set is not None else val_set
     return Splits(info, train_set, val_set, test_set.subset(slice(0, cfg.limit_test)), tested)

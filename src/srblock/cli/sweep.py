@@ -46,6 +46,14 @@ def run(args: argparse.Namespace) -> int:
         for row in rows
         for cfg in row.configs(args.seeds)
     ]
+    first: dict[Path, str] = {}
+    for job in jobs:  # two rows of one configuration would train one folder, and show as one row
+        name = first.setdefault(job.folder.parent, job.extra["name"])
+        if name != job.extra["name"]:
+            raise ValueError(
+                f"{args.sweep}: rows {name!r} and {job.extra['name']!r} are one configuration (both would "
+                f"train {job.folder.parent}): remove one, or make them differ"
+            )
 
     def count(outcomes: list) -> str:
         trained = sum(o.trained for o in outcomes)

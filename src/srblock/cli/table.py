@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..render import FORMATS, render
-from ..results import collect_results, left_out, md_columns, raw_columns, summarize
+from ..results import collect_results, left_out, md_columns, raw_columns, summarize, uncounted
 
 EPILOG = """\
 test_acc is the mean ± sample standard deviation over seeds of the test accuracy (%) of each
@@ -42,8 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = summarize(collect_results(args.folder))
+    results = collect_results(args.folder)
+    rows = summarize(results)
     print(render(rows, md_columns(rows) if args.format == "md" else raw_columns(rows), args.format))
-    for line in left_out(args.folder):  # beside the table, not in it: csv and json stay parseable
+    for line in [*uncounted(results), *left_out(args.folder)]:  # beside the table: csv, json stay parseable
         print(f"srblock table: {line}", file=sys.stderr)
     return 0

@@ -101,6 +101,21 @@ def collate_encoded(
     return packed, torch.tensor([label for _, label in batch])
 
 
+JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def check_jpegs(files: ImageFiles) -> None:
+    """gpu_decode decodes JPEGs only (nvjpeg): a file of another format is one line before the
+    run starts, not the decoder's traceback in its first batch."""
+    others = [path for path, _ in files.samples if Path(path).suffix.lower() not in JPEG_EXTENSIONS]
+    if others:
+        more = f" and {len(others) - 1} more files are not" if len(others) > 1 else " is not"
+        raise ValueError(
+            f"gpu_decode=true decodes JPEG files only, and {others[0]}{more}: set gpu_decode=false "
+            "(the workers decode every format)"
+        )
+
+
 def decode_batch(
     encoded: tuple[torch.Tensor, torch.Tensor],
     transform: Callable[[torch.Tensor], torch.Tensor],
@@ -108,7 +123,14 @@ def decode_batch(
 ) -> torch.Tensor:
     """Decodes a packed batch of JPEGs on `device` (nvjpeg on a GPU) and transforms each image there."""
     data, lengths = encoded
-    images = decode_jpeg(list(torch.split(data, lengths.tolist())), mode=ImageReadMode.RGB, device=device)
+    try:
+        images = decode_jpeg(list(torch.split(data, lengths.tolist())), mode=ImageReadMode.RGB, device=device)
+    except RuntimeError as err:  # a file named .jpg that holds another format
+        reason = str(err).strip().splitlines()[0][:160]
+        raise ValueError(
+            f"a batch holds a file that is not a JPEG ({reason}): set gpu_decode=false (the workers "
+            "decode every format)"
+        ) from None
     return torch.stack([transform(image) for image in images])
 
 
