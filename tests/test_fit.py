@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -89,7 +90,9 @@ def test_what_fit_cannot_train_is_one_line(tmp_path):
     model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
     train, val = Pictures(0, 64), Pictures(64, 16)
     kwargs = dict(out=tmp_path, epochs=1, quiet=True)
-    with pytest.raises(TypeError, match="takes the model itself, got 'resnet18': build it first"):
+    with pytest.raises(
+        TypeError, match="takes the model itself, or a function that builds it, got .resnet18."
+    ):
         srblock.fit("resnet18", train, val, **kwargs)
     with pytest.raises(ValueError, match="val_set is empty"):
         srblock.fit(model, train, Pictures(0, 0), **kwargs)
@@ -116,7 +119,7 @@ def test_what_fit_cannot_train_is_one_line(tmp_path):
         srblock.fit(model, train, val, classes=["a", "b", "c"], **kwargs)
     with pytest.raises(ValueError, match="srblock.fit: sr_lr_mult=10 does nothing without an SR block"):
         srblock.fit(model, train, val, classes=train.classes, sr_lr_mult=10, **kwargs)
-    with pytest.raises(ValueError, match=r"cannot take the data set's images \(3 x 28 x 28: .*in_chans=3"):
+    with pytest.raises(ValueError, match=r"cannot take train_set's images \(3 x 28 x 28: .*in_chans=3"):
         srblock.fit(model, Items(lambda x: x.expand(3, -1, -1)), val, classes=train.classes, **kwargs)
     shifted = Pictures(0, 64)
     shifted.labels = shifted.labels + 5
@@ -155,7 +158,7 @@ def test_a_model_that_holds_an_sr_block_is_recorded_as_it_is():
 
 
 def test_labels_are_checked_where_the_data_set_lists_them_and_item_by_item_elsewhere():
-    from srblock.fit import _check_labels
+    from srblock.fit_inputs import check_labels as _check_labels
 
     class Listed(list):
         targets = [0, 1, 7]
@@ -200,3 +203,56 @@ def test_a_model_built_with_its_block_trains_under_its_blocks_name(tmp_path):
         cfg.sr_memory_blocks,
     ) == (3, 2)
     assert run.result["sr_params"] > 0
+
+
+@pytest.mark.slow
+def test_a_model_built_by_fit_under_the_seed_repeats_bit_for_bit_and_other_data_are_refused(tmp_path):
+    """The same call in three fresh processes gave three different weights (the model's initial
+    weights were drawn before fit set the seed), and a second call with other data returned the
+    first run's result without training."""
+    train, val = Pictures(0, 64), Pictures(64, 32)
+    kwargs = dict(recipe="finetune", epochs=1, batch_size=32, num_workers=0, quiet=True)
+
+    def build():
+        return srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
+
+    first = srblock.fit(build, train, val, out=tmp_path / "a", **kwargs)
+    torch.randn(1000)  # the caller's random stream moves on between the calls
+    second = srblock.fit(build, train, val, out=tmp_path / "b", **kwargs)
+    a, b = (torch.load(r.folder / "last.ckpt", weights_only=True)["model"] for r in (first, second))
+    assert all(torch.equal(a[k], b[k]) for k in a) and first.result["test_acc"] == second.result["test_acc"]
+    other = Pictures(1000, 64)  # as many pictures, other ones
+    with pytest.raises(ValueError, match="the data are not the ones .* trained on \\(train: as many items"):
+        srblock.fit(build, other, val, out=tmp_path / "a", **kwargs)
+    assert srblock.fit(build, train, val, out=tmp_path / "a", **kwargs).result == first.result  # the same
+
+
+def test_what_fit_is_given_is_checked_before_anything_starts(tmp_path):
+    model = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1)
+    train, val = Pictures(0, 64), Pictures(64, 16)
+    kwargs = dict(out=tmp_path, epochs=1, quiet=True)
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter([])
+
+    triples = [(image, label, "extra") for image, label in (train[0], train[1])]
+    grey3 = [(image.expand(3, -1, -1), label) for image, label in (val[0], val[1])]
+    # raw errors before: "has no len()", "too many values to unpack", a channel error after an epoch
+    cases = [
+        (dict(devices=2), "trains in this process, on one device, not devices=2"),
+        (dict(train_set=Stream()), "train_set (Stream) is not a map-style data set"),
+        (dict(train_set=triples), "train_set's items must be (image, class index) pairs, got a 3-tuple"),
+        (dict(val_set=grey3), "the model cannot take val_set's images (3 x 28 x 28"),
+        (
+            dict(classes=["a", "b", "a"] + [str(k) for k in range(7)]),
+            "the class names hold 'a' more than once",
+        ),
+    ]
+    for change, message in cases:
+        given = {"train_set": train, "val_set": val, **kwargs, **change}
+        with pytest.raises(ValueError, match=re.escape(message)):
+            srblock.fit(model, **given)
+    with pytest.raises(TypeError, match="the function given as the model returned None, not a model"):
+        srblock.fit(lambda: None, train, val, **kwargs)
+    assert not list(tmp_path.rglob("config.yaml")) and not srblock.sr_blocks(model)  # nothing started

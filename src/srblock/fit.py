@@ -14,6 +14,7 @@ folder, checkpoints, resume, metrics and result.json are those of `srblock train
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +23,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import DATASETS
-from .insert import add_sr, evaluating, sr_blocks
+from .fit_inputs import check_head, check_labels, checked_image, class_names, first_item
+from .insert import add_sr, sr_blocks
 from .keys import build_config, check_applies, recipe_values, set_value
 from .registry import PYTHON_MODEL
 from .run_model import load_weights
@@ -36,44 +38,6 @@ class FitResult(NamedTuple):
     folder: Path  # the run folder
     model: nn.Module  # the trained model, with the checkpoint best on validation loaded
     result: dict[str, Any]  # result.json
-
-
-def _checked_image(image: object) -> torch.Tensor:
-    """A data set's first image, which must be what the training loop feeds a model: a float
-    C x H x W tensor (a transform such as ToTensor or ToDtype(float32, scale=True) makes one)."""
-    if not isinstance(image, torch.Tensor) or image.dim() != 3:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(
-            f"srblock.fit: a data set's items must be (image, class) with the image a C x H x W tensor, "
-            f"got {shape}: give the data set a transform (e.g. torchvision's ToTensor)"
-        )
-    if not image.is_floating_point():
-        raise ValueError(
-            f"srblock.fit: the images are {image.dtype}, not float: add "
-            "transforms.ToDtype(torch.float32, scale=True) (or ToTensor) to the data set's transform"
-        )
-    return image
-
-
-def _check_head(model: nn.Module, image: torch.Tensor, classes: int) -> None:
-    """One forward of the first image: a head with another number of outputs than classes is one
-    line here rather than a loss shape error in the first step."""
-    device = next(model.parameters(), image).device  # (a model already on the GPU probes there)
-    try:
-        with evaluating(model), torch.no_grad():
-            out = model(image[None].to(device))
-    except (RuntimeError, ValueError, AssertionError) as err:
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"srblock.fit: the model cannot take the data set's images ({' x '.join(map(str, image.shape))}: "
-            f"{reason}): build it for them (in_chans={image.shape[0]}) or transform the images"
-        ) from None
-    outputs = out.shape[-1] if isinstance(out, torch.Tensor) else None
-    if outputs is not None and outputs != classes:
-        raise ValueError(
-            f"srblock.fit: the model has {outputs} outputs for {classes} classes: build it with "
-            f"num_classes={classes} (timm.create_model(..., num_classes={classes}))"
-        )
 
 
 # keys of a recipe that fit's own arguments decide, with what decides them
@@ -133,48 +97,8 @@ def _given_spec(sr: SRSpec | None) -> dict[str, Any]:
     return {k: v for k, v in as_spec(sr, "srblock.fit").keys().items() if v != default[k]}
 
 
-def _check_labels(data: Dataset, label: str, classes: int) -> None:
-    """Class indices outside 0..classes-1 are one line now rather than an IndexError (a device
-    assert on a GPU) in the first step: those a data set lists (`targets`, `labels`, unless a
-    `target_transform` changes them), else its first item's."""
-    listed = getattr(data, "targets", None)
-    listed = listed if listed is not None else getattr(data, "labels", None)
-    if getattr(data, "target_transform", None):  # the items' labels are not the listed ones
-        listed = None
-    try:
-        labels = torch.as_tensor(listed).flatten().long()
-    except (TypeError, ValueError, RuntimeError):  # none listed, or not numbers: the first item's
-        target = data[0][1]
-        try:
-            labels = torch.as_tensor([int(target)])
-        except (TypeError, ValueError, RuntimeError):
-            raise ValueError(
-                f"srblock.fit: {label}'s items must be (image, class index), got a {type(target).__name__} "
-                f"class ({str(target)[:40]!r}): map the labels to whole numbers 0..{classes - 1}"
-            ) from None
-    bad = labels[(labels < 0) | (labels >= classes)]
-    if len(bad):
-        raise ValueError(
-            f"srblock.fit: {label} holds class index {int(bad[0])}, outside 0..{classes - 1} for "
-            f"{classes} classes: give classes=[...] or num_classes=N that cover every label, or map "
-            "the labels to 0..N-1"
-        )
-
-
-def _classes(train_set: Dataset, classes: list[str] | None, num_classes: int | None) -> list[str]:
-    if classes is not None:
-        return [str(c) for c in classes]
-    if getattr(train_set, "classes", None):
-        return [str(c) for c in train_set.classes]
-    if num_classes is not None:
-        return [str(k) for k in range(num_classes)]
-    raise ValueError(
-        "srblock.fit needs the class names: pass classes=[...] or num_classes=N (or a data set with .classes)"
-    )
-
-
 def fit(
-    model: nn.Module,
+    model: nn.Module | Callable[[], nn.Module],
     train_set: Dataset,
     val_set: Dataset | None = None,
     *,
@@ -192,22 +116,33 @@ def fit(
 ) -> FitResult:
     """Trains `model` on `train_set` with a recipe's optimiser, schedule and loop; the checkpoint
     best on `val_set` is tested on `test_set` (without `test_set`, the last epoch's on `val_set`).
-    `overrides` are recipe keys (epochs=10, lr=1e-3, seed=1...); sr_stage (with `sr`, an SRSpec,
-    or its sr_<field> keys) adds an SR block to a model that has none (a model that holds one
-    trains it as it is, its stage and shape recorded). A second call with the same arguments
-    resumes (or skips) the run."""
+    `model` is a model, or a function that builds one: fit calls it under the run's seed, so the
+    same call repeats bit for bit (a model built before the call starts from whatever weights its
+    builder drew). `overrides` are recipe keys (epochs=10, lr=1e-3, seed=1...); sr_stage (with
+    `sr`, an SRSpec, or its sr_<field> keys) adds an SR block to a model that has none (a model
+    that holds one trains it as it is, its stage and shape recorded). A second call with the same
+    arguments and data resumes (or skips) the run; other data are refused."""
     from .train.jobs import Job, run_jobs  # the training stack, only when training
 
-    if not isinstance(model, nn.Module):
+    if not isinstance(model, nn.Module) and not callable(model) or isinstance(model, type):
         raise TypeError(
-            f"srblock.fit takes the model itself, got {model!r}: build it first, e.g. "
-            "srblock.create_model(name) or timm.create_model(name)"
+            f"srblock.fit takes the model itself, or a function that builds it, got {model!r}: e.g. "
+            "srblock.create_model(name), or lambda: timm.create_model(name, num_classes=N)"
         )
     if val_set is None and test_set is None:
         raise ValueError("srblock.fit needs val_set (or test_set) to choose and test a checkpoint")
-    for label, split in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
-        if split is not None and len(split) == 0:
+    if devices not in (1, "1"):  # Fabric would start the caller's script again, once per device
+        raise ValueError(
+            f"srblock.fit trains in this process, on one device, not devices={devices!r}: leave devices "
+            "at 1 (several GPUs: `srblock train` with a recipe, which starts one process per device)"
+        )
+    splits = (("train_set", train_set), ("val_set", val_set), ("test_set", test_set))
+    items = {}
+    for label, split in splits:
+        if split is not None and hasattr(split, "__len__") and len(split) == 0:
             raise ValueError(f"srblock.fit: {label} is empty: give it images (or leave it out)")
+        if split is not None:
+            items[label] = first_item(split, label)
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"srblock.fit: out={str(out)!r} is a file: give a folder for the run folders")
     for key, value in overrides.items():
@@ -218,11 +153,16 @@ def fit(
     spec_keys = as_spec(sr, "srblock.fit").keys() if sr is not None else {}
     for key, value in {**recipe_values(recipe), **spec_keys, **overrides}.items():
         set_value(values, key, value, f"srblock.fit({key}=...)")
+    if not isinstance(model, nn.Module):  # its initial weights are the run's seed's
+        torch.manual_seed(values.get("seed", 0))
+        model = model()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"srblock.fit: the function given as the model returned {model!r}, not a model")
     values.update(_held_blocks(model, {**_given_spec(sr), **overrides}))
     label = name or type(model).__name__
     values.update(dataset="folder", model=f"{PYTHON_MODEL}{label}", data_dir=None, pretrained=None)
-    values["classes"] = _classes(train_set, classes, num_classes)
-    image = _checked_image(train_set[0][0])
+    values["classes"] = class_names(train_set, classes, num_classes)
+    image = checked_image(items["train_set"][0])
     values["in_chans"], values["image_size"] = int(image.shape[0]), int(image.shape[-1])
     cfg = build_config(values, "srblock.fit")
     check_applies(
@@ -231,10 +171,11 @@ def fit(
         "srblock.fit",
         has_sr=cfg.sr_stage is not None or bool(sr_blocks(model)),
     )
-    _check_head(model, image, len(values["classes"]))
-    for label, split in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
+    for label, (first, _) in items.items():  # each split: the evaluated ones failed after an epoch
+        check_head(model, checked_image(first), len(values["classes"]), label)
+    for label, split in splits:
         if split is not None:
-            _check_labels(split, label, len(values["classes"]))
+            check_labels(split, label, len(values["classes"]))
     if cfg.sr_stage is not None and not sr_blocks(model):
         add_sr(model, cfg.sr_stage, cfg.sr, input_size=tuple(image.shape))
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
@@ -249,7 +190,7 @@ def fit(
         resume=True,
         quiet=quiet,
         accelerator=accelerator,
-        devices=devices,
+        devices=1,
     )
     if not outcome.trained:  # the same call again: the run's tested weights, without training
         load_weights(model, folder / BEST_CKPT, cfg)

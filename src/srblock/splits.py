@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+import torch
+
+from .checkpoint import tensors_checksum
 from .config import TrainConfig
 from .data import DatasetInfo, ImageSet, load_dataset_splits, split_train_val
 from .data.imagenet import ImageFiles, check_jpegs
@@ -103,7 +108,31 @@ def _split_fingerprint(split: Any, root: Path | None) -> dict[str, Any]:
         crc = zlib.crc32(split.images.contiguous().numpy().tobytes())
         crc = zlib.crc32(split.labels.contiguous().numpy().tobytes(), crc)
         return {"images": len(split), "crc32": crc}
-    return {"items": len(split)}
+    if len(split) == 0:
+        return {"items": 0}
+    return {"items": len(split), "items_crc32": _items_checksum(split)}
+
+
+def _items_checksum(split: Any) -> int:
+    """A data set given in Python (srblock.fit), cheaply: a CRC of its first and last items (their
+    random transforms drawn under a fixed seed, so the same data give the same CRC) and of the
+    labels it lists (`targets` or `labels`), so that other data of the same length are told apart."""
+    state = random.getstate(), np.random.get_state()
+    items = []
+    with torch.random.fork_rng(devices=[]):
+        for index in sorted({0, len(split) - 1}):
+            random.seed(index), np.random.seed(index), torch.manual_seed(index)
+            image, label = split[index]
+            items += [torch.as_tensor(image), torch.as_tensor(label)]
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    listed = getattr(split, "targets", None)
+    listed = listed if listed is not None else getattr(split, "labels", None)
+    try:
+        items.append(torch.as_tensor(listed))
+    except (TypeError, ValueError, RuntimeError):  # none listed, or not numbers
+        pass
+    return tensors_checksum(items)
 
 
 def fingerprint(splits: Splits, root: str | Path | None) -> dict[str, Any]:
@@ -141,6 +170,6 @@ def _what_changed(key: str, before: Any, now: Any) -> str:
     count = next(k for k in ("files", "images", "items") if k in now)
     if before.get(count) != now[count]:
         return f"{key}: {before.get(count)} {count} then, {now[count]} now"
-    if before.get("sha1") == now.get("sha1"):
+    if "sha1" in now and before.get("sha1") == now["sha1"]:
         return f"{key}: the same names, labels and sizes, other contents"
     return f"{key}: as many {count}, other names, labels, sizes or contents"

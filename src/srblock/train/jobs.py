@@ -91,11 +91,15 @@ def stack_groups(
 
 
 def check_finished_data(job: Job) -> None:
-    """A finished run met again with data from another folder than its own: the same data, or an
-    error (a finished run would otherwise be skipped as if it had trained on them)."""
+    """A finished run met again with data from another folder than its own (or with data sets from
+    Python, srblock.fit's): the same data, or an error (a finished run would otherwise be skipped
+    as if it had trained on them)."""
     from ..runs import read_config
     from ..splits import DATA_FILE, check_data, load_splits
 
+    if job.data is not None and (job.folder / DATA_FILE).exists():  # srblock.fit's data sets, again
+        check_data(job.folder, job.data, None, write=False)
+        return
     given, own = job.cfg.data_dir, read_config(job.folder).data_dir
     if given and own and Path(given).resolve() != Path(own).resolve() and (job.folder / DATA_FILE).exists():
         check_data(job.folder, load_splits(job.cfg, given), given, write=False)
