@@ -1,6 +1,12 @@
 """A run folder written by srblock 283b03e (tests/fixtures/run_283b03e, made by
-make_run_283b03e.py with that code): today's code reads it, predicts what that code predicted,
-resumes it to the weights that code's resume reached, and every command reads the result."""
+make_run_283b03e.py with that code on another machine): today's code reads it, predicts what that
+code predicted (to a tolerance that holds across CPUs), resumes it to the same weights every time
+on this machine (a resume in a fresh process and one in this process, compared bit for bit), to
+about the test accuracy that code's resume reached, and every command reads the result.
+
+No number here was recorded from one machine's float kernels and compared exactly: oneDNN picks
+its blocking by CPU model, so another CPU (an AMD EPYC against the Intel Xeon that made the
+fixture) rounds otherwise."""
 
 from __future__ import annotations
 
@@ -15,13 +21,13 @@ import torch
 from srblock.analysis.analyze import load_run
 from srblock.cli import main
 
-from .helpers import argv, srblock_cli, write_fashion_mnist
+from .helpers import argv, main_one_thread, srblock_cli, write_fashion_mnist
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_283b03e"
 RUN = Path("fashion_mnist") / "resnet10s_cifar-sr3p2h8" / "seed0"
 sys.path.insert(0, str(FIXTURE.parent))
 
-from make_run_283b03e import ARGS, machine, weights_sha256  # noqa: E402
+from make_run_283b03e import ARGS  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -48,17 +54,22 @@ def test_an_old_run_predicts_as_before_resumes_to_the_same_weights_and_every_com
     runs, data = old_run
     folder = runs / RUN
     before = torch.load(FIXTURE / "logits.pt", weights_only=True)["logits"]
-    torch.testing.assert_close(logits(load_run(folder, data)), before, rtol=1e-5, atol=1e-5)
+    # one forward of the old best.ckpt: across CPUs its rounding differs in the last digits only
+    torch.testing.assert_close(logits(load_run(folder, data)), before, rtol=1e-4, atol=1e-4)
 
+    twin = tmp_path / "twin"  # a second copy, resumed in this process: the same weights, bit for bit
+    shutil.copytree(FIXTURE, twin)
     done = srblock_cli(*ARGS, "--data", str(data), "--out", str(runs), "--resume")
     assert done.returncode == 0, done.stderr
+    with pytest.warns(FutureWarning, match="sr_blocks is now called sr_memory_blocks"):  # 283b03e's words
+        assert main_one_thread(*ARGS, "--data", str(data), "--out", str(twin), "--resume") == 0
+    resumed, again = (torch.load(f / RUN / "last.ckpt", weights_only=True) for f in (runs, twin))
+    assert resumed["epoch"] == again["epoch"] == 2
+    assert all(torch.equal(resumed["model"][k], again["model"][k]) for k in resumed["model"])
     recorded = json.loads((FIXTURE / "resumed.json").read_text())
     result = json.loads((folder / "result.json").read_text())
-    if machine() == {k: recorded[k] for k in ("cpu_capability", "torch")}:  # the same float kernels
-        assert weights_sha256(folder / "last.ckpt") == recorded["last_ckpt_sha256"]
-        assert result["test_acc"] == recorded["test_acc"]
-    else:  # another CPU rounds differently: the same run, not the same last digits
-        assert abs(result["test_acc"] - recorded["test_acc"]) <= 10.0
+    # the same run as 283b03e's resume on its machine, not the same last digits: 10 points on 50 images
+    assert abs(result["test_acc"] - recorded["test_acc"]) <= 10.0
 
     assert main(["table", str(runs), "--format", "json"]) == 0
     assert main(["analyze", str(folder), "--data", str(data), "--per-class", "2"]) == 0
