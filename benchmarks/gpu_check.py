@@ -126,8 +126,8 @@ def r18_throughput(check: Check) -> dict[str, Any]:
     data = write_cifar100(check.scratch / "cifar", train_images, test_images)
     model = "resnet10s_cifar" if check.tiny else "resnet18_cifar"
     batch, epochs, workers = (32, 2, 2) if check.tiny else (128, 3, 8)
-    common = f"train cifar100 --quiet --set model={model} --set sr_stage=3 --set sr_blocks=2"
-    common += f" --set batch_size={batch} --set num_workers={workers}"
+    common = f"train cifar100 --quiet --set model={model} --set sr_stage=3 --set sr_memory_blocks=2"
+    common += f" --set batch_size={batch}"
     variants = [  # (label, loader, compile mode or None, epochs); on the CPU nothing is compiled
         ("fast path, compile with CUDA graphs", "fast", "reduce-overhead", epochs),
         ("fast path, compile", "fast", "default", epochs),
@@ -147,6 +147,7 @@ def r18_throughput(check: Check) -> dict[str, Any]:
             continue
         out = check.scratch / f"r18-{index}"
         sets = f" --set loader={loader} --set epochs={n} --set compile={str(mode is not None).lower()}"
+        sets += f" --set num_workers={workers}" if loader == "dataloader" else ""  # the fast path has none
         sets += f" --set compile_mode={mode or 'default'}"
         try:  # one variant failing leaves the others' numbers
             run_srblock(

@@ -4,6 +4,7 @@ engine both loops share (resume, progress output, devices), and the lr schedules
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -400,7 +401,7 @@ def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
     assert run.returncode == 130
     assert err.strip() == (
         f"srblock train: interrupted in {folder}, whose last.ckpt is after epoch 1; "
-        f"continue with: srblock train cifar10 --out {tmp_path} --resume"
+        f"continue with: {shlex.join(['srblock', *common, '--resume'])}"
     )
     assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1 and not (folder / ".lock").exists()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,10 @@ def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypat
     assert main([*args, "--out", str(tmp_path / "killed")]) == 130  # Ctrl-C: no traceback, and where to go on
     err = capsys.readouterr().err.strip()
     folder = Path("cityscapes") / "fcn_resnet10s-sr2p4h8" / "seed0"
+    again = shlex.join(["srblock", *args, "--out", str(tmp_path / "killed"), "--resume"])
     assert err == (
         f"srblock train: interrupted in {tmp_path / 'killed' / folder}, whose last.ckpt is after "
-        f"iteration 2; continue with: srblock train cityscapes --out {tmp_path / 'killed'} --resume"
+        f"iteration 2; continue with: {again}"
     )
     monkeypatch.setattr(seg_loop, "seg_loss", real)
     assert torch.load(tmp_path / "killed" / folder / "last.ckpt", weights_only=True)["iteration"] == 2

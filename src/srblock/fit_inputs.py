@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from .insert import evaluating
+from .splits import listed_labels
 
 
 def first_item(data: object, label: str) -> tuple[torch.Tensor, object]:
     """A data set's first item, which must be (image, class): `data` a map-style Dataset (a length
     and items by index, as DataLoader's sampler reads it), each item a pair."""
-    if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+    if isinstance(data, IterableDataset) or not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
         kind = type(data).__name__
         raise ValueError(
             f"srblock.fit: {label} ({kind}) is not a map-style data set: give one with a length and items by "
@@ -74,13 +75,8 @@ def check_labels(data: Dataset, label: str, classes: int) -> None:
     """Class indices outside 0..classes-1 are one line now rather than an IndexError (a device
     assert on a GPU) in the first step: those a data set lists (`targets`, `labels`, unless a
     `target_transform` changes them), else its first item's."""
-    listed = getattr(data, "targets", None)
-    listed = listed if listed is not None else getattr(data, "labels", None)
-    if getattr(data, "target_transform", None):  # the items' labels are not the listed ones
-        listed = None
-    try:
-        labels = torch.as_tensor(listed).flatten().long()
-    except (TypeError, ValueError, RuntimeError):  # none listed, or not numbers: the first item's
+    labels = listed_labels(data)
+    if labels is None:  # none listed (or a target_transform changes them): the first item's
         target = data[0][1]
         try:
             labels = torch.as_tensor([int(target)])

@@ -108,30 +108,48 @@ def _split_fingerprint(split: Any, root: Path | None) -> dict[str, Any]:
         crc = zlib.crc32(split.images.contiguous().numpy().tobytes())
         crc = zlib.crc32(split.labels.contiguous().numpy().tobytes(), crc)
         return {"images": len(split), "crc32": crc}
-    if len(split) == 0:
-        return {"items": 0}
-    return {"items": len(split), "items_crc32": _items_checksum(split)}
+    crc = _items_checksum(split) if len(split) else None
+    return {"items": len(split), **({"items_crc32": crc} if crc is not None else {})}
 
 
-def _items_checksum(split: Any) -> int:
+def listed_labels(data: Any) -> torch.Tensor | None:
+    """The class indices a data set lists (torchvision's `targets`, or `labels`), flat, where they
+    are whole numbers and its items give them (no `target_transform` changes them); else None."""
+    listed = getattr(data, "targets", None)
+    listed = listed if listed is not None else getattr(data, "labels", None)
+    if listed is None or getattr(data, "target_transform", None):
+        return None
+    try:
+        return torch.as_tensor(listed).flatten().long()
+    except (TypeError, ValueError, RuntimeError):  # not numbers
+        return None
+
+
+def _items_checksum(split: Any) -> int | None:
     """A data set given in Python (srblock.fit), cheaply: a CRC of its first and last items (their
-    random transforms drawn under a fixed seed, so the same data give the same CRC) and of the
-    labels it lists (`targets` or `labels`), so that other data of the same length are told apart."""
+    random transforms drawn under a fixed seed of the CPU generators) and of the labels it lists,
+    so that other data of the same length are told apart; None where two readings differ (a
+    transform with a random generator of its own), which leaves its length and labels to tell."""
+    readings = [_first_and_last(split) for _ in range(2)]
+    labels = listed_labels(split)
+    listed = [labels] if labels is not None else []
+    if readings[0] != readings[1]:
+        return tensors_checksum(listed) if listed else None
+    return tensors_checksum(listed, readings[0])
+
+
+def _first_and_last(split: Any) -> int:
+    """CRC of a data set's first and last items, each read with the CPU's generators (torch's,
+    Python's, NumPy's) seeded by its index and restored after: no device generator is touched."""
     state = random.getstate(), np.random.get_state()
     items = []
     with torch.random.fork_rng(devices=[]):
         for index in sorted({0, len(split) - 1}):
-            random.seed(index), np.random.seed(index), torch.manual_seed(index)
+            random.seed(index), np.random.seed(index), torch.default_generator.manual_seed(index)
             image, label = split[index]
             items += [torch.as_tensor(image), torch.as_tensor(label)]
     random.setstate(state[0])
     np.random.set_state(state[1])
-    listed = getattr(split, "targets", None)
-    listed = listed if listed is not None else getattr(split, "labels", None)
-    try:
-        items.append(torch.as_tensor(listed))
-    except (TypeError, ValueError, RuntimeError):  # none listed, or not numbers
-        pass
     return tensors_checksum(items)
 
 

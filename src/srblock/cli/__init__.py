@@ -99,22 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-# how a training command's runs ran: the line that continues them repeats each one given (where
-# their data lie and what they compute, their run folders remember)
-HOW_RUN = ("precision", "accelerator", "devices", "num_nodes", "parallel", "stack")
-
-
 def _again(args: argparse.Namespace, words: list[str]) -> str:
-    """The command line that continues an interrupted command where it stopped, with every flag
-    that shaped how its runs ran (--stack, --parallel, devices, precision...)."""
-    if args.command == "train":
-        from .common import flag_words
-
-        return shlex.join(
-            ["srblock", "train", args.recipe, "--out", args.out, "--resume", *flag_words(args, HOW_RUN)]
-        )
-    if args.command in ("sweep", "demo"):  # they skip finished runs and resume a stopped one
-        return " ".join(["srblock", *words])
+    """The command line that continues an interrupted command where it stopped: the same words,
+    which skip finished runs, resume stopped ones and start the rest, with every flag that shaped
+    them (`train` needs --resume to continue a stopped run)."""
+    if args.command in ("train", "sweep", "demo"):
+        again = ["srblock", *words]
+        if args.command == "train" and not args.resume:
+            again.append("--resume")
+        return shlex.join(again)
     return "the same command"
 
 

@@ -49,17 +49,6 @@ def given_flags(args: argparse.Namespace, dests: Iterable[str]) -> list[str]:
     return [flag for flag, _ in _given(args, dests)]
 
 
-def flag_words(args: argparse.Namespace, dests: Iterable[str]) -> list[str]:
-    """The flags among `dests` that the command line gave, with their values: the words of a command
-    line that gives them again."""
-    words: list[str] = []
-    for flag, action in _given(args, dests):
-        value = getattr(args, action.dest)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        words += [flag] if action.nargs == 0 else [flag, *map(str, values)]
-    return words
-
-
 def refuse_flags(args: argparse.Namespace, dests: Iterable[str], why: str) -> None:
     """A one-line error naming the flags among `dests` that were given, where they would do
     nothing (`why` says why and what to do): a flag is applied or refused, never ignored."""
