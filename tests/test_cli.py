@@ -319,3 +319,6 @@ def test_two_sweep_rows_of_one_configuration_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "rows 'first' and 'again' are one configuration (both would train " in err and "\n" not in err
     assert not (tmp_path / "runs").exists()
+    sweep.write_text("recipe: fashion_mnist\nseeds: [0]\nruns:\n  - {name: copy}\n  - {name: copy}\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "runs")]) == 2  # pasted twice, one name
+    assert "rows 'copy' and 'copy' are one configuration" in capsys.readouterr().err

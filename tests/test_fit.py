@@ -241,6 +241,7 @@ def test_what_fit_is_given_is_checked_before_anything_starts(tmp_path):
     # raw errors before: "has no len()", "too many values to unpack", a channel error after an epoch
     cases = [
         (dict(devices=2), "trains in this process, on one device, not devices=2"),
+        (dict(devices=[0, 1]), "trains in this process, on one device, not devices=[0, 1]"),
         (dict(train_set=Stream()), "train_set (Stream) is not a map-style data set"),
         (dict(train_set=triples), "train_set's items must be (image, class index) pairs, got a 3-tuple"),
         (dict(val_set=grey3), "the model cannot take val_set's images (3 x 28 x 28"),
@@ -255,4 +256,14 @@ def test_what_fit_is_given_is_checked_before_anything_starts(tmp_path):
             srblock.fit(model, **given)
     with pytest.raises(TypeError, match="the function given as the model returned None, not a model"):
         srblock.fit(lambda: None, train, val, **kwargs)
+
+    class Streamed(torch.utils.data.IterableDataset):  # with a length: Dataset's __getitem__ raises
+        def __iter__(self):
+            return iter([])
+
+        def __len__(self) -> int:
+            return 3
+
+    with pytest.raises(ValueError, match="train_set \\(Streamed\\) is not a map-style data set"):
+        srblock.fit(model, Streamed(), val, **kwargs)
     assert not list(tmp_path.rglob("config.yaml")) and not srblock.sr_blocks(model)  # nothing started

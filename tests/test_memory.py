@@ -119,10 +119,20 @@ def test_prototypes_are_centred_scaled_centroids_and_deterministic_under_a_seed(
     assert sorted(c[0].item() > 0 for c in centroids) == [False, True]  # one centroid per cluster
     with pytest.raises(ValueError, match="sr_memory_init must be one of zeros, normal, prototypes"):
         init_memory(model, x, "ones", 0.1, seed=0)
-    # fewer images than memory blocks: the keys to change are named (k-means' own words named none)
-    with pytest.raises(ValueError, match=r"starts the \d+ memory blocks \(sr_memory_blocks\) from .* but 1 "
-                       "were given: train on more images \\(limit_train\\)"):  # fmt: skip
+    with pytest.raises(ValueError, match="from as many k-means centroids, but 1 images were given"):
         init_memory(model, x[:1], "prototypes", 0.2, seed=0)
+
+
+def test_a_memory_start_with_fewer_images_than_blocks_names_its_keys_before_the_run_starts(tmp_path, capsys):
+    """k-means' own words named no key, and came after the run's folder was written."""
+    from srblock.cli import main
+
+    line = "train fashion_mnist --set sr_stage=3 --set sr_memory_init=prototypes --set limit_train=3"
+    assert main([*line.split(), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    expected = "the 4 memory blocks (sr_memory_blocks) from as many k-means centroids of training images, "
+    assert expected + "but the run has 3: raise limit_train" in err, err
+    assert not list(tmp_path.rglob("config.yaml"))
 
 
 def test_statistics_against_a_hand_computation():

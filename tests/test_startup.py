@@ -142,6 +142,40 @@ def test_a_damaged_compile_cache_is_one_line_that_says_what_to_do(tmp_path, monk
     err = capsys.readouterr().err.strip()
     assert err == (
         f"srblock train: error: torch.compile failed (RuntimeError: Failed to import {tmp_path}/cache/x.py): "
-        f"if its cache {tmp_path / 'cache'} is damaged, delete that folder and run again; or train eager "
+        f"its cache {tmp_path / 'cache'} looks damaged: delete that folder and run again, or train eager "
         "with --set compile=false"
+    )
+    # another failure of compile's is not blamed on the cache: it stays as torch raised it
+
+    def other(*args, **kwargs):
+        raise torch._inductor.exc.InductorError(RuntimeError("an op it cannot lower"), None)
+
+    monkeypatch.setattr(classify, "split_batches", other)
+    with pytest.raises(torch._inductor.exc.InductorError, match="an op it cannot lower"):
+        main(["train", "fashion_mnist", "--set", "limit_train=64", "--out", str(tmp_path / "b"), "--quiet"])
+
+
+def test_a_cache_variable_set_aside_is_known_to_the_runs_the_command_starts(tmp_path):
+    """--parallel runs inherit the environment without the variable: they say it was set aside too."""
+    import subprocess
+    import sys
+
+    (tmp_path / "afile").write_text("")
+    code = "from srblock import startup; print(startup.cache_set_aside)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SRBLOCK_CACHE_SET_ASIDE"}
+    parent = subprocess.run(
+        [sys.executable, "-c", code + "; import os; print(os.environ['SRBLOCK_CACHE_SET_ASIDE'])"],
+        env={**env, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "afile")},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    said, handed_on = parent.stdout.splitlines()
+    child = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "SRBLOCK_CACHE_SET_ASIDE": handed_on},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert (
+        said
+        == child.stdout.strip()
+        == str((str(tmp_path / "afile"), f"{tmp_path / 'afile'} is a file, not a folder"))
     )

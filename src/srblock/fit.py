@@ -36,7 +36,7 @@ from .stages import stage_names
 
 class FitResult(NamedTuple):
     folder: Path  # the run folder
-    model: nn.Module  # the trained model, with the checkpoint best on validation loaded
+    model: nn.Module  # the trained model, with its tested checkpoint loaded (best.ckpt)
     result: dict[str, Any]  # result.json
 
 
@@ -110,7 +110,7 @@ def fit(
     num_classes: int | None = None,
     sr: SRSpec | None = None,
     accelerator: str = "auto",
-    devices: int | str = 1,
+    devices: int | str | list[int] = 1,
     quiet: bool = False,
     **overrides: Any,
 ) -> FitResult:
@@ -124,17 +124,17 @@ def fit(
     arguments and data resumes (or skips) the run; other data are refused."""
     from .train.jobs import Job, run_jobs  # the training stack, only when training
 
-    if not isinstance(model, nn.Module) and not callable(model) or isinstance(model, type):
+    if not isinstance(model, nn.Module) and not callable(model):
         raise TypeError(
             f"srblock.fit takes the model itself, or a function that builds it, got {model!r}: e.g. "
             "srblock.create_model(name), or lambda: timm.create_model(name, num_classes=N)"
         )
     if val_set is None and test_set is None:
         raise ValueError("srblock.fit needs val_set (or test_set) to choose and test a checkpoint")
-    if devices not in (1, "1"):  # Fabric would start the caller's script again, once per device
-        raise ValueError(
-            f"srblock.fit trains in this process, on one device, not devices={devices!r}: leave devices "
-            "at 1 (several GPUs: `srblock train` with a recipe, which starts one process per device)"
+    if devices not in (1, "1") and not (isinstance(devices, (list, tuple)) and len(devices) == 1):
+        raise ValueError(  # Fabric would start the caller's script again, once per further device
+            f"srblock.fit trains in this process, on one device, not devices={devices!r}: give one (1, or "
+            "[k] for device k); several GPUs are `srblock train`'s, which starts one process per device"
         )
     splits = (("train_set", train_set), ("val_set", val_set), ("test_set", test_set))
     items = {}
@@ -190,7 +190,7 @@ def fit(
         resume=True,
         quiet=quiet,
         accelerator=accelerator,
-        devices=1,
+        devices=devices,
     )
     if not outcome.trained:  # the same call again: the run's tested weights, without training
         load_weights(model, folder / BEST_CKPT, cfg)

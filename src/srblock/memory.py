@@ -227,12 +227,10 @@ def init_memory(model: nn.Module, images: torch.Tensor, strategy: str, scale: fl
         target = scale * float(x.square().mean().sqrt())
         if strategy == "normal":
             memory = torch.randn(block.memory.shape, generator=generator)
-        elif len(x) < block.memory_blocks:
+        elif len(x) < block.memory_blocks:  # (a run checks this before it starts: memory_start_fits)
             raise ValueError(
-                f"sr_memory_init=prototypes starts the {block.memory_blocks} memory blocks "
-                f"(sr_memory_blocks) from as many k-means centroids of training images, but {len(x)} were "
-                "given: train on more images (limit_train), or set sr_memory_blocks lower or "
-                "sr_memory_init=normal"
+                f"sr_memory_init=prototypes starts the {block.memory_blocks} memory blocks from as many "
+                f"k-means centroids, but {len(x)} images were given: give at least {block.memory_blocks}"
             )
         else:
             centroids = kmeans(x.flatten(1), block.memory_blocks, generator)

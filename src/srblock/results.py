@@ -225,15 +225,19 @@ def _compare_with_plain(rows: list[dict[str, Any]], groups: dict[str, list[dict[
     """Adds to each SR row its paired difference to the plain configuration that matches it in every
     key but the SR block's, on the first metric both have (test_acc, or test_miou)."""
     twins: dict[tuple, list[list[dict[str, Any]]]] = {}
-    for runs in groups.values():
+    for runs in groups.values():  # (scores of another split or checkpoint rule are no twin's)
         if runs[0].get("config", {}).get("sr_stage") is None:
-            twins.setdefault(_without_sr(runs[0].get("config", {})), []).append(runs)
+            twins.setdefault((_without_sr(runs[0].get("config", {})), tested_on(runs[0])), []).append(runs)
     # a configuration with two plain twins (the same plain runs in two folders) has no single answer
     plain = {key: found[0] for key, found in twins.items() if len(found) == 1}
     for row in rows:
         runs = groups[row["folder"]]
         config = runs[0].get("config", {})
-        twin = plain.get(_without_sr(config)) if config.get("sr_stage") is not None else None
+        twin = (
+            plain.get((_without_sr(config), tested_on(runs[0])))
+            if config.get("sr_stage") is not None
+            else None
+        )
         if twin is None:
             continue
         metric = next((m for m in METRICS if runs[0].get(m) is not None and twin[0].get(m) is not None), None)

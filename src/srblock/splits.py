@@ -17,6 +17,7 @@ import torch
 from .checkpoint import tensors_checksum
 from .config import TrainConfig
 from .data import DatasetInfo, ImageSet, load_dataset_splits, split_train_val
+from .data.folder import SPLIT_FOLDERS
 from .data.imagenet import ImageFiles, check_jpegs
 
 DATA_FILE = "data.json"  # a run folder's fingerprint of the data it trained on
@@ -175,6 +176,13 @@ def check_data(folder: Path, splits: Splits, root: str | Path | None, write: boo
         if isinstance(value, dict) and isinstance(before.get(key), dict):
             now[key] = {k: v for k, v in value.items() if k in before[key]}
     changed = [_what_changed(key, before.get(key), now[key]) for key in now if before.get(key) != now[key]]
+    renamed = [n for n in SPLIT_FOLDERS["val"][1:] if root and (Path(root) / n).is_dir()]
+    if changed and renamed and before.get("val", {}).get("files") != now["val"].get("files"):
+        raise ValueError(  # a run from before validation/ was read as the validation split
+            f"the data read otherwise than when {folder} trained ({'; '.join(changed)}): {renamed[0]}/ is "
+            f"now its validation split, where the run held val_fraction of train/ out: train a new run "
+            f"with another --out, or move {renamed[0]}/ out of {root} to read the data as it did"
+        )
     if changed:
         raise ValueError(
             f"the data are not the ones {folder} trained on ({'; '.join(changed)}): restore them, "

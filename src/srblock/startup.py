@@ -35,9 +35,13 @@ def unusable_folder(path: str | os.PathLike) -> str | None:
 # command that never compiles should not care, so the variable is set aside here, before torch is
 # imported; a run that compiles says so in one line (train/fabric.py: use_compile_cache).
 CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+_SET_ASIDE = "SRBLOCK_CACHE_SET_ASIDE"  # how this process's children (--parallel runs) learn of it
 cache_set_aside: tuple[str, str] | None = None  # (the variable's value, why it was set aside)
 if os.environ.get(CACHE_VARIABLE) and (_why := unusable_folder(os.environ[CACHE_VARIABLE])):
     cache_set_aside = (os.environ.pop(CACHE_VARIABLE), _why)
+    os.environ[_SET_ASIDE] = "\t".join(cache_set_aside)
+elif "\t" in os.environ.get(_SET_ASIDE, ""):  # (the variable now holds what torch's import put there)
+    cache_set_aside = tuple(os.environ[_SET_ASIDE].split("\t", 1))  # type: ignore[assignment]
 
 
 def _interrupted_while_starting(kind: type[BaseException], value: BaseException, tb: object) -> None:

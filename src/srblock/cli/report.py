@@ -47,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.report import report_runs, write_report  # matplotlib, torchmetrics: this command's
+    from ..registry import PYTHON_MODEL
     from ..runs import read_config
 
     runs, stopped = report_runs(args.run_dirs)
@@ -55,9 +56,16 @@ def run(args: argparse.Namespace) -> int:
     for folder in runs:
         note_if_unfinished(folder, "is reported")
     configs = [read_config(folder) for folder in runs]
-    if not any(cfg.sr_stage is not None and not cfg.SEGMENTS for cfg in configs):
+    analysed = [  # what the analyses read: SR classification runs whose model is built by name
+        c
+        for c in configs
+        if c.sr_stage is not None and not c.SEGMENTS and not c.model.startswith(PYTHON_MODEL)
+    ]
+    if not analysed:
         why = "here: no run given has an SR block to analyse (classification runs with sr_stage set)"
         refuse_flags(args, ["classes", "per_class", "split"], why)
+    if not analysed and not any(c.SEGMENTS for c in configs):  # (segmentation: its example predictions)
+        refuse_flags(args, ["data", "device"], "here: no run given is analysed or predicts (curves only)")
 
     path = write_report(
         args.run_dirs, args.out, args.classes, args.per_class, args.split, args.data, device(args)

@@ -46,13 +46,13 @@ def run(args: argparse.Namespace) -> int:
         for row in rows
         for cfg in row.configs(args.seeds)
     ]
-    first: dict[Path, str] = {}
+    first: dict[Path, dict] = {}
     for job in jobs:  # two rows of one configuration would train one folder, and show as one row
-        name = first.setdefault(job.folder.parent, job.extra["name"])
-        if name != job.extra["name"]:
+        row = first.setdefault(job.folder.parent, job.extra)
+        if row["row"] != job.extra["row"]:
             raise ValueError(
-                f"{args.sweep}: rows {name!r} and {job.extra['name']!r} are one configuration (both would "
-                f"train {job.folder.parent}): remove one, or make them differ"
+                f"{args.sweep}: rows {row['name']!r} and {job.extra['name']!r} are one configuration (both "
+                f"would train {job.folder.parent}): remove one, or make them differ"
             )
 
     def count(outcomes: list) -> str:

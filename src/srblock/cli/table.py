@@ -10,7 +10,8 @@ from ..results import collect_results, left_out, md_columns, raw_columns, summar
 
 EPILOG = """\
 test_acc is the mean ± sample standard deviation over seeds of the test accuracy (%) of each
-run's best-validation checkpoint (test_top5 likewise); segmentation runs show test_miou and
+run's tested checkpoint (best on validation, or the last where the data have no test split:
+the "tested" column) (test_top5 likewise); segmentation runs show test_miou and
 test_macc (whole image) and test_miou_ms, test_macc_ms (multi-scale + flip) instead; OH is the
 parameter overhead over the plain model (%); the
 paper's values stand beside ours where the sweep knows them (Table II). tested (shown only where

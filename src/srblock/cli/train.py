@@ -26,7 +26,8 @@ examples:
   srblock train cityscapes --data /data/cityscapes --devices 4 --set sr_stage=2 --set sr_memory_blocks=2
 
 Each run writes OUT/<recipe>/<configuration>/seed<k>/: config.yaml, metrics.csv, tensorboard/,
-last.ckpt (every epoch), best.ckpt (best on validation) and result.json (test accuracy of best.ckpt).
+last.ckpt (every epoch), best.ckpt (best on validation; the last epoch's where the data have no
+test split apart from it) and result.json (test accuracy of best.ckpt).
 Segmentation recipes (cityscapes, fashion_mnist_seg) count iterations instead of epochs and add
 class_iou.md (per-class IoU, whole image and multi-scale + flip).
 """

@@ -20,6 +20,8 @@ from .images import IMAGE_EXTENSIONS, checked_files, class_folders
 
 SPLITS = ("train", "val", "test")
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
+KNOWN = "train/, val/ (or validation/, valid/) and test/"  # SPLIT_FOLDERS, as messages name them
+NOT_DATA = ("__MACOSX",)  # what unzipping a macOS archive leaves beside the folders: never a split
 
 
 def split_folders(root: str | Path) -> dict[str, Path]:
@@ -29,13 +31,15 @@ def split_folders(root: str | Path) -> dict[str, Path]:
     root = Path(root).expanduser()
     names = {name: split for split, names in SPLIT_FOLDERS.items() for name in names}
     found: dict[str, Path] = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    folders = [
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_DATA
+    ]
+    for folder in sorted(folders):
         split = names.get(folder.name)
         if split is None:
-            known = "train/, val/ (or validation/, valid/) and test/"
             hint = " (the validation split or the test split?)" if folder.name == "eval" else ""
             raise ValueError(
-                f"{folder} is no split srblock reads{hint}: a data folder holds {known}; rename it to one "
+                f"{folder} is no split srblock reads{hint}: a data folder holds {KNOWN}; rename it to one "
                 f"of those or move it out of {root}"
             )
         if split in found:
@@ -59,8 +63,8 @@ def folder_classes(root: str | Path) -> tuple[str, ...]:
     train = root / "train"
     if not train.is_dir():
         raise FileNotFoundError(
-            f"{train} is missing: --data must hold train/<class>/<image> (and optionally val/ and "
-            "test/ with the same class folders)"
+            f"{train} is missing: --data must hold train/<class>/<image> (and optionally the other splits "
+            f"of {KNOWN}, with the same class folders)"
         )
     classes = class_folders(train)
     if not classes:

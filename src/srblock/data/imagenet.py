@@ -125,8 +125,10 @@ def decode_batch(
     data, lengths = encoded
     try:
         images = decode_jpeg(list(torch.split(data, lengths.tolist())), mode=ImageReadMode.RGB, device=device)
+    except torch.OutOfMemoryError:
+        raise
     except RuntimeError as err:  # a file named .jpg that holds another format
-        reason = str(err).strip().splitlines()[0][:160]
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise ValueError(
             f"a batch holds a file that is not a JPEG ({reason}): set gpu_decode=false (the workers "
             "decode every format)"

@@ -13,7 +13,7 @@ from lightning.fabric import Fabric
 from ..config import TrainConfig
 from ..runs import Interrupted, RunLock
 from .classify import train_classifier
-from .engine import compile_failure
+from .engine import damaged_cache_said
 from .fabric import make_fabric
 from .segment import train_segmenter
 from .stacked import train_stacked
@@ -24,13 +24,10 @@ def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) 
     loop = train_segmenter if cfg.SEGMENTS else train_classifier
     with RunLock(folder, active=fabric.global_rank == 0):  # one process trains in a folder at a time
         try:
-            return loop(fabric, cfg, folder, **kwargs)
+            with damaged_cache_said():
+                return loop(fabric, cfg, folder, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted(folder) from None
-        except Exception as err:
-            if (failure := compile_failure(err)) is None:
-                raise
-            raise failure from None
 
 
 def run_stacked(
@@ -42,13 +39,10 @@ def run_stacked(
         for job in jobs:
             locks.enter_context(RunLock(job.folder, active=fabric.global_rank == 0))
         try:
-            return train_stacked(fabric, [(job.cfg, job.folder, job.extra) for job in jobs], **kwargs)
+            with damaged_cache_said():
+                return train_stacked(fabric, [(job.cfg, job.folder, job.extra) for job in jobs], **kwargs)
         except KeyboardInterrupt:
             raise Interrupted(jobs[0].folder) from None
-        except Exception as err:
-            if (failure := compile_failure(err)) is None:
-                raise
-            raise failure from None
 
 
 __all__ = [

@@ -72,7 +72,12 @@ def evaluate(
     )
 
 
-def first_images(train: ImageSet, mean, std, device: torch.device, count: int = 256) -> torch.Tensor:
+MEMORY_START_IMAGES = 256  # the training images `sr_memory_init` starts the memory from
+
+
+def first_images(
+    train: ImageSet, mean, std, device: torch.device, count: int = MEMORY_START_IMAGES
+) -> torch.Tensor:
     """The first `count` training images, normalised as the model sees them (no augmentation), to
     start the memory from: the same on every process and for every resume (build_config admits
     memory inits only for data held in memory)."""
@@ -94,6 +99,18 @@ def lr_factor(cfg: ClassifyConfig) -> functools.partial:
     )
 
 
+def memory_start_fits(cfg: ClassifyConfig, data: Splits) -> None:
+    """`sr_memory_init: prototypes` needs at least P training images for its P centroids: one line
+    before the run's folder is written (a run that cannot start leaves none to resume)."""
+    spec, images = cfg.sr, min(len(data.train), MEMORY_START_IMAGES)
+    if cfg.sr_stage is not None and spec.memory_init == "prototypes" and images < spec.memory_blocks:
+        raise ValueError(
+            f"sr_memory_init=prototypes starts the {spec.memory_blocks} memory blocks (sr_memory_blocks) "
+            f"from as many k-means centroids of training images, but the run has {images}: raise "
+            "limit_train, or set sr_memory_blocks lower or sr_memory_init=normal"
+        )
+
+
 def start_classify_run(fabric: Fabric, cfg: ClassifyConfig, folder: Path, **kwargs: Any) -> Run:
     """engine.start_run for a classification run: epochs, its schedule, its metrics' columns."""
     return start_run(
@@ -104,6 +121,7 @@ def start_classify_run(fabric: Fabric, cfg: ClassifyConfig, folder: Path, **kwar
         lr_factor=lr_factor(cfg),
         columns=METRIC_COLUMNS,
         memory_columns=MEMORY_COLUMNS,
+        fits=memory_start_fits,
         **kwargs,
     )
 
@@ -199,7 +217,7 @@ def train_classifier(
             # without a validation split (ImageNet: its val set is the test set) the last epoch is tested
             val = evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else None
             if val is not None:  # a network whose training loss is finite can still compute NaNs
-                run.check_finite(val[0], f"epoch {epoch + 1}", "validation loss")
+                run.check_finite(val[0], f"epoch {epoch + 1}", "validation loss", limit=False)
             memory = memory_epoch(run, val_batches, epoch, num_classes) if blocks else {}
             end_epoch(run, epoch, lr, (train_loss, train_acc), val, memory, epoch_start)
             progress.report(f"epoch {epoch + 1}/{cfg.epochs}", **epoch_summary(train_loss, train_acc, val))
@@ -222,11 +240,11 @@ def memory_epoch(
     return memory
 
 
-def selects(run: Run, val: tuple[float, float] | None) -> bool:
+def selects(run: Run) -> bool:
     """Whether the run chooses its tested checkpoint on validation: only where it has a validation
     split and a test split apart from it. Without a test split the validation images are scored,
     so the last epoch's checkpoint is tested: one chosen on those images would score its own choice."""
-    return val is not None and run.data.tested == "test"
+    return len(run.data.val) > 0 and run.data.tested == "test"
 
 
 def end_epoch(
@@ -242,8 +260,8 @@ def end_epoch(
     improved, the metrics row, then last.ckpt."""
     val_loss, val_acc = val if val is not None else (None, None)
     run.step = epoch + 1
-    if not selects(run, val) or val_acc > run.best_val:
-        run.best_val, run.best_step = (val_acc if selects(run, val) else float("nan")), epoch
+    if not selects(run) or val_acc > run.best_val:
+        run.best_val, run.best_step = (val_acc if selects(run) else float("nan")), epoch
         run.checkpoint(BEST_CKPT)
     # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
     row = (epoch, lr, *train, val_loss, val_acc, time.time() - epoch_start)
@@ -271,7 +289,6 @@ def test_and_finish(
     validation (`selects`), and for SR the accuracy without its blocks and their statistics;
     writes and returns result.json."""
     run.load_best()
-    chosen = val_batches is not None and run.data.tested == "test"  # (selects, as end_epoch asked it)
     device = run.fabric.device
     test_loss, test_acc, test_top5 = evaluate(run.net, test_batches, num_classes, device)
     memory = {}
@@ -284,12 +301,12 @@ def test_and_finish(
             "test_acc": test_acc,
             "test_top5": test_top5 if num_classes > 5 else None,  # 5 classes or fewer: always 100
             "test_loss": test_loss,
-            "best_val_acc": run.best_val if chosen else None,
+            "best_val_acc": run.best_val if selects(run) else None,
             "best_epoch": run.best_step,
             "epochs": run.cfg.epochs,
             "tested_split": run.data.tested,
             # "best_val": chosen on the validation split; "last": the last epoch's (no such choice)
-            "tested_checkpoint": "best_val" if chosen else "last",
+            "tested_checkpoint": "best_val" if selects(run) else "last",
             **memory,
             # for predict, which reads only the run folder
             "classes": run.cfg.class_names() or list(run.data.train.classes),

@@ -5,11 +5,12 @@ writes result.json. The loops (classify.py, segment.py) hold what differs: batch
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,13 +164,13 @@ class Run:
     def rank0(self) -> bool:
         return self.fabric.global_rank == 0
 
-    def check_finite(self, loss: float, where: str, what: str = "training loss") -> None:
+    def check_finite(self, loss: float, where: str, what: str = "training loss", limit: bool = True) -> None:
         """Stops a diverged run before it checkpoints, so it never counts as finished (last.ckpt
         keeps the weights from before; the folder says why): a loss not a number, or a training
         loss past LOSS_LIMIT. A large validation loss is a number to record, not a divergence: with
         BatchNorm's running statistics from a few steps at a high lr it is common early on, and
         passes as they settle."""
-        if not math.isfinite(loss) or (what == "training loss" and loss > LOSS_LIMIT):
+        if not math.isfinite(loss) or (limit and loss > LOSS_LIMIT):
             message = f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; "
             message += divergence_advice(self.cfg, self.folder)
             if self.rank0:
@@ -229,17 +230,27 @@ def compiled(model: nn.Module, mode: str | None) -> nn.Module:
     return torch.compile(model, mode=mode, dynamic=False)
 
 
-def compile_failure(err: BaseException) -> ValueError | None:
-    """torch.compile's failure (dynamo's or inductor's) as one line that says what to do, most
-    often a damaged cache (a file of it cut short or overwritten), or None for any other error."""
-    if not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
-        return None
-    reason = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)[:200]
-    cache = os.environ.get(startup.CACHE_VARIABLE, "torch's cache folder")
-    return ValueError(
-        f"torch.compile failed ({reason}): if its cache {cache} is damaged, delete that folder and run "
-        "again; or train eager with --set compile=false"
-    )
+# what torch says of a compile cache it cannot read back (a file cut short, or overwritten)
+CACHE_DAMAGE = ("Failed to import", "UnicodeDecodeError", "UnpicklingError", "EOFError")
+
+
+@contextlib.contextmanager
+def damaged_cache_said() -> Iterator[None]:
+    """A failure of torch.compile to read its own cache back (torch's `InductorError ... Failed to
+    import`, with a UnicodeDecodeError) becomes one line naming the folder to delete; any other
+    error, compile's included, is left as it is."""
+    try:
+        yield
+    except Exception as err:
+        text = f"{type(err).__name__}: {err}"
+        if not type(err).__module__.startswith("torch._") or not any(s in text for s in CACHE_DAMAGE):
+            raise
+        reason = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)[:200]
+        cache = os.environ.get(startup.CACHE_VARIABLE, "torch's cache folder")
+        raise ValueError(
+            f"torch.compile failed ({reason}): its cache {cache} looks damaged: delete that folder and run "
+            "again, or train eager with --set compile=false"
+        ) from None
 
 
 def compile_mode(fabric: Fabric, mode: str | None) -> str | None:
@@ -249,9 +260,13 @@ def compile_mode(fabric: Fabric, mode: str | None) -> str | None:
     if mode is None:
         return None
     cache, note = use_compile_cache()
-    if note:
+    if note and note not in _SAID:  # once per process, not once per seed of a stack
+        _SAID.add(note)
         fabric.print(f"srblock: {note}", file=sys.stderr)
     return mode if cache is not None else None
+
+
+_SAID: set[str] = set()
 
 
 def start_run(
@@ -267,12 +282,14 @@ def start_run(
     data: Splits | None = None,
     memory_columns: tuple[str, ...] | None = None,
     compile_model: bool = True,
+    fits: Callable[[TrainConfig, Splits], None] | None = None,
 ) -> Run:
     """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
     continues from last.ckpt where one exists. `model` and `data`, where given (srblock.fit), are
     used as they are. `memory_columns`: metrics.csv gets the SR memory's statistics (memory.py),
     then these columns. `compile_model=False`: eager whatever the config says (a stacked seed's
-    own model, which only evaluates and saves; train/stacked.py compiles the stack)."""
+    own model, which only evaluates and saves; train/stacked.py compiles the stack). `fits(cfg,
+    data)` refuses data the loop cannot start on, before the run's folder is written."""
     folder = Path(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
     resuming = (folder / LAST_CKPT).exists()
@@ -290,6 +307,8 @@ def start_run(
     if data is None:
         startup.mark("model")
         data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
+    if fits is not None:
+        fits(cfg, data)
     # config.yaml only once the model built and the data read: a run that cannot start leaves no folder
     cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)
     check_data(folder, data, cfg.data_dir, write=fabric.global_rank == 0)  # data.json: a resume's data

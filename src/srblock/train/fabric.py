@@ -22,7 +22,7 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 
 def make_fabric(
-    accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, precision: str = "auto"
+    accelerator: str = "auto", devices: int | str | list[int] = 1, num_nodes: int = 1, precision: str = "auto"
 ) -> Fabric:
     """A launched Fabric: one process per device (DDP) when there are several devices or nodes."""
     if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
@@ -36,7 +36,13 @@ def make_fabric(
         )
     if accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available()):
         torch.set_float32_matmul_precision("high")  # TF32 for float32 matrix products and convolutions
-    several = num_nodes > 1 or devices == "auto" or int(devices) > 1
+    if isinstance(devices, (list, tuple)):  # [k]: GPU k; on the CPU, a count of processes
+        devices = list(devices) if on_gpu else len(devices)
+    several = (
+        num_nodes > 1
+        or devices == "auto"
+        or (len(devices) if isinstance(devices, list) else int(devices)) > 1
+    )
     fabric = Fabric(
         accelerator=accelerator,
         devices=devices,

@@ -118,7 +118,8 @@ def stopped(
     healthy = []
     for i, (run, loss) in enumerate(zip(stack.runs, losses, strict=True)):
         try:
-            run.check_finite(loss, f"epoch {epoch + 1}", what)  # last.ckpt keeps the epoch before
+            # last.ckpt keeps the epoch before; a large validation loss is recorded, not a divergence
+            run.check_finite(loss, f"epoch {epoch + 1}", what, limit=what == "training loss")
             healthy.append(i)
         except RunDiverged as err:
             failed[run.folder] = str(err)
