@@ -259,7 +259,7 @@ def test_seeds_of_one_configuration_are_grouped_and_what_cannot_stack_is_said(tm
     # what a stack would compute differently from the seeds alone, or cannot compute: refused, or alone
     loader = make_config("cifar10", {**TINY_KEYS, "loader": "dataloader"})
     dropblock = make_config("cifar10", {**TINY_KEYS, "reg": "db"})
-    for cfg, message in ((loader, "loader=dataloader augments from the process's random stream"),
+    for cfg, message in ((loader, "loader=dataloader's batches are not each seed's own in a stack"),
                          (dropblock, "DropBlock draws its masks in place")):  # fmt: skip
         pair = [(k, Job(c, tmp_path / "x" / f"seed{k}")) for k, c in enumerate(with_seeds(cfg, [0, 1]))]
         with pytest.raises(ValueError, match=f"--stack 2: {message}"):

@@ -65,8 +65,8 @@ def stack_reason(job: Job, world_size: int) -> str | None:
         return "sr_diversity records each block's weights with their graph, which a stack cannot"
     if getattr(job.cfg, "loader", None) == "dataloader":  # its crops and flips: the process's stream
         return (
-            "loader=dataloader augments from the process's random stream, which stacked seeds would "
-            "share (each would see other crops than alone): use loader=fast"
+            "loader=dataloader's batches are not each seed's own in a stack (in the main process they "
+            "crop and flip from one shared random stream): use loader=fast"
         )
     if getattr(job.cfg, "reg", None) == "db":
         return "DropBlock draws its masks in place, which torch.vmap cannot do per seed"
