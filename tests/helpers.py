@@ -40,16 +40,16 @@ TINY_SEG = argv(
 KILLER = """
 import os, signal, sys
 from srblock.cli import main
-from srblock.train import engine
+from srblock.train import progress
 
-update, steps = engine.Progress.update, []
+update, steps = progress.Progress.update, []
 def update_then_die(self, **values):
     update(self, **values)
     steps.append(1)
     if len(steps) == int(os.environ["KILL_AT"]):
         open(os.environ["MARKER"], "w").write(str(len(steps)))
         os.kill(os.getpid(), signal.SIGKILL)
-engine.Progress.update = update_then_die
+progress.Progress.update = update_then_die
 sys.exit(main(sys.argv[1:]))
 """
 

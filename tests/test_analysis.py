@@ -166,7 +166,7 @@ def test_report_embeds_every_figure(runs, tmp_path):
     assert (
         main(
             argv(
-                "report {run} {run2} --data {data} --per-class 3 --out {out}",
+                "report {run} {run2} --data {data} --per-class 3 --html {out}",
                 run=runs["sr"],
                 run2=runs["plain"],
                 data=runs["data"],
@@ -210,7 +210,7 @@ def test_analyze_refuses_a_segmentation_run_and_report_shows_it(seg_run, tmp_pat
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "is a segmentation run: the analyses compare" in err
     # the report shows what a segmentation run has: config, curves over iterations, mIoU
-    assert main(["report", str(folder), "--out", str(tmp_path / "report.html")]) == 0  # data remembered
+    assert main(["report", str(folder), "--html", str(tmp_path / "report.html")]) == 0  # data remembered
     page = (tmp_path / "report.html").read_text()
     assert "test_miou_ms" in page and "is a segmentation run: the analyses compare" in page
     # learning curves, and images beside labels and predictions
@@ -231,7 +231,7 @@ def test_a_run_whose_data_moved_asks_for_data(runs, tmp_path, capsys):
     assert (
         main(
             argv(
-                "report {run} --per-class 2 --data {data} --out {out}",
+                "report {run} --per-class 2 --data {data} --html {out}",
                 run=moved,
                 data=runs["data"],
                 out=tmp_path / "r.html",
@@ -245,13 +245,13 @@ def test_report_names_a_corrupt_result_instead_of_dropping_the_table(runs, tmp_p
     broken = tmp_path / "broken"
     shutil.copytree(runs["plain"].parent, broken)
     (broken / "seed0" / "result.json").write_text("{not json")
-    assert main(["report", str(broken / "seed0"), "--out", str(tmp_path / "r.html")]) == 2
+    assert main(["report", str(broken / "seed0"), "--html", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "result.json is not valid JSON" in err
 
 
 def test_report_stops_on_what_it_cannot_show_instead_of_hiding_it(runs, tmp_path, capsys):
-    out = ["--out", str(tmp_path / "r.html")]
+    out = ["--html", str(tmp_path / "r.html")]
     assert main(["report", str(runs["sr"]), "--classes", "nosuchclass", *out]) == 2
     assert "unknown class 'nosuchclass'" in capsys.readouterr().err
     broken = tmp_path / "broken"
@@ -279,8 +279,8 @@ def test_a_diverged_run_is_named_as_such_and_left_out_of_a_report(runs, tmp_path
     shutil.copytree(runs["sr"], stopped)
     (stopped / "result.json").unlink()
     (stopped / "diverged.txt").write_text(why + "\n")
-    out = ["--out", str(tmp_path / "r.html")]
-    assert main(["report", str(runs["plain"]), str(stopped), "--data", str(runs["data"]), *out]) == 0
+    out = ["--html", str(tmp_path / "r.html")]
+    assert main(["report", str(runs["plain"]), str(stopped), *out]) == 0
     err = capsys.readouterr().err
     assert f"srblock report: left out {stopped}: stopped as diverged ({why})" in err
     assert "Left out: stopped as diverged" in (tmp_path / "r.html").read_text()
@@ -305,9 +305,11 @@ def test_report_says_a_run_is_unfinished_and_refuses_analysis_flags_with_nothing
     unfinished = tmp_path / "unfinished"
     shutil.copytree(runs["plain"], unfinished)
     (unfinished / "result.json").unlink()
-    out = ["--out", str(tmp_path / "r.html")]
+    out = ["--html", str(tmp_path / "r.html")]
     assert main(["report", str(unfinished), "--per-class", "3", *out]) == 2
     assert "--per-class does nothing here: no run given has an SR block" in capsys.readouterr().err
-    assert main(["report", str(unfinished), *out]) == 0
-    assert f"note: {unfinished} is not finished (no result.json)" in capsys.readouterr().err
+    assert main(["report", str(unfinished), "--out", str(tmp_path / "r.html")]) == 0  # the old name of --html
+    err = capsys.readouterr().err
+    assert "srblock: --out is now --html FILE; the old flag stops working in the next release" in err
+    assert f"note: {unfinished} is not finished (no result.json)" in err
     assert "<b>Not finished</b>" in (tmp_path / "r.html").read_text()

@@ -488,3 +488,25 @@ def test_keys_srblock_fills_in_or_that_another_flag_decides_are_refused(words, m
     assert main(words) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_key_name_has_one_meaning_in_every_config_class():
+    """crop_padding was declared twice, with two helps and rules: the flat key table kept one, so a
+    CIFAR run was checked by the file pipeline's rule (a crash) and docs/keys.md gave its help."""
+    import dataclasses
+
+    from srblock.config import CONFIGS
+
+    def meaning(field: dataclasses.Field) -> dict:
+        facts = dict(field.metadata)
+        if facts.get("needs"):  # the rule's code and words (each class holds its own function)
+            facts["needs"] = (facts["needs"][0].__code__, facts["needs"][1])
+        return {**facts, "default": field.default, "type": field.type}
+
+    seen: dict[str, tuple[type, dict]] = {}
+    for cls in CONFIGS:
+        for field in dataclasses.fields(cls):
+            first, before = seen.setdefault(field.name, (cls, meaning(field)))
+            assert meaning(field) == before, (
+                f"{field.name} means one thing in {first.__name__}, another in {cls.__name__}"
+            )

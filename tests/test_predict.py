@@ -60,7 +60,8 @@ def test_topk_and_csv(folder_run, tmp_path, capsys):
 def test_segmentation_runs_write_a_mask_and_an_overlay_per_image(seg_run, cityscapes, tmp_path, capsys):
     images = image_files([cityscapes / "leftImg8bit" / "val"])
     assert (
-        main(["predict", str(seg_run), str(cityscapes / "leftImg8bit" / "val"), "--out", str(tmp_path)]) == 0
+        main(["predict", str(seg_run), str(cityscapes / "leftImg8bit" / "val"), "--masks", str(tmp_path)])
+        == 0
     )
     for image in images:
         mask = decode_png(read_file(str(tmp_path / f"{image.stem}_mask.png")))
@@ -94,7 +95,10 @@ def test_bad_input_is_one_line(folder_run, tmp_path, capsys):
         ([str(folder), str(tmp_path / "nothere.png")], "nothere.png does not exist"),
         ([str(folder), str(broken)], f"{broken} cannot be decoded as an image"),
         ([str(folder), str(zero)], f"{zero} cannot be read as an image (Expected a non empty file)"),
-        ([str(folder), str(broken), "--out", str(tmp_path)], "--out does nothing for a classification run"),
+        (
+            [str(folder), str(broken), "--masks", str(tmp_path)],
+            "--masks does nothing for a classification run",
+        ),
         ([str(unfinished), str(data / "test")], "has no best.ckpt yet: finish the run first"),
         ([str(tmp_path), str(data / "test")], "is not a run folder"),
     ]
@@ -121,12 +125,19 @@ def test_two_images_of_one_name_would_overwrite_their_masks(seg_run, cityscapes,
         shutil.copy(image, tmp_path / folder / image.name)
     assert (
         main(
-            ["predict", str(seg_run), str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]
+            [
+                "predict",
+                str(seg_run),
+                str(tmp_path / "a"),
+                str(tmp_path / "b"),
+                "--masks",
+                str(tmp_path / "m"),
+            ]
         )
         == 2
     )
     assert f"two images are named {image.stem!r}" in capsys.readouterr().err and not (tmp_path / "m").exists()
-    assert main(["predict", str(seg_run), str(image), "--topk", "3", "--out", str(tmp_path / "m")]) == 2
+    assert main(["predict", str(seg_run), str(image), "--topk", "3", "--masks", str(tmp_path / "m")]) == 2
     assert "--topk does nothing for a segmentation run" in capsys.readouterr().err
 
 

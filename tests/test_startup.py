@@ -11,7 +11,7 @@ import yaml
 from srblock import startup
 from srblock.config import AUTO_COMPILE_STEPS
 from srblock.keys import config_from_mapping, make_config, parse_set
-from srblock.train.fabric import COMPILE_CACHE, use_compile_cache
+from srblock.train.compiling import COMPILE_CACHE, use_compile_cache
 
 from .helpers import TINY, argv
 
@@ -62,10 +62,10 @@ def test_a_home_that_cannot_hold_the_cache_compiles_with_torchs_own_or_trains_ea
     """A read-only home said "choose another path" of a path the user never chose."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    from srblock.train import fabric
+    from srblock.train import compiling
 
     (tmp_path / "file").write_text("")  # a folder cannot be made under a file (as under a read-only home)
-    monkeypatch.setattr(fabric, "COMPILE_CACHE", tmp_path / "file" / "inductor")
+    monkeypatch.setattr(compiling, "COMPILE_CACHE", tmp_path / "file" / "inductor")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     cache, note = use_compile_cache()
     assert cache == Path(default_cache_dir())
@@ -74,7 +74,7 @@ def test_a_home_that_cannot_hold_the_cache_compiles_with_torchs_own_or_trains_ea
         f"not a folder): compiling with the cache in {cache}; set TORCHINDUCTOR_CACHE_DIR to a folder you "
         "can write"
     )
-    monkeypatch.setattr(fabric, "_torch_default_cache", lambda: str(tmp_path / "file" / "tmp"))
+    monkeypatch.setattr(compiling, "_torch_default_cache", lambda: str(tmp_path / "file" / "tmp"))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     cache, note = use_compile_cache()
     assert cache is None and note.endswith(": training eager (uncompiled); set TORCHINDUCTOR_CACHE_DIR to a "

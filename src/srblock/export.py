@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .checkpoint import disk_full, new_file_mode, remove_stale_temporaries, temporary_beside, write_atomic
-from .hub import HUB_CONFIG, HUB_WEIGHTS, json_value, model_args
+from .hub import HUB_CONFIG, HUB_WEIGHTS, json_value, timm_model_args
 from .insert import evaluating
 from .models.segmentation import main_output
 
@@ -156,7 +156,7 @@ def export_hf(folder: str | Path, out: str | Path) -> Path:
         "num_features": model.num_features,
         "label_names": list(run_classes(folder, cfg)),
         "pretrained_cfg": {k: json_value(v) for k, v in pretrained_cfg.items() if k != "architecture"},
-        "model_args": model_args(cfg),
+        "model_args": timm_model_args(cfg),
         "srblock": {"config": cfg.record()},
     }
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

@@ -31,7 +31,7 @@ def json_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def model_args(cfg: TrainConfig) -> dict[str, Any]:
+def timm_model_args(cfg: TrainConfig) -> dict[str, Any]:
     """What `create_model` needs to build the run's model again (besides its weights)."""
     channels, height, width = cfg.input_size()
     args: dict[str, Any] = {"num_classes": cfg.num_classes(), "in_chans": channels}

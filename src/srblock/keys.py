@@ -221,7 +221,7 @@ def key_rows() -> list[dict[str, str]]:
         meta = field.metadata
         default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         allowed = meta.get("range") or (", ".join(map(str, meta["choices"])) if meta.get("choices") else "")
-        runs = [group for group, keys in groups.items() if key in keys][0]
+        runs = "; ".join(group for group, keys in groups.items() if key in keys)  # (crop_padding: two)
         notes = {"execution": "how the run runs: may change on resume", "sr": "SR block"}.get(
             meta.get("role"), ""
         )

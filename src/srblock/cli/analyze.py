@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import at_least, device_arg, note_if_unfinished
-from .model_args import device
+from .model_flags import device
 
 EPILOG = """\
 Writes RUN_DIR/analysis/: weights.json and weights_<stage>.png (mean ± std softmax weight of every

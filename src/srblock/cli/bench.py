@@ -14,7 +14,7 @@ from ..profile import block_costs
 from ..registry import create_model
 from ..render import render
 from .common import at_least, refuse_flags
-from .model_args import add_model_args, add_run_args, build_from_args, device, model_dests
+from .model_flags import add_model_flags, add_run_args, build_from_args, device, model_dests
 
 EPILOG = """\
 Both models run interleaved in one process (A B B A ..., after a warm-up, CUDA synchronised);
@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Measure a model with SR blocks against the same model without.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_args(p)
+    add_model_flags(p)
     add_run_args(p, batch=1)
     p.add_argument("--paper", action="store_true", help="the paper's three settings (its section III-E)")
     p.add_argument("--train", action="store_true", help="time a training step instead of inference")

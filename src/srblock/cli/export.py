@@ -9,7 +9,7 @@ from ..export import export_hf, export_onnx, onnx_max_diff
 from ..hub import HUB_CONFIG, HUB_WEIGHTS
 from ..run_model import trained_model
 from .common import note_if_unfinished, refuse_flags
-from .model_args import add_model_args, build_from_args, model_dests
+from .model_flags import add_model_flags, build_from_args, model_dests
 
 EPILOG = """\
 examples:
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "config.json)",
     )
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
-    add_model_args(p)
+    add_model_flags(p)
     p.set_defaults(run=run)
 
 

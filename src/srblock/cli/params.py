@@ -8,7 +8,7 @@ from ..params import PARAM_COLUMNS, TABLE_COLUMNS, TABLES, param_count, table_ro
 from ..registry import model_facts
 from ..render import FORMATS, render
 from .common import refuse_flags
-from .model_args import add_model_args, input_size, model_dests, sr_spec
+from .model_flags import add_model_flags, input_size, model_dests, sr_spec
 
 EPILOG = """\
 OH is the paper's: parameters added to the plain model (attention and SR together), in % of it.
@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--model", metavar="NAME", help="a model of `srblock.list_models()`")
     what.add_argument("--table", choices=TABLES, help="the paper's tables for this data set")
-    add_model_args(p, with_model=False)
+    add_model_flags(p, with_model=False)
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")
     p.set_defaults(run=run)
 

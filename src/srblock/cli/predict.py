@@ -11,7 +11,7 @@ from ..checkpoint import write_atomic
 from ..predict import Predictor, image_files
 from ..render import render
 from .common import at_least, note_if_unfinished, refuse_flags
-from .model_args import add_run_args, device
+from .model_flags import Renamed, add_run_args, device
 
 EPILOG = """\
 Reads only the run folder (config.yaml, best.ckpt, result.json): no training data is needed.
@@ -20,7 +20,7 @@ Each image is read with the run's channels and prepared as its evaluation prepar
 examples:
   srblock predict runs/folder/timm_resnet18-sr3p4h8/seed0 photo.jpg more_photos/ --topk 3
   srblock predict runs/demo/resnet10s_cifar-sr3p4h8/seed0 shirts/ --csv predictions.csv
-  srblock predict runs/cityscapes/deeplabv3_r50_d8-sr2p2h8/seed0 street.png --out masks/
+  srblock predict runs/cityscapes/deeplabv3_r50_d8-sr2p2h8/seed0 street.png --masks masks/
 """
 
 
@@ -37,7 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=at_least(1), default=1, metavar="K", help="classes per image (default: 1)")
     p.add_argument("--csv", metavar="FILE", help="also write the rows to FILE (CSV)")
     p.add_argument(
-        "--out", metavar="DIR", help="segmentation: where the masks go (default: RUN_DIR/predictions)"
+        "--masks", metavar="DIR", help="segmentation: where the masks go (default: RUN_DIR/predictions)"
+    )
+    p.add_argument(  # (--out names a folder of runs everywhere else)
+        "--out", dest="masks", action=Renamed, new="--masks DIR", help=argparse.SUPPRESS
     )
     add_run_args(p, batch=32, precision=False)
     p.set_defaults(run=run)
@@ -50,11 +53,13 @@ def run(args: argparse.Namespace) -> int:
     if predictor.is_segmentation:
         refuse_flags(args, ["topk", "batch_size"], "for a segmentation run: it predicts one mask per image")
     else:
-        refuse_flags(args, ["out"], "for a classification run (it is where masks go): use --csv FILE")
+        refuse_flags(args, ["masks"], "for a classification run (it is where masks go): use --csv FILE")
     note_if_unfinished(args.run_dir, "predicts")
     paths = image_files(args.inputs)
     if predictor.is_segmentation:
-        rows = predictor.segment(paths, Path(args.out) if args.out else Path(args.run_dir) / "predictions")
+        rows = predictor.segment(
+            paths, Path(args.masks) if args.masks else Path(args.run_dir) / "predictions"
+        )
     else:
         rows = predictor.classify(paths, topk=args.topk, batch=args.batch_size)
     columns = list(rows[0])

@@ -7,7 +7,7 @@ import sys
 
 from .analyze import SPLITS
 from .common import at_least, device_arg, note_if_unfinished, refuse_flags
-from .model_args import device
+from .model_flags import Renamed, device
 
 EPILOG = """\
 The page needs no network: every figure is embedded. It holds each run's config, learning
@@ -16,7 +16,7 @@ results across seeds of the folders given.
 
 examples:
   srblock report runs/demo/resnet10s_cifar-sr3p4h8/seed0
-  srblock report runs/cifar100-table2 --data ~/data --out table2.html
+  srblock report runs/cifar100-table2 --data ~/data --html table2.html
 """
 
 
@@ -29,7 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding runs")
-    p.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/report.html of the first)")
+    p.add_argument(
+        "--html", metavar="FILE", help="the page to write (default: RUN_DIR/report.html of the first)"
+    )
+    p.add_argument(  # (--out names a folder of runs everywhere else)
+        "--out", dest="html", action=Renamed, new="--html FILE", help=argparse.SUPPRESS
+    )
     p.add_argument("--classes", nargs="+", metavar="C", help="class names or indices (default: five spread)")
     p.add_argument(
         "--per-class", type=at_least(1), default=50, metavar="N", help="images per class (default: 50)"
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         refuse_flags(args, ["data", "device"], "here: no run given is analysed or predicts (curves only)")
 
     path = write_report(
-        args.run_dirs, args.out, args.classes, args.per_class, args.split, args.data, device(args)
+        args.run_dirs, args.html, args.classes, args.per_class, args.split, args.data, device(args)
     )
     print(path)
     return 0

@@ -13,7 +13,7 @@ from lightning.fabric import Fabric
 from ..config import TrainConfig
 from ..runs import Interrupted, RunLock
 from .classify import train_classifier
-from .engine import damaged_cache_said
+from .compiling import damaged_cache_said
 from .fabric import make_fabric
 from .segment import train_segmenter
 from .stacked import train_stacked

@@ -18,8 +18,6 @@ import torch
 import torch.nn.functional as F
 from lightning.fabric import Fabric
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from .. import startup
 from ..block import diversity_loss
@@ -30,46 +28,12 @@ from ..memory import drain, init_memory, memory_statistics, recorded_weights
 from ..runs import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS
 from ..splits import Splits
 from .batches import ClassifyBatches
-from .engine import Progress, Run, start_run
+from .engine import Run, start_run
+from .evaluate import evaluate, per_item, running_metrics
+from .progress import Progress
 from .schedule import classify_factor
 
 MEMORY_COLUMNS = ("val_acc_bypassed",)  # metrics.csv's columns after an SR run's memory statistics
-
-
-def running_metrics(
-    num_classes: int, device: torch.device, top_k: int = 1
-) -> tuple[MeanMetric, MulticlassAccuracy]:
-    """Mean loss and accuracy, updated without a host-device sync per batch: no NaN check (a NaN
-    shows in the mean) and no validation of the labels (the data set's own)."""
-    loss = MeanMetric(nan_strategy="disable").to(device)
-    accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", top_k=top_k, validate_args=False)
-    return loss, accuracy.to(device)
-
-
-def per_item(loss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """A batch's mean loss once per item, so that a MeanMetric weighs batches by their size (a
-    Python `weight=len(labels)` would copy to the GPU and wait for it every step)."""
-    return loss.detach().float().expand(len(labels))
-
-
-@torch.no_grad()
-def evaluate(
-    net: nn.Module, batches: ClassifyBatches, num_classes: int, device: torch.device
-) -> tuple[float, float, float]:
-    """(mean loss, top-1 and top-5 accuracy in %) over a split, summed over every process."""
-    net.eval()
-    loss_metric, acc_metric = running_metrics(num_classes, device)
-    top5_metric = running_metrics(num_classes, device, top_k=min(5, num_classes))[1]
-    for images, labels in batches.epoch(0):
-        logits = net(images)
-        loss_metric.update(per_item(F.cross_entropy(logits.float(), labels), labels))
-        acc_metric.update(logits, labels)
-        top5_metric.update(logits, labels)
-    return (
-        loss_metric.compute().item(),
-        100.0 * acc_metric.compute().item(),
-        100.0 * top5_metric.compute().item(),
-    )
 
 
 MEMORY_START_IMAGES = 256  # the training images `sr_memory_init` starts the memory from

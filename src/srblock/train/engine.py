@@ -5,12 +5,9 @@ writes result.json. The loops (classify.py, segment.py) hold what differs: batch
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,6 @@ import torch
 from lightning.fabric import Fabric
 from lightning.fabric.loggers import TensorBoardLogger
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import startup
 from ..checkpoint import save_atomic, set_rng_state, training_state
@@ -40,7 +36,8 @@ from ..runs import (
     write_result,
 )
 from ..splits import Splits, check_data, load_splits
-from .fabric import device_name, use_compile_cache, versions
+from .compiling import compile_mode, compiled
+from .fabric import device_name, versions
 
 LOSS_LIMIT = 1e4  # a cross-entropy no network that still learns reaches (a logit gap of 10,000)
 
@@ -86,56 +83,6 @@ def make_optimizer(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> torch.
         weight_decay=cfg.weight_decay,
         fused=fused,
     )
-
-
-class Progress:
-    """A tqdm bar on a terminal; where the output goes to a file, one line per `report` instead
-    (a bar's every frame would fill the file with carriage returns)."""
-
-    def __init__(self, fabric: Fabric, total: int, done: int, unit: str, label: str, quiet: bool) -> None:
-        shown = not quiet and fabric.global_rank == 0
-        self.fabric, self.first = fabric, True
-        self.lines = shown and not sys.stderr.isatty()
-        self.label = label
-        self.bar = tqdm(
-            total=total,
-            initial=done,
-            disable=not shown or self.lines,
-            unit=unit,
-            dynamic_ncols=True,
-            leave=False,
-            desc=label,
-        )
-
-    @property
-    def live(self) -> bool:
-        """Whether a bar is drawn, so values shown on it are worth computing."""
-        return not self.bar.disable
-
-    def describe(self, where: str) -> None:
-        """What the bar shows beside the run's name (e.g. the epoch)."""
-        self.bar.set_description(f"{self.label} {where}", refresh=False)
-
-    def update(self, **values: str) -> None:
-        if self.first and startup.verbose:  # where the time went before this first step
-            self.fabric.print(startup.report("first step done"), file=sys.stderr)
-        self.first = False
-        self.bar.update(1)
-        if values:
-            self.bar.set_postfix(values, refresh=False)
-
-    def report(self, where: str, **values: str) -> None:
-        """The outcome of an epoch or evaluation: on the bar, or as one printed line."""
-        if self.lines:
-            print(
-                f"{self.label} {where}: " + " ".join(f"{k} {v}" for k, v in values.items()),
-                file=sys.stderr,
-                flush=True,
-            )
-        self.bar.set_postfix(values, refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 @dataclass
@@ -219,54 +166,6 @@ class Run:
             write_result(self.folder, result)
         self.fabric.barrier()
         return result
-
-
-def compiled(model: nn.Module, mode: str | None) -> nn.Module:
-    """`model` torch.compiled in `mode` (None: as it is; `compile_mode` has set up its cache);
-    static shapes: a last smaller batch gets a graph of its own rather than turning every graph
-    dynamic."""
-    if mode is None:
-        return model
-    return torch.compile(model, mode=mode, dynamic=False)
-
-
-# what torch says of a compile cache it cannot read back (a file cut short, or overwritten)
-CACHE_DAMAGE = ("Failed to import", "UnicodeDecodeError", "UnpicklingError", "EOFError")
-
-
-@contextlib.contextmanager
-def damaged_cache_said() -> Iterator[None]:
-    """A failure of torch.compile to read its own cache back (torch's `InductorError ... Failed to
-    import`, with a UnicodeDecodeError) becomes one line naming the folder to delete; any other
-    error, compile's included, is left as it is."""
-    try:
-        yield
-    except Exception as err:
-        text = f"{type(err).__name__}: {err}"
-        if not type(err).__module__.startswith("torch._") or not any(s in text for s in CACHE_DAMAGE):
-            raise
-        reason = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)[:200]
-        cache = os.environ.get(startup.CACHE_VARIABLE, "torch's cache folder")
-        raise ValueError(
-            f"torch.compile failed ({reason}): its cache {cache} looks damaged: delete that folder and run "
-            "again, or train eager with --set compile=false"
-        ) from None
-
-
-def compile_mode(fabric: Fabric, mode: str | None) -> str | None:
-    """The torch.compile mode a run trains in: `mode`, its caches in a folder that outlives the
-    process, or None (eager) where no folder can hold them; a cache folder other than the one
-    asked for is said in one line."""
-    if mode is None:
-        return None
-    cache, note = use_compile_cache()
-    if note and note not in _SAID:  # once per process, not once per seed of a stack
-        _SAID.add(note)
-        fabric.print(f"srblock: {note}", file=sys.stderr)
-    return mode if cache is not None else None
-
-
-_SAID: set[str] = set()
 
 
 def start_run(

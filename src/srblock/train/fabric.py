@@ -3,14 +3,11 @@ versions a result records."""
 
 from __future__ import annotations
 
-import os
 import platform
-from pathlib import Path
+from importlib import metadata
 
 import torch
 from lightning.fabric import Fabric
-
-from .. import startup
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -55,14 +52,18 @@ def make_fabric(
 
 
 def versions() -> dict[str, str]:
+    """The versions a result records: srblock's as installed (importlib.metadata), the others' as
+    imported (torch's with its build, e.g. +cu130)."""
     import lightning
     import timm
     import torchvision
 
-    from .. import __version__
-
+    try:
+        own = metadata.version("srblock")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        own = "0+unknown"
     return {
-        "srblock": __version__,
+        "srblock": own,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "timm": timm.__version__,
@@ -75,46 +76,3 @@ def device_name(fabric: Fabric) -> str:
     if fabric.device.type == "cuda":
         return torch.cuda.get_device_name(fabric.device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-COMPILE_CACHE = Path.home() / ".cache" / "srblock" / "inductor"
-
-
-def _torch_default_cache() -> str:
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-        return default_cache_dir()
-    except (ImportError, AttributeError):  # another torch: its default as torch 2.x names it
-        import getpass
-        import tempfile
-
-        return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
-
-
-def use_compile_cache() -> tuple[Path | None, str | None]:
-    """torch.compile's caches (inductor's FX graphs and AOT autograd's) in a folder that outlives
-    the process, so a second seed, a resume or a rerun starts compiled in seconds: COMPILE_CACHE,
-    unless TORCHINDUCTOR_CACHE_DIR names another. (Importing torch._dynamo sets that variable to
-    torch's own default, a folder in /tmp, so that value counts as not chosen.)
-
-    Returns (the cache folder, a line to print or None). Where no folder can be written the
-    folder is None: the run trains eager, and the line says which variable to set."""
-    fix = f"set {startup.CACHE_VARIABLE} to a folder you can write"
-    notes = []
-    if startup.cache_set_aside:  # the user's folder, which torch could not make (startup.py)
-        value, why = startup.cache_set_aside
-        notes.append(f"{startup.CACHE_VARIABLE}={value} cannot hold torch.compile's cache ({why})")
-    if os.environ.get(startup.CACHE_VARIABLE) in (None, _torch_default_cache()):
-        for folder in (COMPILE_CACHE, Path(_torch_default_cache())):  # a read-only home: /tmp's
-            why = startup.unusable_folder(folder)
-            if why is None:
-                os.environ[startup.CACHE_VARIABLE] = str(folder)
-                break
-            notes.append(f"{folder} cannot hold torch.compile's cache ({why})")
-        else:
-            return None, "; ".join(notes) + f": training eager (uncompiled); {fix}"
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-    cache = Path(os.environ[startup.CACHE_VARIABLE])
-    return cache, "; ".join(notes) + f": compiling with the cache in {cache}; {fix}" if notes else None

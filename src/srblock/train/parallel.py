@@ -20,24 +20,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import torch
 
 from .. import startup
-from ..config import TrainConfig
 from ..keys import config_from_mapping
 from ..runs import Interrupted, read_result
+from .jobs import Job
 
 LOG_FILE = "train.log"  # a run's output when it trains beside others
-
-
-class Job(Protocol):
-    """What this module needs of a run to train (jobs.Job has it): config, folder, extra results."""
-
-    cfg: TrainConfig
-    folder: Path
-    extra: dict[str, Any] | None
 
 
 @dataclass

@@ -28,7 +28,8 @@ from ..insert import sr_blocks, sr_bypassed
 from ..memory import memory_statistics
 from ..runs import BEST_CKPT, CLASS_IOU_FILE, LAST_CKPT, SEG_METRIC_COLUMNS, write_text_atomic
 from ..seg_eval import SegmentationMetric, class_table, segment
-from .engine import Progress, start_run
+from .engine import start_run
+from .progress import Progress
 from .schedule import poly_factor
 
 SEG_STATISTICS_IMAGES = 64  # whole evaluation images the memory statistics read (a forward each)

@@ -41,7 +41,9 @@ from .classify import (
     test_and_finish,
     train_classifier,
 )
-from .engine import Progress, Run, compiled
+from .compiling import compiled
+from .engine import Run
+from .progress import Progress
 
 
 @dataclass

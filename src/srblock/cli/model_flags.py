@@ -23,10 +23,10 @@ from ..schema import parse_hw
 from ..spec import SRSpec
 from .common import at_least, stage_arg
 
-PRECISIONS = ("32-true", "bf16-mixed")  # what a forward is timed or run in: float32, or bf16 autocast
+FORWARD_PRECISIONS = ("32-true", "bf16-mixed")  # what a forward is timed or run in: float32, or bf16 autocast
 
 
-class _Renamed(argparse.Action):
+class Renamed(argparse.Action):
     """A flag of an earlier release: stores into today's flag's place and says so on stderr."""
 
     def __init__(self, option_strings: list[str], dest: str, new: str, convert=None, **kwargs) -> None:
@@ -62,7 +62,7 @@ def add_run_args(p: argparse.ArgumentParser, *, batch: int, precision: bool = Tr
         "--batch",
         type=at_least(1),
         dest="batch_size",
-        action=_Renamed,
+        action=Renamed,
         new="--batch-size",
         help=argparse.SUPPRESS,
     )
@@ -75,12 +75,12 @@ def add_run_args(p: argparse.ArgumentParser, *, batch: int, precision: bool = Tr
     if precision:
         p.add_argument(
             "--precision",
-            choices=PRECISIONS,
+            choices=FORWARD_PRECISIONS,
             default="32-true",
             help="32-true, or bf16-mixed (bf16 autocast)",
         )
         p.add_argument(
-            "--bf16", nargs=0, dest="precision", action=_Renamed, new="--precision bf16-mixed",
+            "--bf16", nargs=0, dest="precision", action=Renamed, new="--precision bf16-mixed",
             convert=lambda _: "bf16-mixed", help=argparse.SUPPRESS,
         )  # fmt: skip
 
@@ -112,14 +112,14 @@ def add_sr_args(p: argparse.ArgumentParser) -> None:
             old,
             type=at_least(1),
             dest=dest,
-            action=_Renamed,
+            action=Renamed,
             new=f"--sr-{new.replace('_', '-')}",
             help=argparse.SUPPRESS,
         )
 
 
 def model_dests() -> tuple[str, ...]:
-    """Where add_model_args stores its flags: what describes a model to build (not a run's own)."""
+    """Where add_model_flags stores its flags: what describes a model to build (not a run's own)."""
     sr = [f"sr_{f.name}" for f in dataclasses.fields(SRSpec) if f.metadata.get("arch")]
     return ("model", "num_classes", "in_chans", "input_size", "input_hw", "attn", "reg", "sr_stage", *sr)
 
@@ -139,7 +139,7 @@ def sr_spec(args: argparse.Namespace) -> SRSpec:
     return SRSpec(**given)
 
 
-def add_model_args(p: argparse.ArgumentParser, *, with_model: bool = True) -> None:
+def add_model_flags(p: argparse.ArgumentParser, *, with_model: bool = True) -> None:
     """--model (unless the command declares its own), --num-classes, --in-chans, --input-size,
     --attn, --reg and the SR flags."""
     if with_model:
@@ -156,7 +156,7 @@ def add_model_args(p: argparse.ArgumentParser, *, with_model: bool = True) -> No
         help="the input the model is fed, which sizes the SR memory (default: the model's)",
     )  # fmt: skip
     p.add_argument(
-        "--size", dest="input_hw", action=_Renamed, new="--input-size C H W",
+        "--size", dest="input_hw", action=Renamed, new="--input-size C H W",
         convert=lambda text: _hw(text), help=argparse.SUPPRESS,
     )  # fmt: skip
     p.add_argument("--attn", choices=ATTN_LAYERS[1:], help="SE or CBAM in every block (zoo models)")

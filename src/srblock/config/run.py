@@ -1,0 +1,163 @@
+"""The fields of every run, whatever its task (`TrainConfig`): data set, model, SR block, optimiser,
+seed and how it runs; and `sr_key`, which mirrors an `SRSpec` field as a run's `sr_<field>` key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..data import DATASETS
+from ..schema import setting, text_of_bool
+from ..spec import SRSpec
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# compile: auto compiles (CUDA graphs) on a GPU from this many training steps: compiling ResNet18 takes
+# about a minute there, and graphs save about 14 ms a step at batch 128 (benchmarks/RESULTS.md)
+AUTO_COMPILE_STEPS = 5_000
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+SGD_ONLY = "does nothing with optimizer=adamw: set optimizer=sgd"
+NO_WEIGHTS = "does nothing without weights to load: set pretrained (or pretrained_backbone)"
+
+
+def _val_folder(cfg: Any) -> bool:
+    """Whether a folder run's data has its own validation split (then nothing is held out of train/)."""
+    from ..data.folder import has_val_folder
+
+    return cfg.dataset == "folder" and bool(cfg.data_dir) and has_val_folder(cfg.data_dir)
+
+
+def sr_key(name: str, **facts: Any) -> Any:
+    """A config field mirroring `SRSpec.<name>` (its default and facts, and `facts` about the run's
+    other keys, such as `needs`) as the key `sr_<name>`."""
+    field = SRSpec.__dataclass_fields__[name]
+    return dataclasses.field(default=field.default, metadata={**field.metadata, **facts, "spec": name})
+
+
+@dataclass
+class TrainConfig:
+    """The fields of every run; the defaults are the paper's CIFAR-100 recipe."""
+
+    TASK: ClassVar[str] = "any"
+    SEGMENTS: ClassVar[bool] = False  # per-pixel labels (the segmentation loop) or one per image
+
+    dataset: str = setting("cifar100", "the data set", choices=tuple(DATASETS))
+    model: str = setting("resnet18_cifar", "a zoo model (srblock.list_models()), tv:NAME or timm:NAME")
+    sr_stage: int | None = setting(
+        None, "SR block after stage M (1-based); null: none", range="[1, inf)", role="sr"
+    )
+    sr_memory_blocks: int | None = sr_key("memory_blocks")
+    sr_hidden: int = sr_key("hidden")
+    sr_squeeze_channels: int = sr_key("squeeze_channels")
+    sr_act: str | None = sr_key("act")
+    batch_size: int = setting(128, "images per step, per process", range="[1, inf)")
+    eval_batch_size: int = setting(512, "images per evaluation step", range="[1, inf)")
+    lr: float = setting(0.1, "learning rate", range="(0, inf)")
+    momentum: float = setting(
+        0.9, "SGD's momentum", range="[0, 1)", needs=(lambda c: c.optimizer == "sgd", SGD_ONLY)
+    )
+    nesterov: bool = setting(False, "Nesterov momentum", needs=(lambda c: c.optimizer == "sgd", SGD_ONLY))
+    weight_decay: float = setting(5e-4, "weight decay", range="[0, inf)")
+    optimizer: str = setting("sgd", "sgd (the paper's) or adamw (fine-tuning)", choices=("sgd", "adamw"))
+    sr_lr_mult: float = sr_key("lr_mult")
+    sr_memory_lr_mult: float = sr_key("memory_lr_mult")
+    sr_memory_weight_decay: float | None = sr_key("memory_weight_decay")
+    sr_temperature: float = sr_key("temperature")
+    sr_learn_temperature: bool = sr_key("learn_temperature")
+    val_fraction: float = setting(
+        0.1, "share of the training set held out for validation", range="[0, 1)",
+        needs=(lambda c: not _val_folder(c), "does nothing: the data folder has its own validation split"),
+    )  # fmt: skip
+    flip: bool = setting(True, "random horizontal flips in training")
+    seed: int = setting(0, "decides init, data order, augmentation and split", range="[0, 4294967295]")
+    precision: str = setting(
+        "auto", "auto: bf16-mixed on a GPU, 32-true on the CPU", choices=PRECISIONS, role="execution"
+    )
+    compile: str = setting(
+        "auto", "torch.compile the model: auto (on a GPU, runs long enough to repay it), true or false",
+        choices=("auto", "true", "false"), parse=text_of_bool, role="execution",
+    )  # fmt: skip
+    compile_mode: str = setting(
+        "default", "torch.compile's mode; reduce-overhead replays CUDA graphs", choices=COMPILE_MODES,
+        role="execution", needs=(lambda c: c.compile != "false", "does nothing with compile=false"),
+    )  # fmt: skip
+    channels_last: bool = setting(True, "channels_last memory format")
+    num_workers: int = setting(
+        2, "DataLoader workers", range="[0, inf)", role="execution",
+        needs=(lambda c: c.num_workers == 0 or getattr(c, "loader", "dataloader") != "fast",
+               "does nothing with loader=fast (the images on the device, no workers): set loader=dataloader"),
+    )  # fmt: skip
+    limit_train: int | None = setting(None, "only the first N training images (smoke runs)", range="[1, inf)")
+    limit_test: int | None = setting(None, "only the first N test images", range="[1, inf)")
+    data_dir: str | None = setting(None, "where the data set was read (absolute)", role="execution")
+    pretrained_partial: bool = setting(
+        False, "load a weights file of another architecture anyway: what fits loads, the rest stays new",
+        needs=(lambda c: any(c.weights().values()), NO_WEIGHTS),
+    )  # fmt: skip
+
+    def compile_plan(self, device_type: str, steps: int) -> str | None:
+        """The torch.compile mode the run trains with, or None for eager: `compile: auto` compiles
+        with CUDA graphs (reduce-overhead, unless compile_mode names another) on a CUDA device when
+        the run has at least AUTO_COMPILE_STEPS training steps; eager on the CPU and for short runs."""
+        if self.compile == "false" or (
+            self.compile == "auto" and (device_type != "cuda" or steps < AUTO_COMPILE_STEPS)
+        ):
+            return None
+        if self.compile == "auto" and self.compile_mode == "default":
+            return "reduce-overhead"
+        return self.compile_mode
+
+    def training_steps(self, train_images: int, world_size: int) -> int:
+        """Optimiser steps of the whole run (full batches per process, drop_last)."""
+        return 0
+
+    @classmethod
+    def execution_keys(cls) -> tuple[str, ...]:
+        """How a run is run rather than what it computes: may change on resume, never compared."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("role") == "execution")
+
+    @property
+    def sr(self) -> SRSpec:
+        """The run's SR block settings (whether or not it has a block: see sr_stage)."""
+        fields = dataclasses.fields(self)
+        return SRSpec(**{f.metadata["spec"]: getattr(self, f.name) for f in fields if "spec" in f.metadata})
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same experiment: every field (seed included) but how it is run."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.execution_keys()}
+
+    def record(self) -> dict[str, Any]:
+        """What result.json records of the config: every field but where the data lay on this machine."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "data_dir"}
+
+    def input_size(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the run trains on, which sizes its SR memory."""
+        return DATASETS[self.dataset].input_size
+
+    def num_classes(self) -> int:
+        """The model's outputs: the data set's classes."""
+        return DATASETS[self.dataset].num_classes
+
+    def class_names(self) -> list[str] | None:
+        """The class names the config records (a folder's), else None: the data set's own."""
+        return None
+
+    def in_memory(self) -> bool:
+        """Whether the run's images are held in memory as tensors (CIFAR, Fashion-MNIST)."""
+        return DATASETS[self.dataset].in_memory
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What this task passes to the model's builder beside classes and channels."""
+        return {}
+
+    def weights(self) -> dict[str, Any]:
+        """Where the model's starting weights come from (the builder's arguments), if not its init."""
+        return {}
+
+    def folder_parts(self) -> list[str]:
+        """What names the configuration's folder besides the SR block: the model (and its layers)."""
+        return [self.model]
+
+    def file_transform(self, train: bool) -> Any:
+        """The transform of one image file for runs that read files (else None: tensors in memory)."""
+        return None
