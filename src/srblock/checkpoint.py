@@ -106,6 +106,11 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes a text file (UTF-8) as write_atomic writes any file."""
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def tensors_checksum(state: Any, crc: int = 0) -> int:
     """CRC-32 of every tensor's bytes in a (nested) checkpoint state, in order: a flipped byte in
     any weight, optimiser buffer or RNG state changes it."""

@@ -12,7 +12,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import disk_full, new_file_mode, remove_stale_temporaries, temporary_beside, write_atomic
+from .checkpoint import (
+    disk_full,
+    new_file_mode,
+    remove_stale_temporaries,
+    temporary_beside,
+    write_atomic,
+    write_text_atomic,
+)
 from .hub import HUB_CONFIG, HUB_WEIGHTS, json_value, timm_model_args
 from .insert import evaluating
 from .models.segmentation import main_output
@@ -132,7 +139,6 @@ def export_hf(folder: str | Path, out: str | Path) -> Path:
     from .data import DATASETS
     from .predict import run_classes
     from .run_model import trained_model
-    from .runs import write_text_atomic
     from .timm_models import PREFIX, TIMM_NAMES, _pretrained_cfg
 
     folder, out = Path(folder), Path(out)

@@ -22,9 +22,8 @@ from typing import Any
 import torch
 import yaml
 
-from .checkpoint import TMP_SUFFIX, process_alive, write_atomic
+from .checkpoint import TMP_SUFFIX, process_alive, write_text_atomic
 from .config import TrainConfig
-from .keys import config_from_mapping
 from .spec import SRSpec
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
@@ -53,10 +52,6 @@ def run_dir(out: Path, group: str, cfg: TrainConfig, name: str | None = None) ->
     return Path(out) / group / (name or config_slug(cfg)) / f"seed{cfg.seed}"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def read_config(folder: Path) -> TrainConfig:
     """The config a run folder was started with (also one written before configs were split by task)."""
     path = Path(folder) / CONFIG_FILE
@@ -67,6 +62,8 @@ def read_config(folder: Path) -> TrainConfig:
         raise ValueError(
             f"{path} is not valid YAML ({reason}): restore it or delete that run folder"
         ) from None
+    from .keys import config_from_mapping  # (the key checks, which read the model registry's facts)
+
     return config_from_mapping(data, str(path))
 
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .checkpoint import tensors_checksum
+from .checkpoint import tensors_checksum, write_text_atomic
 from .config import TrainConfig
 from .data import DatasetInfo, ImageSet, load_dataset_splits, split_train_val
 from .data.folder import SPLIT_FOLDERS
@@ -167,8 +167,6 @@ def check_data(folder: Path, splits: Splits, root: str | Path | None, write: boo
     now, path = fingerprint(splits, root), Path(folder) / DATA_FILE
     if not path.exists():  # a new run (or one from before data.json): it records its data now
         if write:
-            from .runs import write_text_atomic
-
             write_text_atomic(path, json.dumps(now, indent=1))
         return
     before = json.loads(path.read_text())

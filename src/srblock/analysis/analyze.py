@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..block import SqueezeRemember, entropy
+from ..checkpoint import write_text_atomic
 from ..config import TrainConfig
 from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet, make_file_loader
 from ..data.imagenet import ImageFiles
@@ -27,7 +28,7 @@ from ..insert import sr_blocks, sr_bypassed
 from ..memory import nearest_centroid_accuracy, recorded_weights
 from ..registry import PYTHON_MODEL
 from ..run_model import trained_model
-from ..runs import CONFIG_FILE, read_config, write_text_atomic
+from ..runs import CONFIG_FILE, read_config
 from ..splits import check_data, load_splits
 
 SPLITS = ("val", "test", "train")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from ..checkpoint import write_text_atomic
 from ..results import finished_results, md_columns, summarize
 from ..runs import (
     CLASS_IOU_FILE,
@@ -20,7 +21,6 @@ from ..runs import (
     read_config,
     read_metrics,
     read_result,
-    write_text_atomic,
 )
 from . import run_analysis
 from .analyze import NotAnalysable

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..models.layers import ATTN_LAYERS, REG_LAYERS
+from ..layer_choices import ATTN_LAYERS, REG_LAYERS
 from ..registry import create_model
 from ..schema import parse_hw
 from ..spec import SRSpec

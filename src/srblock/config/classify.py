@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..data import DATASETS
-from ..models.layers import ATTN_LAYERS, REG_LAYERS
+from ..layer_choices import ATTN_LAYERS, REG_LAYERS
 from ..schema import file_or_true, setting
 from .run import TrainConfig, sr_key
 

@@ -7,8 +7,7 @@ from timm.layers.cbam import CbamModule
 from timm.layers.squeeze_excite import SEModule
 from torch import nn
 
-ATTN_LAYERS = (None, "se", "cbam")
-REG_LAYERS = (None, "d", "d2d", "db")
+from ..layer_choices import ATTN_LAYERS, REG_LAYERS
 
 # Where the paper is silent these are our choices, documented in docs/models.md and docs/method.md:
 # D is dropout before the classifier, D2D and DB act on the outputs of stages 3 and 4.
