@@ -324,7 +324,16 @@ def test_the_facts_of_torchvision_and_timm_models_need_no_model():
     assert model_facts("timm:resnet18").input_size == (3, 224, 224)
 
 
-def test_a_builder_annotated_with_a_class_defined_later_still_registers():
+def test_a_builder_annotated_with_a_class_defined_later_still_registers(monkeypatch):
+    from srblock import registry
+
+    for table in (
+        "_MODELS",
+        "_MODEL_CLASSES",
+        "_FACTS",
+    ):  # the registry as it was, after (other tests list it)
+        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+
     def _forward_ref_net(**kwargs: object) -> "NotYetDefined":  # noqa: F821
         return nn.Linear(2, 2)
 
