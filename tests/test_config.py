@@ -510,3 +510,26 @@ def test_a_key_name_has_one_meaning_in_every_config_class():
             assert meaning(field) == before, (
                 f"{field.name} means one thing in {first.__name__}, another in {cls.__name__}"
             )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "recipe: fashion_mnist\nseed: [5]\nruns:\n  - {name: a}\n",
+            "unknown key 'seed' (did you mean 'seeds'?)",
+        ),
+        (
+            "recipe: fashion_mnist\nsets: {lr: 0.01}\nruns:\n  - {name: a}\n",
+            "unknown key 'sets' (did you mean 'set'?)",
+        ),
+        ("recipe: fashion_mnist\nrun:\n  - {name: a}\n", "unknown key 'run' (did you mean 'runs'?)"),
+        ("runs:\n  - {name: a}\n", "a sweep needs recipe (what the rows start from)"),
+    ],
+)
+def test_a_sweep_key_it_does_not_know_is_refused_not_ignored(tmp_path, text, message):
+    """A misspelt `seeds` trained the recipe's seeds 0-4 instead of 5, and `sets` the default lr."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        expand_sweep(str(sweep))

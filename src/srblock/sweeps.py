@@ -6,6 +6,7 @@ One expansion serves `srblock sweep` (which trains every row x seed) and `srbloc
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from .recipes import load_yaml
 from .spec import renamed
 
 ROW_LABELS = ("name", "paper")  # a row's keys that describe it rather than configure it
+SWEEP_KEYS = ("description", "recipe", "table", "seeds", "set", "runs")  # a sweep file's own keys
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,19 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
     """Every row of a sweep (shipped name or YAML path), each row's fields on top of the sweep's
     `set` on top of its recipe, and `overrides` (already checked) on top of all."""
     data = load_yaml(sweep)
-    if "runs" not in data or "recipe" not in data:
+    unknown = [k for k in data if k not in SWEEP_KEYS]
+    if "runs" not in data and not any(k in data for k in SWEEP_KEYS[1:]):  # recipe keys only
         raise ValueError(f"{sweep} is a recipe, not a sweep: run it with `srblock train {sweep}`")
+    if unknown:  # a misspelt `seeds` or `set` would train something else without a word
+        close = difflib.get_close_matches(unknown[0], SWEEP_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"{sweep}: unknown key {unknown[0]!r}{hint}; a sweep holds {', '.join(SWEEP_KEYS)} (a run's "
+            "keys go in `set` or in a row)"
+        )
+    if "runs" not in data or "recipe" not in data:
+        missing = "runs (the rows to train)" if "runs" not in data else "recipe (what the rows start from)"
+        raise ValueError(f"{sweep}: a sweep needs {missing}")
     runs, shared, seeds = data["runs"], data.get("set", {}), data.get("seeds", [0, 1, 2, 3, 4])
     if not isinstance(runs, list) or not runs or not all(isinstance(row, dict) for row in runs):
         raise ValueError(
