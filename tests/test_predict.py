@@ -191,3 +191,27 @@ def test_a_16_bit_png_is_read_on_the_scale_of_an_8_bit_one(folder_run, tmp_path,
     eight, sixteen = rows[:3], rows[3:]
     assert [r[1] for r in eight] == [r[1] for r in sixteen]  # the same classes in the same order
     assert all(abs(float(a[2]) - float(b[2])) <= 0.02 for a, b in zip(eight, sixteen, strict=True))
+
+
+def test_no_output_file_replaces_one_the_user_wrote(folder_run, tmp_path, capsys):
+    """--csv, export's --onnx and report's page replaced any file at their path."""
+    folder, data = folder_run
+    image = str(next((data / "test" / "Trouser").iterdir()))
+    mine = {name: tmp_path / name for name in ("keep.csv", "user.onnx", "notes.html")}
+    for path in mine.values():
+        path.write_text("precious\n")
+    commands = [
+        ["predict", str(folder), image, "--csv", str(mine["keep.csv"])],
+        ["export", str(folder), "--onnx", str(mine["user.onnx"])],
+        ["report", str(folder), "--html", str(mine["notes.html"])],
+    ]
+    for path, words in zip(mine.values(), commands):
+        assert main(words) == 2
+        err = capsys.readouterr().err
+        assert f"{path} exists and was not written by " in err and err.count("\n") == 1, err
+        assert path.read_text() == "precious\n"
+    # a file the command wrote itself is written anew
+    fresh = tmp_path / "fresh.csv"
+    assert main(["predict", str(folder), image, "--csv", str(fresh)]) == 0
+    assert main(["predict", str(folder), image, "--topk", "2", "--csv", str(fresh)]) == 0
+    assert len(fresh.read_text().splitlines()) == 1 + 2

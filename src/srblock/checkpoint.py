@@ -106,6 +106,26 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def refuse_foreign(path: Path, ours: Callable[[Path], bool], written_by: str) -> None:
+    """A file srblock is about to replace must be one it wrote (`ours` recognises it): anything
+    else at that path is the user's, and is never overwritten. A one-line error says so."""
+    path = Path(path)
+    if path.is_file() and not ours(path):
+        raise ValueError(
+            f"{path} exists and was not written by {written_by}: give another path, or move that file away"
+        )
+
+
+def starts_with(text: str) -> Callable[[Path], bool]:
+    """`ours` for refuse_foreign: the file begins (in its first 4 KiB) with `text`."""
+
+    def check(path: Path) -> bool:
+        with open(path, "rb") as f:
+            return f.read(4096).decode("utf-8", errors="replace").startswith(text)
+
+    return check
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Writes a text file (UTF-8) as write_atomic writes any file."""
     write_atomic(path, lambda f: f.write(text.encode("utf-8")))

@@ -15,6 +15,7 @@ from torch import nn
 from .checkpoint import (
     disk_full,
     new_file_mode,
+    refuse_foreign,
     remove_stale_temporaries,
     temporary_beside,
     write_atomic,
@@ -53,6 +54,7 @@ def export_onnx(
     path = Path(path)
     if path.is_dir():  # before the export's seconds, not after them
         raise ValueError(f"{path} is a folder: give the ONNX file's path, e.g. {path / 'model.onnx'}")
+    refuse_foreign(path, _exported_onnx, "torch.onnx (srblock export)")
     path.parent.mkdir(parents=True, exist_ok=True)
     # a dynamic batch is traced at batch 2: torch.export specialises a size-1 dimension
     x = torch.randn(
@@ -86,6 +88,13 @@ def export_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _exported_onnx(path: Path) -> bool:
+    """An ONNX file torch.onnx wrote (its producer, in the file's first bytes): an export of
+    before, which a new export may replace."""
+    with open(path, "rb") as f:
+        return b"\x12\x07pytorch" in f.read(64)
 
 
 def onnx_session(path: str | Path):

@@ -26,6 +26,9 @@ from .run_model import TrainedModel, trained_model
 from .runs import RESULT_FILE
 from .splits import DATA_FILE
 
+# the columns of predict's rows: classification's, then segmentation's
+CSV_COLUMNS = (("file", "rank", "class", "probability"), ("file", "mask", "overlay", "main class"))
+
 
 def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     """The images named, and those under the folders named (recursively, sorted)."""
@@ -120,7 +123,7 @@ class Predictor:
             values, indices = probs.topk(topk, dim=1)
             for path, vs, ks in zip(chunk, values.tolist(), indices.tolist()):
                 rows += [
-                    {"file": str(path), "rank": r + 1, "class": self.classes[k], "probability": v}
+                    dict(zip(CSV_COLUMNS[0], (str(path), r + 1, self.classes[k], v)))
                     for r, (v, k) in enumerate(zip(vs, ks))
                 ]
         return rows
@@ -156,14 +159,8 @@ class Predictor:
                 data = encode_png(tensor).numpy().tobytes()
                 write_atomic(target, lambda f, data=data: f.write(data))
             counts = torch.bincount(mask.flatten().long(), minlength=len(self.classes))
-            rows.append(
-                {
-                    "file": str(path),
-                    "mask": str(mask_path),
-                    "overlay": str(overlay_path),
-                    "main class": self.classes[int(counts.argmax())],
-                }
-            )
+            main = self.classes[int(counts.argmax())]
+            rows.append(dict(zip(CSV_COLUMNS[1], (str(path), str(mask_path), str(overlay_path), main))))
         return rows
 
 

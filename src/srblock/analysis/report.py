@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from ..checkpoint import write_text_atomic
+from ..checkpoint import refuse_foreign, starts_with, write_text_atomic
 from ..results import finished_results, md_columns, summarize
 from ..runs import (
     CLASS_IOU_FILE,
@@ -34,6 +34,9 @@ table { border-collapse: collapse; font-size: 14px; }
 td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
 th { background: #f4f4f4; } pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: 13px; }
 """
+
+
+PAGE_START = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
 
 
 def _img(path: Path, alt: str) -> str:
@@ -154,6 +157,8 @@ def write_report(
     """report.html for `folders` (run folders, or folders of runs), every figure embedded; the
     analyses run their models on `device` (None: the CPU)."""
     runs, stopped = report_runs(folders)
+    out = Path(out) if out else runs[0] / "report.html"
+    refuse_foreign(out, starts_with(PAGE_START), "srblock report")  # (its own page is written anew)
     # every seed of each configuration given (a run folder stands for its configuration's seeds),
     # each once, summarised together so that an SR row finds its plain twin
     results: dict[str, dict] = {}
@@ -171,10 +176,6 @@ def write_report(
         items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())
         body.append(f"<h2>Left out: stopped as diverged</h2><ul>{items}</ul>")
     body += [_run_section(r, classes, per_class, split, data_root, device) for r in runs]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
-        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
-    out = Path(out) if out else runs[0] / "report.html"
+    page = PAGE_START + f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     write_text_atomic(out, page)
     return out

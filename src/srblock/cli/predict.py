@@ -7,8 +7,8 @@ import csv
 import io
 from pathlib import Path
 
-from ..checkpoint import write_atomic
-from ..predict import Predictor, image_files
+from ..checkpoint import refuse_foreign, starts_with, write_atomic
+from ..predict import CSV_COLUMNS, Predictor, image_files
 from ..render import render
 from .common import at_least, note_if_unfinished, refuse_flags
 from .model_flags import Renamed, add_run_args, device
@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.csv and Path(args.csv).suffix.lower() != ".csv":  # `--csv *.png` would overwrite an image
         raise ValueError(f"--csv takes a .csv file to write, got {args.csv}: e.g. --csv predictions.csv")
+    if args.csv:  # a table predict wrote before is written anew; any other file is the user's
+        ours = [starts_with(",".join(columns) + "\n") for columns in CSV_COLUMNS]
+        refuse_foreign(Path(args.csv), lambda path: any(check(path) for check in ours), "srblock predict")
     predictor = Predictor.load(args.run_dir, device(args))
     if predictor.is_segmentation:
         refuse_flags(args, ["topk", "batch_size"], "for a segmentation run: it predicts one mask per image")
