@@ -129,6 +129,23 @@ def test_a_broken_export_says_which_file_and_what_to_do(shared, tmp_path, capsys
             },
             "model.safetensors does not fit its config.json (fc.bias is 3, not for 2 classes)",
         ),
+        (  # a traceback before
+            lambda c: {**c, "model_args": {**c["model_args"], "bogus": 1}},
+            "config.json's model_args do not build its model (srblock_resnet10s_cifar() got unexpected "
+            "keyword arguments 'bogus')",
+        ),
+        (  # ignored by predict before, while timm prepared images by it
+            lambda c: {**c, "pretrained_cfg": {**c["pretrained_cfg"], "mean": [0.5, 0.5, 0.5]}},
+            "pretrained_cfg's mean [0.5, 0.5, 0.5] is not the run's",
+        ),
+        (
+            lambda c: {**c, "pretrained_cfg": {**c["pretrained_cfg"], "input_size": [3, 64, 64]}},
+            "pretrained_cfg's input_size [3, 64, 64] is not the run's [3, 32, 32]",
+        ),
+        (
+            lambda c: {**c, "architecture": "srblock_resnet18_cifar"},
+            "architecture srblock_resnet18_cifar is not the run's model resnet10s_cifar",
+        ),
     ],
 )
 def test_an_edited_export_is_refused_in_one_line_not_answered_at_random(

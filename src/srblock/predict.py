@@ -190,9 +190,16 @@ def hub_trained_model(folder: str | Path) -> TrainedModel:
         raise ValueError(f"{folder / HUB_CONFIG} was not written by srblock export --hf: give a run folder")
     cfg = config_from_mapping(config["srblock"]["config"], str(folder / HUB_CONFIG))
     check_export(config, cfg, folder / HUB_CONFIG)
-    model = timm.create_model(
-        config["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(folder)}
-    )
+    try:
+        model = timm.create_model(
+            config["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(folder)}
+        )
+    except TypeError as err:  # model_args edited to hold a keyword the model does not take
+        reason = str(err).split(";")[0]
+        raise ValueError(
+            f"{folder / HUB_CONFIG}'s model_args do not build its model ({reason}): restore it, or export "
+            "the run again (srblock export RUN --hf DIR)"
+        ) from None
     check_export_weights(model, folder, config["num_classes"])
     return TrainedModel(model.eval(), cfg, cfg.input_size())
 
@@ -202,7 +209,7 @@ def check_export(config: dict, cfg: TrainConfig, path: Path) -> None:
     is one of srblock's in timm's registry, and its class count is the same everywhere it is stated
     (num_classes, model_args, label_names, the run's config). An edited file is one line, not an
     IndexError in a prediction or a model answering with names that are not its classes."""
-    from .timm_models import TIMM_NAMES
+    from .timm_models import PREFIX, TIMM_NAMES
 
     again = "restore it, or export the run again (srblock export RUN --hf DIR)"
     architecture = config.get("architecture")
@@ -221,6 +228,18 @@ def check_export(config: dict, cfg: TrainConfig, path: Path) -> None:
     if len(set(counts.values())) > 1:
         said = ", ".join(f"{what} {count}" for what, count in counts.items())
         raise ValueError(f"{path} states different numbers of classes ({said}): {again}")
+    if architecture != f"{PREFIX}{cfg.model}":
+        raise ValueError(f"{path}: architecture {architecture} is not the run's model {cfg.model}: {again}")
+    # what timm's data config reads must be what the run (and so srblock predict) prepares images by
+    mean, std = DATASETS[cfg.dataset].stats(cfg.input_size()[0])
+    run = {"input_size": list(cfg.input_size()), "mean": list(mean), "std": list(std)}
+    shared = config.get("pretrained_cfg", {})
+    other = [k for k, v in run.items() if k in shared and shared[k] != v]
+    if other:
+        raise ValueError(
+            f"{path}: pretrained_cfg's {other[0]} {shared[other[0]]} is not the run's {run[other[0]]} (timm "
+            f"would prepare images otherwise than the run did): {again}"
+        )
 
 
 def check_export_weights(model: torch.nn.Module, folder: Path, num_classes: int) -> None:
