@@ -176,6 +176,11 @@ def test_labels_are_checked_where_the_data_set_lists_them_and_item_by_item_elsew
         _check_labels([(None, "cat")], "train_set", 3)
     with pytest.raises(ValueError, match="class index -1, outside 0..2 .* or map the labels to 0..N-1"):
         _check_labels([(None, -1)], "train_set", 3)
+    # float labels crashed the first step (after the run's folder was written): refused before
+    for target in (1.0, torch.tensor(1.0), True):
+        with pytest.raises(ValueError, match="give whole numbers 0..2 \\(int, or an integer tensor"):
+            _check_labels([(None, target)], "train_set", 3)
+    _check_labels([(None, torch.tensor(2))], "train_set", 3)  # an integer tensor is a class index
 
 
 def test_keys_fit_decides_itself_are_refused_not_overwritten(tmp_path):

@@ -75,16 +75,20 @@ def check_labels(data: Dataset, label: str, classes: int) -> None:
     """Class indices outside 0..classes-1 are one line now rather than an IndexError (a device
     assert on a GPU) in the first step: those a data set lists (`targets`, `labels`, unless a
     `target_transform` changes them), else its first item's."""
+    target = data[0][1]  # what the loader batches: a class index of an integer type
+    try:
+        whole = not torch.as_tensor(target).is_floating_point() and torch.as_tensor(target).numel() == 1
+    except (TypeError, ValueError, RuntimeError):
+        whole = False
+    if not whole or isinstance(target, bool):
+        raise ValueError(
+            f"srblock.fit: {label}'s items must be (image, class index), got a {type(target).__name__} "
+            f"class ({str(target)[:40]!r}): give whole numbers 0..{classes - 1} (int, or an integer "
+            "tensor: labels.long())"
+        )
     labels = listed_labels(data)
     if labels is None:  # none listed (or a target_transform changes them): the first item's
-        target = data[0][1]
-        try:
-            labels = torch.as_tensor([int(target)])
-        except (TypeError, ValueError, RuntimeError):
-            raise ValueError(
-                f"srblock.fit: {label}'s items must be (image, class index), got a {type(target).__name__} "
-                f"class ({str(target)[:40]!r}): map the labels to whole numbers 0..{classes - 1}"
-            ) from None
+        labels = torch.as_tensor([int(target)])
     bad = labels[(labels < 0) | (labels >= classes)]
     if len(bad):
         raise ValueError(

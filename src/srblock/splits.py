@@ -184,7 +184,7 @@ def check_data(folder: Path, splits: Splits, root: str | Path | None, write: boo
     if changed:
         raise ValueError(
             f"the data are not the ones {folder} trained on ({'; '.join(changed)}): restore them, "
-            "or train a new run with another --out"
+            "or train a new run in another output folder (--out; srblock.fit's out=)"
         )
 
 
