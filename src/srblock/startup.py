@@ -18,15 +18,20 @@ verbose = False  # set by `--verbose`: the training loop prints report() at its 
 
 
 def unusable_folder(path: str | os.PathLike) -> str | None:
-    """Why a folder could not be made or written at `path` (None: it can), without making it."""
+    """Why a folder cannot be made or written at `path` (None: it can; it is made, as torch would
+    make it: permissions alone do not say, for root, whether /proc or /sys take one)."""
     folder = os.path.abspath(os.path.expanduser(path))
     existing = folder
     while not os.path.exists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         return f"{existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} cannot be written"
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        return f"{folder} cannot be made: {err.strerror or err}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} cannot be written"
     return None
 
 
