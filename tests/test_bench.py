@@ -67,6 +67,9 @@ def test_timing_summary_median_ratio_and_interval():
     assert summary["overhead_pct"] == pytest.approx(2.0, abs=0.05)
     assert summary["overhead_ci_low_pct"] <= summary["overhead_pct"] <= summary["overhead_ci_high_pct"]
     assert summary["plain_ms"] == pytest.approx(10.0) and summary["repeats"] == 40
+    # one pair (or a few) has no interval: 2.79 [2.79, 2.79] read as certainty before
+    few = Timing(plain[:3], sr[:3]).summary()
+    assert few["overhead_ci_low_pct"] is None and few["overhead_ci_high_pct"] is None
 
 
 def test_interleaved_benchmark_runs_on_cpu_at_a_tiny_size():

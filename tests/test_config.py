@@ -470,7 +470,7 @@ def test_a_key_two_config_classes_declare_is_checked_by_the_runs_own_class(capsy
     [
         (
             ["train", "folder", "--set", "classes=[a,b]"],
-            "--set classes=[a,b]: classes is not set but read from the data folder's train/<class> folders",
+            "--set classes=[a,b]: classes is not set but read from the data (a folder's train/<class>",
         ),
         (
             ["train", "fashion_mnist", "--set", "seed=5", "--seeds", "0", "1"],

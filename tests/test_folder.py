@@ -311,3 +311,21 @@ def test_a_run_from_before_validation_folders_were_read_says_why_its_data_read_o
     shutil.copytree(pictures / "val", data / "validation")  # a folder the run's release ignored
     with pytest.raises(ValueError, match="validation/ is now its validation split, where the run held"):
         check_data(tmp_path / "run", load_splits(cfg), data)
+
+
+def test_a_data_path_that_is_not_the_folder_holding_train_says_what_it_is(pictures, tmp_path):
+    """Each said "DIR/train is missing" before, also of a folder that does not exist."""
+    (tmp_path / "Cased" / "Train").mkdir(parents=True)
+    (tmp_path / "a.png").write_bytes(b"x")
+    cases = [
+        (tmp_path / "nothing", "nothing does not exist: give the folder that holds train/<class>/<image>"),
+        (tmp_path / "a.png", "a.png is a file: give the folder that holds train/<class>/<image>"),
+        (tmp_path / "Cased", "Cased holds Train/, not train/: rename it (split names are lower case)"),
+        (
+            pictures / "train",
+            f"train is a train/ folder: give the folder that holds it, {pictures}, as --data",
+        ),
+    ]
+    for root, message in cases:
+        with pytest.raises(FileNotFoundError, match=re.escape(message)):
+            folder_classes(root)

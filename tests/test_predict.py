@@ -99,6 +99,7 @@ def test_bad_input_is_one_line(folder_run, tmp_path, capsys):
             [str(folder), str(broken), "--masks", str(tmp_path)],
             "--masks does nothing for a classification run",
         ),
+        ([str(folder), str(broken), "--topk", "4"], "--topk 4: the run has 3 classes; give at most that"),
         ([str(unfinished), str(data / "test")], "has no best.ckpt yet: finish the run first"),
         ([str(tmp_path), str(data / "test")], "is not a run folder"),
     ]

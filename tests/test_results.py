@@ -154,3 +154,15 @@ def test_a_seed_whose_score_is_not_a_number_is_named_beside_the_table(tmp_path, 
         captured.err.strip()
         == f"srblock table: {folder}'s test_acc is nan: left out of its configuration's mean"
     )
+
+
+def test_a_table_of_runs_that_all_stopped_says_why_none_finished(tmp_path, capsys):
+    """It said "no run there has finished yet", as if to wait for runs that never will."""
+    folder = tmp_path / "cfg" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("dataset: fashion_mnist\n")
+    (folder / "diverged.txt").write_text("training diverged in X at epoch 1: the training loss is nan\n")
+    assert main(["table", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"no run under {tmp_path} finished: left out {folder}: training diverged in X" in err
+    assert "\n" not in err

@@ -300,3 +300,16 @@ def test_stack_flags_are_checked(capsys, tmp_path):
     assert "--stack: takes a whole number, got 'two' (or auto)" in capsys.readouterr().err
     code = main(["train", "fashion_mnist", "--stack", "2", "--parallel", "2", "--out", str(tmp_path)])
     assert code == 2 and "choose one" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_a_stack_says_where_each_of_its_seeds_stands(tmp_path):
+    """It named the first seed's folder only."""
+    from srblock.runs import Interrupted
+
+    folders = [tmp_path / "seed0", tmp_path / "seed1"]
+    for k, folder in enumerate(folders):
+        folder.mkdir()
+        torch.save({"epoch": k + 1}, folder / "last.ckpt")
+    assert Interrupted(*folders).where() == (
+        f"{folders[0]}, whose last.ckpt is after epoch 1 and {folders[1]}, whose last.ckpt is after epoch 2"
+    )

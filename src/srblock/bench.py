@@ -36,6 +36,9 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int], batch: int = 
     return counter.get_total_flops() // 2
 
 
+MIN_PAIRS_FOR_CI = 10  # a bootstrap over fewer pairs says little; over one it says nothing
+
+
 @dataclass
 class Timing:
     """Seconds per call of A (plain) and B (with SR), measured in pairs."""
@@ -43,19 +46,23 @@ class Timing:
     plain: np.ndarray
     sr: np.ndarray
 
-    def summary(self, seed: int = 0) -> dict[str, float]:
+    def summary(self, seed: int = 0) -> dict[str, float | None]:
+        """Medians, the median paired ratio as an overhead, and its bootstrap 95% interval, which
+        only MIN_PAIRS_FOR_CI pairs or more give (fewer: None, never an interval of one value)."""
         ratios = self.sr / self.plain
-        rng = np.random.default_rng(seed)
-        boot = np.median(rng.choice(ratios, size=(2000, len(ratios)), replace=True), axis=1)
-        low, high = np.percentile(boot, [2.5, 97.5])
+        low = high = None
+        if len(ratios) >= MIN_PAIRS_FOR_CI:
+            rng = np.random.default_rng(seed)
+            boot = np.median(rng.choice(ratios, size=(2000, len(ratios)), replace=True), axis=1)
+            low, high = (100.0 * (float(q) - 1.0) for q in np.percentile(boot, [2.5, 97.5]))
         return {
             "plain_ms": 1e3 * float(np.median(self.plain)),
             "plain_iqr_ms": 1e3 * float(np.subtract(*np.percentile(self.plain, [75, 25]))),
             "sr_ms": 1e3 * float(np.median(self.sr)),
             "sr_iqr_ms": 1e3 * float(np.subtract(*np.percentile(self.sr, [75, 25]))),
             "overhead_pct": 100.0 * (float(np.median(ratios)) - 1.0),
-            "overhead_ci_low_pct": 100.0 * (low - 1.0),
-            "overhead_ci_high_pct": 100.0 * (high - 1.0),
+            "overhead_ci_low_pct": low,
+            "overhead_ci_high_pct": high,
             "repeats": len(ratios),
         }
 

@@ -268,17 +268,22 @@ class RunLock:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGINT) while a run trained in `folder`: its checkpoints are as they were."""
+    """Ctrl-C (or SIGINT) while runs trained in `folders` (one, or the seeds of a stack): their
+    checkpoints are as they were."""
 
-    def __init__(self, folder: Path) -> None:
-        super().__init__(str(folder))
-        self.folder = Path(folder)
+    def __init__(self, *folders: Path) -> None:
+        super().__init__(", ".join(map(str, folders)))
+        self.folders = [Path(f) for f in folders]
 
     def where(self) -> str:
-        """Where the run stands: the progress its last.ckpt records (read without its tensors)."""
-        try:
-            state = torch.load(self.folder / LAST_CKPT, map_location="cpu", weights_only=True, mmap=True)
-            done = next(f"{unit} {state[unit]}" for unit in ("epoch", "iteration") if unit in state)
-        except (OSError, RuntimeError, ValueError, StopIteration, pickle.UnpicklingError):
-            return f"{self.folder}, before its first checkpoint"
-        return f"{self.folder}, whose last.ckpt is after {done}"
+        """Where each run stands: the progress its last.ckpt records (read without its tensors)."""
+        return " and ".join(map(_progress, self.folders))
+
+
+def _progress(folder: Path) -> str:
+    try:
+        state = torch.load(folder / LAST_CKPT, map_location="cpu", weights_only=True, mmap=True)
+        done = next(f"{unit} {state[unit]}" for unit in ("epoch", "iteration") if unit in state)
+    except (OSError, RuntimeError, ValueError, StopIteration, pickle.UnpicklingError):
+        return f"{folder}, before its first checkpoint"
+    return f"{folder}, whose last.ckpt is after {done}"

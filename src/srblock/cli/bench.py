@@ -18,8 +18,9 @@ from .model_flags import add_model_flags, add_run_args, build_from_args, device,
 
 EPILOG = """\
 Both models run interleaved in one process (A B B A ..., after a warm-up, CUDA synchronised);
-the overhead is the median of the paired ratios with a bootstrap 95% confidence interval. MACs
-(multiply-adds) come from torch.utils.flop_counter.
+the overhead is the median of the paired ratios with a bootstrap 95% confidence interval (from
+10 pairs on; --repeats fewer leaves it blank). MACs (multiply-adds) come from
+torch.utils.flop_counter.
 
 examples:
   srblock bench --model resnet18_cifar --sr-stage 3 --sr-memory-blocks 4 --device cpu --input-size 3 32 32

@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         refuse_flags(args, ["topk", "batch_size"], "for a segmentation run: it predicts one mask per image")
     else:
         refuse_flags(args, ["masks"], "for a classification run (it is where masks go): use --csv FILE")
+        if args.topk > len(predictor.classes):
+            raise ValueError(
+                f"--topk {args.topk}: the run has {len(predictor.classes)} classes; give at most that"
+            )
     note_if_unfinished(args.run_dir, "predicts")
     paths = image_files(args.inputs)
     if predictor.is_segmentation:

@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from ..render import FORMATS, render
-from ..results import collect_results, left_out, md_columns, raw_columns, summarize, uncounted
+from ..results import (
+    collect_results,
+    finished_results,
+    left_out,
+    md_columns,
+    raw_columns,
+    summarize,
+    uncounted,
+)
 
 EPILOG = """\
 test_acc is the mean ± sample standard deviation over seeds of the test accuracy (%) of each
@@ -43,9 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    notes = left_out(args.folder)
+    if not finished_results(args.folder) and notes:  # none finished: say why rather than "not yet"
+        raise ValueError(f"no run under {args.folder} finished: {'; '.join(notes)}")
     results = collect_results(args.folder)
     rows = summarize(results)
     print(render(rows, md_columns(rows) if args.format == "md" else raw_columns(rows), args.format))
-    for line in [*uncounted(results), *left_out(args.folder)]:  # beside the table: csv, json stay parseable
+    for line in [*uncounted(results), *notes]:  # beside the table: csv, json stay parseable
         print(f"srblock table: {line}", file=sys.stderr)
     return 0

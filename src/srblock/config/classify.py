@@ -120,7 +120,7 @@ class FilesConfig(ClassifyConfig):
     crop_padding: int = crop_padding()
     classes: list[str] | None = setting(
         None, "a folder data set's class names (its train/ folders), filled in",
-        filled_from="the data folder's train/<class> folders (a run's config.yaml records them)",
+        filled_from="the data (a folder's train/<class> folders, the other data sets' own names)",
     )  # fmt: skip
 
     def input_size(self) -> tuple[int, int, int]:

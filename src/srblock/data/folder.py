@@ -61,6 +61,19 @@ def folder_classes(root: str | Path) -> tuple[str, ...]:
     """The class names of a folder data set: train/'s subfolders, sorted."""
     root = Path(root).expanduser()
     train = root / "train"
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist: give the folder that holds train/<class>/<image>")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is a file: give the folder that holds train/<class>/<image>")
+    near = [p.name for p in root.iterdir() if p.is_dir() and p.name.lower() == "train" and p.name != "train"]
+    if not train.is_dir() and near:
+        raise FileNotFoundError(
+            f"{root} holds {near[0]}/, not train/: rename it (split names are lower case)"
+        )
+    if not train.is_dir() and root.name == "train" and class_folders(root):
+        raise FileNotFoundError(
+            f"{root} is a train/ folder: give the folder that holds it, {root.parent}, as --data"
+        )
     if not train.is_dir():
         raise FileNotFoundError(
             f"{train} is missing: --data must hold train/<class>/<image> (and optionally the other splits "

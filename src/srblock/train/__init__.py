@@ -42,7 +42,7 @@ def run_stacked(
             with damaged_cache_said():
                 return train_stacked(fabric, [(job.cfg, job.folder, job.extra) for job in jobs], **kwargs)
         except KeyboardInterrupt:
-            raise Interrupted(jobs[0].folder) from None
+            raise Interrupted(*(job.folder for job in jobs)) from None
 
 
 __all__ = [
