@@ -3,6 +3,7 @@ and reading a finished run back without the training stack."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -11,6 +12,8 @@ import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -261,14 +264,22 @@ def test_a_write_or_export_deletes_what_a_killed_one_left_of_the_same_file(tmp_p
     assert not other.exists() and json.loads((tmp_path / "result.json").read_text()) == {"test_acc": 1.0}
 
 
-def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A file system of `size` mounted at `folder` (tmpfs), unmounted after; skips where none can be."""
+    folder.mkdir()
     if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
     ).returncode:
         pytest.skip("cannot mount a small file system here")
     try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path):
+    with small_disk(tmp_path / "small", "1m") as small:
         save_atomic(small / "last.ckpt", {"config": {"model": "m"}, "model": {"w": torch.zeros(1000)}})
         with pytest.raises(
             ValueError, match="no space left on device while writing .*last.ckpt; the previous file is kept"
@@ -278,28 +289,18 @@ def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path):
             )
         assert load_checkpoint(small / "last.ckpt")["model"]["w"].shape == (1000,)
         assert not list(small.glob(".*.tmp"))
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
 
 
 def test_a_full_disk_with_room_left_after_the_failed_write_is_still_one_line(tmp_path):
     """torch.save reports a full disk as a RuntimeError raised while handling the OSError that says
     so; once its temporary file is gone the disk has room again (a stacked run's last.ckpt on a
     nearly full disk was a 60-line traceback)."""
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a small file system here")
-    try:
+    with small_disk(tmp_path / "small", "4m") as small:
         save_atomic(small / "last.ckpt", {"config": {"model": "m"}, "model": {"w": torch.zeros(250_000)}})
         with pytest.raises(ValueError, match="no space left on device while writing .*last.ckpt"):
             save_atomic(small / "last.ckpt", {"config": {"model": "m"}, "model": {"w": torch.zeros(850_000)}})
         assert shutil.disk_usage(small).free > 1 << 20  # room again: the old rule called it another error
         assert load_checkpoint(small / "last.ckpt")["model"]["w"].shape == (250_000,)
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
 
 
 def test_corrupt_metrics_is_named(tmp_path):
