@@ -313,3 +313,20 @@ def test_ctrl_c_in_a_stack_says_where_each_of_its_seeds_stands(tmp_path):
     assert Interrupted(*folders).where() == (
         f"{folders[0]}, whose last.ckpt is after epoch 1 and {folders[1]}, whose last.ckpt is after epoch 2"
     )
+
+
+def test_a_stacked_seed_is_stopped_for_the_losses_a_seed_alone_is_and_no_other(tmp_path):
+    """The stack's rule is the run's: a large validation loss is recorded, a non-finite one (or a
+    training loss past the limit) stops that seed alone."""
+    import types
+
+    from srblock.train.engine import Run
+
+    rank0 = types.SimpleNamespace(global_rank=0)
+    cfg = make_config("cifar10", TINY_KEYS)
+    runs = [Run(rank0, cfg, tmp_path / f"seed{k}", None, None, None, None, None, "epoch") for k in range(3)]
+    shown = types.SimpleNamespace(report=lambda *a, **k: None)
+    stack, failed = types.SimpleNamespace(runs=runs), {}
+    assert stacked.stopped(stack, [6.13e6, 2.3, float("nan")], 0, "validation loss", failed, shown) == [0, 1]
+    assert stacked.stopped(stack, [2.3, 1.3e27, 2.2], 0, "training loss", failed, shown) == [0, 2]
+    assert sorted(failed) == [tmp_path / "seed1", tmp_path / "seed2"]
