@@ -308,9 +308,11 @@ def test_the_facts_declared_at_registration_are_the_models_own(name):
     with torch.device("meta"):
         model = srblock.create_model(name)
     assert facts.segments == isinstance(model, SegmentationModel)
-    assert facts.sr_default_blocks == getattr(model, "sr_default_blocks", 4)
     assert facts.min_train_batch == (2 if any(isinstance(m, ASPPPooling) for m in model.modules()) else 1)
-    assert facts.input_size == tuple(model.default_input_size)
+    # create_model attaches them once (constructors state none of them), and the model takes that input
+    assert (model.sr_default_blocks, model.default_input_size) == (facts.sr_default_blocks, facts.input_size)
+    with torch.device("meta"):
+        model.eval()(torch.zeros(2, *facts.input_size))
 
 
 def test_the_facts_of_torchvision_and_timm_models_need_no_model():

@@ -159,7 +159,6 @@ def export_hf(folder: str | Path, out: str | Path) -> Path:
             "share it as ONNX instead (srblock export RUN --onnx FILE)"
         )
     mean, std = DATASETS[cfg.dataset].stats(input_size[0])
-    model.default_input_size = input_size
     pretrained_cfg = {
         **_pretrained_cfg(cfg.model, model, cfg.num_classes()),
         "mean": list(mean),

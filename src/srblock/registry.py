@@ -126,8 +126,6 @@ def _create_external(source: str, name: str, kwargs: dict[str, object]) -> nn.Mo
             if not kwargs.get("pretrained"):
                 raise
             raise timm_pretrained_error(name, err) from None
-        size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
-        model.default_input_size = (int(kwargs.get("in_chans", size[0])), *size[1:])
         return model
     known = torchvision.models.list_models()
     if name not in known:
@@ -143,7 +141,6 @@ def _create_external(source: str, name: str, kwargs: dict[str, object]) -> nn.Mo
         model = torchvision.models.get_model(name, **kwargs)
     except TypeError as err:
         raise ValueError(f"tv:{name} does not take these arguments ({err})") from None
-    model.default_input_size = (3, 224, 224)
     return model
 
 
@@ -203,11 +200,22 @@ def create_model(
         model.pretrained_summary = "backbone: " + load_matching(
             model.backbone, read_state_dict(path), path, pretrained_partial, has_head=False
         )
+    attach_facts(model, name, kwargs.get("in_chans"), input_size)
     if sr_stage is not None:
         add_sr(model, sr_stage, sr, input_size=input_size)
-    if input_size is not None:
-        model.default_input_size = tuple(input_size)
     return model
+
+
+def attach_facts(model: nn.Module, name: str, in_chans: int | None, input_size: Sequence[int] | None) -> None:
+    """The facts srblock reads off a built model, attached once here for every model (zoo,
+    torchvision's, timm's), as timm's build_model_with_cfg attaches a pretrained_cfg: the input it
+    is built for (`default_input_size`, which sizes an SR memory added without one) and the P of
+    an SR block added without one (`sr_default_blocks`), from the facts declared at registration."""
+    facts = model_facts(name)
+    size = tuple(input_size or facts.input_size or (3, 224, 224))
+    channels = size[0] if input_size is not None or in_chans is None else in_chans
+    model.default_input_size = (int(channels), *size[1:])
+    model.sr_default_blocks = facts.sr_default_blocks
 
 
 def model_facts(name: str) -> ModelFacts:

@@ -123,7 +123,6 @@ class ResNet(tv.ResNet):
             self.feature_info.append(
                 dict(module=f"layer{i + 1}", num_chs=widths[i] * block.expansion, reduction=reduction)
             )
-        self.default_input_size = (in_chans, 32, 32) if cifar_stem else (in_chans, 224, 224)
         # timm's model interface: pooled features, a head that can be reset (0: no head)
         self.num_features = self.head_hidden_size = self.fc.in_features
         self.avgpool = SelectAdaptivePool2d(pool_type="avg", flatten=True)  # no parameters: same state dict

@@ -58,8 +58,6 @@ class SegmentationModel(nn.Module):
         num_classes, in_chans: classes to predict and channels of the input.
         aux: the auxiliary head on stage 3 (training only).
         head_dropout: dropout in every head (0.1, where torchvision's ASPP has 0.5).
-        sr_default_blocks: P of an SR block added without one (the paper's: FCN 3, DeepLabv3 2).
-        default_input_size: the training crop, which sizes an SR memory.
     """
 
     def __init__(
@@ -70,8 +68,6 @@ class SegmentationModel(nn.Module):
         in_chans: int = 3,
         aux: bool = True,
         head_dropout: float = 0.1,
-        sr_default_blocks: int = 4,
-        default_input_size: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         if head not in HEADS or backbone not in BACKBONES:
@@ -90,9 +86,6 @@ class SegmentationModel(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Dropout):
                 m.p = head_dropout
-        size = default_input_size or (CITYSCAPES_CROP if backbone == "r50_d8" else (64, 64))
-        self.default_input_size = (in_chans, *tuple(size)[-2:])
-        self.sr_default_blocks = sr_default_blocks
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = [x.shape[-2], x.shape[-1]]
@@ -108,22 +101,22 @@ class SegmentationModel(nn.Module):
         return result
 
 
-@register_model(segments=True, sr_default_blocks=3, input_size=(3, 512, 1024))
+@register_model(segments=True, sr_default_blocks=3, input_size=CITYSCAPES_CROP)
 def fcn_r50_d8(**kwargs: object) -> SegmentationModel:
     """FCN on a dilated ResNet50 (output stride 8), auxiliary FCN head on layer3; SR default P = 3."""
-    return SegmentationModel(**{**dict(head="fcn", backbone="r50_d8", sr_default_blocks=3), **kwargs})
+    return SegmentationModel(**{**dict(head="fcn", backbone="r50_d8"), **kwargs})
 
 
-@register_model(segments=True, sr_default_blocks=2, min_train_batch=2, input_size=(3, 512, 1024))
+@register_model(segments=True, sr_default_blocks=2, min_train_batch=2, input_size=CITYSCAPES_CROP)
 def deeplabv3_r50_d8(**kwargs: object) -> SegmentationModel:
     """DeepLabv3 (ASPP 1, 12, 24, 36 + image pooling) on a dilated ResNet50 (output stride 8),
     auxiliary FCN head on layer3; SR default P = 2."""
-    return SegmentationModel(**{**dict(head="deeplabv3", backbone="r50_d8", sr_default_blocks=2), **kwargs})
+    return SegmentationModel(**{**dict(head="deeplabv3", backbone="r50_d8"), **kwargs})
 
 
 @register_model(segments=True, sr_default_blocks=4, input_size=(1, 64, 64))
 def fcn_resnet10s(**kwargs: object) -> SegmentationModel:
     """A tiny FCN for the CPU segmentation demo: resnet10s_cifar's stages (stride-1 stem, so
     output stride 8 without dilation), FCN head on layer4, auxiliary head on layer3; 64x64 input."""
-    model_args = dict(head="fcn", backbone="resnet10s", num_classes=11, in_chans=1, sr_default_blocks=4)
+    model_args = dict(head="fcn", backbone="resnet10s", num_classes=11, in_chans=1)
     return init_weights(SegmentationModel(**{**model_args, **kwargs}))

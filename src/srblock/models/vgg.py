@@ -98,7 +98,6 @@ class VGG(nn.Module):
         self.feature_info = [
             dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1)) for i, w in enumerate(widths)
         ]
-        self.default_input_size = (in_chans, 32, 32)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
