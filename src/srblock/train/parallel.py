@@ -20,21 +20,30 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import torch
 
 from .. import startup
+from ..config import TrainConfig
 from ..keys import config_from_mapping
 from ..runs import Interrupted, read_result
-from .jobs import Job
 
 LOG_FILE = "train.log"  # a run's output when it trains beside others
 
 
+class ParallelJob(Protocol):
+    """What a run needs to train in a process of its own (jobs.Job has it): config, folder, and
+    what its result.json records besides."""
+
+    cfg: TrainConfig
+    folder: Path
+    extra: dict[str, Any] | None
+
+
 @dataclass
 class _Running:
-    job: Job
+    job: ParallelJob
     process: subprocess.Popen
     log: IO[bytes]
     slot: int
@@ -73,7 +82,7 @@ def _last_line(path: Path) -> str:
 
 
 def run_parallel(
-    jobs: list[Job],
+    jobs: list[ParallelJob],
     per_device: int,
     *,
     accelerator: str = "auto",
@@ -81,7 +90,7 @@ def run_parallel(
     resume: bool = False,
     quiet: bool = False,
     threads: int | None = None,
-) -> list[tuple[Job, dict[str, Any]]]:
+) -> list[tuple[ParallelJob, dict[str, Any]]]:
     """Trains `jobs`, `per_device` at a time on each device, each in its own process; returns each
     finished run with its result.json, in the order of `jobs`. A run that fails does not stop the
     others: its last line is printed, and a ValueError at the end names every failed run."""
@@ -134,7 +143,7 @@ def run_parallel(
 
 
 def _start(
-    job: Job, gpu: str | None, slot: int, accelerator: str, threads: int, resume: bool, quiet: bool
+    job: ParallelJob, gpu: str | None, slot: int, accelerator: str, threads: int, resume: bool, quiet: bool
 ) -> _Running:
     job.folder.mkdir(parents=True, exist_ok=True)
     log = open(job.folder / LOG_FILE, "ab")  # noqa: SIM115 (closed when the run ends)
