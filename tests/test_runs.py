@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +22,10 @@ import yaml
 
 from srblock.checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from srblock.keys import make_config, parse_set
+from srblock.run_lock import RunHeld, RunLock
 from srblock.run_model import trained_model
 from srblock.runs import (
     MetricsLog,
-    RunLock,
     claim_run_dir,
     config_slug,
     finished,
@@ -349,9 +350,31 @@ def test_the_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path):
     (folder / ".lock").write_text(f"{dead.stdout.strip()} {socket.gethostname()}")
     with RunLock(folder):  # the dead process's lock is taken over
         assert (folder / ".lock").read_text().split()[0] == str(os.getpid())
+    # another host's claim is a lease: live while its holder renews it, taken over once it runs out
     (folder / ".lock").write_text("4242 another-host")
-    with pytest.raises(ValueError, match="in use by process 4242 on another-host: wait, or delete"):
+    with pytest.raises(RunHeld, match="in use by process 4242 on another-host \\(its claim renewed 0 s ago"):
         RunLock(folder).__enter__()
+    stale = time.time() - 601  # not renewed for longer than the lease (600 s)
+    os.utime(folder / ".lock", (stale, stale))
+    with RunLock(folder):  # taken over: the run resumes from its last checkpoint here
+        assert (folder / ".lock").read_text() == f"{os.getpid()} {socket.gethostname()}"
+    (folder / ".lock").write_text("")  # being written by a worker that has just made it
+    with pytest.raises(RunHeld, match="is being claimed by another process"):
+        RunLock(folder).__enter__()
+
+
+def test_a_claim_is_renewed_while_held_and_released_only_by_its_holder(tmp_path, monkeypatch):
+    from srblock import run_lock
+
+    monkeypatch.setattr(run_lock, "HEARTBEAT_SECONDS", 0.05)
+    folder = tmp_path / "run"
+    with RunLock(folder):
+        old = time.time() - 100
+        os.utime(folder / ".lock", (old, old))
+        time.sleep(0.3)
+        assert time.time() - (folder / ".lock").stat().st_mtime < 5  # the heartbeat renewed it
+        (folder / ".lock").write_text("4242 another-host")  # taken over (this process stalled past its lease)
+    assert (folder / ".lock").read_text() == "4242 another-host"  # not ours any more: left in place
 
 
 def test_a_run_folder_whose_checkpoint_has_no_model_or_another_one_is_one_line(tmp_path):

@@ -247,7 +247,7 @@ def test_seeds_of_one_configuration_are_grouped_and_what_cannot_stack_is_said(tm
     jobs += [Job(c, tmp_path / "b" / f"seed{c.seed}") for c in with_seeds(other, [0, 1])]
     todo = list(enumerate(jobs))
     sizes = [[i for i, _ in g] for g in stack_groups(todo, 2, "cpu", 1)]
-    assert sizes == [[0, 1], [2], [3, 4]]
+    assert sizes == [[0, 1], [3, 4], [2]]  # breadth first: the first stack of each configuration first
     assert [len(g) for g in stack_groups(todo, "auto", "cpu", 1)] == [1] * 5
     assert [len(g) for g in stack_groups(todo, "auto", "cuda", 1)] == [3, 2]
     segment = make_config("fashion_mnist_seg", {})

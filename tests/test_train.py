@@ -357,9 +357,10 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop
     first = paused_run(common, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for args in (common, [*common, "--resume"]):  # (in this process: a second process all the same)
-            assert main_one_thread(*args) == 2
-            err = capsys.readouterr().err
-            assert f"is in use by process {first.pid} (a run trains there)" in err.strip().splitlines()[-1]
+            assert main_one_thread(*args) == 0  # a second worker: it leaves the run to the first
+            out = capsys.readouterr().out
+            assert f"1 runs are trained by other workers, left to them: e.g. {tmp_path}" in out
+            assert f"is in use by process {first.pid} (a run trains there)" in out
     finally:
         first.kill()
         first.wait()

@@ -13,22 +13,19 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import pickle
-import socket
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from .checkpoint import TMP_SUFFIX, process_alive, write_text_atomic
+from .checkpoint import TMP_SUFFIX, write_text_atomic
 from .config import TrainConfig
 from .spec import SRSpec
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
 LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
-LOCK_FILE = ".lock"  # held by the process training in the folder
 DIVERGED_FILE = "diverged.txt"  # why a run was stopped: it never counts as finished
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
@@ -208,63 +205,6 @@ def has_result(folder: Path) -> bool:
 def unfinished_runs(root: Path) -> list[Path]:
     """Run folders under `root` that were started (config.yaml) and have no result.json yet."""
     return sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if not has_result(p.parent))
-
-
-class RunLock:
-    """The lock of a run folder while a process trains in it (`LOCK_FILE`, holding its PID and host):
-    a second process refuses, in one line, to train there at the same time; the lock of a process
-    that has died is taken over. Inactive in the other processes of a distributed run."""
-
-    def __init__(self, folder: Path, active: bool = True) -> None:
-        self.path, self.active, self.held = Path(folder) / LOCK_FILE, active, False
-        self.made: list[Path] = []  # the folders the lock made, deepest first
-
-    def __enter__(self) -> RunLock:
-        if not self.active:
-            return self
-        self.made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        holder = f"{os.getpid()} {socket.gethostname()}"
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                self._refuse_if_held()
-                self.path.unlink(missing_ok=True)  # a dead process's lock: take it over
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(holder)
-            self.held = True
-            return self
-        raise ValueError(f"{self.path.parent} could not be locked: another process took it; try again")
-
-    def _refuse_if_held(self) -> None:
-        """The one-line refusal while the lock's holder runs; nothing if it is gone."""
-        try:
-            pid_text, host = self.path.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return  # unreadable: its writer died halfway
-        where = self.path.parent
-        if host != socket.gethostname():
-            raise ValueError(
-                f"{where} is in use by process {pid} on {host}: wait, or delete {self.path} if it is gone"
-            )
-        if not process_alive(pid):
-            return
-        raise ValueError(
-            f"{where} is in use by process {pid} (a run trains there): wait for it to end, or stop it"
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-            for folder in self.made:  # nothing was written (a run that could not start): no folder left
-                try:
-                    folder.rmdir()  # (only an empty one: another run's sibling folder keeps its parent)
-                except OSError:
-                    break
 
 
 class Interrupted(KeyboardInterrupt):

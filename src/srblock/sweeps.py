@@ -10,6 +10,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from .config import TrainConfig, with_seeds
 from .keys import check_applies, make_config, set_value
 from .recipes import load_yaml
@@ -101,3 +103,37 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
         if rows and len(refusals) == len(rows):
             raise refusals[0]
     return rows
+
+
+def select_rows(rows: list[SweepRow], selectors: list[str], sweep: str) -> list[SweepRow]:
+    """The rows `--rows` names, for splitting a sweep by hand: indices (0-based, in the file's
+    order) and key=value tests (`name=R18`, `model=resnet18_cifar`, `sr_stage=3`); a row is kept
+    when it is among the indices given (if any) and passes every test."""
+    indices, tests = set(), {}
+    for selector in selectors:
+        key, sep, text = selector.partition("=")
+        if not sep:
+            if not selector.isdigit() or int(selector) >= len(rows):
+                raise ValueError(
+                    f"--rows {selector}: give row indices 0..{len(rows) - 1} of {sweep} or key=value tests"
+                )
+            indices.add(int(selector))
+            continue
+        if key == "name":
+            tests[key] = text
+            continue
+        values: dict[str, Any] = {}
+        set_value(values, key, yaml.safe_load(text) if text else None, f"--rows {selector}")
+        tests[renamed(key, sweep, warn=False)] = values[renamed(key, sweep, warn=False)]
+
+    def passes(row: SweepRow) -> bool:
+        return all(
+            (row.name if key == "name" else getattr(row.config, key, None)) == value
+            for key, value in tests.items()
+        )
+
+    chosen = [row for row in rows if (not indices or row.index in indices) and passes(row)]
+    if not chosen:
+        names = ", ".join(f"{r.index} {r.name}" for r in rows)
+        raise ValueError(f"--rows {' '.join(selectors)}: no row of {sweep} is chosen; its rows: {names}")
+    return chosen

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..recipes import group_name
 from ..runs import run_dir
-from ..sweeps import expand_sweep
+from ..sweeps import expand_sweep, select_rows
 from .common import add_parallel_arg, add_training_args, job_args, training_overrides
 
 EPILOG = """\
@@ -19,6 +19,13 @@ examples:
 Finished runs (result.json) are skipped and unfinished ones resume, so the same command
 continues a sweep that was stopped. --parallel N trains N runs at once on each device, each in
 its own process writing RUN_FOLDER/train.log.
+
+Workers: the same command started any number of times on one --out (on one machine, on several
+sharing a file system, or as the tasks of a SLURM job array) shares the sweep. Each takes the
+next run no live worker holds (the first seed of every row before the second seed of any), trains
+it and goes on; a run whose worker died is resumed from its last checkpoint by the next worker
+that finds it (on another host once its claim is not renewed for 10 minutes). --rows splits a
+sweep by hand.
 """
 
 
@@ -31,6 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("sweep", help="sweep name (see `srblock recipes`) or YAML path")
+    p.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="ROW",
+        help="only these rows: indices (0-based, in the file's order) and key=value tests (name=R18, "
+        "model=resnet18_cifar), for splitting a sweep by hand",
+    )
     add_training_args(p)
     add_parallel_arg(p)
     p.set_defaults(run=run)
@@ -40,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
 
     rows = expand_sweep(args.sweep, training_overrides(args, sweep=True))
+    rows = select_rows(rows, args.rows, args.sweep) if args.rows else rows
     folder = Path(args.out) / group_name(args.sweep)
     jobs = [
         Job(cfg, run_dir(Path(args.out), group_name(args.sweep), cfg), row.extra())
@@ -57,9 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     def count(outcomes: list) -> str:
         trained = sum(o.trained for o in outcomes)
+        others = len(jobs) - len(outcomes)  # other workers' (said above), or stopped
         return (
-            f"{len(jobs)} runs: {len(jobs) - trained} were finished already, {trained} trained now; "
-            f"see `srblock table {folder}`"
+            f"{len(jobs)} runs: {len(outcomes) - trained} were finished already, {trained} trained now"
+            + (f", {others} not here" if others else "")
+            + f"; see `srblock table {folder}`"
         )
 
     run_jobs(jobs, resume=True, summary=count, **job_args(args))

@@ -4,14 +4,15 @@ batches of a classification split (batches.py), the lr schedules (schedule.py), 
 one stacked network (stacked.py) and the jobs of a command (jobs.py)."""
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric import Fabric
 
 from ..config import TrainConfig
-from ..runs import Interrupted, RunLock
+from ..run_lock import RunHeld, RunLock
+from ..runs import Interrupted, has_result
 from .classify import train_classifier
 from .compiling import damaged_cache_said
 from .fabric import make_fabric
@@ -19,10 +20,33 @@ from .segment import train_segmenter
 from .stacked import train_stacked
 
 
+@contextlib.contextmanager
+def claimed(fabric: Fabric, folders: Sequence[Path]) -> Iterator[None]:
+    """The claim on every run folder (run_lock.py; the first process of a distributed run holds
+    them), or RunHeld on every process where one is held by another worker or was finished by one
+    meanwhile: the command leaves it to that worker."""
+    with contextlib.ExitStack() as locks:
+        held = None
+        if fabric.global_rank == 0:
+            try:
+                for folder in folders:
+                    locks.enter_context(RunLock(folder))
+                    if has_result(folder):  # finished by another worker since this one looked
+                        raise RunHeld(f"{folder} was finished by another worker")
+            except RunHeld as err:
+                held = str(err)
+        if fabric.world_size > 1:  # the other processes follow the first
+            held = fabric.broadcast(held, src=0)
+        if held:
+            raise RunHeld(held)
+        yield
+
+
 def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) -> dict[str, Any]:
-    """Trains one run with the loop its task needs (classification or segmentation); returns result.json."""
+    """Trains one run with the loop its task needs (classification or segmentation); returns
+    result.json. One process trains in a folder at a time: RunHeld where another does."""
     loop = train_segmenter if cfg.SEGMENTS else train_classifier
-    with RunLock(folder, active=fabric.global_rank == 0):  # one process trains in a folder at a time
+    with claimed(fabric, [folder]):
         try:
             with damaged_cache_said():
                 return loop(fabric, cfg, folder, **kwargs)
@@ -34,10 +58,8 @@ def run_stacked(
     fabric: Fabric, jobs: Sequence[Any], **kwargs: Any
 ) -> tuple[dict[Path, dict[str, Any]], dict[Path, str]]:
     """Trains jobs (jobs.Job) that differ only in their seed as one stack (stacked.py), each run's
-    folder locked; returns the results of those that finished and the errors of those that diverged."""
-    with contextlib.ExitStack() as locks:
-        for job in jobs:
-            locks.enter_context(RunLock(job.folder, active=fabric.global_rank == 0))
+    folder claimed; returns the results of those that finished and the errors of those that diverged."""
+    with claimed(fabric, [job.folder for job in jobs]):
         try:
             with damaged_cache_said():
                 return train_stacked(fabric, [(job.cfg, job.folder, job.extra) for job in jobs], **kwargs)

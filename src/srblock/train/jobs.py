@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch import nn
 
 from .. import startup
 from ..config import TrainConfig
+from ..run_lock import RunHeld
 from ..runs import RunDiverged, diverged, finished, read_result
 
 
@@ -87,7 +89,12 @@ def stack_groups(
             raise ValueError(f"--stack {stack}: {reason}")
         key = (i,) if reason else (str(job.folder.parent), repr(dataclasses.replace(job.cfg, seed=0)))
         groups.setdefault(key, []).append((i, job))
-    return [group[k : k + size] for group in groups.values() for k in range(0, len(group), size)]
+    chunks = [
+        (k, n, group[k : k + size])
+        for n, group in enumerate(groups.values())
+        for k in range(0, len(group), size)
+    ]
+    return [chunk for _, _, chunk in sorted(chunks, key=lambda c: c[:2])]  # breadth first: see run_jobs
 
 
 def check_finished_data(job: Job) -> None:
@@ -103,6 +110,16 @@ def check_finished_data(job: Job) -> None:
     given, own = job.cfg.data_dir, read_config(job.folder).data_dir
     if given and own and Path(given).resolve() != Path(own).resolve() and (job.folder / DATA_FILE).exists():
         check_data(job.folder, load_splits(job.cfg, given), given, write=False)
+
+
+def breadth_first(todo: list[tuple[int, Job]]) -> list[tuple[int, Job]]:
+    """The jobs in the order workers take them: the first seed of every configuration before the
+    second seed of any, so a sweep stopped halfway (or shared by workers) tabulates every row."""
+    ranks, count = {}, Counter()
+    for i, job in todo:  # (the seeds of a configuration are the run folders of one parent)
+        ranks[i] = count[job.folder.parent]
+        count[job.folder.parent] += 1
+    return sorted(todo, key=lambda pair: (ranks[pair[0]], pair[0]))
 
 
 def run_jobs(
@@ -136,7 +153,9 @@ def run_jobs(
     for i, why in stopped.items():  # resumed as it is, it would diverge again
         if why:
             print(f"srblock train: skipped {jobs[i].folder}, stopped before: {why}", file=sys.stderr)
-    todo = [(i, job) for i, job in enumerate(jobs) if not done_before[i] and not stopped.get(i)]
+    todo = breadth_first(
+        [(i, job) for i, job in enumerate(jobs) if not done_before[i] and not stopped.get(i)]
+    )
     fabric = make_fabric(accelerator, devices, num_nodes, precision) if todo and not parallel else None
     startup.mark("config, training stack, Fabric")
     say = print if fabric is None else fabric.print
@@ -146,29 +165,38 @@ def run_jobs(
             check_finished_data(job)
             say(f"{job.folder} is finished (result.json): skipped; delete it to train again")
             outcomes[i] = Outcome(job, read_result(job.folder), trained=False)
-    if fabric is None and todo:
-        done = run_parallel(
-            [job for _, job in todo],
-            parallel or 1,
-            accelerator=accelerator,
-            devices=devices,
-            resume=resume,
-            quiet=quiet,
-        )
-        by_folder = {job.folder: result for job, result in done}
-        for i, job in todo:
-            if job.folder in by_folder:
-                outcomes[i] = Outcome(job, by_folder[job.folder], trained=True)
     failed: dict[Path, str] = {}
-    if fabric is not None:
-        for group in stack_groups(todo, stack, fabric.device.type, fabric.world_size):
-            if len(group) > 1:
-                done, stopped = run_stacked(fabric, [job for _, job in group], resume=resume, quiet=quiet)
-                outcomes.update({i: Outcome(j, done[j.folder], True) for i, j in group if j.folder in done})
-                failed.update(stopped)
-                continue
-            (i, job), given = group[0], {"model": group[0][1].model, "data": group[0][1].data}
+    held: dict[int, str] = {}  # runs another worker trains (run_lock.py): left to it
+    for attempt in range(2):  # a second look at those held: a worker may have died meanwhile
+        todo = [(i, job) for i, job in todo if attempt == 0 or i in held]
+        held = {}
+        if fabric is None and todo:
+            done, taken = run_parallel(
+                [job for _, job in todo],
+                parallel or 1,
+                accelerator=accelerator,
+                devices=devices,
+                resume=resume,
+                quiet=quiet,
+            )
+            by_folder = {job.folder: result for job, result in done}
+            for i, job in todo:
+                if job.folder in by_folder:
+                    outcomes[i] = Outcome(job, by_folder[job.folder], trained=True)
+                elif job.folder in taken:
+                    held[i] = taken[job.folder]
+        for group in stack_groups(todo, stack, fabric.device.type, fabric.world_size) if fabric else []:
             try:
+                if len(group) > 1:
+                    done, diverging = run_stacked(
+                        fabric, [job for _, job in group], resume=resume, quiet=quiet
+                    )
+                    outcomes.update(
+                        {i: Outcome(j, done[j.folder], True) for i, j in group if j.folder in done}
+                    )
+                    failed.update(diverging)
+                    continue
+                (i, job), given = group[0], {"model": group[0][1].model, "data": group[0][1].data}
                 result = run_training(
                     fabric,
                     job.cfg,
@@ -178,10 +206,19 @@ def run_jobs(
                     extra=job.extra,
                     **(given if job.model is not None else {}),
                 )
+                outcomes[i] = Outcome(job, result, trained=True)
             except RunDiverged as err:  # the next runs still train; the error comes once they have
-                failed[job.folder] = str(err)
-                continue
-            outcomes[i] = Outcome(job, result, trained=True)
+                failed[group[0][1].folder] = str(err)
+            except RunHeld as err:  # another worker trains it (or has just finished it)
+                held.update({i: str(err) for i, _ in group})
+        if not held:
+            break
+    for i in held:  # what the other workers finished meanwhile counts as finished before
+        if finished(jobs[i].folder, jobs[i].cfg):
+            outcomes[i] = Outcome(jobs[i], read_result(jobs[i].folder), trained=False)
+    left = [why for i, why in held.items() if i not in outcomes]
+    if left:
+        say(f"{len(left)} runs are trained by other workers, left to them: e.g. {left[0]}")
     ordered = [outcomes[i] for i in sorted(outcomes)]
     text = summary(ordered) if summary else None
     if text:

@@ -27,9 +27,11 @@ import torch
 from .. import startup
 from ..config import TrainConfig
 from ..keys import config_from_mapping
+from ..run_lock import RunHeld, holder
 from ..runs import Interrupted, read_result
 
 LOG_FILE = "train.log"  # a run's output when it trains beside others
+HELD_EXIT = 75  # a run's process found its folder claimed by another worker (EX_TEMPFAIL): left to it
 
 
 class ParallelJob(Protocol):
@@ -90,13 +92,14 @@ def run_parallel(
     resume: bool = False,
     quiet: bool = False,
     threads: int | None = None,
-) -> list[tuple[ParallelJob, dict[str, Any]]]:
+) -> tuple[list[tuple[ParallelJob, dict[str, Any]]], dict[Path, str]]:
     """Trains `jobs`, `per_device` at a time on each device, each in its own process; returns each
-    finished run with its result.json, in the order of `jobs`. A run that fails does not stop the
-    others: its last line is printed, and a ValueError at the end names every failed run."""
+    finished run with its result.json, in the order of `jobs`, and the runs another worker holds
+    (folder: why), left to it. A run that fails does not stop the others: its last line is
+    printed, and a ValueError at the end names every failed run."""
     slots = device_slots(accelerator, devices, per_device)
     threads = threads or threads_per_run(len(slots))
-    pending, running, results, failed = list(jobs), [], [], []
+    pending, running, results, failed, held = list(jobs), [], [], [], {}
     free = list(range(len(slots)))
     total = len(jobs)
     # a stop asked by the system, or the terminal going away: as Ctrl-C
@@ -104,6 +107,9 @@ def run_parallel(
     try:
         while pending or running:
             while pending and free:
+                if why := holder(pending[0].folder):  # another worker's: no process started for it
+                    held[pending.pop(0).folder] = why
+                    continue
                 job, slot = pending.pop(0), free.pop(0)
                 running.append(_start(job, slots[slot], slot, accelerator, threads, resume, quiet))
                 where = f"GPU {slots[slot]}" if slots[slot] is not None else f"CPU ({threads} threads)"
@@ -122,6 +128,10 @@ def run_parallel(
                         (f"{k} {result[k]:.2f}" for k in ("test_acc", "test_miou") if k in result), ""
                     )
                     print(f"finished {run.job.folder}: {score} ({minutes:.1f} min)", flush=True)
+                elif run.process.returncode == HELD_EXIT:
+                    held[run.job.folder] = _last_line(run.job.folder / LOG_FILE).removeprefix(
+                        "srblock train: "
+                    )
                 else:
                     failed.append(run.job.folder)
                     line = _last_line(run.job.folder / LOG_FILE)
@@ -139,7 +149,7 @@ def run_parallel(
             f"{len(failed)} of {total} runs failed (see above and each folder's {LOG_FILE}): "
             + ", ".join(str(f) for f in failed)
         )
-    return results
+    return results, held
 
 
 def _start(
@@ -227,6 +237,9 @@ def _main(argv: list[str] | None = None) -> int:
         run_training(
             fabric, cfg, args.folder, resume=args.resume, quiet=args.quiet, extra=json.loads(args.extra)
         )
+    except RunHeld as err:  # another worker trains it: the command leaves it to that worker
+        print(f"srblock train: {err}", file=sys.stderr)
+        return HELD_EXIT
     except (ValueError, OSError) as err:
         print(f"srblock train: error: {err}", file=sys.stderr)
         return 2
