@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     words = list(argv) if argv is not None else sys.argv[1:]
     args = parser.parse_args(words)
+    args.words = words  # (a command that starts workers gives them its own words)
     if args.command is None:
         parser.print_help()
         return 2

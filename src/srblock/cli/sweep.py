@@ -9,6 +9,7 @@ from ..recipes import group_name
 from ..runs import run_dir
 from ..sweeps import expand_sweep, select_rows
 from .common import add_parallel_arg, add_training_args, job_args, training_overrides
+from .workers import add_launch_args, launched
 
 EPILOG = """\
 examples:
@@ -47,13 +48,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_training_args(p)
     add_parallel_arg(p)
+    add_launch_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
 
-    rows = expand_sweep(args.sweep, training_overrides(args, sweep=True))
+    rows = expand_sweep(args.sweep, training_overrides(args, sweep=True))  # (checked before submitting)
+    if launched(args, group_name(args.sweep)):
+        return 0
     rows = select_rows(rows, args.rows, args.sweep) if args.rows else rows
     folder = Path(args.out) / group_name(args.sweep)
     jobs = [

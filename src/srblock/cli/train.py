@@ -14,6 +14,7 @@ from ..render import render
 from ..results import METRICS, tested_on
 from ..runs import read_config, run_dir, unfinished_runs
 from .common import add_parallel_arg, add_training_args, job_args, training_overrides
+from .workers import add_launch_args, launched
 
 EPILOG = """\
 examples:
@@ -47,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_training_args(p)
     add_parallel_arg(p)
+    add_launch_args(p)
     p.set_defaults(run=run)
 
 
@@ -55,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     group = group_name(args.recipe)
     overrides = training_overrides(args)
+    if launched(args, group):
+        return 0
     if args.resume and not args.sets and not args.seeds:
         folders = unfinished_runs(Path(args.out) / group)  # (run_jobs skips those that diverged)
         if not folders:
