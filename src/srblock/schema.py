@@ -107,8 +107,10 @@ def check(name: str, field: dataclasses.Field, tp: Any, value: Any, source: str)
             if not in_interval(interval, item):
                 raise ValueError(f"{source}: {name} must be in {interval}, got {checked!r}")
     choices = meta.get("choices")
-    if choices and checked is not None and checked not in choices:
-        raise ValueError(f"{source}: {name} must be one of {', '.join(map(str, choices))}, got {checked!r}")
+    items = checked if isinstance(checked, list) else [checked]  # (a list's every item)
+    for item in items if choices and checked is not None else []:
+        if item not in choices:
+            raise ValueError(f"{source}: {name} must be one of {', '.join(map(str, choices))}, got {item!r}")
     return checked
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .. import startup
-from ..config import PRECISIONS
+from ..config import PRECISIONS, TRACKERS
 from ..keys import key_groups, parse_set
 
 
@@ -126,6 +126,14 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
         help="override a recipe field, e.g. --set lr=0.05 (repeatable); "
         f"fields by the runs they apply to: {fields}",
     )
+    p.add_argument(
+        "--logger",
+        dest="loggers",
+        action="append",
+        choices=TRACKERS,
+        help="where the numbers go besides metrics.csv (repeatable; default: the recipe's loggers, "
+        "tensorboard): mlflow (MLFLOW_TRACKING_URI, else OUT/mlflow.db), wandb, csv (metrics.csv alone)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument(
         "--verbose", action="store_true", help="print where the time went before the first training step"
@@ -182,6 +190,8 @@ def training_overrides(args: argparse.Namespace, sweep: bool = False) -> dict:
     """The recipe fields the command line sets: every --set, --precision, and --data (as data_dir).
     The seeds are --seeds' (or a sweep's list): a seed set as a key beside them would be dropped."""
     overrides = parse_set(args.sets)
+    if getattr(args, "loggers", None):
+        overrides["loggers"] = list(dict.fromkeys(args.loggers))
     if "seed" in overrides and (args.seeds or sweep):
         given = f"--seeds {' '.join(map(str, args.seeds))}" if args.seeds else "the sweep's seeds"
         raise ValueError(

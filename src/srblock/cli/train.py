@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"nothing to resume under {Path(args.out) / group}")
             return 0
         # --precision and --data say how to run them; what they compute stays their config's
-        how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir")}
+        how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir", "loggers")}
         jobs = []
         for folder in folders:
             try:

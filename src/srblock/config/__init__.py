@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from .classify import ClassifyConfig, FilesConfig, TensorsConfig
-from .run import AUTO_COMPILE_STEPS, COMPILE_MODES, PRECISIONS, TrainConfig, sr_key
+from .run import AUTO_COMPILE_STEPS, COMPILE_MODES, PRECISIONS, TRACKERS, TrainConfig, sr_key
 from .segment import SegmentConfig
 
 CONFIGS = (TensorsConfig, FilesConfig, SegmentConfig)
@@ -28,6 +28,7 @@ __all__ = [
     "COMPILE_MODES",
     "CONFIGS",
     "PRECISIONS",
+    "TRACKERS",
     "ClassifyConfig",
     "FilesConfig",
     "SegmentConfig",

@@ -16,6 +16,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # about a minute there, and graphs save about 14 ms a step at batch 128 (benchmarks/RESULTS.md)
 AUTO_COMPILE_STEPS = 5_000
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+TRACKERS = ("csv", "tensorboard", "mlflow", "wandb")  # `loggers` (train/tracking.py); csv: metrics.csv only
 SGD_ONLY = "does nothing with optimizer=adamw: set optimizer=sgd"
 NO_WEIGHTS = "does nothing without weights to load: set pretrained (or pretrained_backbone)"
 
@@ -82,6 +83,13 @@ class TrainConfig:
         role="execution", needs=(lambda c: c.compile != "false", "does nothing with compile=false"),
     )  # fmt: skip
     channels_last: bool = setting(True, "channels_last memory format")
+    loggers: list[str] = setting(
+        default_factory=lambda: ["tensorboard"], role="execution", choices=TRACKERS,
+        help="where the numbers go besides metrics.csv (csv: that alone): tensorboard, mlflow, wandb",
+    )  # fmt: skip
+    log_every: int = setting(
+        50, "the training loss and lr to the trackers every N steps", range="[1, inf)", role="execution"
+    )
     num_workers: int = setting(
         2, "DataLoader workers", range="[0, inf)", role="execution",
         needs=(lambda c: c.num_workers == 0 or getattr(c, "loader", "dataloader") != "fast",

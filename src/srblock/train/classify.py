@@ -128,7 +128,7 @@ def train_classifier(
 ) -> dict[str, Any]:
     """Trains one configuration with one seed in `folder`; returns (and writes) result.json.
     `model` and `data` replace the config's own (srblock.fit: a model and data sets from Python)."""
-    run = start_classify_run(fabric, cfg, folder, resume=resume, model=model, data=data)
+    run = start_classify_run(fabric, cfg, folder, resume=resume, model=model, data=data, extra=extra)
     device, num_classes = fabric.device, cfg.num_classes()
     blocks = [block for _, block in sr_blocks(run.model)]
     train_batches, val_batches, test_batches = split_batches(run)
@@ -165,6 +165,7 @@ def train_classifier(
                 run.optimizer.step()
                 loss_metric.update(per_item(loss, labels))
                 acc_metric.update(logits.detach(), labels)
+                run.log_step(epoch * steps + step + 1, loss.detach(), lr)
                 shown = {}
                 if progress.live:
                     correct += (logits.detach().argmax(1) == labels).sum()

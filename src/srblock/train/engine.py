@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from lightning.fabric import Fabric
-from lightning.fabric.loggers import TensorBoardLogger
 from torch import nn
 
 from .. import startup
@@ -38,6 +37,7 @@ from ..runs import (
 from ..splits import Splits, check_data, load_splits
 from .compiling import compile_mode, compiled
 from .fabric import device_name, versions
+from .tracking import check_trackers, finish_loggers, make_loggers
 
 LOSS_LIMIT = 1e4  # a cross-entropy no network that still learns reaches (a logit gap of 10,000)
 
@@ -103,7 +103,7 @@ class Run:
     best_val: float = float("-inf")
     best_step: int = -1
     metrics: MetricsLog | None = None
-    logger: TensorBoardLogger | None = None
+    loggers: list[Any] = field(default_factory=list)  # the trackers' (tracking.py): rank 0's only
     compiled: str | None = None  # the torch.compile mode, or None: eager
     started: float = field(default_factory=time.time)
 
@@ -135,12 +135,21 @@ class Run:
         self.fabric.barrier()
 
     def log(self, row: dict[str, Any]) -> None:
-        """A row of metrics.csv and TensorBoard (rank 0 writes, the others do nothing)."""
+        """A row of metrics.csv and of every tracker (rank 0 writes, the others do nothing)."""
         if self.rank0:
             self.metrics.append(row)
-            self.logger.log_metrics(
-                {k: v for k, v in row.items() if k != self.unit and v is not None}, step=row[self.unit]
-            )
+            for logger in self.loggers:
+                logger.log_metrics(
+                    {k: v for k, v in row.items() if k != self.unit and v is not None}, step=row[self.unit]
+                )
+
+    def log_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        """The training loss and lr at optimiser step `step`, every `log_every` steps, to the trackers
+        (the one host-device sync this costs, only then and only where a tracker listens)."""
+        if self.loggers and step % self.cfg.log_every == 0:
+            values = {"step/train_loss": float(loss), "step/lr": lr}
+            for logger in self.loggers:
+                logger.log_metrics(values, step=step)
 
     def load_best(self) -> None:
         """Loads the tested checkpoint (best.ckpt) into the model."""
@@ -148,8 +157,6 @@ class Run:
 
     def finish(self, scores: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """result.json: the loop's test scores, then what every run records."""
-        if self.logger is not None:
-            self.logger.finalize("success")
         result = {
             **scores,
             "seed": self.cfg.seed,
@@ -164,6 +171,7 @@ class Run:
         }
         if self.rank0:
             write_result(self.folder, result)
+            finish_loggers(self.loggers, self.folder, result)
         self.fabric.barrier()
         return result
 
@@ -182,6 +190,7 @@ def start_run(
     memory_columns: tuple[str, ...] | None = None,
     compile_model: bool = True,
     fits: Callable[[TrainConfig, Splits], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Run:
     """Builds the run's model (the seed decides the init), claims its folder, reads its data, and
     continues from last.ckpt where one exists. `model` and `data`, where given (srblock.fit), are
@@ -208,6 +217,7 @@ def start_run(
         data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
     if fits is not None:
         fits(cfg, data)
+    check_trackers(cfg)  # a tracker that is not installed: one line before the folder is written
     # config.yaml only once the model built and the data read: a run that cannot start leaves no folder
     cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)
     check_data(folder, data, cfg.data_dir, write=fabric.global_rank == 0)  # data.json: a resume's data
@@ -231,6 +241,6 @@ def start_run(
         columns = (*columns, *statistic_columns(model), *memory_columns)
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
         run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
-        run.logger = TensorBoardLogger(folder, name="tensorboard", version="")
+        run.loggers = make_loggers(cfg, folder, extra, fresh=run.step == 0)
     startup.mark("device, optimiser, checkpoint")
     return run

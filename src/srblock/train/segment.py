@@ -95,6 +95,7 @@ def train_segmenter(
         columns=SEG_METRIC_COLUMNS,
         resume=resume,
         memory_columns=(),
+        extra=extra,
     )
     data, device = run.data, fabric.device
     info = data.info
@@ -150,6 +151,7 @@ def train_segmenter(
             run.scheduler.step()
             loss_metric.update(loss.detach())
             run.step += 1
+            run.log_step(run.step, loss.detach(), lr)
             shown = progress.live and run.step % 10 == 0
             progress.update(**({"loss": f"{loss.item():.3f}", "lr": f"{lr:.2e}"} if shown else {}))
 

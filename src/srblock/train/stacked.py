@@ -140,7 +140,8 @@ def train_stacked(
     the result.json of each run that finished and the error of each that did not (it diverged)."""
     # each run's own model only evaluates and saves (eager); the stack is what trains
     runs = [
-        start_classify_run(fabric, cfg, folder, resume=resume, compile_model=False) for cfg, folder, _ in jobs
+        start_classify_run(fabric, cfg, folder, resume=resume, compile_model=False, extra=extra)
+        for cfg, folder, extra in jobs
     ]
     extras = {run.folder: extra for run, (_, _, extra) in zip(runs, jobs, strict=True)}
     if len({run.step for run in runs}) > 1:  # killed between two of their checkpoints: one at a time
@@ -167,12 +168,15 @@ def train_stacked(
         progress.describe(f"epoch {epoch + 1}/{cfg.epochs}")
         stack.net.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        for images, labels in stacked_batches([batches[run.folder][0] for run in stack.runs], epoch):
+        members = [batches[run.folder][0] for run in stack.runs]
+        for step, (images, labels) in enumerate(stacked_batches(members, epoch)):
             logits = stack.net(images)
             losses = member_losses(logits, labels, cfg.label_smoothing)
             stack.optimizer.zero_grad(set_to_none=True)
             fabric.backward(losses.sum())
             stack.optimizer.step()
+            for run, loss in zip(stack.runs, losses.detach(), strict=True):
+                run.log_step(epoch * steps + step + 1, loss, lr)
             loss_sum = loss_sum + losses.detach() * labels.shape[1]
             correct = correct + (logits.detach().argmax(-1) == labels).sum(1)
             seen += labels.shape[1]
