@@ -7,6 +7,7 @@ import json
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -258,7 +259,7 @@ def test_dataloader_path_trains(cifar, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
+def test_two_processes_on_cpu_write_one_checkpoint_and_agree_however_they_are_started(cifar, tmp_path):
     done = srblock_cli(
         *argv(
             "train cifar10 --data {data} --out {out} --accelerator cpu --devices 2 --set epochs=2 "
@@ -284,6 +285,39 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree(cifar, tmp_path):
     with torch.no_grad():
         pred = model((test.images.float() - mean) / std).argmax(1)
     assert result["test_acc"] == pytest.approx(100 * (pred == test.labels).float().mean().item(), abs=1e-4)
+    # the same run on processes a cluster starts: two tasks with the variables srun sets (Fabric's
+    # SLURMEnvironment), and torchrun's two, each end with these weights (CPU, gloo)
+    command = [*argv("train cifar10 --data {data} --accelerator cpu --devices 2", data=cifar)]
+    command += ["--set", "epochs=2", "--set", "sr_stage=3", *TINY]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    slurm = dict(SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1", SLURM_NODEID="0",
+                 SLURM_JOB_ID="4242", SLURM_JOB_NAME="srblock", SLURM_NODELIST="127.0.0.1",
+                 MASTER_PORT=str(port))  # fmt: skip
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "srblock", *command, "--out", str(tmp_path / "slurm")],
+            env=cli_env(**slurm, SLURM_PROCID=str(k), SLURM_LOCALID=str(k)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in (0, 1)
+    ]
+    assert [task.wait(timeout=600) for task in tasks] == [0, 0], [t.stderr.read()[-2000:] for t in tasks]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run(
+        [*torchrun, "-m", "srblock", *command, "--out", str(tmp_path / "torchrun")],
+        env=cli_env(), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = load_checkpoint(folder / "last.ckpt")["model"]
+    for launcher in ("slurm", "torchrun"):
+        started = tmp_path / launcher / SR_FOLDER
+        assert json.loads((started / "result.json").read_text())["world_size"] == 2
+        weights = load_checkpoint(started / "last.ckpt")["model"]
+        assert all(torch.equal(weights[k], expected[k]) for k in expected), launcher
 
 
 @pytest.mark.slow
@@ -537,44 +571,3 @@ def test_a_healthy_run_whose_early_validation_loss_is_large_trains_to_the_end(tm
     rows = (folder / "metrics.csv").read_text().splitlines()
     assert float(rows[1].split(",")[4]) > 1e4  # the validation loss that stopped it before
     assert (folder / "result.json").is_file() and not (folder / "diverged.txt").exists()
-
-
-@pytest.mark.slow
-def test_processes_started_by_slurm_or_torchrun_train_what_devices_2_trains(cifar, tmp_path):
-    """One run on several processes (nodes) as a cluster starts them: two `srblock train` tasks
-    with the variables srun sets (Fabric's SLURMEnvironment), and torchrun's two, each end with the
-    weights `--devices 2` ends with (CPU, gloo)."""
-    import socket
-
-    line = "train cifar10 --data {data} --accelerator cpu --devices 2 --set epochs=2 --set sr_stage=3"
-    command = [*argv(line, data=cifar), *TINY]
-    assert srblock_cli(*command, "--out", str(tmp_path / "devices")).returncode == 0
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    slurm = dict(SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1", SLURM_NODEID="0",
-                 SLURM_JOB_ID="4242", SLURM_JOB_NAME="srblock", SLURM_NODELIST="127.0.0.1",
-                 MASTER_PORT=str(port))  # fmt: skip
-    tasks = [
-        subprocess.Popen(
-            [sys.executable, "-m", "srblock", *command, "--out", str(tmp_path / "slurm")],
-            env=cli_env(**slurm, SLURM_PROCID=str(k), SLURM_LOCALID=str(k)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in (0, 1)
-    ]
-    assert [task.wait(timeout=600) for task in tasks] == [0, 0], [t.stderr.read()[-2000:] for t in tasks]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    done = subprocess.run(
-        [*torchrun, "-m", "srblock", *command, "--out", str(tmp_path / "torchrun")],
-        env=cli_env(), capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    expected = load_checkpoint(tmp_path / "devices" / SR_FOLDER / "last.ckpt")["model"]
-    for launcher in ("slurm", "torchrun"):
-        folder = tmp_path / launcher / SR_FOLDER
-        assert json.loads((folder / "result.json").read_text())["world_size"] == 2
-        weights = load_checkpoint(folder / "last.ckpt")["model"]
-        assert all(torch.equal(weights[k], expected[k]) for k in expected), launcher
