@@ -91,6 +91,11 @@ def cli_env(**values: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **values}
 
 
+def srblock_command(line: str, **paths: object) -> list[str]:
+    """`python -m srblock` and a command line written as one string (see argv), to start as a process."""
+    return [sys.executable, "-m", "srblock", *argv(line, **paths)]
+
+
 def srblock_cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """The installed console script's code path, in a fresh process (as a user runs it), one thread."""
     env = cli_env(**(env_extra or {}))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import pytest
 
 from srblock.cli import main
 from srblock.launch import without_flags
+
+from .helpers import srblock_command
 
 submitit = pytest.importorskip(
     "submitit", reason="submitit is the cluster extra: pip install 'srblock[cluster]'"
@@ -129,17 +130,9 @@ def test_local_workers_train_a_sweep_and_a_signalled_one_is_requeued_and_resumes
     sweep = tmp_path / "mini.yaml"
     sweep.write_text(SWEEP)
     logs = tmp_path / "runs" / "workers" / "mini"
-    command = [
-        sys.executable,
-        "-m",
-        "srblock",
-        "sweep",
-        str(sweep),
-        "--data",
-        str(cifar),
-        "--out",
-        str(tmp_path / "runs"),
-    ]
+    command = srblock_command(
+        "sweep {sweep} --data {data} --out {out}", sweep=sweep, data=cifar, out=tmp_path / "runs"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     launcher = subprocess.Popen([*command, "--quiet", "--launcher", "local", "--workers", "2"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip

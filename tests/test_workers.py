@@ -19,7 +19,7 @@ from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
 from srblock.sweeps import expand_sweep, select_rows
 
-from .helpers import KILLER, TINY, cli_env, main_one_thread
+from .helpers import KILLER, TINY, cli_env, main_one_thread, srblock_command
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 
@@ -42,17 +42,9 @@ def epochs_logged(folder: Path) -> list[str]:
 def test_three_workers_train_every_run_of_a_sweep_once(cifar, tmp_path):
     sweep = tmp_path / "mini.yaml"
     sweep.write_text(SWEEP)
-    command = [
-        sys.executable,
-        "-m",
-        "srblock",
-        "sweep",
-        str(sweep),
-        "--data",
-        str(cifar),
-        "--out",
-        str(tmp_path),
-    ]
+    command = srblock_command(
+        "sweep {sweep} --data {data} --out {out}", sweep=sweep, data=cifar, out=tmp_path
+    )
     workers = [
         subprocess.Popen(
             [*command, "--quiet"], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

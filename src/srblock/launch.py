@@ -11,6 +11,7 @@ over and resumes it from the last checkpoint. submitit is an optional extra
 
 from __future__ import annotations
 
+import importlib
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,15 +30,18 @@ def _submitit() -> Any:
     return submitit
 
 
+ENTRY_POINT = "srblock.cli:main"  # what `srblock` runs (pyproject's console script)
+
+
 class Worker:
-    """One worker: `srblock ARGV` in the job's process. Checkpointable, as submitit knows it: on
-    SLURM's signal before a time-out (or a preemption) submitit requeues the call this returns,
-    the same command, which takes its run over and resumes it."""
+    """One worker: `srblock ARGV` in the job's process (the console script's entry point, looked up
+    there). Checkpointable, as submitit knows it: on SLURM's signal before a time-out (or a
+    preemption) submitit requeues the call this returns, the same command, which takes its run
+    over and resumes it."""
 
     def __call__(self, argv: Sequence[str]) -> int:
-        from .cli import main
-
-        code = main(list(argv))
+        module, _, name = ENTRY_POINT.partition(":")
+        code = getattr(importlib.import_module(module), name)(list(argv))
         if code:
             raise RuntimeError(f"srblock {shlex.join(argv)} ended with exit code {code}")
         return code
