@@ -4,6 +4,7 @@ run gives."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import timm
@@ -35,6 +36,12 @@ def test_the_export_holds_weights_and_timms_config(shared, capsys):
     assert config["model_args"]["sr_stage"] == 3 and config["model_args"]["sr_memory_blocks"] == 2
     assert config["model_args"]["in_chans"] == 3 and config["pretrained_cfg"]["input_size"] == [3, 32, 32]
     assert (out / "model.safetensors").stat().st_size > 100_000
+    # the weights' licence is the project's: LICENSE and pyproject say MIT (an export said apache-2.0)
+    root = Path(__file__).parents[1]
+    assert config["pretrained_cfg"]["license"] == "mit" and (root / "LICENSE").read_text().startswith(
+        "MIT License"
+    )
+    assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()
 
 
 def test_timm_loads_it_offline_and_computes_what_the_run_computes(shared):

@@ -46,7 +46,7 @@ def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dic
         "crop_pct": 1.0 if small else 0.875,
         "interpolation": "bilinear",
         "fixed_input_size": False,
-        "license": "apache-2.0",
+        "license": "mit",  # the project's (LICENSE, pyproject)
     }
 
 
