@@ -30,6 +30,7 @@ def test_an_mlflow_run_holds_the_config_tags_metrics_and_files_and_a_resume_goes
     tmp_path, monkeypatch, capsys
 ):
     mlflow = pytest.importorskip("mlflow", reason="mlflow is an extra: pip install 'srblock[mlflow]'")
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working folder (MLflow's default ./mlruns)
     data = write_fashion_mnist(tmp_path / "data", train=150, test=40)
     store = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
@@ -81,6 +82,7 @@ def test_an_mlflow_run_holds_the_config_tags_metrics_and_files_and_a_resume_goes
     )
     assert run.data.metrics["result/test_acc"] == pytest.approx(result["test_acc"])
     assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["config.yaml", "result.json"]
+    assert (tmp_path / "runs" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
 
 def test_wandb_offline_and_no_tracker_at_all(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from .compiling import damaged_cache_said
 from .fabric import make_fabric
 from .segment import train_segmenter
 from .stacked import train_stacked
+from .tracking import close_open_loggers
 
 
 @contextlib.contextmanager
@@ -42,11 +43,22 @@ def claimed(fabric: Fabric, folders: Sequence[Path]) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def trackers_closed() -> Iterator[None]:
+    """The trackers' runs of a run that ends otherwise than finished are closed as failed (killed
+    at Ctrl-C or a requeue), not left RUNNING (tracking.py)."""
+    try:
+        yield
+    except BaseException as err:
+        close_open_loggers("killed" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed")
+        raise
+
+
 def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) -> dict[str, Any]:
     """Trains one run with the loop its task needs (classification or segmentation); returns
     result.json. One process trains in a folder at a time: RunHeld where another does."""
     loop = train_segmenter if cfg.SEGMENTS else train_classifier
-    with claimed(fabric, [folder]):
+    with claimed(fabric, [folder]), trackers_closed():
         try:
             with damaged_cache_said():
                 return loop(fabric, cfg, folder, **kwargs)
@@ -59,7 +71,7 @@ def run_stacked(
 ) -> tuple[dict[Path, dict[str, Any]], dict[Path, str]]:
     """Trains jobs (jobs.Job) that differ only in their seed as one stack (stacked.py), each run's
     folder claimed; returns the results of those that finished and the errors of those that diverged."""
-    with claimed(fabric, [job.folder for job in jobs]):
+    with claimed(fabric, [job.folder for job in jobs]), trackers_closed():
         try:
             with damaged_cache_said():
                 return train_stacked(fabric, [(job.cfg, job.folder, job.extra) for job in jobs], **kwargs)

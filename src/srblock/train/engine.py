@@ -241,6 +241,6 @@ def start_run(
         columns = (*columns, *statistic_columns(model), *memory_columns)
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
         run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
-        run.loggers = make_loggers(cfg, folder, extra, fresh=run.step == 0)
+        run.loggers = make_loggers(cfg, folder, extra, step=run.step)
     startup.mark("device, optimiser, checkpoint")
     return run

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -75,49 +76,69 @@ def check_trackers(cfg: TrainConfig) -> None:
             _require(name)
 
 
-def make_loggers(cfg: TrainConfig, folder: Path, extra: dict[str, Any] | None, fresh: bool) -> list[Any]:
-    """The loggers of a run's trackers (rank 0's), each given the configuration where the run is
-    `fresh` (a resumed one goes on in the tracker runs of tracking.json)."""
+_OPEN: list[Any] = []  # the loggers of the runs in progress in this process: closed however they end
+
+
+def make_loggers(cfg: TrainConfig, folder: Path, extra: dict[str, Any] | None, step: int) -> list[Any]:
+    """The loggers of a run's trackers (rank 0's), at training `step` (a resumed run's: it goes on
+    in the tracker runs of tracking.json). A tracker run made now gets the configuration as
+    hyperparameters; TensorBoard forgets what was logged after `step` (a kill repeats it)."""
     path = folder / TRACKING_FILE
     ids: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
     group, name = folder.parents[1].name, f"{folder.parent.name}/{folder.name}"
-    loggers = []
+    loggers, new = [], []  # new: the tracker runs made now, which get the configuration
     for tracker in dict.fromkeys(cfg.loggers):
+        made = tracker not in ids and (tracker != "tensorboard" or step == 0)
         if tracker == "tensorboard":
             from lightning.fabric.loggers import TensorBoardLogger
 
-            loggers.append(TensorBoardLogger(folder, name="tensorboard", version=""))
+            logger = TensorBoardLogger(folder, name="tensorboard", version="", purge_step=step or None)
         elif tracker == "mlflow":
             _require("mlflow")
             from lightning.pytorch.loggers import MLFlowLogger
 
-            uri = (
-                os.environ.get("MLFLOW_TRACKING_URI")
-                or f"sqlite:///{folder.parents[2].resolve() / 'mlflow.db'}"
-            )
-            logger = MLFlowLogger(
-                experiment_name=group, run_name=name, tracking_uri=uri, tags=tags(cfg, folder, extra),
-                run_id=ids.get("mlflow"),
+            out, uri = folder.parents[2].resolve(), os.environ.get("MLFLOW_TRACKING_URI")
+            server = (uri or "").startswith(("http://", "https://", "databricks"))
+            logger = MLFlowLogger(  # a server keeps its own artifact store; a local one: beside the runs
+                experiment_name=group, run_name=name, tracking_uri=uri or f"sqlite:///{out / 'mlflow.db'}",
+                tags=tags(cfg, folder, extra), run_id=ids.get("mlflow"),
+                artifact_location=None if server else (out / "mlartifacts").as_uri(),
             )  # fmt: skip
             ids["mlflow"] = logger.run_id
-            loggers.append(logger)
         elif tracker == "wandb":
             _require("wandb")
             from lightning.pytorch.loggers import WandbLogger
 
-            ids.setdefault("wandb", f"{group}-{folder.parent.name}-{folder.name}".replace("/", "_")[-120:])
-            loggers.append(
-                WandbLogger(
-                    project=group, name=name, id=ids["wandb"], resume="allow", save_dir=str(folder),
-                    tags=[f"{k}={v}" for k, v in tags(cfg, folder, extra).items()][:64],
-                )
+            ids.setdefault("wandb", uuid.uuid4().hex[:12])  # its own: never another run's of one name
+            logger = WandbLogger(
+                project=group, name=name, id=ids["wandb"], resume="allow", save_dir=str(folder),
+                reinit="create_new",  # a run of its own, whatever run this process had open
+                tags=[f"{k}={v}"[:64] for k, v in tags(cfg, folder, extra).items()],
             )  # fmt: skip
+        else:  # csv: metrics.csv, always written
+            continue
+        loggers.append(logger)
+        new += [logger] if made else []
     if ids:
         write_text_atomic(path, json.dumps(ids, indent=1))
-    if fresh:
-        for logger in loggers:
-            logger.log_hyperparams(cfg.record())
+    for logger in new:
+        logger.log_hyperparams(cfg.record())
+    _OPEN.extend(loggers)
     return loggers
+
+
+def close_open_loggers(status: str) -> None:
+    """Closes the trackers' runs this process left open (a run stopped, diverged or failed), with
+    `status` ("failed", "killed"), so none stays RUNNING and TensorBoard's buffer is written."""
+    while _OPEN:
+        _close(_OPEN.pop(), status)
+
+
+def _close(logger: Any, status: str) -> None:
+    kind = type(logger).__name__
+    logger.finalize(status.upper() if kind == "MLFlowLogger" and status == "killed" else status)
+    if kind == "WandbLogger":  # (Lightning's leaves W&B's run open until exit)
+        logger.experiment.finish(exit_code=0 if status == "success" else 1)
 
 
 def finish_loggers(loggers: list[Any], folder: Path, result: dict[str, Any]) -> None:
@@ -129,6 +150,6 @@ def finish_loggers(loggers: list[Any], folder: Path, result: dict[str, Any]) -> 
         if type(logger).__name__ == "MLFlowLogger":
             for name in (CONFIG_FILE, RESULT_FILE):
                 logger.experiment.log_artifact(logger.run_id, str(folder / name))
-        logger.finalize("success")
-        if type(logger).__name__ == "WandbLogger":  # (Lightning's leaves W&B's run open until exit)
-            logger.experiment.finish()
+        _close(logger, "success")
+        if logger in _OPEN:
+            _OPEN.remove(logger)
