@@ -71,6 +71,7 @@ def test_a_slurm_array_of_workers_is_rendered_from_the_flags(fake_slurm, tmp_pat
     delayed = submitit.helpers.DelayedSubmission.load(pickled)
     assert delayed.args == (["sweep", str(sweep), "--out", str(tmp_path / "runs"), "--set", "lr=0.05"],)
     assert hasattr(delayed.function, "checkpoint")  # requeued on SLURM's signal before a time-out
+    assert delayed._timeout_countdown >= 1000  # as often as the sweep needs (submitit's default: 3)
 
 
 def test_launcher_flags_without_a_launcher_or_beyond_one_device_are_refused(tmp_path, capsys):
@@ -79,6 +80,22 @@ def test_launcher_flags_without_a_launcher_or_beyond_one_device_are_refused(tmp_
     command = ["train", "fashion_mnist", "--launcher", "local", "--devices", "2", "--out", str(tmp_path)]
     assert main(command) == 2
     assert "a submitted worker trains on one device" in capsys.readouterr().err
+
+
+def test_a_train_workers_command_names_its_seeds_and_no_worker_submits_more(
+    fake_slurm, tmp_path, capsys, monkeypatch
+):
+    """`train RECIPE --resume` alone resumes what it finds: a worker of `train` got nothing to do; a
+    shortened launcher flag stayed in the workers' words, and each would have submitted more."""
+    out = str(tmp_path / "runs")
+    assert main(["train", "fashion_mnist", "--out", out, "--launcher", "slurm", "--workers", "2"]) == 0
+    assert f"each runs: srblock train fashion_mnist --out {out} --seeds 0 --resume" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # flags by their whole names only
+        main(["sweep", "cifar100-table1", "--out", out, "--launch", "slurm"])
+    assert "unrecognized arguments: --launch slurm" in capsys.readouterr().err
+    monkeypatch.setenv("SRBLOCK_WORKER", "1")  # in a submitted worker
+    assert main(["train", "fashion_mnist", "--out", out, "--launcher", "slurm"]) == 2
+    assert "--launcher in a submitted worker" in capsys.readouterr().err
 
 
 def test_a_workers_command_is_the_command_without_the_launchers_flags():

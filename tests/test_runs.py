@@ -22,7 +22,7 @@ import yaml
 
 from srblock.checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from srblock.keys import make_config, parse_set
-from srblock.run_lock import RunHeld, RunLock
+from srblock.run_lock import RunHeld, RunLock, claim_lost
 from srblock.run_model import trained_model
 from srblock.runs import (
     MetricsLog,
@@ -334,14 +334,12 @@ def test_a_finished_run_without_its_tested_checkpoint_says_so(tmp_path):
         trained_model(tmp_path)
 
 
-def test_the_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path):
+def test_the_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     with RunLock(folder):
         assert (folder / ".lock").read_text().split()[0] == str(os.getpid())
-        with pytest.raises(ValueError, match=f"is in use by process {os.getpid()} \\(a run trains there\\)"):
+        with pytest.raises(RunHeld, match=f"is in use by process {os.getpid()} \\(a run trains there\\)"):
             RunLock(folder).__enter__()
-        with RunLock(folder, active=False):  # another process of the same distributed run
-            pass
     assert not folder.exists()  # nothing was written: no folder left behind
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -358,22 +356,37 @@ def test_the_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path):
     os.utime(folder / ".lock", (stale, stale))
     with RunLock(folder):  # taken over: the run resumes from its last checkpoint here
         assert (folder / ".lock").read_text() == f"{os.getpid()} {socket.gethostname()}"
-    (folder / ".lock").write_text("")  # being written by a worker that has just made it
-    with pytest.raises(RunHeld, match="is being claimed by another process"):
+    # a live process of this host whose claim is not renewed: its pid was reused by another
+    (folder / ".lock").write_text(f"{os.getppid()} {socket.gethostname()}")
+    os.utime(folder / ".lock", (stale, stale))
+    with RunLock(folder):
+        pass
+    # a SLURM job requeued (on another node) takes its own claim back at once
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    (folder / ".lock").write_text("4242 another-host 77_3")
+    with RunLock(folder):
+        assert (folder / ".lock").read_text() == f"{os.getpid()} {socket.gethostname()} 77_3"
+    # another worker taking the same stale claim over right now: left to it
+    (folder / ".lock").write_text("4242 another-host")
+    os.utime(folder / ".lock", (stale, stale))
+    (folder / ".lock.breaking").write_text("")
+    with pytest.raises(RunHeld, match="is being taken over by another worker"):
         RunLock(folder).__enter__()
 
 
-def test_a_claim_is_renewed_while_held_and_released_only_by_its_holder(tmp_path, monkeypatch):
-    from srblock import run_lock
-
-    monkeypatch.setattr(run_lock, "HEARTBEAT_SECONDS", 0.05)
+def test_a_claim_is_renewed_while_held_and_one_taken_over_is_noted_lost_and_left(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRBLOCK_LEASE_SECONDS", "0.2")  # a heartbeat of 0.05 s
     folder = tmp_path / "run"
     with RunLock(folder):
         old = time.time() - 100
         os.utime(folder / ".lock", (old, old))
         time.sleep(0.3)
         assert time.time() - (folder / ".lock").stat().st_mtime < 5  # the heartbeat renewed it
+        assert not claim_lost(folder)
         (folder / ".lock").write_text("4242 another-host")  # taken over (this process stalled past its lease)
+        time.sleep(0.3)
+        assert claim_lost(folder)  # the run stops at its next checkpoint (engine.Run.checkpoint)
     assert (folder / ".lock").read_text() == "4242 another-host"  # not ours any more: left in place
 
 

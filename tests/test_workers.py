@@ -114,6 +114,7 @@ def test_rows_are_chosen_by_index_and_by_key(tmp_path):
     assert [r.name for r in select_rows(rows, ["name=plain"], "mini")] == ["plain"]
     assert [r.name for r in select_rows(rows, ["sr_stage=3"], "mini")] == ["SR"]
     assert [r.name for r in select_rows(rows, ["0", "1", "model=resnet10s_cifar"], "mini")] == ["plain", "SR"]
+    assert [r.name for r in select_rows(rows, ["name=plain", "name=SR"], "mini")] == ["plain", "SR"]
     with pytest.raises(ValueError, match="--rows 2: give row indices 0..1 of mini or key=value tests"):
         select_rows(rows, ["2"], "mini")
     with pytest.raises(ValueError, match="no row of mini is chosen; its rows: 0 plain, 1 SR"):

@@ -12,12 +12,15 @@ over and resumes it from the last checkpoint. submitit is an optional extra
 from __future__ import annotations
 
 import importlib
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 LAUNCHERS = ("slurm", "local")
+MAX_REQUEUES = 1000  # time-outs a SLURM worker is requeued after (submitit's default: 3)
+LOCAL_MINUTES = 60 * 24 * 30  # a local worker's "time limit": none to speak of
 
 
 def _submitit() -> Any:
@@ -40,6 +43,7 @@ class Worker:
     over and resumes it."""
 
     def __call__(self, argv: Sequence[str]) -> int:
+        os.environ["SRBLOCK_WORKER"] = "1"  # it trains: a --launcher in its words would submit more
         module, _, name = ENTRY_POINT.partition(":")
         code = getattr(importlib.import_module(module), name)(list(argv))
         if code:
@@ -78,8 +82,12 @@ def submit(
     submitit = _submitit()
     if launcher not in LAUNCHERS:
         raise ValueError(f"--launcher takes {' or '.join(LAUNCHERS)}, got {launcher!r}")
-    executor = submitit.AutoExecutor(folder=str(logs / "%j"), cluster=launcher)
-    executor.update_parameters(name=name, tasks_per_node=1, nodes=1, timeout_min=options.get("time") or 60)
+    requeues = {"slurm_max_num_timeout": MAX_REQUEUES} if launcher == "slurm" else {}
+    executor = submitit.AutoExecutor(folder=str(logs / "%j"), cluster=launcher, **requeues)
+    # a SLURM worker stopped at its time limit is requeued as often as the sweep needs (submitit
+    # stops after 3 by default); local workers have no time limit to speak of
+    minutes = (options.get("time") or 60) if launcher == "slurm" else LOCAL_MINUTES
+    executor.update_parameters(name=name, tasks_per_node=1, nodes=1, timeout_min=minutes)
     if launcher == "slurm":
         executor.update_parameters(**slurm_parameters(options))
     return executor.map_array(Worker(), [list(argv)] * workers)

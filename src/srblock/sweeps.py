@@ -108,8 +108,9 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
 def select_rows(rows: list[SweepRow], selectors: list[str], sweep: str) -> list[SweepRow]:
     """The rows `--rows` names, for splitting a sweep by hand: indices (0-based, in the file's
     order) and key=value tests (`name=R18`, `model=resnet18_cifar`, `sr_stage=3`); a row is kept
-    when it is among the indices given (if any) and passes every test."""
-    indices, tests = set(), {}
+    when it is among the indices given (if any) and passes every key's test (a key given twice
+    takes either value: `name=R18 name=R34`)."""
+    indices, tests = set(), {}  # tests: key -> the values it may take (a key given twice: either)
     for selector in selectors:
         key, sep, text = selector.partition("=")
         if not sep:
@@ -120,16 +121,17 @@ def select_rows(rows: list[SweepRow], selectors: list[str], sweep: str) -> list[
             indices.add(int(selector))
             continue
         if key == "name":
-            tests[key] = text
+            tests.setdefault(key, []).append(text)
             continue
         values: dict[str, Any] = {}
         set_value(values, key, yaml.safe_load(text) if text else None, f"--rows {selector}")
-        tests[renamed(key, sweep, warn=False)] = values[renamed(key, sweep, warn=False)]
+        key = renamed(key, sweep, warn=False)
+        tests.setdefault(key, []).append(values[key])
 
     def passes(row: SweepRow) -> bool:
         return all(
-            (row.name if key == "name" else getattr(row.config, key, None)) == value
-            for key, value in tests.items()
+            (row.name if key == "name" else getattr(row.config, key, None)) in values
+            for key, values in tests.items()
         )
 
     chosen = [row for row in rows if (not indices or row.index in indices) and passes(row)]

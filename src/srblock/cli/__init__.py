@@ -6,7 +6,9 @@ import argparse
 import errno
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .. import startup
@@ -54,7 +56,12 @@ def os_error(err: OSError) -> str:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line that says where to look."""
+    """argparse, but a usage error is one line that says where to look, and a flag is only its
+    whole name (a worker's command is the command without the launcher's flags, by name)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -85,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    trains = args.command in ("train", "sweep", "demo") and "SUBMITIT_EXECUTOR" not in os.environ
+    # a stop asked by the system (SLURM's time limit, scancel, a shutdown) as Ctrl-C: the run's claim
+    # is released and its last checkpoint kept (under submitit, SIGTERM is submitit's to handle)
+    previous = (
+        signal.signal(signal.SIGTERM, _interrupt)
+        if trains and threading.current_thread() is threading.main_thread()
+        else None
+    )
     try:
         return args.run(args) or 0
     except (ValueError, OSError) as err:
@@ -98,6 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _again(args: argparse.Namespace, words: list[str]) -> str:

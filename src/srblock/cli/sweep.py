@@ -55,9 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
 
-    rows = expand_sweep(args.sweep, training_overrides(args, sweep=True))  # (checked before submitting)
-    if launched(args, group_name(args.sweep)):
-        return 0
+    rows = expand_sweep(args.sweep, training_overrides(args, sweep=True))
     rows = select_rows(rows, args.rows, args.sweep) if args.rows else rows
     folder = Path(args.out) / group_name(args.sweep)
     jobs = [
@@ -73,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.sweep}: rows {row['name']!r} and {job.extra['name']!r} are one configuration (both "
                 f"would train {job.folder.parent}): remove one, or make them differ"
             )
+
+    if launched(args, group_name(args.sweep)):  # (its rows and keys checked before submitting)
+        return 0
 
     def count(outcomes: list) -> str:
         trained = sum(o.trained for o in outcomes)

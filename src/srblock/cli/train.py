@@ -57,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
 
     group = group_name(args.recipe)
     overrides = training_overrides(args)
-    if launched(args, group):
-        return 0
     if args.resume and not args.sets and not args.seeds:
         folders = unfinished_runs(Path(args.out) / group)  # (run_jobs skips those that diverged)
         if not folders:
@@ -74,9 +72,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"srblock train: skipped {folder}: {err}", file=sys.stderr)
         if not jobs:
             raise ValueError(f"no run under {Path(args.out) / group} can be resumed (see above)")
+        if launched(args, group):
+            return 0
     else:
         base = make_config(args.recipe, overrides)
         jobs = [Job(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
+        if launched(args, group, seeds=[job.cfg.seed for job in jobs]):  # (its keys checked first)
+            return 0
     run_jobs(jobs, resume=args.resume, summary=results_table, **job_args(args))
     return 0
 

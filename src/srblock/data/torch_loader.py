@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Sequence
 
 import torch
@@ -10,6 +11,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .sampler import EpochSampler, SeededItems
+
+
+def ignore_job_signals(worker_id: int) -> None:
+    """A DataLoader worker's start: SLURM's signal before a time-out (SIGUSR2), sent to every
+    process of the job, is the training process's to handle (submitit requeues it); its default
+    would kill the worker and the run with it."""
+    if hasattr(signal, "SIGUSR2"):
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 class TensorImages(Dataset):
@@ -56,6 +65,7 @@ def make_dataloader(
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=ignore_job_signals,
     )
 
 
@@ -97,4 +107,5 @@ def make_file_loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
         collate_fn=collate_fn,
+        worker_init_fn=ignore_job_signals,
     )

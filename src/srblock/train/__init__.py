@@ -27,7 +27,7 @@ def claimed(fabric: Fabric, folders: Sequence[Path]) -> Iterator[None]:
     them), or RunHeld on every process where one is held by another worker or was finished by one
     meanwhile: the command leaves it to that worker."""
     with contextlib.ExitStack() as locks:
-        held = None
+        refusal: tuple[str, str] | None = None  # (held or another error, its words)
         if fabric.global_rank == 0:
             try:
                 for folder in folders:
@@ -35,11 +35,15 @@ def claimed(fabric: Fabric, folders: Sequence[Path]) -> Iterator[None]:
                     if has_result(folder):  # finished by another worker since this one looked
                         raise RunHeld(f"{folder} was finished by another worker")
             except RunHeld as err:
-                held = str(err)
+                refusal = ("held", str(err))
+            except Exception as err:  # (an OSError making the claim): every process stops, none waits
+                if fabric.world_size == 1:
+                    raise
+                refusal = ("error", str(err))
         if fabric.world_size > 1:  # the other processes follow the first
-            held = fabric.broadcast(held, src=0)
-        if held:
-            raise RunHeld(held)
+            refusal = fabric.broadcast(refusal, src=0)
+        if refusal:
+            raise (RunHeld if refusal[0] == "held" else ValueError)(refusal[1])
         yield
 
 

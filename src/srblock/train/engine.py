@@ -22,6 +22,7 @@ from ..config import TrainConfig
 from ..insert import sr_blocks
 from ..memory import statistic_columns
 from ..params import config_overhead
+from ..run_lock import RunHeld, claim_lost
 from ..run_model import build_model, check_input_size, load_weights
 from ..runs import (
     BEST_CKPT,
@@ -125,7 +126,14 @@ class Run:
             raise RunDiverged(message)
 
     def checkpoint(self, name: str) -> None:
-        """Saves the run as it stands (model, optimiser, schedule, RNGs, progress) to `name` in its folder."""
+        """Saves the run as it stands (model, optimiser, schedule, RNGs, progress) to `name` in its
+        folder; RunHeld instead where another worker took the run over (this one stalled past its
+        claim's lease: run_lock.py), so that nothing of the new holder's is written over."""
+        lost = claim_lost(self.folder) if self.rank0 else False
+        if self.fabric.world_size > 1:
+            lost = self.fabric.broadcast(lost, src=0)
+        if lost:
+            raise RunHeld(f"{self.folder} was taken over by another worker (this one stalled past its lease)")
         if self.rank0:
             progress = {self.unit: self.step, "best_val": self.best_val, f"best_{self.unit}": self.best_step}
             state = training_state(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from torch import nn
 
 from .. import startup
 from ..config import TrainConfig
-from ..run_lock import RunHeld
+from ..run_lock import RunHeld, stalled
 from ..runs import RunDiverged, diverged, finished, read_result
 
 
@@ -213,6 +214,10 @@ def run_jobs(
                 held.update({i: str(err) for i, _ in group})
         if not held:
             break
+        waits = [w for i in held if (w := stalled(jobs[i].folder)) is not None]
+        if attempt == 0 and waits:  # a held run whose claim is no longer renewed: wait for its lease
+            say(f"waiting {min(waits):.0f} s for the claim of a worker that stopped renewing it to run out")
+            time.sleep(min(waits) + 1.0)
     for i in held:  # what the other workers finished meanwhile counts as finished before
         if finished(jobs[i].folder, jobs[i].cfg):
             outcomes[i] = Outcome(jobs[i], read_result(jobs[i].folder), trained=False)

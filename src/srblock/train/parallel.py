@@ -226,6 +226,8 @@ def _main(argv: list[str] | None = None) -> int:
     # Ctrl-C (forwarded, or from stop_with_parent) must reach this run even where the command was
     # started with SIGINT ignored, as a background job of a script is, which its children inherit
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "SIGUSR2"):  # SLURM's signal before a time-out reaches every process of a job:
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the command's to handle (a submitit requeue)
     startup.verbose = args.verbose
     torch.set_num_threads(args.threads)
     from . import make_fabric, run_training
