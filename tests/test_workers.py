@@ -24,7 +24,7 @@ from .helpers import KILLER, TINY, cli_env, main_one_thread, srblock_command
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 
 SWEEP = """recipe: cifar10
-seeds: [0, 1, 2]
+seeds: [0, 1]
 set: {model: resnet10s_cifar, epochs: 2, batch_size: 32, eval_batch_size: 64}
 runs:
   - {name: plain}
@@ -54,9 +54,9 @@ def test_three_workers_train_every_run_of_a_sweep_once(cifar, tmp_path):
     outputs = [worker.communicate(timeout=600) for worker in workers]
     assert all(worker.returncode == 0 for worker in workers), [err for _, err in outputs]
     trained = [int(out.split(" trained now")[0].rsplit(" ", 1)[1]) for out, _ in outputs]
-    assert sum(trained) == 6  # every (row, seed) trained by exactly one worker
+    assert sum(trained) == 4  # every (row, seed) trained by exactly one worker
     for name in FOLDERS:
-        for seed in range(3):
+        for seed in range(2):
             folder = tmp_path / "mini" / name / f"seed{seed}"
             assert (folder / "result.json").is_file() and not (folder / ".lock").exists()
             assert epochs_logged(folder) == ["0", "1"]  # no epoch trained twice
@@ -66,7 +66,7 @@ def test_three_workers_train_every_run_of_a_sweep_once(cifar, tmp_path):
 @pytest.mark.slow
 def test_a_killed_workers_run_is_finished_by_the_next_worker_as_if_never_killed(cifar, tmp_path):
     sweep = tmp_path / "mini.yaml"
-    sweep.write_text(SWEEP.replace("seeds: [0, 1, 2]", "seeds: [0]"))
+    sweep.write_text(SWEEP.replace("seeds: [0, 1]", "seeds: [0]"))
     common = ["sweep", str(sweep), "--data", str(cifar), "--quiet"]
     assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
     marker = tmp_path / "killed_at"
