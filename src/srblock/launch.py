@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 LAUNCHERS = ("slurm", "local")
+WORKER_VARIABLE = "SRBLOCK_WORKER"  # set in a submitted worker: it trains, it submits no workers
 MAX_REQUEUES = 1000  # time-outs a SLURM worker is requeued after (submitit's default: 3)
 LOCAL_MINUTES = 60 * 24 * 30  # a local worker's "time limit": none to speak of
 
@@ -43,7 +44,7 @@ class Worker:
     over and resumes it."""
 
     def __call__(self, argv: Sequence[str]) -> int:
-        os.environ["SRBLOCK_WORKER"] = "1"  # it trains: a --launcher in its words would submit more
+        os.environ[WORKER_VARIABLE] = "1"  # it trains: a --launcher in its words would submit more
         module, _, name = ENTRY_POINT.partition(":")
         code = getattr(importlib.import_module(module), name)(list(argv))
         if code:
@@ -55,10 +56,10 @@ class Worker:
 
 
 def slurm_parameters(options: dict[str, Any]) -> dict[str, Any]:
-    """submitit's parameters for the --slurm-* flags that were given (None: not given)."""
+    """submitit's parameters for the --slurm-* flags that were given (None: not given); --slurm-time
+    is `submit`'s timeout_min."""
     names = {
         "partition": "slurm_partition",
-        "time": "timeout_min",
         "gpus_per_node": "gpus_per_node",
         "cpus_per_task": "cpus_per_task",
         "mem_gb": "mem_gb",

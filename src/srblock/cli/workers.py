@@ -8,16 +8,16 @@ import os
 import shlex
 from pathlib import Path
 
+from ..launch import LAUNCHERS, WORKER_VARIABLE, submit, without_flags
 from .common import at_least, refuse_flags
 
 GROUP = 'workers elsewhere (submitit: pip install "srblock[cluster]")'
-WORKER = "SRBLOCK_WORKER"  # set in a submitted worker: it trains, it submits no workers of its own
 
 
 def add_launch_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(GROUP)
     g.add_argument(
-        "--launcher", choices=("slurm", "local"),
+        "--launcher", choices=LAUNCHERS,
         help="submit --workers workers of this command: a SLURM job array (the command returns), or "
         "local processes (it waits for them); they share --out",
     )  # fmt: skip
@@ -60,8 +60,6 @@ def worker_words(args: argparse.Namespace, seeds: list[int] | None) -> list[str]
     """What each worker runs: the command's own words without the launcher's flags, its paths
     absolute (a job may start elsewhere), `--seeds` made explicit for `train` (a worker's
     `--resume` alone would resume what it finds, not start these runs) and --resume added."""
-    from ..launch import without_flags
-
     flags = [flag for action in _launch_actions(args) for flag in action.option_strings]
     words = without_flags(args.words, flags)
     for i, word in enumerate(words):
@@ -83,10 +81,8 @@ def launched(args: argparse.Namespace, group: str, seeds: list[int] | None = Non
     if not getattr(args, "launcher", None):
         refuse_flags(args, dests[1:], "without --launcher (they configure its workers)")
         return False
-    if os.environ.get(WORKER):
+    if os.environ.get(WORKER_VARIABLE):
         raise ValueError("--launcher in a submitted worker: a worker trains, it submits no workers")
-    from ..launch import submit
-
     if args.devices not in (1, "1") or args.num_nodes != 1:
         raise ValueError("a submitted worker trains on one device: give more --workers rather than --devices")
     bad = [item for item in args.additional or [] if "=" not in item]
