@@ -5,7 +5,9 @@ tracker that is not installed is one line before anything is written."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +72,9 @@ def test_an_mlflow_run_holds_the_config_tags_metrics_and_files_and_a_resume_goes
         "0",
     )
     assert {"version.srblock", "version.torch", "version.timm"} <= set(tags)
+    here = Path(__file__).parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here)
+    assert tags.get("git_commit") == (head.stdout.strip() or None)  # the editable checkout's commit
     history = {
         m: client.get_metric_history(run.info.run_id, m) for m in ("val_acc", "step/train_loss", "step/lr")
     }

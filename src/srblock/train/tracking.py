@@ -12,6 +12,7 @@ file beside the runs (OUT/mlflow.db). A resumed run goes on in the tracker runs 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -28,9 +29,11 @@ TRACKING_FILE = "tracking.json"  # the tracker runs a run folder goes on in: {"m
 EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}  # the package each tracker needs (its pip extra)
 
 
+@functools.cache
 def git_commit() -> str | None:
     """The commit of the srblock checkout that runs (an editable install), or None (an installed
-    package: no checkout of srblock's own, even inside another repository)."""
+    package: no checkout of srblock's own, even inside another repository). Asked of git once a
+    process (each tracker of each run of a stack tags it)."""
     package = Path(__file__).resolve().parents[1]
     try:
         done = subprocess.run(
