@@ -182,7 +182,7 @@ def train_classifier(
             # without a validation split (ImageNet: its val set is the test set) the last epoch is tested
             val = evaluate(run.net, val_batches, num_classes, device)[:2] if val_batches else None
             if val is not None:  # a network whose training loss is finite can still compute NaNs
-                run.check_finite(val[0], f"epoch {epoch + 1}", "validation loss", limit=False)
+                run.check_finite(val[0], f"epoch {epoch + 1}", "validation loss")
             memory = memory_epoch(run, val_batches, epoch, num_classes) if blocks else {}
             end_epoch(run, epoch, lr, (train_loss, train_acc), val, memory, epoch_start)
             progress.report(f"epoch {epoch + 1}/{cfg.epochs}", **epoch_summary(train_loss, train_acc, val))

@@ -112,13 +112,13 @@ class Run:
     def rank0(self) -> bool:
         return self.fabric.global_rank == 0
 
-    def check_finite(self, loss: float, where: str, what: str = "training loss", limit: bool = True) -> None:
+    def check_finite(self, loss: float, where: str, what: str = "training loss") -> None:
         """Stops a diverged run before it checkpoints, so it never counts as finished (last.ckpt
         keeps the weights from before; the folder says why): a loss not a number, or a training
         loss past LOSS_LIMIT. A large validation loss is a number to record, not a divergence: with
         BatchNorm's running statistics from a few steps at a high lr it is common early on, and
         passes as they settle."""
-        if not math.isfinite(loss) or (limit and loss > LOSS_LIMIT):
+        if not math.isfinite(loss) or (what == "training loss" and loss > LOSS_LIMIT):
             message = f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; "
             message += divergence_advice(self.cfg, self.folder)
             if self.rank0:
@@ -146,10 +146,9 @@ class Run:
         """A row of metrics.csv and of every tracker (rank 0 writes, the others do nothing)."""
         if self.rank0:
             self.metrics.append(row)
+            values = {k: v for k, v in row.items() if k != self.unit and v is not None}
             for logger in self.loggers:
-                logger.log_metrics(
-                    {k: v for k, v in row.items() if k != self.unit and v is not None}, step=row[self.unit]
-                )
+                logger.log_metrics(values, step=row[self.unit])
 
     def log_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
         """The training loss and lr at optimiser step `step`, every `log_every` steps, to the trackers

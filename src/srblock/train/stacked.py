@@ -121,7 +121,7 @@ def stopped(
     for i, (run, loss) in enumerate(zip(stack.runs, losses, strict=True)):
         try:
             # last.ckpt keeps the epoch before; a large validation loss is recorded, not a divergence
-            run.check_finite(loss, f"epoch {epoch + 1}", what, limit=what == "training loss")
+            run.check_finite(loss, f"epoch {epoch + 1}", what)
             healthy.append(i)
         except RunDiverged as err:
             failed[run.folder] = str(err)
