@@ -513,7 +513,7 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
     run.check_finite(2.3, "epoch 1")  # a loss a network has
     # a large validation loss early on (BatchNorm's running statistics after a few steps at lr 0.1)
     # is a number to record: only one that is not a number stops the run
-    run.check_finite(6.13e6, "epoch 1", "validation loss", limit=False)
+    run.check_finite(6.13e6, "epoch 1", "validation loss")
     assert not (tmp_path / "diverged.txt").exists()
     with pytest.raises(
         ValueError,
@@ -524,7 +524,7 @@ def test_a_loss_no_learning_network_reaches_stops_the_run(tmp_path):
     ):
         run.check_finite(1.3e27, "epoch 1")  # finite, and beyond any a network that learns has
     with pytest.raises(ValueError, match="at epoch 2: the validation loss is nan") as stopped:
-        run.check_finite(float("nan"), "epoch 2", "validation loss", limit=False)
+        run.check_finite(float("nan"), "epoch 2", "validation loss")
     assert (tmp_path / "diverged.txt").read_text().strip() == str(stopped.value)
     # a diversity term that swamps the loss is named before the lr
     swamped = make_config("fashion_mnist", {"sr_stage": 3, "sr_diversity": 1e6})
