@@ -121,6 +121,10 @@ def test_rows_are_chosen_by_index_and_by_key(tmp_path):
         select_rows(rows, ["sr_stage=4"], "mini")
     with pytest.raises(ValueError, match="unknown key 'sr_stag'"):
         select_rows(rows, ["sr_stag=3"], "mini")
+    with pytest.raises(ValueError, match="no row of mini is chosen"):  # not YAML: read as text, as --set
+        select_rows(rows, ["model=[x"], "mini")
+    with pytest.raises(ValueError, match="--rows '=3': write key=value"):
+        select_rows(rows, ["=3"], "mini")
 
 
 def test_workers_take_the_first_seed_of_every_row_before_the_second_of_any(tmp_path):

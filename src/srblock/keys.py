@@ -83,20 +83,21 @@ def set_value(
     values[key] = checked
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """`key=value` strings as a dict; values are read as YAML (0.1, true, null, [60, 120])."""
+def parse_set(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """`key=value` strings (of `flag`) as a dict, each key checked and under today's name; values
+    are read as YAML (0.1, true, null, [60, 120])."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: write key=value, e.g. --set lr=0.05")
+            raise ValueError(f"{flag} {item!r}: write key=value, e.g. {flag} lr=0.05")
         try:
             value = yaml.safe_load(text) if text else None
         except yaml.YAMLError:
             value = text
         if key.strip() == "crop_size":
             value = text  # HxW as written: YAML would read 0x100 as a hexadecimal number
-        set_value(values, key.strip(), value, f"--set {item}")
+        set_value(values, key.strip(), value, f"{flag} {item}")
     return values
 
 

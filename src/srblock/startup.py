@@ -38,7 +38,7 @@ def unusable_folder(path: str | os.PathLike) -> str | None:
 # torch._dynamo makes TORCHINDUCTOR_CACHE_DIR's folder as it is imported (timm imports it through
 # torchvision): one it cannot make stops every command, `srblock table` too, with a traceback. A
 # command that never compiles should not care, so the variable is set aside here, before torch is
-# imported; a run that compiles says so in one line (train/fabric.py: use_compile_cache).
+# imported; a run that compiles says so in one line (train/compiling.py: use_compile_cache).
 CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 _SET_ASIDE = "SRBLOCK_CACHE_SET_ASIDE"  # how this process's children (--parallel runs) learn of it
 cache_set_aside: tuple[str, str] | None = None  # (the variable's value, why it was set aside)

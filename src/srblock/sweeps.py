@@ -10,10 +10,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from .config import TrainConfig, with_seeds
-from .keys import check_applies, make_config, set_value
+from .keys import check_applies, make_config, parse_set, set_value
 from .recipes import load_yaml
 from .spec import renamed
 
@@ -123,10 +121,8 @@ def select_rows(rows: list[SweepRow], selectors: list[str], sweep: str) -> list[
         if key == "name":
             tests.setdefault(key, []).append(text)
             continue
-        values: dict[str, Any] = {}
-        set_value(values, key, yaml.safe_load(text) if text else None, f"--rows {selector}")
-        key = renamed(key, sweep, warn=False)
-        tests.setdefault(key, []).append(values[key])
+        [(key, value)] = parse_set([selector], "--rows").items()  # read as --set reads it
+        tests.setdefault(key, []).append(value)
 
     def passes(row: SweepRow) -> bool:
         return all(
