@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 from torch import nn
 
 import srblock
-from srblock import SqueezeRemember, sr_param_count
+from srblock import SqueezeRemember, count_params, sr_param_count
 from srblock.block import diversity_loss
 from srblock.memory import drain, recorded_weights
 from srblock.spec import SRSpec
@@ -111,7 +112,16 @@ def test_parameter_count_is_eq1(channels, size, blocks, hidden, squeeze):
         + blocks  # second linear
         + blocks * channels * h * w  # memory
     )
-    assert counted == by_hand == sr_param_count(channels, size, blocks, hidden, squeeze)
+    spec = SRSpec(memory_blocks=blocks, hidden=hidden, squeeze_channels=squeeze)
+    assert counted == by_hand == sr_param_count(channels, size, spec)
+    with pytest.warns(FutureWarning, match="pass the block as an SRSpec"):  # earlier releases' numbers
+        assert sr_param_count(channels, size, blocks, hidden, squeeze) == by_hand
+    learned = dataclasses.replace(spec, learn_temperature=True)  # log T: one parameter more
+    assert (
+        sr_param_count(channels, size, learned)
+        == by_hand + 1
+        == count_params(SqueezeRemember(channels, size, learned))
+    )
 
 
 def test_init_is_the_papers():

@@ -105,7 +105,7 @@ def test_a_dataset_override_picks_its_task():
 )
 def test_default_p_is_the_models_own(recipe, sets, blocks):
     cfg = make_config(recipe, parse_set(sets))
-    assert cfg.sr_memory_blocks == blocks
+    assert cfg.sr.memory_blocks == blocks
     if cfg.sr_stage is not None and recipe == "cityscapes":
         with torch.device("meta"):
             model = build_model(cfg)
@@ -192,14 +192,14 @@ def test_every_shipped_sweep_expands_to_its_recipes_configs():
 def test_sweep_rows_take_the_sweep_set_the_row_and_overrides_in_that_order():
     rows = expand_sweep("imagenet-table3", {"epochs": 2})
     sr = next(r for r in rows if r.config.sr_stage is not None)
-    assert sr.config.sr_hidden == 16 and sr.config.epochs == 2  # the sweep's set, then the override
+    assert sr.config.sr.hidden == 16 and sr.config.epochs == 2  # the sweep's set, then the override
     assert sr.extra() == {
         "name": sr.name,
         "row": sr.index,
         "table": "III",
         "paper": sr.paper,
         "M": sr.config.sr_stage,
-        "P": sr.config.sr_memory_blocks,
+        "P": sr.config.sr.memory_blocks,
     }
     assert [c.seed for c in sr.configs([7])] == [7] and dataclasses.replace(sr.config, seed=7) == sr.configs(
         [7]
@@ -308,22 +308,30 @@ def test_the_docs_key_table_is_the_code_s(capsys):
     assert "`sr_memory_blocks`" in table and "[1, inf)" in table
 
 
-def test_the_config_s_sr_keys_are_the_spec_s_fields():
-    """One name and one set of facts per SR setting: cfg.sr is the spec, its keys are sr_<field>."""
-    import typing
-
-    from srblock.config import CONFIGS
+def test_the_sr_block_is_one_spec_in_the_config_and_flat_keys_at_the_edges():
+    """One copy of the SR settings: cfg.sr is an SRSpec; recipes, --set and config.yaml write its
+    fields as sr_<field>, and the flat keys of a config build the same config again."""
+    from srblock.config import CONFIGS, SegmentConfig
+    from srblock.keys import config_from_mapping
     from srblock.spec import SPEC_KEYS, SRSpec
 
-    for cls in CONFIGS:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if "spec" in f.metadata:
-                assert f.name == f"sr_{f.metadata['spec']}" in SPEC_KEYS
-                assert hints[f.name] == typing.get_type_hints(SRSpec)[f.metadata["spec"]]
-                assert f.default == SRSpec.__dataclass_fields__[f.metadata["spec"]].default
+    assert all(["sr"] == [f.name for f in dataclasses.fields(cls) if f.name.startswith("sr") and
+                          f.name not in ("sr_stage", "sr_bypass_every")] for cls in CONFIGS)  # fmt: skip
     cfg = make_config("fashion_mnist", parse_set(["sr_stage=3", "sr_memory_blocks=2", "sr_temperature=0.5"]))
     assert cfg.sr == SRSpec(memory_blocks=2, temperature=0.5)
+    keys = cfg.keys()
+    assert set(SPEC_KEYS) <= set(keys) and keys["sr_temperature"] == 0.5 and "sr" not in keys
+    assert config_from_mapping(keys, "config.yaml") == cfg  # the flat keys are the whole config
+    seg = make_config("cityscapes", {"sr_stage": 3})
+    assert not {"sr_diversity", "sr_memory_init"} & set(seg.keys())  # the segmentation loop reads neither
+    with pytest.raises(ValueError, match="sr_diversity does nothing in segmentation runs"):
+        SegmentConfig(sr=SRSpec(diversity=0.1))
+    with pytest.raises(ValueError, match="sr_diversity does not apply to cityscapes runs"):
+        make_config("cityscapes", {"sr_stage": 3, "sr_diversity": 0.1})
+    with pytest.raises(TypeError, match="sr is an SRSpec"):
+        SegmentConfig(sr={"hidden": 4})
+    with pytest.raises(ValueError, match="sr_memory_init_scale=0.5 does nothing with sr_memory_init=zeros"):
+        make_config("fashion_mnist", {"sr_stage": 3, "sr_memory_init_scale": 0.5})  # the spec's own rule
 
 
 def test_old_key_names_warn_once_and_old_run_configs_read_quietly():
@@ -333,13 +341,13 @@ def test_old_key_names_warn_once_and_old_run_configs_read_quietly():
 
     with pytest.warns(FutureWarning, match="sr_blocks is now called sr_memory_blocks"):
         cfg = make_config("fashion_mnist", parse_set(["sr_stage=3", "sr_blocks=2"]))
-    assert cfg.sr_memory_blocks == 2
+    assert cfg.sr.memory_blocks == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         old = config_from_mapping(
             {"dataset": "fashion_mnist", "sr_stage": 3, "sr_blocks": 2, "sr_squeeze": 1}, "x"
         )
-    assert (old.sr_memory_blocks, old.sr_squeeze_channels) == (2, 1)
+    assert (old.sr.memory_blocks, old.sr.squeeze_channels) == (2, 1)
 
 
 def test_sr_settings_that_only_break_a_run_are_refused_when_set(capsys):
@@ -401,7 +409,7 @@ def test_a_key_set_where_it_does_nothing_is_refused_in_one_line(sets, message, c
 
 
 def test_keys_that_act_are_taken_and_shared_keys_are_not_the_runs_choice(tmp_path):
-    assert make_config("fashion_mnist", {"sr_stage": 3, "sr_temperature": 0.5}).sr_temperature == 0.5
+    assert make_config("fashion_mnist", {"sr_stage": 3, "sr_temperature": 0.5}).sr.temperature == 0.5
     assert make_config("fashion_mnist", {"reg": "d", "reg_rate": 0.2}).reg_rate == 0.2
     # a recipe's warm-up serves every run of it: a shorter run cuts it (the schedule) rather than failing
     assert make_config("folder", {"epochs": 2}).warmup_epochs == 3
@@ -414,13 +422,13 @@ def test_keys_that_act_are_taken_and_shared_keys_are_not_the_runs_choice(tmp_pat
         expand_sweep("cifar100-table2", {"reg_rate": 0.3})
     # a recipe's P without an SR block: no block, no P
     assert (
-        build_config({**recipe_values("fashion_mnist"), "sr_memory_blocks": 6}, "r").sr_memory_blocks is None
+        build_config({**recipe_values("fashion_mnist"), "sr_memory_blocks": 6}, "r").sr.memory_blocks is None
     )
     # a sweep's shared `set` and overrides reach its plain rows too; a row's own key is its choice
     plain = next(
         r for r in expand_sweep("cifar100-table2", {"sr_temperature": 2.0}) if r.config.sr_stage is None
     )
-    assert plain.config.sr_hidden == 8
+    assert plain.config.sr.hidden == 8
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("recipe: cifar100\nruns:\n  - {name: plain, sr_hidden: 4}\n")
     with pytest.raises(
@@ -505,11 +513,9 @@ def test_a_key_name_has_one_meaning_in_every_config_class():
 
     seen: dict[str, tuple[type, dict]] = {}
     for cls in CONFIGS:
-        for field in dataclasses.fields(cls):
-            first, before = seen.setdefault(field.name, (cls, meaning(field)))
-            assert meaning(field) == before, (
-                f"{field.name} means one thing in {first.__name__}, another in {cls.__name__}"
-            )
+        for key, field in cls.key_fields().items():
+            first, before = seen.setdefault(key, (cls, meaning(field)))
+            assert meaning(field) == before, f"{key}: two meanings in {first.__name__} and {cls.__name__}"
 
 
 @pytest.mark.parametrize(

@@ -205,7 +205,7 @@ def test_a_model_built_with_its_block_trains_under_its_blocks_name(tmp_path):
     cfg = read_config(run.folder)
     assert run.folder.parent.name.startswith("python_r10-sr3p2h8") and (
         cfg.sr_stage,
-        cfg.sr_memory_blocks,
+        cfg.sr.memory_blocks,
     ) == (3, 2)
     assert run.result["sr_params"] > 0
 

@@ -46,9 +46,9 @@ def test_sr_parameters_of_every_row_are_eq1(rows):
                     assert row["sr_params"] == 0
                     continue
                 c, h, w = SHAPES[run["model"]][run["sr_stage"]]
-                assert row["sr_params"] == sr_param_count(c, (h, w), run["sr_memory_blocks"], hidden), run[
-                    "name"
-                ]
+                assert row["sr_params"] == sr_param_count(
+                    c, (h, w), SRSpec(memory_blocks=run["sr_memory_blocks"], hidden=hidden)
+                ), run["name"]
                 classes = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}[table]
                 assert (
                     row["params"] - row["sr_params"]
@@ -85,7 +85,7 @@ def test_param_count_of_one_configuration():
     row = param_count("resnet18_cifar", num_classes=100, attn="se", sr_stage=3, sr=SRSpec(memory_blocks=2))
     assert row["name"] == "resnet18_cifar + SE + SR"
     assert row["sr_at"] == "layer3 (256x8x8, P=2)"
-    assert row["sr_params"] == sr_param_count(256, 8, 2, 8)
+    assert row["sr_params"] == sr_param_count(256, 8, SRSpec(memory_blocks=2))
     assert row["oh_pct"] == pytest.approx(100 * (row["params"] - 11_220_132) / 11_220_132)
 
 

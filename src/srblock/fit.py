@@ -52,9 +52,6 @@ FIT_DECIDES = {
 }
 
 
-ARCH_KEYS = tuple(f"sr_{name}" for name, f in SRSpec.__dataclass_fields__.items() if f.metadata.get("arch"))
-
-
 def _held_blocks(model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
     """The config keys that describe the SR block a model already holds (its stage and shape), so
     the run's config.yaml and folder name say what it trains; keys given that would build another
@@ -70,8 +67,9 @@ def _held_blocks(model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
             f"srblock.fit: sr_stage={given['sr_stage']!r} adds an SR block, but the model already holds "
             f"one ({where}): leave sr_stage out, or give a model without one"
         )
-    for key in ARCH_KEYS:
-        built = sorted({repr(getattr(b.spec, key[3:])) for _, b in held})
+    for field in block.spec.arch():
+        key = f"sr_{field}"
+        built = sorted({repr(b.spec.arch()[field]) for _, b in held})
         if key in given and built != [repr(given[key])]:
             raise ValueError(
                 f"srblock.fit: {key}={given[key]!r} does nothing: the model's SR blocks ({where}) were "
@@ -84,7 +82,7 @@ def _held_blocks(model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
         stages = []
     stage = name.rsplit(".", 1)[0]
     if len(held) == 1 and stage in stages:
-        values = {key: getattr(block.spec, key[3:]) for key in ARCH_KEYS}
+        values = {f"sr_{field}": value for field, value in block.spec.arch().items()}
         values["sr_stage"] = stages.index(stage) + 1
     return values
 

@@ -6,26 +6,25 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import typing
 from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
-from .config import CONFIGS, ClassifyConfig, FilesConfig, SegmentConfig, TensorsConfig, TrainConfig
+from .config import CONFIGS, ClassifyConfig, FilesConfig, SegmentConfig, TensorsConfig, TrainConfig, in_spec
 from .data import DATASETS
 from .recipes import load_yaml
 from .registry import model_facts
 from .schema import check
-from .spec import renamed
+from .spec import renamed, spec_from_keys
 
-FIELDS = {f.name: f for cls in CONFIGS for f in dataclasses.fields(cls)}
+FIELDS = {k: f for cls in CONFIGS for k, f in cls.key_fields().items()}
 KEYS = tuple(FIELDS)  # every key any run may set
-_TYPES = {k: v for cls in CONFIGS for k, v in typing.get_type_hints(cls).items() if k in FIELDS}
+_TYPES = {k: v for cls in CONFIGS for k, v in cls.key_types().items()}
 
 
-def _names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+def _names(cls: type[TrainConfig]) -> list[str]:
+    return list(cls.key_fields())
 
 
 def config_class(dataset: str) -> type[TrainConfig]:
@@ -142,11 +141,13 @@ def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "ref
         from .data.folder import folder_classes  # the classes are the data's: read once, then recorded
 
         values["classes"] = list(folder_classes(values["data_dir"]))
+    spec = {k: values.pop(k) for k in list(values) if in_spec(FIELDS[k])}
+    sr = spec_from_keys(spec, source)
     if values.get("sr_stage") is None:
-        values["sr_memory_blocks"] = None  # no SR block: no P
-    elif values.get("sr_memory_blocks") is None:
-        values["sr_memory_blocks"] = facts.sr_default_blocks
-    return cls(**values)
+        sr = dataclasses.replace(sr, memory_blocks=None)  # no SR block: no P
+    elif sr.memory_blocks is None:
+        sr = dataclasses.replace(sr, memory_blocks=facts.sr_default_blocks)
+    return cls(**values, sr=sr)
 
 
 def recipe_values(recipe: str) -> dict[str, Any]:
@@ -186,7 +187,7 @@ def check_applies(cfg: TrainConfig, chosen: dict[str, Any], source: str, has_sr:
     """Refuses a key the user set that does nothing in `cfg` (an SR key without an SR block, a
     regulariser's rate without one...), which would otherwise be recorded as if it had acted.
     A recipe's or a sweep's shared keys are not the user's choice for each run: not checked here."""
-    own = {f.name: f for f in dataclasses.fields(cfg)}  # (a name two config classes declare: cfg's own)
+    own = cfg.key_fields()  # (a name two config classes declare: cfg's own)
     has_sr = cfg.sr_stage is not None if has_sr is None else has_sr
     for key, value in chosen.items():
         if key not in own or value == _default(own[key]):  # the default changes nothing: no harm
@@ -195,7 +196,7 @@ def check_applies(cfg: TrainConfig, chosen: dict[str, Any], source: str, has_sr:
         needs = meta.get("needs")
         if meta.get("role") == "sr" and key != "sr_stage" and not has_sr:
             needs = (lambda c: False, "does nothing without an SR block: add one with sr_stage=M")
-        if needs and not needs[0](cfg):
+        if needs and not needs[0](cfg.sr if in_spec(own[key]) else cfg):
             shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
             raise ValueError(f"{source}: {key}={shown} {needs[1]}, or leave {key} out")
 

@@ -9,6 +9,7 @@ device: counting even ImageNet models costs no memory and little time.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from .insert import sr_blocks as find_sr_blocks
 from .recipes import sweeps_for
 from .registry import PYTHON_MODEL, create_model
 from .run_model import build_model
-from .spec import SRSpec
+from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, caller_stacklevel
 from .sweeps import expand_sweep
 
 PARAM_COLUMNS = ("name", "sr_at", "base_params", "sr_params", "params", "sr_oh_pct", "oh_pct")
@@ -43,14 +44,36 @@ TABLES = ("cifar100", "cifar10", "imagenet", "cityscapes")
 def sr_param_count(
     channels: int,
     size: int | tuple[int, int],
-    memory_blocks: int,
-    hidden: int,
-    squeeze_channels: int = 1,
+    spec: SRSpec | int | None = None,
+    hidden: int | None = None,
+    squeeze_channels: int | None = None,
 ) -> int:
-    """Parameters an SR block adds (the paper's Eq. 1); the memory P*C*H*W dominates."""
+    """Parameters an SR block of `spec` (P unset: 4, as the block takes) adds at a C x H x W stage
+    (the paper's Eq. 1, and log T where T is learned); the memory P*C*H*W dominates. Numbers in the
+    spec's place (P, h, C_s: earlier releases') are read with a FutureWarning."""
+    if not isinstance(spec, SRSpec) and (
+        spec is not None or hidden is not None or squeeze_channels is not None
+    ):
+        warnings.warn(
+            "sr_param_count: pass the block as an SRSpec (sr_param_count(C, size, SRSpec(memory_blocks=P, "
+            "hidden=h, squeeze_channels=C_s))); numbers in its place stop working in the next release",
+            FutureWarning,
+            stacklevel=caller_stacklevel(),
+        )
+        spec = SRSpec(memory_blocks=spec, hidden=hidden or 8, squeeze_channels=squeeze_channels or 1)
+    spec = spec or SRSpec()
     height, width = _size2(size)
-    c, cs, h, p = channels, squeeze_channels, hidden, memory_blocks
-    return c * cs + cs + cs * height * width * h + h + h * p + p + p * c * height * width
+    c, cs, h, p = channels, spec.squeeze_channels, spec.hidden, spec.memory_blocks or DEFAULT_MEMORY_BLOCKS
+    return (
+        c * cs
+        + cs
+        + cs * height * width * h
+        + h
+        + h * p
+        + p
+        + p * c * height * width
+        + spec.learn_temperature
+    )
 
 
 def count_params(model: nn.Module) -> int:
@@ -149,7 +172,7 @@ def table_rows(table: str) -> list[dict[str, Any]]:
                     "table": row.table,
                     "name": row.name,
                     "M": cfg.sr_stage,
-                    "P": cfg.sr_memory_blocks,
+                    "P": cfg.sr.memory_blocks,
                     "sr_at": _where(model),
                     **config_overhead(cfg, model),
                     "paper_oh_pct": (row.paper or {}).get("oh"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 from pathlib import Path
@@ -42,9 +41,9 @@ PAIRED_COLUMNS = ("vs_plain_mean", "vs_plain_ci_low", "vs_plain_ci_high", "vs_pl
 _NOT_COMPARED = frozenset(
     ["seed", *RENAMED_KEYS]
     + [
-        f.name
+        key
         for cls in CONFIGS
-        for f in dataclasses.fields(cls)
+        for key, f in cls.key_fields().items()
         if f.metadata.get("role") in ("sr", "execution")
     ]
 )

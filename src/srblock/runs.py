@@ -98,7 +98,7 @@ def claim_run_dir(folder: Path, cfg: TrainConfig, write: bool = True) -> TrainCo
         (folder / DIVERGED_FILE).unlink(missing_ok=True)
     if write and old != cfg:
         folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(cfg.keys(), sort_keys=False))
     return cfg
 
 
@@ -111,14 +111,14 @@ def divergence_advice(cfg: TrainConfig, folder: Path) -> str:
     can blow up where the run changed them), and where, since the same settings' folder is taken."""
     smaller = cfg.lr / 10 if cfg.lr <= 1 else 0.1
     keys = [f"a smaller lr (now {cfg.lr:g}, e.g. --set lr={smaller:g})"]
-    diversity = getattr(cfg, "sr_diversity", 0.0) if cfg.sr_stage is not None else 0.0
+    diversity = cfg.sr.diversity if cfg.sr_stage is not None else 0.0
     if diversity > 0:  # its loss term is added to the cross-entropy: a large weight swamps it first
         less = 0.1 if diversity > 0.1 else diversity / 10  # (docs/memory.md measures 0.1)
         keys.insert(0, f"a smaller sr_diversity (now {diversity:g}, e.g. --set sr_diversity={less:g})")
-    if cfg.sr_stage is not None and cfg.sr_temperature != 1.0:
-        keys.append(f"sr_temperature nearer 1, the paper's (now {cfg.sr_temperature:g})")
-    if cfg.sr_stage is not None and getattr(cfg, "sr_memory_init", "zeros") != "zeros":
-        keys.append(f"a smaller sr_memory_init_scale (now {cfg.sr_memory_init_scale:g})")
+    if cfg.sr_stage is not None and cfg.sr.temperature != 1.0:
+        keys.append(f"sr_temperature nearer 1, the paper's (now {cfg.sr.temperature:g})")
+    if cfg.sr_stage is not None and cfg.sr.memory_init != "zeros":
+        keys.append(f"a smaller sr_memory_init_scale (now {cfg.sr.memory_init_scale:g})")
     return f"train again with {' or '.join(keys)}, after deleting {folder} (or in another --out)"
 
 

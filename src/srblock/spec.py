@@ -27,7 +27,7 @@ MEMORY_INITS = ("zeros", "normal", "prototypes")
 class SRSpec:
     """One SR block (the paper's defaults) and how it trains. Fields marked `arch` shape the block;
     the others are read by the training loop. A field's `slug` marks it in a run folder's name
-    where it differs from its default (in this order)."""
+    where it differs from its default (in this order); its `needs` rule is checked on the spec."""
 
     memory_blocks: int | None = setting(
         None, "P, memory blocks (null: the model's own, else 4)", range="[1, inf)", role="sr", arch=True
@@ -47,6 +47,8 @@ class SRSpec:
     memory_init_scale: float = setting(
         0.3, "normal / prototypes: the memory's RMS over the block input's", range="(0, 100]", role="sr",
         slug="scale",
+        needs=(lambda s: s.memory_init != "zeros", "does nothing with sr_memory_init=zeros (the paper's "
+               "memory starts at zero): set sr_memory_init=normal or prototypes"),
     )  # fmt: skip
     memory_lr_mult: float = setting(
         1.0, "the memory's lr over the SR blocks'", range="(0, inf)", role="sr", slug="mlr"

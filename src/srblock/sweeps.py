@@ -39,7 +39,7 @@ class SweepRow:
             "table": self.table,
             "paper": self.paper,
             "M": cfg.sr_stage,
-            "P": cfg.sr_memory_blocks,
+            "P": cfg.sr.memory_blocks,
         }
 
     def configs(self, seeds: list[int] | None = None) -> list[TrainConfig]:

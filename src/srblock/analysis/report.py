@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import json
 from pathlib import Path
@@ -60,7 +59,7 @@ def _fmt(value: object) -> str:
 
 def _run_section(folder: Path, classes, per_class: int, split: str, data_root, device=None) -> str:
     parts = [f"<h2>{html.escape(str(folder))}</h2>"]
-    config = dataclasses.asdict(read_config(folder))
+    config = read_config(folder).keys()
     parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
     if (folder / METRICS_FILE).is_file():
         rows = read_metrics(folder)

@@ -3,8 +3,9 @@ classification run adds epochs, schedule, attention and regulariser, and the fas
 (`TensorsConfig`: CIFAR, Fashion-MNIST in memory) or the file pipeline's (`FilesConfig`); a
 segmentation run counts iterations and has crops and a multi-scale test (`SegmentConfig`).
 
-Each field says what it is where it is declared (`schema.setting`); the SR block's mirror
-`SRSpec`'s (`sr_<field>`), and `cfg.sr` is the spec. keys.py checks recipes and `--set`.
+Each field says what it is where it is declared (`schema.setting`). The SR block is one field,
+`cfg.sr`, an `SRSpec`, written flat as the keys `sr_<field>` (`TrainConfig.key_fields`). keys.py
+checks recipes and `--set`, and builds a config from flat keys.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from .classify import ClassifyConfig, FilesConfig, TensorsConfig
-from .run import AUTO_COMPILE_STEPS, COMPILE_MODES, PRECISIONS, TRACKERS, TrainConfig, sr_key
+from .run import AUTO_COMPILE_STEPS, COMPILE_MODES, PRECISIONS, TRACKERS, TrainConfig, in_spec
 from .segment import SegmentConfig
 
 CONFIGS = (TensorsConfig, FilesConfig, SegmentConfig)
@@ -34,6 +35,6 @@ __all__ = [
     "SegmentConfig",
     "TensorsConfig",
     "TrainConfig",
-    "sr_key",
+    "in_spec",
     "with_seeds",
 ]

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from ..data import DATASETS
 from ..layer_choices import ATTN_LAYERS, REG_LAYERS
 from ..schema import file_or_true, setting
-from .run import TrainConfig, sr_key
+from .run import TrainConfig
 
 
 def crop_padding() -> Any:
@@ -34,6 +34,12 @@ class ClassifyConfig(TrainConfig):
     """Classification: epochs, a step schedule, and the zoo's attention and regularisers."""
 
     TASK: ClassVar[str] = "classification"
+    SR_FIELDS: ClassVar[tuple[str, ...]] = (
+        *TrainConfig.SR_FIELDS,
+        "memory_init",
+        "memory_init_scale",
+        "diversity",
+    )  # the memory's start and the diversity term: the classification loop's
 
     attn: str | None = setting(None, "SE or CBAM in every block (zoo models)", choices=ATTN_LAYERS[1:])
     reg: str | None = setting(None, "regulariser: d, d2d or db (zoo models)", choices=REG_LAYERS[1:])
@@ -61,13 +67,6 @@ class ClassifyConfig(TrainConfig):
         needs=(lambda c: c.warmup_epochs < c.epochs, "leaves no epoch at the full lr: set it below epochs"),
     )  # fmt: skip
     label_smoothing: float = setting(0.0, "label smoothing of the loss", range="[0, 1)")
-    sr_memory_init: str = sr_key("memory_init")
-    sr_memory_init_scale: float = sr_key(
-        "memory_init_scale",
-        needs=(lambda c: c.sr_memory_init != "zeros", "does nothing with sr_memory_init=zeros (the paper's "
-               "memory starts at zero): set sr_memory_init=normal or prototypes"),
-    )  # fmt: skip
-    sr_diversity: float = sr_key("diversity")
     sr_bypass_every: int = setting(
         0, "val_acc_bypassed every N epochs; 0: after the last epoch only", range="[0, inf)", role="sr"
     )

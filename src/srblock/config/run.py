@@ -1,9 +1,12 @@
 """The fields of every run, whatever its task (`TrainConfig`): data set, model, SR block, optimiser,
-seed and how it runs; and `sr_key`, which mirrors an `SRSpec` field as a run's `sr_<field>` key."""
+seed and how it runs. The SR block is one field, `sr`, an `SRSpec`; where a run's keys are
+written flat (recipes, `--set`, config.yaml) its fields are the keys `sr_<field>`: `key_fields`
+and `keys` are that view, `keys.build_config` the way back."""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,11 +31,12 @@ def _val_folder(cfg: Any) -> bool:
     return cfg.dataset == "folder" and bool(cfg.data_dir) and has_val_folder(cfg.data_dir)
 
 
-def sr_key(name: str, **facts: Any) -> Any:
-    """A config field mirroring `SRSpec.<name>` (its default and facts, and `facts` about the run's
-    other keys, such as `needs`) as the key `sr_<name>`."""
-    field = SRSpec.__dataclass_fields__[name]
-    return dataclasses.field(default=field.default, metadata={**field.metadata, **facts, "spec": name})
+SPEC_FIELDS = {f.name: f for f in dataclasses.fields(SRSpec)}
+
+
+def in_spec(field: dataclasses.Field) -> bool:
+    """Whether a key's field is one of SRSpec's (the key sr_<field>) rather than the config's own."""
+    return SPEC_FIELDS.get(field.name) is field
 
 
 @dataclass
@@ -41,16 +45,18 @@ class TrainConfig:
 
     TASK: ClassVar[str] = "any"
     SEGMENTS: ClassVar[bool] = False  # per-pixel labels (the segmentation loop) or one per image
+    # the SRSpec fields this task's loop reads (its keys sr_<field>); the others stay at the default
+    SR_FIELDS: ClassVar[tuple[str, ...]] = (
+        "memory_blocks", "hidden", "squeeze_channels", "act", "lr_mult", "memory_lr_mult",
+        "memory_weight_decay", "temperature", "learn_temperature",
+    )  # fmt: skip
 
     dataset: str = setting("cifar100", "the data set", choices=tuple(DATASETS))
     model: str = setting("resnet18_cifar", "a zoo model (srblock.list_models()), tv:NAME or timm:NAME")
     sr_stage: int | None = setting(
         None, "SR block after stage M (1-based); null: none", range="[1, inf)", role="sr"
     )
-    sr_memory_blocks: int | None = sr_key("memory_blocks")
-    sr_hidden: int = sr_key("hidden")
-    sr_squeeze_channels: int = sr_key("squeeze_channels")
-    sr_act: str | None = sr_key("act")
+    sr: SRSpec = dataclasses.field(default_factory=SRSpec)  # the block (whether or not sr_stage adds one)
     batch_size: int = setting(128, "images per step, per process", range="[1, inf)")
     eval_batch_size: int = setting(512, "images per evaluation step", range="[1, inf)")
     lr: float = setting(0.1, "learning rate", range="(0, inf)")
@@ -60,11 +66,6 @@ class TrainConfig:
     nesterov: bool = setting(False, "Nesterov momentum", needs=(lambda c: c.optimizer == "sgd", SGD_ONLY))
     weight_decay: float = setting(5e-4, "weight decay", range="[0, inf)")
     optimizer: str = setting("sgd", "sgd (the paper's) or adamw (fine-tuning)", choices=("sgd", "adamw"))
-    sr_lr_mult: float = sr_key("lr_mult")
-    sr_memory_lr_mult: float = sr_key("memory_lr_mult")
-    sr_memory_weight_decay: float | None = sr_key("memory_weight_decay")
-    sr_temperature: float = sr_key("temperature")
-    sr_learn_temperature: bool = sr_key("learn_temperature")
     val_fraction: float = setting(
         0.1, "share of the training set held out for validation", range="[0, 1)",
         needs=(lambda c: not _val_folder(c), "does nothing: the data folder has its own validation split"),
@@ -103,6 +104,40 @@ class TrainConfig:
         needs=(lambda c: any(c.weights().values()), NO_WEIGHTS),
     )  # fmt: skip
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.sr, SRSpec):
+            raise TypeError(f"{type(self).__name__}: sr is an SRSpec, got {self.sr!r}")
+        default = SRSpec()
+        unread = [
+            f"sr_{name}" for name in SPEC_FIELDS
+            if name not in self.SR_FIELDS and getattr(self.sr, name) != getattr(default, name)
+        ]  # fmt: skip
+        if unread:
+            raise ValueError(f"{', '.join(unread)} does nothing in {self.TASK} runs: leave it out")
+
+    @classmethod
+    def key_fields(cls) -> dict[str, dataclasses.Field]:
+        """Every key of this task's runs as written flat (recipes, --set, config.yaml), with the field
+        that declares it: the config's own, and for `sr` the SRSpec fields the task reads, as sr_<field>."""
+        keys: dict[str, dataclasses.Field] = {}
+        for field in dataclasses.fields(cls):
+            if field.name == "sr":
+                keys.update({f"sr_{name}": SPEC_FIELDS[name] for name in cls.SR_FIELDS})
+            else:
+                keys[field.name] = field
+        return keys
+
+    @classmethod
+    def key_types(cls) -> dict[str, Any]:
+        """The type of each of `key_fields`' keys."""
+        own, spec = typing.get_type_hints(cls), typing.get_type_hints(SRSpec)
+        return {k: spec[f.name] if in_spec(f) else own[k] for k, f in cls.key_fields().items()}
+
+    def keys(self) -> dict[str, Any]:
+        """The config as flat keys (config.yaml's, the trackers' hyperparameters), in `key_fields`' order."""
+        values = dataclasses.asdict(self)
+        return {k: values["sr"][f.name] if in_spec(f) else values[k] for k, f in self.key_fields().items()}
+
     def compile_plan(self, device_type: str, steps: int) -> str | None:
         """The torch.compile mode the run trains with, or None for eager: `compile: auto` compiles
         with CUDA graphs (reduce-overhead, unless compile_mode names another) on a CUDA device when
@@ -122,21 +157,15 @@ class TrainConfig:
     @classmethod
     def execution_keys(cls) -> tuple[str, ...]:
         """How a run is run rather than what it computes: may change on resume, never compared."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("role") == "execution")
-
-    @property
-    def sr(self) -> SRSpec:
-        """The run's SR block settings (whether or not it has a block: see sr_stage)."""
-        fields = dataclasses.fields(self)
-        return SRSpec(**{f.metadata["spec"]: getattr(self, f.name) for f in fields if "spec" in f.metadata})
+        return tuple(k for k, f in cls.key_fields().items() if f.metadata.get("role") == "execution")
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs the same experiment: every field (seed included) but how it is run."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.execution_keys()}
+        """What makes two runs the same experiment: every key (seed included) but how it is run."""
+        return {k: v for k, v in self.keys().items() if k not in self.execution_keys()}
 
     def record(self) -> dict[str, Any]:
-        """What result.json records of the config: every field but where the data lay on this machine."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "data_dir"}
+        """What result.json records of the config: every key but where the data lay on this machine."""
+        return {k: v for k, v in self.keys().items() if k != "data_dir"}
 
     def input_size(self) -> tuple[int, int, int]:
         """(C, H, W) of the images the run trains on, which sizes its SR memory."""

@@ -10,7 +10,6 @@ the command is killed outright: it watches the pipe the command holds open to it
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -168,7 +167,7 @@ def _start(
         command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
     # the config on one line; the pipe then stays open while this process lives (stop_with_parent)
-    process.stdin.write(json.dumps(dataclasses.asdict(job.cfg)).encode() + b"\n")
+    process.stdin.write(json.dumps(job.cfg.keys()).encode() + b"\n")
     process.stdin.flush()
     return _Running(job, process, log, slot)
 
