@@ -75,7 +75,7 @@ from srblock.paper_latency import PAPER_SETTINGS, bench_paper  # noqa: E402
 from srblock.profile import block_input_shapes, profile_block  # noqa: E402
 from srblock.registry import create_model  # noqa: E402
 from srblock.render import render  # noqa: E402
-from srblock.runs import read_metrics  # noqa: E402
+from srblock.run_folder import RunFolder  # noqa: E402
 from tests.helpers import write_cifar100  # noqa: E402  (CIFAR-100's layout, synthetic images)
 
 
@@ -159,7 +159,7 @@ def r18_throughput(check: Check) -> dict[str, Any]:
             row["error"] = str(err)[-600:]
             continue
         [folder] = [p.parent for p in out.rglob("metrics.csv")]
-        seconds = [r["seconds"] for r in read_metrics(folder)]
+        seconds = [r["seconds"] for r in RunFolder(folder).metrics()]
         steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
         row.update(
             first_epoch_s=seconds[0],
@@ -471,7 +471,7 @@ def parallel(check: Check) -> dict[str, Any]:
             row["error"] = str(err)[-600:]
             continue
         steady = [
-            statistics.median([r["seconds"] for r in read_metrics(f.parent)][1:])
+            statistics.median([r["seconds"] for r in RunFolder(f.parent).metrics()][1:])
             for f in out.rglob("metrics.csv")
         ]
         # a stack's runs share their epochs: their images add up over one epoch's seconds

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from srblock.render import render  # noqa: E402
 from srblock.results import collect_results, summarize  # noqa: E402
-from srblock.runs import read_metrics  # noqa: E402
+from srblock.run_folder import RunFolder  # noqa: E402
 
 
 def _pm(values: list[float], fmt: str = ".2f") -> str:
@@ -66,7 +66,7 @@ def main() -> int:
                 "SR params (%)": f"{runs[0].get('sr_oh_pct', 0):.2f}" if runs[0].get("sr_params") else "",
             }
         )
-        metrics = [read_metrics(Path(r["folder"])) for r in runs]
+        metrics = [RunFolder(Path(r["folder"])).metrics() for r in runs]
         if all("sr_mem_ratio" in m[0] for m in metrics):
             curves[name] = {
                 key: [statistics.fmean(m[e][key] for m in metrics) for e in range(len(metrics[0]))]

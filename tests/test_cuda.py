@@ -24,7 +24,7 @@ from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
 from srblock.keys import make_config
 from srblock.models.segmentation import main_output
-from srblock.runs import METRIC_COLUMNS, read_config
+from srblock.run_folder import METRIC_COLUMNS, RunFolder
 from srblock.spec import SRSpec
 from srblock.train import make_fabric
 from srblock.train.classify import MEMORY_COLUMNS as CLASSIFY_MEMORY_COLUMNS
@@ -172,7 +172,7 @@ def test_optimiser_state_lands_on_the_device_after_a_resume(cifar, tmp_path, dev
     [folder] = [p.parent for p in tmp_path.rglob("last.ckpt")]
     (folder / "result.json").unlink()
     fabric = make_fabric(device)
-    cfg = read_config(folder)
+    cfg = RunFolder(folder).config()
     run = start_run(
         fabric,
         cfg,

@@ -198,11 +198,11 @@ def test_keys_fit_decides_itself_are_refused_not_overwritten(tmp_path):
 
 @pytest.mark.slow
 def test_a_model_built_with_its_block_trains_under_its_blocks_name(tmp_path):
-    from srblock.runs import read_config
+    from srblock.run_folder import RunFolder
 
     held = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1, sr_stage=3, sr_memory_blocks=2)
     run = srblock.fit(held, Pictures(0, 64), Pictures(64, 16), out=tmp_path, epochs=1, quiet=True, name="r10")
-    cfg = read_config(run.folder)
+    cfg = RunFolder(run.folder).config()
     assert run.folder.parent.name.startswith("python_r10-sr3p2h8") and (
         cfg.sr_stage,
         cfg.sr.memory_blocks,

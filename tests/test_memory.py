@@ -21,7 +21,7 @@ from srblock.block import SqueezeRemember, diversity_loss
 from srblock.checkpoint import load_checkpoint
 from srblock.keys import make_config
 from srblock.memory import drain, init_memory, kmeans, memory_statistics, recorded_weights, statistic_columns
-from srblock.runs import config_slug
+from srblock.run_folder import config_slug
 from srblock.spec import SRSpec
 from srblock.train.engine import make_optimizer
 

@@ -21,7 +21,7 @@ from srblock.cli import main
 from srblock.config import with_seeds
 from srblock.keys import make_config
 from srblock.registry import create_model
-from srblock.runs import DIVERGED_FILE, read_result
+from srblock.run_folder import DIVERGED_FILE, RunFolder
 from srblock.stack import StackedModel, member_state, stack_state, stacked_optimizer, write_members
 from srblock.train import stacked, train_classifier, train_stacked
 from srblock.train.jobs import Job, stack_groups
@@ -130,7 +130,7 @@ def test_stacked_seeds_train_as_they_would_alone_to_float64_rounding(cifar, tmp_
             for column, x, y in zip(rows_a[0].split(","), values_a, values_b, strict=True):
                 if column != "seconds" and x:
                     assert float(x) == pytest.approx(float(y), rel=1e-6), column  # metrics: float32
-        stacked_result = read_result(together)
+        stacked_result = RunFolder(together).result()
         assert stacked_result["test_acc"] == pytest.approx(result["test_acc"])
         assert stacked_result["stacked"] == 2 and "stacked" not in result
 
@@ -175,7 +175,7 @@ def test_the_command_finishes_the_others_then_names_the_diverged_run(cifar, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training diverged" in err[0] and "seed1" in err[0] and "seed0" not in err[0]
     assert not (tmp_path / FOLDER / "seed1" / "result.json").exists()
-    assert [read_result(tmp_path / FOLDER / f"seed{s}")["epochs"] for s in (0, 2)] == [1, 1]
+    assert [RunFolder(tmp_path / FOLDER / f"seed{s}").result()["epochs"] for s in (0, 2)] == [1, 1]
     # the folder says why; the table averages the others and says which it left out; resume skips it
     why = (tmp_path / FOLDER / "seed1" / DIVERGED_FILE).read_text().strip()
     assert (
@@ -213,7 +213,7 @@ def test_a_member_whose_validation_loss_is_not_a_number_stops_before_it_checkpoi
     assert "at epoch 1: the validation loss is nan" in failed[tmp_path / "seed1"]
     assert "at epoch 2: the validation loss is nan" in failed[tmp_path / "seed2"]
     assert not (tmp_path / "seed1" / "last.ckpt").exists() and (tmp_path / "seed2" / "last.ckpt").exists()
-    assert (tmp_path / "seed1" / DIVERGED_FILE).is_file() and read_result(tmp_path / "seed0")["epochs"] == 2
+    assert RunFolder(tmp_path / "seed1").diverged() and RunFolder(tmp_path / "seed0").result()["epochs"] == 2
 
 
 @pytest.mark.slow
@@ -237,7 +237,8 @@ def test_a_stack_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_p
         assert a["epoch"] == b["epoch"] == 2
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
         result = yaml.safe_load((tmp_path / "killed" / FOLDER / f"seed{seed}" / "result.json").read_text())
-        assert result["test_acc"] == read_result(tmp_path / "straight" / FOLDER / f"seed{seed}")["test_acc"]
+        straight = RunFolder(tmp_path / "straight" / FOLDER / f"seed{seed}").result()
+        assert result["test_acc"] == straight["test_acc"]
 
 
 def test_seeds_of_one_configuration_are_grouped_and_what_cannot_stack_is_said(tmp_path):
@@ -304,7 +305,7 @@ def test_stack_flags_are_checked(capsys, tmp_path):
 
 def test_ctrl_c_in_a_stack_says_where_each_of_its_seeds_stands(tmp_path):
     """It named the first seed's folder only."""
-    from srblock.runs import Interrupted
+    from srblock.run_folder import Interrupted
 
     folders = [tmp_path / "seed0", tmp_path / "seed1"]
     for k, folder in enumerate(folders):

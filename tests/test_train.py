@@ -439,17 +439,17 @@ def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
 # before the rename).
 KILL_AT_WRITE = """
 import os, signal, sys
-from srblock import checkpoint, runs
+from srblock import checkpoint, run_folder
 from srblock.cli import main
 
 if os.environ["KILL_WHERE"] == "after-row":
-    append, rows = runs.MetricsLog.append, []
+    append, rows = run_folder.MetricsLog.append, []
     def append_then_die(self, row):
         append(self, row)
         rows.append(row)
         if len(rows) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
-    runs.MetricsLog.append = append_then_die
+    run_folder.MetricsLog.append = append_then_die
 else:
     replace = os.replace
     def die_before_renaming_metrics(src, dst):

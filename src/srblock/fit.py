@@ -27,8 +27,7 @@ from .fit_inputs import check_head, check_labels, checked_image, class_names, fi
 from .insert import add_sr, sr_blocks
 from .keys import build_config, check_applies, recipe_values, set_value
 from .registry import PYTHON_MODEL
-from .run_model import load_weights
-from .runs import BEST_CKPT, run_dir
+from .run_folder import BEST_CKPT, RunFolder
 from .spec import SRSpec, as_spec
 from .splits import Splits
 from .stages import stage_names
@@ -177,19 +176,19 @@ def fit(
     if cfg.sr_stage is not None and not sr_blocks(model):
         add_sr(model, cfg.sr_stage, cfg.sr, input_size=tuple(image.shape))
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
-    folder = run_dir(Path(out), group, cfg)
+    folder = RunFolder.of(out, group, cfg)
     tested = "test" if test_set is not None else "val"
     evaluation = val_set if val_set is not None else []
     data = Splits(
         DATASETS["folder"], train_set, evaluation, test_set if test_set is not None else val_set, tested
     )
     (outcome,) = run_jobs(
-        [Job(cfg, folder, model=model, data=data)],
+        [Job(cfg, folder.path, model=model, data=data)],
         resume=True,
         quiet=quiet,
         accelerator=accelerator,
         devices=devices,
     )
     if not outcome.trained:  # the same call again: the run's tested weights, without training
-        load_weights(model, folder / BEST_CKPT, cfg)
-    return FitResult(folder, model, outcome.result)
+        folder.load_weights(model, cfg, BEST_CKPT)
+    return FitResult(folder.path, model, outcome.result)

@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from .config import TrainConfig
-from .runs import CONFIG_FILE
+from .run_folder import CONFIG_FILE
 
 HUB_CONFIG, HUB_WEIGHTS = "config.json", "model.safetensors"
 

@@ -22,9 +22,8 @@ from .config import TrainConfig
 from .data import DATASETS
 from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
 from .hub import HUB_CONFIG, HUB_WEIGHTS, is_hub_folder, read_hub_config
+from .run_folder import DATA_FILE, RESULT_FILE
 from .run_model import TrainedModel, trained_model
-from .runs import RESULT_FILE
-from .splits import DATA_FILE
 
 # the columns of predict's rows: classification's, then segmentation's
 CSV_COLUMNS = (("file", "rank", "class", "probability"), ("file", "mask", "overlay", "main class"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIGS
-from .runs import RESULT_FILE, diverged, read_result, unfinished_runs
+from .run_folder import RESULT_FILE, RunFolder, unfinished_runs
 from .spec import RENAMED_KEYS
 
 # the test metrics a result.json may hold: classification, then segmentation (whole image, multi-scale),
@@ -127,7 +127,8 @@ def finished_results(root: Path) -> list[dict[str, Any]]:
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist: give the --out folder of `srblock train` or `sweep`")
     return [
-        {**read_result(path.parent), "folder": str(path.parent)} for path in sorted(root.rglob(RESULT_FILE))
+        {**RunFolder(path.parent).result(), "folder": str(path.parent)}
+        for path in sorted(root.rglob(RESULT_FILE))
     ]
 
 
@@ -136,7 +137,7 @@ def left_out(root: Path) -> list[str]:
     runs not finished yet, so a mean over fewer seeds than trained is never silent."""
     stopped, running = [], []
     for folder in unfinished_runs(Path(root)):
-        reason = diverged(folder)
+        reason = RunFolder(folder).diverged()
         (stopped if reason else running).append(f"left out {folder}: {reason}" if reason else str(folder))
     if running:
         stopped.append(f"left out {len(running)} unfinished runs (no {RESULT_FILE}), e.g. {running[0]}")

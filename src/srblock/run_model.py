@@ -4,16 +4,15 @@ finished run's model with its tested checkpoint loaded, from the run folder alon
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .insert import evaluating
 from .registry import PYTHON_MODEL, create_model
-from .runs import BEST_CKPT, CONFIG_FILE, RESULT_FILE, diverged, has_result, read_config
+from .run_folder import BEST_CKPT, CONFIG_FILE, RESULT_FILE, RunFolder
 
 
 def build_model(cfg: TrainConfig, pretrained: bool = False) -> nn.Module:
@@ -50,49 +49,30 @@ class TrainedModel(NamedTuple):
 def trained_model(folder: str | Path) -> TrainedModel:
     """A run folder's model with its tested checkpoint (best.ckpt) loaded, in eval mode, with the
     run's config and the input size it was trained at; no data needed."""
-    folder = Path(folder)
-    if not (folder / CONFIG_FILE).is_file():
+    folder = RunFolder(folder)
+    if not folder.started():
         raise FileNotFoundError(
             f"{folder} is not a run folder (no {CONFIG_FILE}): give OUT/<recipe>/<configuration>/seed<k>"
         )
-    if not (folder / BEST_CKPT).is_file() and has_result(folder):
+    if not (folder / BEST_CKPT).is_file() and folder.has_result():
         raise FileNotFoundError(
             f"{folder} is finished ({RESULT_FILE}) but its tested checkpoint {BEST_CKPT} is gone: "
             "delete the folder and train the run again"
         )
-    if not (folder / BEST_CKPT).is_file() and diverged(folder):
+    if not (folder / BEST_CKPT).is_file() and folder.diverged():
         raise FileNotFoundError(
-            f"{folder} stopped as diverged before its first checkpoint ({diverged(folder)}); --resume "
+            f"{folder} stopped as diverged before its first checkpoint ({folder.diverged()}); --resume "
             "skips it: train it again as that line says"
         )
     if not (folder / BEST_CKPT).is_file():
         raise FileNotFoundError(
             f"{folder} has no {BEST_CKPT} yet: finish the run first (srblock train ... --resume)"
         )
-    cfg = read_config(folder)
+    cfg = folder.config()
     model = build_model(cfg)
     advice = f"train the run again (delete {folder} or use another --out)"  # its tested weights are gone
-    load_weights(model, folder / BEST_CKPT, cfg, advice)
+    folder.load_weights(model, cfg, BEST_CKPT, advice)
     return TrainedModel(model.eval(), cfg, cfg.input_size())
-
-
-def load_weights(model: nn.Module, path: Path, cfg: TrainConfig, advice: str | None = None) -> dict[str, Any]:
-    """Loads a run's checkpoint into its model; returns the checkpoint. One from another
-    configuration (other shapes or names) is a one-line error, not a traceback, ending in
-    `advice` where the caller is not training (see load_checkpoint)."""
-    state = load_checkpoint(path, cfg.model, advice)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, TypeError):
-        raise ValueError(
-            f"checkpoint {path} does not fit this run's {cfg.model}: it is from another configuration"
-            + (
-                f" (or config.yaml was edited since): restore it, or {advice}"
-                if advice
-                else "; choose another --out, or delete it"
-            )
-        ) from None
-    return state
 
 
 def check_input_size(model: nn.Module, cfg: TrainConfig) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import zlib
@@ -14,13 +13,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .checkpoint import tensors_checksum, write_text_atomic
+from .checkpoint import tensors_checksum
 from .config import TrainConfig
 from .data import DatasetInfo, ImageSet, load_dataset_splits, split_train_val
-from .data.folder import SPLIT_FOLDERS
 from .data.imagenet import ImageFiles, check_jpegs
 
-DATA_FILE = "data.json"  # a run folder's fingerprint of the data it trained on
 SIZES_UP_TO = 100_000  # files whose sizes and ends the fingerprint reads (more: their names only)
 ENDS = 4096  # bytes read from each end of a file for the fingerprint of its content
 
@@ -159,41 +156,3 @@ def fingerprint(splits: Splits, root: str | Path | None) -> dict[str, Any]:
     root = Path(root) if root else None
     prints = {name: _split_fingerprint(getattr(splits, name), root) for name in ("train", "val", "test")}
     return {"classes": list(getattr(splits.train, "classes", []) or []), **prints}
-
-
-def check_data(folder: Path, splits: Splits, root: str | Path | None, write: bool = True) -> None:
-    """Records the data a run trains on (data.json) when it starts; a run that goes on (a resume)
-    must find the same data, else it stops with one line naming what changed."""
-    now, path = fingerprint(splits, root), Path(folder) / DATA_FILE
-    if not path.exists():  # a new run (or one from before data.json): it records its data now
-        if write:
-            write_text_atomic(path, json.dumps(now, indent=1))
-        return
-    before = json.loads(path.read_text())
-    for key, value in now.items():  # what a data.json of an earlier release did not record: not compared
-        if isinstance(value, dict) and isinstance(before.get(key), dict):
-            now[key] = {k: v for k, v in value.items() if k in before[key]}
-    changed = [_what_changed(key, before.get(key), now[key]) for key in now if before.get(key) != now[key]]
-    renamed = [n for n in SPLIT_FOLDERS["val"][1:] if root and (Path(root) / n).is_dir()]
-    if changed and renamed and before.get("val", {}).get("files") != now["val"].get("files"):
-        raise ValueError(  # a run from before validation/ was read as the validation split
-            f"the data read otherwise than when {folder} trained ({'; '.join(changed)}): {renamed[0]}/ is "
-            f"now its validation split, where the run held val_fraction of train/ out: train a new run "
-            f"with another --out, or move {renamed[0]}/ out of {root} to read the data as it did"
-        )
-    if changed:
-        raise ValueError(
-            f"the data are not the ones {folder} trained on ({'; '.join(changed)}): restore them, "
-            "or train a new run in another output folder (--out; srblock.fit's out=)"
-        )
-
-
-def _what_changed(key: str, before: Any, now: Any) -> str:
-    if key == "classes" or not isinstance(before, dict):
-        return f"{key}: {before} then, {now} now"
-    count = next(k for k in ("files", "images", "items") if k in now)
-    if before.get(count) != now[count]:
-        return f"{key}: {before.get(count)} {count} then, {now[count]} now"
-    if "sha1" in now and before.get("sha1") == now["sha1"]:
-        return f"{key}: the same names, labels and sizes, other contents"
-    return f"{key}: as many {count}, other names, labels, sizes or contents"

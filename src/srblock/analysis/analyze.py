@@ -27,9 +27,9 @@ from ..data.imagenet import ImageFiles
 from ..insert import sr_blocks, sr_bypassed
 from ..memory import nearest_centroid_accuracy, recorded_weights
 from ..registry import PYTHON_MODEL
+from ..run_folder import CONFIG_FILE, RunFolder
 from ..run_model import trained_model
-from ..runs import CONFIG_FILE, read_config
-from ..splits import check_data, load_splits
+from ..splits import fingerprint, load_splits
 
 SPLITS = ("val", "test", "train")
 
@@ -66,7 +66,7 @@ def load_run(
     if (
         model is None
         and (folder / CONFIG_FILE).is_file()
-        and read_config(folder).model.startswith(PYTHON_MODEL)
+        and RunFolder(folder).config().model.startswith(PYTHON_MODEL)
     ):
         raise NotAnalysable(
             f"{folder} trained a model given to srblock.fit in Python, which the run folder cannot "
@@ -76,7 +76,7 @@ def load_run(
     if model is None:
         model, cfg, _ = trained_model(folder)
     else:
-        cfg = read_config(folder)
+        cfg = RunFolder(folder).config()
         model.eval()
     if cfg.SEGMENTS:
         raise NotAnalysable(
@@ -96,7 +96,8 @@ def load_run(
             "run_analysis(folder, model=run.model, splits={'val': val_set, 'test': test_set})"
         )
     data = load_splits(cfg, data_root)
-    check_data(folder, data, data_root or cfg.data_dir, write=False)  # the data it trained on, or one line
+    root = data_root or cfg.data_dir
+    RunFolder(folder).check_data(fingerprint(data, root), root, write=False)  # its data, or one line
     info, train, val, test, _ = data
     return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test}, device)
 

@@ -11,16 +11,7 @@ import yaml
 
 from ..checkpoint import refuse_foreign, starts_with, write_text_atomic
 from ..results import finished_results, md_columns, summarize
-from ..runs import (
-    CLASS_IOU_FILE,
-    CONFIG_FILE,
-    METRICS_FILE,
-    diverged,
-    has_result,
-    read_config,
-    read_metrics,
-    read_result,
-)
+from ..run_folder import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, RunFolder
 from . import run_analysis
 from .analyze import NotAnalysable
 from .plots import learning_curves_figure, memory_curves_figure
@@ -59,22 +50,23 @@ def _fmt(value: object) -> str:
 
 def _run_section(folder: Path, classes, per_class: int, split: str, data_root, device=None) -> str:
     parts = [f"<h2>{html.escape(str(folder))}</h2>"]
-    config = read_config(folder).keys()
+    run = RunFolder(folder)
+    config = run.config().keys()
     parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
     if (folder / METRICS_FILE).is_file():
-        rows = read_metrics(folder)
+        rows = run.metrics()
         curves = learning_curves_figure(rows, folder / "learning_curves.png")
         parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and scores per epoch or evaluation"))
         memory = memory_curves_figure(rows, folder / "memory_curves.png")
         if memory is not None:
             parts.append("<h3>The memory over training</h3>" + _img(memory, "SR memory statistics per epoch"))
-    if not has_result(folder):
+    if not run.has_result():
         parts.append(
             "<p><b>Not finished</b> (no result.json): what follows is its best checkpoint so far, "
             "not a tested model.</p>"
         )
-    if has_result(folder):
-        result = read_result(folder)
+    if run.has_result():
+        result = run.result()
         scores = (
             ["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"]
             if "test_miou" in result
@@ -136,7 +128,7 @@ def report_runs(folders: list[str | Path]) -> tuple[list[Path], dict[Path, str]]
                 "(OUT/<recipe>/<configuration>/seed<k>) or their parents"
             )
         runs += found
-    stopped = {r: why for r in runs if not has_result(r) and (why := diverged(r))}
+    stopped = {r: why for r in runs if not RunFolder(r).has_result() and (why := RunFolder(r).diverged())}
     if stopped and len(stopped) == len(runs):
         raise ValueError(
             f"every run given stopped as diverged (e.g. {next(iter(stopped.values()))}): nothing to report"

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 
 from .. import startup
-from ..runs import Interrupted
+from ..run_folder import Interrupted
 from . import analyze, bench, demo, export, params, predict, recipes, report, sweep, table, train
 
 SUBCOMMANDS = (demo, train, sweep, table, analyze, report, predict, bench, export, recipes, params)

@@ -18,15 +18,15 @@ def note_if_unfinished(folder: str | Path, what: str) -> None:
     """A line on stderr where a run folder has no result.json: `what` (its best checkpoint so far
     predicts, is exported...) is then not the tested model a finished run's would be. A run that
     stopped as diverged says so: `--resume` does not finish it."""
-    from ..runs import BEST_CKPT, CONFIG_FILE, diverged, has_result
+    from ..run_folder import BEST_CKPT, RunFolder
 
-    folder = Path(folder)
-    if not (folder / CONFIG_FILE).is_file() or has_result(folder):  # (an export has no config.yaml)
+    folder = RunFolder(folder)
+    if not folder.started() or folder.has_result():  # (an export has no config.yaml)
         return
     if not (folder / BEST_CKPT).is_file():  # nothing to read: the reader's own error says why
         return
-    if diverged(folder):
-        state = f"stopped as diverged ({diverged(folder)}): its best checkpoint before that"
+    if folder.diverged():
+        state = f"stopped as diverged ({folder.diverged()}): its best checkpoint before that"
     else:
         state = "is not finished (no result.json): its best checkpoint so far"
     print(f"note: {folder} {state} {what}", file=sys.stderr)

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import startup
 from ..keys import make_config
 from ..render import render
-from ..runs import run_dir
+from ..run_folder import RunFolder
 from .common import add_device_args
 
 EPILOG = """\
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         f"{name} + SR": make_config(recipe, {**(tiny if args.tiny else {}), **data, **sr}),
     }
     group = ("demo-seg" if args.task == "seg" else "demo") + ("-tiny" if args.tiny else "")
-    labels = {run_dir(Path(args.out), group, cfg): label for label, cfg in configs.items()}
+    labels = {RunFolder.of(args.out, group, cfg).path: label for label, cfg in configs.items()}
     jobs = [Job(configs[label], folder) for folder, label in labels.items()]
 
     def table(outcomes: list) -> str:

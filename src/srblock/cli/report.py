@@ -53,14 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.report import report_runs, write_report  # matplotlib, torchmetrics: this command's
     from ..registry import PYTHON_MODEL
-    from ..runs import read_config
+    from ..run_folder import RunFolder
 
     runs, stopped = report_runs(args.run_dirs)
     for folder, why in stopped.items():
         print(f"srblock report: left out {folder}: stopped as diverged ({why})", file=sys.stderr)
     for folder in runs:
         note_if_unfinished(folder, "is reported")
-    configs = [read_config(folder) for folder in runs]
+    configs = [RunFolder(folder).config() for folder in runs]
     analysed = [  # what the analyses read: SR classification runs whose model is built by name
         c
         for c in configs

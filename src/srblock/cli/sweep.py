@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..recipes import group_name
-from ..runs import run_dir
+from ..run_folder import RunFolder
 from ..sweeps import expand_sweep, select_rows
 from .common import add_parallel_arg, add_training_args, job_args, training_overrides
 from .workers import add_launch_args, launched
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     rows = select_rows(rows, args.rows, args.sweep) if args.rows else rows
     folder = Path(args.out) / group_name(args.sweep)
     jobs = [
-        Job(cfg, run_dir(Path(args.out), group_name(args.sweep), cfg), row.extra())
+        Job(cfg, RunFolder.of(args.out, group_name(args.sweep), cfg).path, row.extra())
         for row in rows
         for cfg in row.configs(args.seeds)
     ]

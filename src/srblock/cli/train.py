@@ -12,7 +12,7 @@ from ..keys import make_config
 from ..recipes import group_name
 from ..render import render
 from ..results import METRICS, tested_on
-from ..runs import read_config, run_dir, unfinished_runs
+from ..run_folder import RunFolder, unfinished_runs
 from .common import add_parallel_arg, add_training_args, job_args, training_overrides
 from .workers import add_launch_args, launched
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         jobs = []
         for folder in folders:
             try:
-                jobs.append(Job(dataclasses.replace(read_config(folder), **how), folder))
+                jobs.append(Job(dataclasses.replace(RunFolder(folder).config(), **how), folder))
             except (ValueError, OSError) as err:  # a broken folder does not stop the others
                 print(f"srblock train: skipped {folder}: {err}", file=sys.stderr)
         if not jobs:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     else:
         base = make_config(args.recipe, overrides)
-        jobs = [Job(cfg, run_dir(Path(args.out), group, cfg)) for cfg in with_seeds(base, args.seeds)]
+        jobs = [Job(cfg, RunFolder.of(args.out, group, cfg).path) for cfg in with_seeds(base, args.seeds)]
         if launched(args, group, seeds=[job.cfg.seed for job in jobs]):  # (its keys checked first)
             return 0
     run_jobs(jobs, resume=args.resume, summary=results_table, **job_args(args))

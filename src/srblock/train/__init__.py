@@ -11,8 +11,8 @@ from typing import Any
 from lightning.fabric import Fabric
 
 from ..config import TrainConfig
+from ..run_folder import Interrupted, RunFolder
 from ..run_lock import RunHeld, RunLock
-from ..runs import Interrupted, has_result
 from .classify import train_classifier
 from .compiling import damaged_cache_said
 from .fabric import make_fabric
@@ -32,7 +32,7 @@ def claimed(fabric: Fabric, folders: Sequence[Path]) -> Iterator[None]:
             try:
                 for folder in folders:
                     locks.enter_context(RunLock(folder))
-                    if has_result(folder):  # finished by another worker since this one looked
+                    if RunFolder(folder).has_result():  # finished by another worker since this one looked
                         raise RunHeld(f"{folder} was finished by another worker")
             except RunHeld as err:
                 refusal = ("held", str(err))

@@ -22,25 +22,31 @@ from ..config import TrainConfig
 from ..insert import sr_blocks
 from ..memory import statistic_columns
 from ..params import config_overhead
+from ..run_folder import BEST_CKPT, LAST_CKPT, MetricsLog, RunDiverged, RunFolder
 from ..run_lock import RunHeld, claim_lost
-from ..run_model import build_model, check_input_size, load_weights
-from ..runs import (
-    BEST_CKPT,
-    LAST_CKPT,
-    METRICS_FILE,
-    MetricsLog,
-    RunDiverged,
-    claim_run_dir,
-    divergence_advice,
-    mark_diverged,
-    write_result,
-)
-from ..splits import Splits, check_data, load_splits
+from ..run_model import build_model, check_input_size
+from ..splits import Splits, fingerprint, load_splits
 from .compiling import compile_mode, compiled
 from .fabric import device_name, versions
 from .tracking import check_trackers, finish_loggers, make_loggers
 
 LOSS_LIMIT = 1e4  # a cross-entropy no network that still learns reaches (a logit gap of 10,000)
+
+
+def divergence_advice(cfg: TrainConfig, folder: Path) -> str:
+    """What to do after a divergence: which keys to change (lr, and the SR block's settings that
+    can blow up where the run changed them), and where, since the same settings' folder is taken."""
+    smaller = cfg.lr / 10 if cfg.lr <= 1 else 0.1
+    keys = [f"a smaller lr (now {cfg.lr:g}, e.g. --set lr={smaller:g})"]
+    diversity = cfg.sr.diversity if cfg.sr_stage is not None else 0.0
+    if diversity > 0:  # its loss term is added to the cross-entropy: a large weight swamps it first
+        less = 0.1 if diversity > 0.1 else diversity / 10  # (docs/memory.md measures 0.1)
+        keys.insert(0, f"a smaller sr_diversity (now {diversity:g}, e.g. --set sr_diversity={less:g})")
+    if cfg.sr_stage is not None and cfg.sr.temperature != 1.0:
+        keys.append(f"sr_temperature nearer 1, the paper's (now {cfg.sr.temperature:g})")
+    if cfg.sr_stage is not None and cfg.sr.memory_init != "zeros":
+        keys.append(f"a smaller sr_memory_init_scale (now {cfg.sr.memory_init_scale:g})")
+    return f"train again with {' or '.join(keys)}, after deleting {folder} (or in another --out)"
 
 
 def prepare_model(fabric: Fabric, cfg: TrainConfig, model: nn.Module) -> nn.Module:
@@ -112,6 +118,11 @@ class Run:
     def rank0(self) -> bool:
         return self.fabric.global_rank == 0
 
+    @property
+    def files(self) -> RunFolder:
+        """The run's folder and its files (run_folder.py)."""
+        return RunFolder(self.folder)
+
     def check_finite(self, loss: float, where: str, what: str = "training loss") -> None:
         """Stops a diverged run before it checkpoints, so it never counts as finished (last.ckpt
         keeps the weights from before; the folder says why): a loss not a number, or a training
@@ -122,7 +133,7 @@ class Run:
             message = f"training diverged in {self.folder} at {where}: the {what} is {loss:.3g}; "
             message += divergence_advice(self.cfg, self.folder)
             if self.rank0:
-                mark_diverged(self.folder, message)
+                self.files.mark_diverged(message)
             raise RunDiverged(message)
 
     def checkpoint(self, name: str) -> None:
@@ -160,7 +171,7 @@ class Run:
 
     def load_best(self) -> None:
         """Loads the tested checkpoint (best.ckpt) into the model."""
-        load_weights(self.model, self.folder / BEST_CKPT, self.cfg)
+        self.files.load_weights(self.model, self.cfg, BEST_CKPT)
 
     def finish(self, scores: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """result.json: the loop's test scores, then what every run records."""
@@ -177,7 +188,7 @@ class Run:
             **(extra or {}),
         }
         if self.rank0:
-            write_result(self.folder, result)
+            self.files.write_result(result)
             finish_loggers(self.loggers, self.folder, result)
         self.fabric.barrier()
         return result
@@ -205,7 +216,7 @@ def start_run(
     then these columns. `compile_model=False`: eager whatever the config says (a stacked seed's
     own model, which only evaluates and saves; train/stacked.py compiles the stack). `fits(cfg,
     data)` refuses data the loop cannot start on, before the run's folder is written."""
-    folder = Path(folder)
+    folder, files = Path(folder), RunFolder(folder)
     fabric.seed_everything(cfg.seed, verbose=False)
     resuming = (folder / LAST_CKPT).exists()
     if model is None:
@@ -218,7 +229,7 @@ def start_run(
             f"{folder} holds an unfinished run: add --resume to continue it, or choose another --out"
         )
     fabric.barrier()
-    cfg = claim_run_dir(folder, cfg, write=False)  # checks it; a resumed run keeps its data folder
+    cfg = files.check(cfg)  # another configuration's folder is refused; a resumed run keeps its data folder
     if data is None:
         startup.mark("model")
         data = load_splits(cfg, cfg.data_dir)  # as given: a missing folder gets the data set's own message
@@ -226,8 +237,9 @@ def start_run(
         fits(cfg, data)
     check_trackers(cfg)  # a tracker that is not installed: one line before the folder is written
     # config.yaml only once the model built and the data read: a run that cannot start leaves no folder
-    cfg = claim_run_dir(folder, cfg, write=fabric.global_rank == 0)
-    check_data(folder, data, cfg.data_dir, write=fabric.global_rank == 0)  # data.json: a resume's data
+    if fabric.global_rank == 0:
+        files.claim(cfg)
+    files.check_data(fingerprint(data, cfg.data_dir), cfg.data_dir, write=fabric.global_rank == 0)
     fabric.barrier()
     startup.mark("data")
     model = prepare_model(fabric, cfg, model)
@@ -235,7 +247,7 @@ def start_run(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     run = Run(fabric, cfg, folder, data, model, model, optimizer, scheduler, unit)
     if (folder / LAST_CKPT).exists():
-        state = load_weights(model, folder / LAST_CKPT, cfg)
+        state = files.load_weights(model, cfg, LAST_CKPT)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
@@ -247,7 +259,7 @@ def start_run(
     if memory_columns is not None and sr_blocks(model):
         columns = (*columns, *statistic_columns(model), *memory_columns)
     if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
-        run.metrics = MetricsLog(folder / METRICS_FILE, run.step + (unit == "iteration"), columns)
+        run.metrics = files.metrics_log(run.step + (unit == "iteration"), columns)
         run.loggers = make_loggers(cfg, folder, extra, step=run.step)
     startup.mark("device, optimiser, checkpoint")
     return run

@@ -19,8 +19,8 @@ from torch import nn
 
 from .. import startup
 from ..config import TrainConfig
+from ..run_folder import DATA_FILE, RunDiverged, RunFolder
 from ..run_lock import RunHeld, stalled
-from ..runs import RunDiverged, diverged, finished, read_result
 
 
 @dataclass
@@ -32,7 +32,12 @@ class Job:
     folder: Path
     extra: dict[str, Any] | None = None
     model: nn.Module | None = None
-    data: Any = None  # runs.Splits
+    data: Any = None  # splits.Splits
+
+    @property
+    def run(self) -> RunFolder:
+        """The run's folder and its files."""
+        return RunFolder(self.folder)
 
 
 @dataclass
@@ -102,15 +107,14 @@ def check_finished_data(job: Job) -> None:
     """A finished run met again with data from another folder than its own (or with data sets from
     Python, srblock.fit's): the same data, or an error (a finished run would otherwise be skipped
     as if it had trained on them)."""
-    from ..runs import read_config
-    from ..splits import DATA_FILE, check_data, load_splits
+    from ..splits import fingerprint, load_splits
 
     if job.data is not None and (job.folder / DATA_FILE).exists():  # srblock.fit's data sets, again
-        check_data(job.folder, job.data, None, write=False)
+        job.run.check_data(fingerprint(job.data, None), None, write=False)
         return
-    given, own = job.cfg.data_dir, read_config(job.folder).data_dir
+    given, own = job.cfg.data_dir, job.run.config().data_dir
     if given and own and Path(given).resolve() != Path(own).resolve() and (job.folder / DATA_FILE).exists():
-        check_data(job.folder, load_splits(job.cfg, given), given, write=False)
+        job.run.check_data(fingerprint(load_splits(job.cfg, given), given), given, write=False)
 
 
 def breadth_first(todo: list[tuple[int, Job]]) -> list[tuple[int, Job]]:
@@ -149,8 +153,8 @@ def run_jobs(
         raise ValueError("--stack trains seeds in one process and --parallel in several: choose one")
     precision = shared_precision(j.cfg for j in jobs) if jobs else None
     # finished runs first: a command with nothing to train starts no Fabric (no processes, no GPU)
-    done_before = [finished(job.folder, job.cfg) for job in jobs]
-    stopped = {i: diverged(job.folder) for i, job in enumerate(jobs) if resume and not done_before[i]}
+    done_before = [job.run.finished(job.cfg) for job in jobs]
+    stopped = {i: job.run.diverged() for i, job in enumerate(jobs) if resume and not done_before[i]}
     for i, why in stopped.items():  # resumed as it is, it would diverge again
         if why:
             print(f"srblock train: skipped {jobs[i].folder}, stopped before: {why}", file=sys.stderr)
@@ -165,7 +169,7 @@ def run_jobs(
         if done_before[i]:
             check_finished_data(job)
             say(f"{job.folder} is finished (result.json): skipped; delete it to train again")
-            outcomes[i] = Outcome(job, read_result(job.folder), trained=False)
+            outcomes[i] = Outcome(job, job.run.result(), trained=False)
     failed: dict[Path, str] = {}
     held: dict[int, str] = {}  # runs another worker trains (run_lock.py): left to it
     for attempt in range(2):  # a second look at those held: a worker may have died meanwhile
@@ -219,8 +223,8 @@ def run_jobs(
             say(f"waiting {min(waits):.0f} s for the claim of a worker that stopped renewing it to run out")
             time.sleep(min(waits) + 1.0)
     for i in held:  # what the other workers finished meanwhile counts as finished before
-        if finished(jobs[i].folder, jobs[i].cfg):
-            outcomes[i] = Outcome(jobs[i], read_result(jobs[i].folder), trained=False)
+        if jobs[i].run.finished(jobs[i].cfg):
+            outcomes[i] = Outcome(jobs[i], jobs[i].run.result(), trained=False)
     left = [why for i, why in held.items() if i not in outcomes]
     if left:
         say(f"{len(left)} runs are trained by other workers, left to them: e.g. {left[0]}")

@@ -26,8 +26,8 @@ import torch
 from .. import startup
 from ..config import TrainConfig
 from ..keys import config_from_mapping
+from ..run_folder import Interrupted
 from ..run_lock import RunHeld, holder
-from ..runs import Interrupted, read_result
 
 LOG_FILE = "train.log"  # a run's output when it trains beside others
 HELD_EXIT = 75  # a run's process found its folder claimed by another worker (EX_TEMPFAIL): left to it
@@ -121,7 +121,7 @@ def run_parallel(
                 run.process.stdin.close()
                 minutes = (time.time() - run.started) / 60
                 if run.process.returncode == 0:
-                    result = read_result(run.job.folder)
+                    result = run.job.run.result()
                     results.append((run.job, result))
                     score = next(
                         (f"{k} {result[k]:.2f}" for k in ("test_acc", "test_miou") if k in result), ""

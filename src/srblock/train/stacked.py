@@ -27,7 +27,7 @@ from lightning.fabric import Fabric
 from .. import startup
 from ..config import ClassifyConfig
 from ..insert import sr_blocks
-from ..runs import RunDiverged
+from ..run_folder import RunDiverged
 from ..stack import StackedModel, member_state, stack_state, stacked_optimizer, write_members
 from .batches import ClassifyBatches
 from .classify import (

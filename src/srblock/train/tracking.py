@@ -22,7 +22,7 @@ from typing import Any
 
 from ..checkpoint import write_text_atomic
 from ..config import TrainConfig
-from ..runs import CONFIG_FILE, RESULT_FILE
+from ..run_folder import CONFIG_FILE, RESULT_FILE
 from .fabric import versions
 
 TRACKING_FILE = "tracking.json"  # the tracker runs a run folder goes on in: {"mlflow": run id, ...}

@@ -22,19 +22,9 @@ import yaml
 
 from srblock.checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from srblock.keys import make_config, parse_set
+from srblock.run_folder import MetricsLog, RunFolder, config_slug, unfinished_runs
 from srblock.run_lock import RunHeld, RunLock, claim_lost
 from srblock.run_model import trained_model
-from srblock.runs import (
-    MetricsLog,
-    claim_run_dir,
-    config_slug,
-    finished,
-    read_config,
-    read_result,
-    run_dir,
-    unfinished_runs,
-    write_result,
-)
 from srblock.splits import data_root
 
 # config.yaml of a Fashion-MNIST run as srblock 0.1.0 wrote it before configs were split by task:
@@ -112,20 +102,28 @@ def test_checkpoints_are_atomic_and_checked(tmp_path):
         load_checkpoint(path)
 
 
+def claim(folder: Path, cfg):
+    """What a run's start does with its folder: checks it holds cfg's run (or none), then claims it."""
+    run = RunFolder(folder)
+    cfg = run.check(cfg)
+    run.claim(cfg)
+    return cfg
+
+
 def test_a_run_folder_written_before_configs_were_split_still_loads(tmp_path):
     folder = tmp_path / "demo" / "resnet10s_cifar" / "seed0"
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(LEGACY_CONFIG)
-    cfg = read_config(folder)
+    cfg = RunFolder(folder).config()
     # other tasks' keys dropped, no P without an SR block; compile: false as then, not today's auto
     assert cfg == make_config("fashion_mnist", {"compile": "false"})
-    claim_run_dir(folder, make_config("fashion_mnist", {"compile": "false"}))  # the same run: resumable
+    claim(folder, make_config("fashion_mnist", {"compile": "false"}))  # the same run: resumable
     assert (folder / "config.yaml").read_text() == LEGACY_CONFIG  # nothing to rewrite
     with pytest.raises(ValueError, match="holds a run of another configuration \\(epochs: 4 -> 5\\)"):
-        claim_run_dir(folder, make_config("fashion_mnist", {"epochs": 5}))
+        claim(folder, make_config("fashion_mnist", {"epochs": 5}))
     (folder / "config.yaml").write_text(LEGACY_CONFIG + "warmup: 5\n")
     with pytest.raises(ValueError, match="config.yaml: unknown key 'warmup'"):
-        read_config(folder)
+        RunFolder(folder).config()
     for text, message in [
         ("- a list\n", "is not a run's config"),
         ("", "is not a run's config"),
@@ -135,31 +133,29 @@ def test_a_run_folder_written_before_configs_were_split_still_loads(tmp_path):
         path = folder / "config.yaml"
         path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
         with pytest.raises(ValueError, match=f"config.yaml {message}"):
-            read_config(folder)
+            RunFolder(folder).config()
 
 
 def test_config_yaml_holds_the_runs_own_fields_and_its_data_folder(tmp_path):
     cfg = make_config("cityscapes", {**parse_set(["sr_stage=2"]), "data_dir": str(tmp_path)})
-    folder = run_dir(tmp_path / "runs", "cityscapes", cfg)
+    folder = RunFolder.of(tmp_path / "runs", "cityscapes", cfg).path
     assert folder.parts[-2:] == ("deeplabv3_r50_d8-sr2p2h8", "seed0") and config_slug(cfg) == folder.parts[-2]
-    claim_run_dir(folder, cfg)
+    claim(folder, cfg)
     written = yaml.safe_load((folder / "config.yaml").read_text())
     assert written["data_dir"] == str(tmp_path) and written["sr_memory_blocks"] == 2
     assert "epochs" not in written and "crop_size" in written
-    assert read_config(folder) == cfg
+    assert RunFolder(folder).config() == cfg
     # the data moved: the same run, its new place recorded
     moved = dataclasses.replace(cfg, data_dir=str(tmp_path / "elsewhere"))
-    claim_run_dir(folder, moved)
-    assert read_config(folder).data_dir == str(tmp_path / "elsewhere")
-    assert unfinished_runs(tmp_path / "runs") == [folder] and not finished(folder, cfg)
+    claim(folder, moved)
+    assert RunFolder(folder).config().data_dir == str(tmp_path / "elsewhere")
+    assert unfinished_runs(tmp_path / "runs") == [folder] and not RunFolder(folder).finished(cfg)
     # a resume that names no data folder goes on with the remembered one
-    assert claim_run_dir(folder, dataclasses.replace(cfg, data_dir=None)).data_dir == str(
-        tmp_path / "elsewhere"
-    )
-    assert read_config(folder).data_dir == str(tmp_path / "elsewhere")
+    assert claim(folder, dataclasses.replace(cfg, data_dir=None)).data_dir == str(tmp_path / "elsewhere")
+    assert RunFolder(folder).config().data_dir == str(tmp_path / "elsewhere")
     # so may its precision (how it runs, not what it computes); config.yaml says what it runs with now
-    claim_run_dir(folder, dataclasses.replace(moved, precision="bf16-mixed"))
-    assert read_config(folder).precision == "bf16-mixed" and "precision" not in cfg.identity()
+    claim(folder, dataclasses.replace(moved, precision="bf16-mixed"))
+    assert RunFolder(folder).config().precision == "bf16-mixed" and "precision" not in cfg.identity()
 
 
 def test_data_root_is_the_remembered_folder_unless_given(tmp_path):
@@ -175,23 +171,23 @@ def test_data_root_is_the_remembered_folder_unless_given(tmp_path):
 
 def test_a_finished_run_of_another_configuration_is_an_error_not_skipped(tmp_path):
     cfg = make_config("fashion_mnist")
-    folder = run_dir(tmp_path, "fashion_mnist", cfg)
-    claim_run_dir(folder, cfg)
-    write_result(folder, {"test_acc": 90.0})
-    assert finished(folder, cfg)
+    folder = RunFolder.of(tmp_path, "fashion_mnist", cfg).path
+    claim(folder, cfg)
+    RunFolder(folder).write_result({"test_acc": 90.0})
+    assert RunFolder(folder).finished(cfg)
     with pytest.raises(ValueError, match="holds a run of another configuration \\(lr: 0.1 -> 0.2\\)"):
-        finished(folder, dataclasses.replace(cfg, lr=0.2))
+        RunFolder(folder).finished(dataclasses.replace(cfg, lr=0.2))
 
 
 def test_result_json_is_read_or_named(tmp_path):
-    write_result(tmp_path, {"test_acc": 1.5})
-    assert read_result(tmp_path) == {"test_acc": 1.5}
+    RunFolder(tmp_path).write_result({"test_acc": 1.5})
+    assert RunFolder(tmp_path).result() == {"test_acc": 1.5}
     (tmp_path / "result.json").write_text("{broken")
     with pytest.raises(ValueError, match="result.json is not valid JSON: delete it and resume that run"):
-        read_result(tmp_path)
+        RunFolder(tmp_path).result()
     (tmp_path / "result.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ValueError, match="result.json is not a run's result"):
-        read_result(tmp_path)
+        RunFolder(tmp_path).result()
 
 
 def test_metrics_log_keeps_the_rows_before_the_checkpoint(tmp_path):
@@ -209,7 +205,7 @@ def test_reading_results_does_not_import_lightning():
     """analyze, report, export and the run folders need no training stack (nor its start-up time)."""
     code = (
         "import sys; import srblock.cli, srblock.analysis, srblock.analysis.report, srblock.export, "
-        "srblock.runs, "
+        "srblock.run_folder, "
         "srblock.results, srblock.bench; "
         "print(sorted(m for m in sys.modules "
         "if m == 'lightning' or m.startswith(('lightning.', 'tensorboard'))))"
@@ -235,17 +231,17 @@ def test_a_flipped_byte_in_a_checkpoint_is_caught(tmp_path):
 def test_atomic_files_honour_the_umask_and_leftovers_are_cleaned_when_a_folder_is_claimed(tmp_path):
     old = os.umask(0o022)
     try:
-        write_result(tmp_path, {"test_acc": 1.0})
+        RunFolder(tmp_path).write_result({"test_acc": 1.0})
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "result.json").stat().st_mode) == 0o644  # readable by collaborators
     cfg = make_config("fashion_mnist")
     folder = tmp_path / "run"
-    claim_run_dir(folder, cfg)
+    claim(folder, cfg)
     (folder / ".last.ckpt.abc123.tmp").write_bytes(b"x" * 100)  # what a kill during a write leaves
-    claim_run_dir(folder, cfg, write=False)
+    RunFolder(folder).check(cfg)
     assert (folder / ".last.ckpt.abc123.tmp").exists()  # only the process that writes cleans
-    claim_run_dir(folder, cfg)
+    claim(folder, cfg)
     assert not list(folder.glob(".*.tmp"))
 
 
@@ -261,7 +257,7 @@ def test_a_write_or_export_deletes_what_a_killed_one_left_of_the_same_file(tmp_p
         path.write_bytes(b"x" * 100)
     remove_stale_temporaries(tmp_path / "model.onnx")
     assert not stale.exists() and live.exists() and other.exists()
-    write_result(tmp_path, {"test_acc": 1.0})  # every atomic write cleans up after its own file
+    RunFolder(tmp_path).write_result({"test_acc": 1.0})  # every atomic write cleans up after its own file
     assert not other.exists() and json.loads((tmp_path / "result.json").read_text()) == {"test_acc": 1.0}
 
 
@@ -305,18 +301,17 @@ def test_a_full_disk_with_room_left_after_the_failed_write_is_still_one_line(tmp
 
 
 def test_corrupt_metrics_is_named(tmp_path):
-    from srblock.runs import read_metrics
 
     (tmp_path / "metrics.csv").write_text("epoch,lr\n0,zero\n")
     with pytest.raises(
         ValueError, match="metrics.csv is not a metrics table .*: delete it; --resume writes it anew"
     ):
-        read_metrics(tmp_path)
+        RunFolder(tmp_path).metrics()
     with pytest.raises(ValueError, match="metrics.csv is not a metrics table"):
         MetricsLog(tmp_path / "metrics.csv", 1, ("epoch", "lr"))
     (tmp_path / "metrics.csv").write_bytes(b"\xff\xfe")
     with pytest.raises(ValueError, match="metrics.csv is not a metrics table"):
-        read_metrics(tmp_path)
+        RunFolder(tmp_path).metrics()
     (tmp_path / "metrics.csv").write_text("iteration,loss\n")
     with pytest.raises(ValueError, match="metrics.csv has columns iteration, loss, not epoch, lr: delete it"):
         MetricsLog(tmp_path / "metrics.csv", 1, ("epoch", "lr"))
@@ -324,10 +319,10 @@ def test_corrupt_metrics_is_named(tmp_path):
 
 def test_a_finished_run_without_its_tested_checkpoint_says_so(tmp_path):
     cfg = make_config("fashion_mnist")
-    claim_run_dir(tmp_path, cfg)
+    claim(tmp_path, cfg)
     with pytest.raises(FileNotFoundError, match="has no best.ckpt yet: finish the run first"):
         trained_model(tmp_path)
-    write_result(tmp_path, {"test_acc": 1.0})
+    RunFolder(tmp_path).write_result({"test_acc": 1.0})
     with pytest.raises(
         FileNotFoundError, match="is finished \\(result.json\\) but its tested checkpoint best.ckpt is gone"
     ):
@@ -392,7 +387,7 @@ def test_a_claim_is_renewed_while_held_and_one_taken_over_is_noted_lost_and_left
 
 def test_a_run_folder_whose_checkpoint_has_no_model_or_another_one_is_one_line(tmp_path):
     cfg = make_config("fashion_mnist")
-    claim_run_dir(tmp_path, cfg)
+    claim(tmp_path, cfg)
     for weights in ({}, {"fc.weight": torch.zeros(3)}):
         save_atomic(
             tmp_path / "best.ckpt",
@@ -411,3 +406,23 @@ def test_the_activation_and_squeeze_name_the_folder_where_they_are_not_the_paper
     assert config_slug(base) == "resnet10s_cifar-sr3p4h8"  # as every earlier release named it
     other = make_config("fashion_mnist", parse_set(["sr_stage=3", "sr_act=gelu", "sr_squeeze_channels=2"]))
     assert config_slug(other) == "resnet10s_cifar-sr3p4h8-cs2-actgelu"
+
+
+def test_a_run_folder_stands_where_its_path_does_and_names_each_file_once(tmp_path):
+    cfg = make_config("fashion_mnist", {"sr_stage": 3})
+    run = RunFolder.of(tmp_path, "demo", cfg)
+    assert run.path == tmp_path / "demo" / "resnet10s_cifar-sr3p4h8" / "seed0" == Path(os.fspath(run))
+    assert run / "last.ckpt" == run.path / "last.ckpt" and str(run) == str(run.path)
+    assert not run.started() and not run.has_result() and run.diverged() is None
+    assert run.progress() == f"{run.path}, before its first checkpoint"
+    run.claim(run.check(cfg))
+    assert run.started() and run.config() == cfg and RunFolder(run.path) == run
+    run.mark_diverged("training diverged at epoch 3")
+    assert run.diverged() == "training diverged at epoch 3" and not run.finished(cfg)
+    run.claim(cfg)  # a run started again: the mark goes
+    assert run.diverged() is None
+    log = run.metrics_log(0, ("epoch", "loss"))
+    log.append({"epoch": 0, "loss": 0.5})
+    assert run.metrics() == [{"epoch": 0.0, "loss": 0.5}]
+    run.write_result({"test_acc": 50.0})
+    assert run.finished(cfg) and run.result() == {"test_acc": 50.0}

@@ -1,0 +1,319 @@
+"""A run's folder and every file in it (`RunFolder`): where it lives, its config and identity, its
+claim, metrics, checkpoints, result, divergence mark and data fingerprint. No Lightning needed,
+and no model code until a config or weights are read.
+
+Layout: OUT/<recipe or sweep>/<configuration>/seed<k>/, so the seeds of one configuration are
+siblings and `srblock table` can average them. A run folder holds config.yaml (the run's keys,
+and where its data lay), data.json (the data's fingerprint: splits.py), metrics.csv,
+tensorboard/, last.ckpt, best.ckpt (the tested checkpoint), result.json and, for segmentation,
+class_iou.md; a run stopped because its training diverged holds diverged.txt instead of result.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import yaml
+
+from .checkpoint import TMP_SUFFIX, load_checkpoint, write_text_atomic
+from .run_lock import RunLock
+from .spec import SRSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .config import TrainConfig
+
+CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
+LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
+DATA_FILE = "data.json"  # the fingerprint of the data the run trained on
+DIVERGED_FILE = "diverged.txt"  # why a run was stopped: it never counts as finished
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
+
+
+def config_slug(cfg: TrainConfig) -> str:
+    """A folder name for a configuration: model (and its layers), SR placement, and how the memory
+    trains where it is not the paper's way (the `slug` of SRSpec's fields, in their order)."""
+    parts = cfg.folder_parts()
+    if cfg.sr_stage is not None:
+        spec, default = cfg.sr, SRSpec()
+        parts.append(f"sr{cfg.sr_stage}p{spec.memory_blocks}h{spec.hidden}")
+        for field in dataclasses.fields(SRSpec):
+            short, value = field.metadata.get("slug"), getattr(spec, field.name)
+            if short and value != getattr(default, field.name):
+                parts.append(f"{short}{value}" if not isinstance(value, bool) else short)
+    return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts)
+
+
+class RunDiverged(ValueError):
+    """A run stopped because its loss diverged (its folder says why, in DIVERGED_FILE)."""
+
+
+class RunFolder(os.PathLike):
+    """One run's folder: each of its files is read and written here, and only here. It stands
+    where a path does (`os.fspath`, `folder / name`)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, out: str | Path, group: str, cfg: TrainConfig, name: str | None = None) -> RunFolder:
+        """The folder of `cfg`'s run under `out`: OUT/<group>/<configuration>/seed<k>."""
+        return cls(Path(out) / group / (name or config_slug(cfg)) / f"seed{cfg.seed}")
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunFolder) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # -- config and identity
+    def started(self) -> bool:
+        """Whether a run was started here (its config.yaml written)."""
+        return (self.path / CONFIG_FILE).is_file()
+
+    def config(self) -> TrainConfig:
+        """The config the run was started with (also one written before configs were split by task)."""
+        path = self.path / CONFIG_FILE
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = str(err).strip().splitlines()[0]
+            raise ValueError(
+                f"{path} is not valid YAML ({reason}): restore it or delete that run folder"
+            ) from None
+        from .keys import config_from_mapping  # (the key checks, which read the model registry's facts)
+
+        return config_from_mapping(data, str(path))
+
+    def _recorded(self, cfg: TrainConfig) -> TrainConfig | None:
+        """The config of the run here (None if there is none), which must be `cfg`'s experiment."""
+        if not (self.path / CONFIG_FILE).exists():
+            return None
+        old = self.config()
+        before, now = old.identity(), cfg.identity()
+        changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in now if before.get(k) != now[k]]
+        if changed:
+            raise ValueError(
+                f"{self.path} holds a run of another configuration ({'; '.join(changed)}): "
+                "choose another --out, or delete that folder"
+            )
+        return old
+
+    def check(self, cfg: TrainConfig) -> TrainConfig:
+        """The config `cfg`'s run goes on with here: `cfg`, with the data folder the run remembers
+        where `cfg` names none. A folder holding another configuration is a one-line error (how a
+        run runs, e.g. its precision or where its data lie, may differ). Writes nothing."""
+        old = self._recorded(cfg)
+        return dataclasses.replace(cfg, data_dir=old.data_dir) if old and cfg.data_dir is None else cfg
+
+    def claim(self, cfg: TrainConfig) -> None:
+        """Starts or continues `cfg`'s run here (`cfg` as `check` returned it; this process holds the
+        lock): what a killed write left behind and a divergence mark of before go, and config.yaml
+        records `cfg` where it changed."""
+        for leftover in self.path.glob(f".*{TMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
+        (self.path / DIVERGED_FILE).unlink(missing_ok=True)
+        if self._recorded(cfg) != cfg:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.path / CONFIG_FILE, yaml.safe_dump(cfg.keys(), sort_keys=False))
+
+    def finished(self, cfg: TrainConfig) -> bool:
+        """Whether `cfg`'s run is finished here; a folder holding another configuration is an error."""
+        return self._recorded(cfg) is not None and self.has_result()
+
+    def lock(self) -> RunLock:
+        """The claim that one process at a time trains here (run_lock.py)."""
+        return RunLock(self.path)
+
+    # -- result and divergence
+    def has_result(self) -> bool:
+        return (self.path / RESULT_FILE).is_file()
+
+    def result(self) -> dict[str, Any]:
+        """The finished run's result.json, or a one-line error naming the file."""
+        path = self.path / RESULT_FILE
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path} is not valid JSON: delete it and resume that run") from None
+        if not isinstance(result, dict):
+            raise ValueError(f"{path} is not a run's result (a JSON object): delete it and resume that run")
+        return result
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        write_text_atomic(self.path / RESULT_FILE, json.dumps(result, indent=2))
+
+    def diverged(self) -> str | None:
+        """Why the run was stopped as diverged, or None."""
+        path = self.path / DIVERGED_FILE
+        return path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else None
+
+    def mark_diverged(self, message: str) -> None:
+        """Records why the run stopped: `srblock table` and `--resume` leave it out."""
+        write_text_atomic(self.path / DIVERGED_FILE, message + "\n")
+
+    # -- metrics
+    def metrics_log(self, start: int, columns: tuple[str, ...] = METRIC_COLUMNS) -> MetricsLog:
+        """metrics.csv to append to, its rows from `start` on (those a resume trains again) dropped."""
+        return MetricsLog(self.path / METRICS_FILE, start, columns)
+
+    def metrics(self) -> list[dict[str, float | None]]:
+        """metrics.csv's rows as numbers (None where empty)."""
+        rows = _metrics_rows(self.path / METRICS_FILE)
+        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in rows]
+
+    # -- data and weights
+    def check_data(self, now: dict[str, Any], root: str | Path | None, write: bool = True) -> None:
+        """Records the data the run trains on (data.json: `now`, splits.fingerprint) when it starts;
+        a run that goes on (a resume, an analysis) must find the same data, else one line naming
+        what changed."""
+        path = self.path / DATA_FILE
+        if not path.exists():  # a new run (or one from before data.json): it records its data now
+            if write:
+                write_text_atomic(path, json.dumps(now, indent=1))
+            return
+        before = json.loads(path.read_text())
+        for key, value in now.items():  # what a data.json of an earlier release did not record: not compared
+            if isinstance(value, dict) and isinstance(before.get(key), dict):
+                now[key] = {k: v for k, v in value.items() if k in before[key]}
+        changed = [_what_changed(k, before.get(k), now[k]) for k in now if before.get(k) != now[k]]
+        if not changed:
+            return
+        from .data.folder import SPLIT_FOLDERS
+
+        renamed = [n for n in SPLIT_FOLDERS["val"][1:] if root and (Path(root) / n).is_dir()]
+        if renamed and before.get("val", {}).get("files") != now["val"].get("files"):
+            raise ValueError(  # a run from before validation/ was read as the validation split
+                f"the data read otherwise than when {self.path} trained ({'; '.join(changed)}): "
+                f"{renamed[0]}/ is now its validation split, where the run held val_fraction of train/ "
+                f"out: train a new run with another --out, or move {renamed[0]}/ out of {root} to read "
+                "the data as it did"
+            )
+        raise ValueError(
+            f"the data are not the ones {self.path} trained on ({'; '.join(changed)}): restore them, "
+            "or train a new run in another output folder (--out; srblock.fit's out=)"
+        )
+
+    def load_weights(
+        self, model: nn.Module, cfg: TrainConfig, name: str = BEST_CKPT, advice: str | None = None
+    ) -> dict[str, Any]:
+        """Loads the checkpoint `name` into the run's model; returns the checkpoint. One from another
+        configuration (other shapes or names) is a one-line error, not a traceback, ending in
+        `advice` where the caller is not training (see load_checkpoint)."""
+        path = self.path / name
+        state = load_checkpoint(path, cfg.model, advice)
+        try:
+            model.load_state_dict(state["model"])
+        except (KeyError, RuntimeError, TypeError):
+            raise ValueError(
+                f"checkpoint {path} does not fit this run's {cfg.model}: it is from another configuration"
+                + (
+                    f" (or config.yaml was edited since): restore it, or {advice}"
+                    if advice
+                    else "; choose another --out, or delete it"
+                )
+            ) from None
+        return state
+
+    def progress(self) -> str:
+        """Where the run stands: the progress its last.ckpt records (read without its tensors)."""
+        try:
+            state = torch.load(self.path / LAST_CKPT, map_location="cpu", weights_only=True, mmap=True)
+            done = next(f"{unit} {state[unit]}" for unit in ("epoch", "iteration") if unit in state)
+        except (OSError, RuntimeError, ValueError, StopIteration, pickle.UnpicklingError):
+            return f"{self.path}, before its first checkpoint"
+        return f"{self.path}, whose last.ckpt is after {done}"
+
+
+def unfinished_runs(root: Path) -> list[Path]:
+    """Run folders under `root` that were started (config.yaml) and have no result.json yet."""
+    return sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if not RunFolder(p.parent).has_result())
+
+
+class MetricsLog:
+    """metrics.csv, one row per epoch (or evaluation); a resumed run first drops the rows after its
+    checkpoint, those whose first column (epoch, iteration) is not below `start`."""
+
+    def __init__(self, path: Path, start: int, columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
+        self.path, self.columns = path, columns
+        rows = (
+            [r for r in _metrics_rows(path, columns) if float(r[columns[0]]) < start] if path.exists() else []
+        )
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(path, text.getvalue())  # a kill while rewriting leaves the old file
+
+    def append(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns, lineterminator="\n").writerow(row)
+
+
+def _metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, str]]:
+    """metrics.csv's rows as written, each value a number or empty, or a one-line error naming the file."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            fields = list(reader.fieldnames or [])
+        for value in (v for row in rows for v in row.values()):
+            if value not in ("", None):
+                float(value)  # a ValueError (or TypeError, for a row too long) names the file below
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as err:
+        reason = str(err).splitlines()[0][:100]
+        raise ValueError(
+            f"{path} is not a metrics table ({reason}): delete it; --resume writes it anew"
+        ) from None
+    # a run resumed by a newer version may log more columns than it started with: its old rows stay
+    if columns is not None and (not set(fields) <= set(columns) or fields[:1] != list(columns[:1])):
+        raise ValueError(
+            f"{path} has columns {', '.join(fields) or 'none'}, not {', '.join(columns)}: delete it"
+        )
+    return rows
+
+
+def _what_changed(key: str, before: Any, now: Any) -> str:
+    if key == "classes" or not isinstance(before, dict):
+        return f"{key}: {before} then, {now} now"
+    count = next(k for k in ("files", "images", "items") if k in now)
+    if before.get(count) != now[count]:
+        return f"{key}: {before.get(count)} {count} then, {now[count]} now"
+    if "sha1" in now and before.get("sha1") == now["sha1"]:
+        return f"{key}: the same names, labels and sizes, other contents"
+    return f"{key}: as many {count}, other names, labels, sizes or contents"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) while runs trained in `folders` (one, or the seeds of a stack): their
+    checkpoints are as they were."""
+
+    def __init__(self, *folders: str | os.PathLike[str]) -> None:
+        super().__init__(", ".join(map(str, folders)))
+        self.folders = [Path(f) for f in folders]
+
+    def where(self) -> str:
+        """Where each run stands: the progress its last.ckpt records."""
+        return " and ".join(RunFolder(f).progress() for f in self.folders)
