@@ -70,10 +70,10 @@ from srblock.bench import TIMING_COLUMNS, bench_pair  # noqa: E402
 from srblock.cli import main as srblock_main  # noqa: E402
 from srblock.data import make_file_loader  # noqa: E402
 from srblock.data.imagenet import collate_encoded, imagenet_transform, load_imagenet  # noqa: E402
+from srblock.factory import create_model  # noqa: E402
 from srblock.insert import sr_blocks  # noqa: E402
 from srblock.paper_latency import PAPER_SETTINGS, bench_paper  # noqa: E402
 from srblock.profile import block_input_shapes, profile_block  # noqa: E402
-from srblock.registry import create_model  # noqa: E402
 from srblock.render import render  # noqa: E402
 from srblock.run_folder import RunFolder  # noqa: E402
 from tests.helpers import write_cifar100  # noqa: E402  (CIFAR-100's layout, synthetic images)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from srblock.data import DeviceLoader, make_dataloader
-from srblock.registry import create_model
+from srblock.factory import create_model
 from srblock.render import render
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)

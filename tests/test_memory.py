@@ -21,7 +21,6 @@ from srblock.block import SqueezeRemember, diversity_loss
 from srblock.checkpoint import load_checkpoint
 from srblock.keys import make_config
 from srblock.memory import drain, init_memory, kmeans, memory_statistics, recorded_weights, statistic_columns
-from srblock.run_folder import config_slug
 from srblock.spec import SRSpec
 from srblock.train.engine import make_optimizer
 
@@ -178,7 +177,8 @@ def test_the_memory_has_its_own_learning_rate_and_weight_decay():
     assert block["lr"] == rest["lr"] == 0.1 and block["weight_decay"] == cfg.weight_decay > 0
     options = ({}, {"sr_memory_init": "normal"}, {"sr_memory_lr_mult": 10.0}, {"sr_temperature": 0.5})
     names = {
-        config_slug(make_config("cifar10", {"sr_stage": 3, **kw})) for kw in (*options, {"sr_diversity": 0.1})
+        make_config("cifar10", {"sr_stage": 3, **kw}).folder_name()
+        for kw in (*options, {"sr_diversity": 0.1})
     }
     assert len(names) == 5  # each strategy trains in a folder of its own
 

@@ -22,7 +22,7 @@ import yaml
 
 from srblock.checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from srblock.keys import make_config, parse_set
-from srblock.run_folder import MetricsLog, RunFolder, config_slug, unfinished_runs
+from srblock.run_folder import MetricsLog, RunFolder, unfinished_runs
 from srblock.run_lock import RunHeld, RunLock, claim_lost
 from srblock.run_model import trained_model
 from srblock.splits import data_root
@@ -139,7 +139,7 @@ def test_a_run_folder_written_before_configs_were_split_still_loads(tmp_path):
 def test_config_yaml_holds_the_runs_own_fields_and_its_data_folder(tmp_path):
     cfg = make_config("cityscapes", {**parse_set(["sr_stage=2"]), "data_dir": str(tmp_path)})
     folder = RunFolder.of(tmp_path / "runs", "cityscapes", cfg).path
-    assert folder.parts[-2:] == ("deeplabv3_r50_d8-sr2p2h8", "seed0") and config_slug(cfg) == folder.parts[-2]
+    assert folder.parts[-2:] == ("deeplabv3_r50_d8-sr2p2h8", "seed0") == (cfg.folder_name(), "seed0")
     claim(folder, cfg)
     written = yaml.safe_load((folder / "config.yaml").read_text())
     assert written["data_dir"] == str(tmp_path) and written["sr_memory_blocks"] == 2
@@ -403,9 +403,9 @@ def test_a_run_folder_whose_checkpoint_has_no_model_or_another_one_is_one_line(t
 
 def test_the_activation_and_squeeze_name_the_folder_where_they_are_not_the_paper_s():
     base = make_config("fashion_mnist", parse_set(["sr_stage=3"]))
-    assert config_slug(base) == "resnet10s_cifar-sr3p4h8"  # as every earlier release named it
+    assert base.folder_name() == "resnet10s_cifar-sr3p4h8"  # as every earlier release named it
     other = make_config("fashion_mnist", parse_set(["sr_stage=3", "sr_act=gelu", "sr_squeeze_channels=2"]))
-    assert config_slug(other) == "resnet10s_cifar-sr3p4h8-cs2-actgelu"
+    assert other.folder_name() == "resnet10s_cifar-sr3p4h8-cs2-actgelu"
 
 
 def test_a_run_folder_stands_where_its_path_does_and_names_each_file_once(tmp_path):

@@ -19,8 +19,8 @@ from lightning.fabric import Fabric
 from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
 from srblock.config import with_seeds
+from srblock.factory import create_model
 from srblock.keys import make_config
-from srblock.registry import create_model
 from srblock.run_folder import DIVERGED_FILE, RunFolder
 from srblock.stack import StackedModel, member_state, stack_state, stacked_optimizer, write_members
 from srblock.train import stacked, train_classifier, train_stacked

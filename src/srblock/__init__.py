@@ -13,7 +13,8 @@ from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed
 from .stages import stage_names
 from .models import init_weights
 from .params import count_params, sr_param_count
-from .registry import create_model, list_models, register_model
+from .factory import create_model
+from .registry import list_models, register_model
 from .spec import SRSpec
 
 try:

@@ -146,7 +146,7 @@ def export_hf(folder: str | Path, out: str | Path) -> Path:
     from safetensors.torch import save
 
     from .data import DATASETS
-    from .predict import run_classes
+    from .run_folder import RunFolder
     from .run_model import trained_model
     from .timm_models import PREFIX, TIMM_NAMES, _pretrained_cfg
 
@@ -168,7 +168,7 @@ def export_hf(folder: str | Path, out: str | Path) -> Path:
         "architecture": architecture,
         "num_classes": cfg.num_classes(),
         "num_features": model.num_features,
-        "label_names": list(run_classes(folder, cfg)),
+        "label_names": list(RunFolder(folder).class_names(cfg)),
         "pretrained_cfg": {k: json_value(v) for k, v in pretrained_cfg.items() if k != "architecture"},
         "model_args": timm_model_args(cfg),
         "srblock": {"config": cfg.record()},

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .bench import bench_pair
-from .registry import create_model
+from .factory import create_model
 from .spec import SRSpec
 
 

@@ -18,9 +18,10 @@ from torch import nn
 
 from .block import _size2
 from .config import TrainConfig
+from .factory import create_model
 from .insert import sr_blocks as find_sr_blocks
 from .recipes import sweeps_for
-from .registry import PYTHON_MODEL, create_model
+from .registry import PYTHON_MODEL
 from .run_model import build_model
 from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, caller_stacklevel
 from .sweeps import expand_sweep

@@ -8,7 +8,6 @@ as the run's channels, then its validation transform (files), a resize to the tr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from .config import TrainConfig
 from .data import DATASETS
 from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
 from .hub import HUB_CONFIG, HUB_WEIGHTS, is_hub_folder, read_hub_config
-from .run_folder import DATA_FILE, RESULT_FILE
+from .run_folder import RunFolder
 from .run_model import TrainedModel, trained_model
 
 # the columns of predict's rows: classification's, then segmentation's
@@ -47,19 +46,13 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:
-    """The class names a run was trained on: its config's (folders), an exported folder's
-    label_names, its result.json's or, for a run not finished yet, its data.json's; else numbers."""
-    names = cfg.class_names()
-    if not names and is_hub_folder(folder):
+    """The class names a run (or an export) was trained on: an exported folder's label_names where
+    the config has none, else the run folder's (RunFolder.class_names)."""
+    if not cfg.class_names() and is_hub_folder(folder):
         names = read_hub_config(folder / HUB_CONFIG).get("label_names")
-    for recorded in (RESULT_FILE, DATA_FILE):
-        if not names and (folder / recorded).is_file():
-            try:
-                names = json.loads((folder / recorded).read_text()).get("classes")
-            except (ValueError, OSError, AttributeError):
-                names = None
-    count = len(names) if names else cfg.num_classes()
-    return tuple(names) if names else tuple(str(k) for k in range(count))
+        if names:
+            return tuple(names)
+    return RunFolder(folder).class_names(cfg)
 
 
 def eval_transform(cfg: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:

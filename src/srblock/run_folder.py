@@ -1,12 +1,9 @@
-"""A run's folder and every file in it (`RunFolder`): where it lives, its config and identity, its
-claim, metrics, checkpoints, result, divergence mark and data fingerprint. No Lightning needed,
-and no model code until a config or weights are read.
-
-Layout: OUT/<recipe or sweep>/<configuration>/seed<k>/, so the seeds of one configuration are
-siblings and `srblock table` can average them. A run folder holds config.yaml (the run's keys,
-and where its data lay), data.json (the data's fingerprint: splits.py), metrics.csv,
-tensorboard/, last.ckpt, best.ckpt (the tested checkpoint), result.json and, for segmentation,
-class_iou.md; a run stopped because its training diverged holds diverged.txt instead of result.json.
+"""A run's folder and every file in it (`RunFolder`), read without Lightning or model code (until
+a config or weights are read). Layout: OUT/<recipe or sweep>/<configuration>/seed<k>/, so the
+seeds of one configuration are siblings and `srblock table` averages them. It holds config.yaml
+(the run's keys, and where its data lay), data.json (the data's fingerprint: splits.py),
+metrics.csv, tensorboard/, last.ckpt, best.ckpt (the tested checkpoint), result.json (or, where
+training diverged, diverged.txt) and, for segmentation, class_iou.md.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import io
 import json
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,6 @@ import yaml
 
 from .checkpoint import TMP_SUFFIX, load_checkpoint, write_text_atomic
 from .run_lock import RunLock
-from .spec import SRSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,35 +37,24 @@ METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc
 SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
 
 
-def config_slug(cfg: TrainConfig) -> str:
-    """A folder name for a configuration: model (and its layers), SR placement, and how the memory
-    trains where it is not the paper's way (the `slug` of SRSpec's fields, in their order)."""
-    parts = cfg.folder_parts()
-    if cfg.sr_stage is not None:
-        spec, default = cfg.sr, SRSpec()
-        parts.append(f"sr{cfg.sr_stage}p{spec.memory_blocks}h{spec.hidden}")
-        for field in dataclasses.fields(SRSpec):
-            short, value = field.metadata.get("slug"), getattr(spec, field.name)
-            if short and value != getattr(default, field.name):
-                parts.append(f"{short}{value}" if not isinstance(value, bool) else short)
-    return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts)
-
-
 class RunDiverged(ValueError):
     """A run stopped because its loss diverged (its folder says why, in DIVERGED_FILE)."""
 
 
+@dataclass(frozen=True)
 class RunFolder(os.PathLike):
     """One run's folder: each of its files is read and written here, and only here. It stands
     where a path does (`os.fspath`, `folder / name`)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # (a str or any path-like taken)
 
     @classmethod
     def of(cls, out: str | Path, group: str, cfg: TrainConfig, name: str | None = None) -> RunFolder:
         """The folder of `cfg`'s run under `out`: OUT/<group>/<configuration>/seed<k>."""
-        return cls(Path(out) / group / (name or config_slug(cfg)) / f"seed{cfg.seed}")
+        return cls(Path(out) / group / (name or cfg.folder_name()) / f"seed{cfg.seed}")
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -78,15 +64,6 @@ class RunFolder(os.PathLike):
 
     def __str__(self) -> str:
         return str(self.path)
-
-    def __repr__(self) -> str:
-        return f"RunFolder({str(self.path)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RunFolder) and other.path == self.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
 
     # -- config and identity
     def started(self) -> bool:
@@ -198,10 +175,12 @@ class RunFolder(os.PathLike):
         for key, value in now.items():  # what a data.json of an earlier release did not record: not compared
             if isinstance(value, dict) and isinstance(before.get(key), dict):
                 now[key] = {k: v for k, v in value.items() if k in before[key]}
-        changed = [_what_changed(k, before.get(k), now[k]) for k in now if before.get(k) != now[k]]
+        from .data.folder import SPLIT_FOLDERS
+        from .splits import fingerprint_changes
+
+        changed = fingerprint_changes(before, now)
         if not changed:
             return
-        from .data.folder import SPLIT_FOLDERS
 
         renamed = [n for n in SPLIT_FOLDERS["val"][1:] if root and (Path(root) / n).is_dir()]
         if renamed and before.get("val", {}).get("files") != now["val"].get("files"):
@@ -215,6 +194,18 @@ class RunFolder(os.PathLike):
             f"the data are not the ones {self.path} trained on ({'; '.join(changed)}): restore them, "
             "or train a new run in another output folder (--out; srblock.fit's out=)"
         )
+
+    def class_names(self, cfg: TrainConfig) -> tuple[str, ...]:
+        """The class names the run was trained on: its config's (folders), its result.json's or, for
+        a run not finished yet, its data.json's; else numbers."""
+        names = cfg.class_names()
+        for recorded in (RESULT_FILE, DATA_FILE):
+            if not names and (self.path / recorded).is_file():
+                try:
+                    names = json.loads((self.path / recorded).read_text()).get("classes")
+                except (ValueError, OSError, AttributeError):
+                    names = None
+        return tuple(names) if names else tuple(str(k) for k in range(cfg.num_classes()))
 
     def load_weights(
         self, model: nn.Module, cfg: TrainConfig, name: str = BEST_CKPT, advice: str | None = None
@@ -293,17 +284,6 @@ def _metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[di
             f"{path} has columns {', '.join(fields) or 'none'}, not {', '.join(columns)}: delete it"
         )
     return rows
-
-
-def _what_changed(key: str, before: Any, now: Any) -> str:
-    if key == "classes" or not isinstance(before, dict):
-        return f"{key}: {before} then, {now} now"
-    count = next(k for k in ("files", "images", "items") if k in now)
-    if before.get(count) != now[count]:
-        return f"{key}: {before.get(count)} {count} then, {now[count]} now"
-    if "sha1" in now and before.get("sha1") == now["sha1"]:
-        return f"{key}: the same names, labels and sizes, other contents"
-    return f"{key}: as many {count}, other names, labels, sizes or contents"
 
 
 class Interrupted(KeyboardInterrupt):

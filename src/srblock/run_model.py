@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .factory import create_model
 from .insert import evaluating
-from .registry import PYTHON_MODEL, create_model
+from .registry import PYTHON_MODEL
 from .run_folder import BEST_CKPT, CONFIG_FILE, RESULT_FILE, RunFolder
 
 

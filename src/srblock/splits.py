@@ -156,3 +156,19 @@ def fingerprint(splits: Splits, root: str | Path | None) -> dict[str, Any]:
     root = Path(root) if root else None
     prints = {name: _split_fingerprint(getattr(splits, name), root) for name in ("train", "val", "test")}
     return {"classes": list(getattr(splits.train, "classes", []) or []), **prints}
+
+
+def fingerprint_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """How the data `now` differ from those fingerprinted `before` (data.json), one phrase a part."""
+    return [_what_changed(k, before.get(k), now[k]) for k in now if before.get(k) != now[k]]
+
+
+def _what_changed(key: str, before: Any, now: Any) -> str:
+    if key == "classes" or not isinstance(before, dict):
+        return f"{key}: {before} then, {now} now"
+    count = next(k for k in ("files", "images", "items") if k in now)
+    if before.get(count) != now[count]:
+        return f"{key}: {before.get(count)} {count} then, {now[count]} now"
+    if "sha1" in now and before.get("sha1") == now["sha1"]:
+        return f"{key}: the same names, labels and sizes, other contents"
+    return f"{key}: as many {count}, other names, labels, sizes or contents"

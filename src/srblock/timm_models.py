@@ -17,8 +17,9 @@ from timm.models import register_model as timm_register
 from timm.models._features import FeatureListNet
 from torch import nn
 
+from .factory import create_model
 from .hub import hub_config_beside, hub_data_cfg, load_hub_weights
-from .registry import create_model, list_models, model_arguments, model_facts
+from .registry import list_models, model_arguments, model_facts
 from .spec import RENAMED_KEYS, SPEC_KEYS
 
 PREFIX = "srblock_"

@@ -9,9 +9,9 @@ import torch
 
 from ..bench import TIMING_COLUMNS, bench_onnx_pair, bench_pair
 from ..config import COMPILE_MODES
+from ..factory import create_model
 from ..paper_latency import PAPER_SETTINGS, bench_paper
 from ..profile import block_costs
-from ..registry import create_model
 from ..render import render
 from .common import at_least, refuse_flags
 from .model_flags import add_model_flags, add_run_args, build_from_args, device, model_dests

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ..factory import create_model
 from ..layer_choices import ATTN_LAYERS, REG_LAYERS
-from ..registry import create_model
 from ..schema import parse_hw
 from ..spec import SRSpec
 from .common import at_least, stage_arg

@@ -195,6 +195,19 @@ class TrainConfig:
         """What names the configuration's folder besides the SR block: the model (and its layers)."""
         return [self.model]
 
+    def folder_name(self) -> str:
+        """The configuration's folder name: model (and its layers), SR placement, and how the memory
+        trains where it is not the paper's way (the `slug` of SRSpec's fields, in their order)."""
+        parts = self.folder_parts()
+        if self.sr_stage is not None:
+            spec, default = self.sr, SRSpec()
+            parts.append(f"sr{self.sr_stage}p{spec.memory_blocks}h{spec.hidden}")
+            for field in dataclasses.fields(SRSpec):
+                short, value = field.metadata.get("slug"), getattr(spec, field.name)
+                if short and value != getattr(default, field.name):
+                    parts.append(f"{short}{value}" if not isinstance(value, bool) else short)
+        return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts)
+
     def file_transform(self, train: bool) -> Any:
         """The transform of one image file for runs that read files (else None: tensors in memory)."""
         return None
