@@ -10,7 +10,6 @@ from typing import Any
 
 from lightning.fabric import Fabric
 
-from ..config import TrainConfig
 from ..run_folder import Interrupted, RunFolder
 from ..run_lock import RunHeld, RunLock
 from .classify import train_classifier
@@ -58,35 +57,40 @@ def trackers_closed() -> Iterator[None]:
         raise
 
 
-def run_training(fabric: Fabric, cfg: TrainConfig, folder: Path, **kwargs: Any) -> dict[str, Any]:
-    """Trains one run with the loop its task needs (classification or segmentation); returns
-    result.json. One process trains in a folder at a time: RunHeld where another does."""
-    loop = train_segmenter if cfg.SEGMENTS else train_classifier
-    with claimed(fabric, [folder]), trackers_closed():
-        try:
-            with damaged_cache_said():
-                return loop(fabric, cfg, folder, **kwargs)
-        except KeyboardInterrupt:
-            raise Interrupted(folder) from None
-
-
-def run_stacked(
-    fabric: Fabric, jobs: Sequence[Any], **kwargs: Any
+def train_in_process(
+    fabric: Fabric, jobs: Sequence[Any], *, resume: bool, quiet: bool
 ) -> tuple[dict[Path, dict[str, Any]], dict[Path, str]]:
-    """Trains jobs (jobs.Job) that differ only in their seed as one stack (stacked.py), each run's
-    folder claimed; returns the results of those that finished and the errors of those that diverged."""
-    with claimed(fabric, [job.folder for job in jobs]), trackers_closed():
+    """Trains `jobs` (jobs.Job: cfg, folder, extra, and srblock.fit's model and data) in this
+    process: one run with its task's loop, or the seeds of one configuration as one stack
+    (stacked.py). Each run's folder is claimed (RunHeld where another worker holds one), and Ctrl-C
+    names where each run stands. Returns the results of the runs that finished and the errors of
+    those that diverged (a run alone that diverges raises RunDiverged)."""
+    folders = [job.folder for job in jobs]
+    with claimed(fabric, folders), trackers_closed(), damaged_cache_said():
         try:
-            with damaged_cache_said():
-                return train_stacked(fabric, [(job.cfg, job.folder, job.extra) for job in jobs], **kwargs)
+            if len(jobs) > 1:
+                group = [(job.cfg, job.folder, job.extra) for job in jobs]
+                return train_stacked(fabric, group, resume=resume, quiet=quiet)
+            [job] = jobs
+            if job.cfg.SEGMENTS:
+                result = train_segmenter(
+                    fabric, job.cfg, job.folder, resume=resume, quiet=quiet, extra=job.extra
+                )
+            else:
+                given = (
+                    {"model": job.model, "data": job.data} if getattr(job, "model", None) is not None else {}
+                )
+                result = train_classifier(
+                    fabric, job.cfg, job.folder, resume=resume, quiet=quiet, extra=job.extra, **given
+                )
+            return {job.folder: result}, {}
         except KeyboardInterrupt:
-            raise Interrupted(*(job.folder for job in jobs)) from None
+            raise Interrupted(*folders) from None
 
 
 __all__ = [
     "make_fabric",
-    "run_stacked",
-    "run_training",
+    "train_in_process",
     "train_classifier",
     "train_segmenter",
     "train_stacked",

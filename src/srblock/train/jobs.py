@@ -142,7 +142,7 @@ def run_jobs(
     """Trains `jobs` (skipping finished ones); returns every job's outcome, in order, and prints
     `summary(outcomes)` once (on the first process of a distributed run). Runs that
     diverged are an error once the others have finished."""
-    from . import make_fabric, run_stacked, run_training
+    from . import make_fabric, train_in_process
     from .parallel import run_parallel
 
     if parallel and num_nodes > 1:
@@ -192,26 +192,11 @@ def run_jobs(
                     held[i] = taken[job.folder]
         for group in stack_groups(todo, stack, fabric.device.type, fabric.world_size) if fabric else []:
             try:
-                if len(group) > 1:
-                    done, diverging = run_stacked(
-                        fabric, [job for _, job in group], resume=resume, quiet=quiet
-                    )
-                    outcomes.update(
-                        {i: Outcome(j, done[j.folder], True) for i, j in group if j.folder in done}
-                    )
-                    failed.update(diverging)
-                    continue
-                (i, job), given = group[0], {"model": group[0][1].model, "data": group[0][1].data}
-                result = run_training(
-                    fabric,
-                    job.cfg,
-                    job.folder,
-                    resume=resume,
-                    quiet=quiet,
-                    extra=job.extra,
-                    **(given if job.model is not None else {}),
+                done, diverging = train_in_process(
+                    fabric, [job for _, job in group], resume=resume, quiet=quiet
                 )
-                outcomes[i] = Outcome(job, result, trained=True)
+                outcomes.update({i: Outcome(j, done[j.folder], True) for i, j in group if j.folder in done})
+                failed.update(diverging)
             except RunDiverged as err:  # the next runs still train; the error comes once they have
                 failed[group[0][1].folder] = str(err)
             except RunHeld as err:  # another worker trains it (or has just finished it)

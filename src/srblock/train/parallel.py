@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -229,15 +230,14 @@ def _main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the command's to handle (a submitit requeue)
     startup.verbose = args.verbose
     torch.set_num_threads(args.threads)
-    from . import make_fabric, run_training
+    from . import make_fabric, train_in_process
 
     try:
         cfg = config_from_mapping(json.loads(sys.stdin.buffer.readline()), f"the config of {args.folder}")
         stop_with_parent(sys.stdin.fileno())
         fabric = make_fabric(args.accelerator, 1, 1, cfg.precision)
-        run_training(
-            fabric, cfg, args.folder, resume=args.resume, quiet=args.quiet, extra=json.loads(args.extra)
-        )
+        run = types.SimpleNamespace(cfg=cfg, folder=Path(args.folder), extra=json.loads(args.extra))
+        train_in_process(fabric, [run], resume=args.resume, quiet=args.quiet)
     except RunHeld as err:  # another worker trains it: the command leaves it to that worker
         print(f"srblock train: {err}", file=sys.stderr)
         return HELD_EXIT
