@@ -21,6 +21,18 @@ def argv(line: str, **paths: object) -> list[str]:
     return [part.format(**{k: str(v) for k, v in paths.items()}) for part in line.split()]
 
 
+def trained_in(out: Path, recipe: str, words: list[str], seed: int = 0) -> Path:
+    """The folder `srblock train RECIPE WORDS --out OUT` trains seed `seed` in: its configuration
+    named after what WORDS' --set changed of the recipe (test_run_folder.py checks that rule)."""
+    from srblock.keys import make_config, parse_set, recipe_values, set_changes
+    from srblock.recipes import group_name
+    from srblock.run_folder import RunFolder
+
+    overrides = parse_set([words[i + 1] for i, word in enumerate(words[:-1]) if word == "--set"])
+    cfg = make_config(recipe, {**overrides, "seed": seed})
+    return RunFolder.of(out, group_name(recipe), cfg, set_changes(cfg, overrides, recipe_values(recipe))).path
+
+
 # the smallest classification runs the engine accepts: a tiny zoo model, small batches, no progress output
 TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "eval_batch_size=64", "--quiet"]
 # one epoch of the smallest ResNet on a class folder of small pictures (write_image_folder)

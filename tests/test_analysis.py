@@ -23,6 +23,7 @@ from .helpers import argv, fill_memory, write_cifar10
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 TINY = ["--set", "model=resnet10s_cifar", "--set", "batch_size=32", "--set", "epochs=1", "--quiet"]
+SET = "-batch_size32-epochs1"  # what TINY changes of the recipe names the folders
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +38,13 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         == 0
     )
     assert main(["train", "cifar10", "--data", str(data), "--out", str(root / "runs"), *TINY]) == 0
-    sr = root / "runs" / "cifar10" / "resnet10s_cifar-sr3p4h8" / "seed0"
+    sr = root / "runs" / "cifar10" / f"resnet10s_cifar-sr3p4h8{SET}" / "seed0"
     # give the memory content, as a longer training would: the analysis must see it
     ckpt = torch.load(sr / "best.ckpt", weights_only=True)
     torch.manual_seed(0)
     ckpt["model"]["layer3.sr.memory"] = torch.randn_like(ckpt["model"]["layer3.sr.memory"]) * 0.5
     save_atomic(sr / "best.ckpt", {k: v for k, v in ckpt.items() if k not in ("format", "checksum")})
-    return {"data": data, "sr": sr, "plain": root / "runs" / "cifar10" / "resnet10s_cifar" / "seed0"}
+    return {"data": data, "sr": sr, "plain": root / "runs" / "cifar10" / f"resnet10s_cifar{SET}" / "seed0"}
 
 
 @pytest.mark.slow
@@ -275,7 +276,7 @@ def test_a_diverged_run_is_named_as_such_and_left_out_of_a_report(runs, tmp_path
     """predict, analyze, export and report said "finish the run first (--resume)" of a run that
     --resume skips, and one diverged run stopped a whole report."""
     why = "training diverged in X at epoch 2: the training loss is nan; train again with a smaller lr"
-    stopped = tmp_path / "cifar10" / "resnet10s_cifar-sr3p4h8" / "seed1"
+    stopped = tmp_path / "cifar10" / f"resnet10s_cifar-sr3p4h8{SET}" / "seed1"
     shutil.copytree(runs["sr"], stopped)
     (stopped / "result.json").unlink()
     (stopped / "diverged.txt").write_text(why + "\n")

@@ -153,17 +153,16 @@ def test_sweep_skips_finished_runs(cifar, tmp_path, capsys):
     assert "2 runs: 0 were finished already, 2 trained now" in capsys.readouterr().out
     assert main(args) == 0
     assert "2 runs: 2 were finished already, 0 trained now" in capsys.readouterr().out
-    assert main([*args, "--set", "lr=0.2"]) == 2  # finished, but not with these settings
-    assert "holds a run of another configuration (lr: 0.1 -> 0.2)" in capsys.readouterr().err
+    # another setting is another configuration: its folders are named after it, beside the first
+    assert main([*args, "--set", "lr=0.2"]) == 0
+    assert "2 runs: 0 were finished already, 2 trained now" in capsys.readouterr().out
+    names = sorted(p.name for p in (tmp_path / "runs" / "mini-sweep").iterdir())
+    assert names == [f"resnet10s_cifar{sr}{lr}" for sr in ("", "-sr3p2h8") for lr in ("", "-lr0.2")]
     assert main(["table", str(tmp_path / "runs"), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == ["R10s", "R10s + SR"]
-    assert (
-        rows[1]["M"] == 3
-        and rows[1]["P"] == 2
-        and rows[1]["paper_acc_mean"] == 50.0
-        and rows[1]["seeds"] == 1
-    )
+    assert sorted(r["name"] for r in rows) == ["R10s", "R10s (lr=0.2)", "R10s + SR", "R10s + SR (lr=0.2)"]
+    sr = next(r for r in rows if r["name"] == "R10s + SR")
+    assert sr["M"] == 3 and sr["P"] == 2 and sr["paper_acc_mean"] == 50.0 and sr["seeds"] == 1
 
 
 @pytest.mark.slow

@@ -193,8 +193,9 @@ def test_sweep_rows_take_the_sweep_set_the_row_and_overrides_in_that_order():
     rows = expand_sweep("imagenet-table3", {"epochs": 2})
     sr = next(r for r in rows if r.config.sr_stage is not None)
     assert sr.config.sr.hidden == 16 and sr.config.epochs == 2  # the sweep's set, then the override
+    assert sr.changes == {"epochs": 2}  # the override changed the row: it names the row and its folder
     assert sr.extra() == {
-        "name": sr.name,
+        "name": f"{sr.name} (epochs=2)",
         "row": sr.index,
         "table": "III",
         "paper": sr.paper,

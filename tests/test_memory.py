@@ -199,8 +199,9 @@ def test_a_run_logs_the_memory_each_epoch_and_resumes_bit_exact_with_every_optio
     ]
     assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
     [folder] = [p.parent for p in (tmp_path / "straight").rglob("result.json")]
-    assert folder.parent.name == (
+    assert folder.parent.name == (  # each strategy in the name, then what TINY changed of the recipe
         "resnet10s_cifar-sr3p4h8-init_prototypes-mlr10.0-mwd0.0-T0.5-Tlearned-div0.1"
+        "-batch_size32-eval_batch_size64-epochs2"
     )
     rows = list(csv.DictReader((folder / "metrics.csv").open()))
     assert all(float(r["sr_mem_ratio"]) > 0 and 0 < float(r["sr_weight_entropy"]) <= 1 for r in rows)

@@ -18,7 +18,7 @@ from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
 from srblock.train.parallel import LOG_FILE, device_slots, threads_per_run
 
-from .helpers import TINY, argv
+from .helpers import TINY, argv, trained_in
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 
@@ -38,7 +38,8 @@ def test_two_seeds_at_once_equal_each_seed_alone(cifar, tmp_path, capsys):
     line = "train cifar10 --data {data} --out {out} --set epochs=2 --seeds 0 1 --accelerator cpu --parallel 2"
     assert main(argv(line, data=cifar, out=tmp_path / "both") + TINY) == 0
     out = capsys.readouterr().out
-    folders = [tmp_path / "both" / "cifar10" / "resnet10s_cifar" / f"seed{s}" for s in (0, 1)]
+    words = argv(line, data=cifar, out=tmp_path) + TINY
+    folders = [trained_in(tmp_path / "both", "cifar10", words, s) for s in (0, 1)]
     for folder in folders:
         names = {p.name for p in folder.iterdir()}
         assert {"config.yaml", "metrics.csv", "last.ckpt", "best.ckpt", "result.json", LOG_FILE} <= names
@@ -55,7 +56,7 @@ def test_two_seeds_at_once_equal_each_seed_alone(cifar, tmp_path, capsys):
         assert main(argv(line, data=cifar, out=tmp_path / "alone") + TINY) == 0
     finally:
         torch.set_num_threads(threads)
-    alone = tmp_path / "alone" / "cifar10" / "resnet10s_cifar" / "seed1"
+    alone = trained_in(tmp_path / "alone", "cifar10", argv(line, data=cifar, out=tmp_path) + TINY, 1)
     for name in ("last.ckpt", "best.ckpt"):
         got, expected = load_checkpoint(folders[1] / name)["model"], load_checkpoint(alone / name)["model"]
         assert got.keys() == expected.keys()
@@ -67,7 +68,7 @@ def test_two_seeds_at_once_equal_each_seed_alone(cifar, tmp_path, capsys):
 @pytest.mark.slow
 def test_a_failed_run_does_not_stop_the_others(cifar, tmp_path, capsys):
     """A run that cannot start (here: an unfinished run without --resume) fails in its log; the rest train."""
-    stale = tmp_path / "cifar10" / "resnet10s_cifar" / "seed1"
+    stale = trained_in(tmp_path, "cifar10", ["--set", "epochs=1", *TINY], 1)
     stale.mkdir(parents=True)
     (stale / "last.ckpt").write_bytes(b"unfinished")
     line = "train cifar10 --data {data} --out {out} --set epochs=1 --seeds 0 1 --accelerator cpu --parallel 2"
@@ -112,7 +113,7 @@ def test_ctrl_c_stops_every_run_and_the_same_command_with_resume_finishes_them(c
         stderr=subprocess.PIPE,
         text=True,
     )
-    folders = [tmp_path / "cifar10" / "resnet10s_cifar" / f"seed{s}" for s in (0, 1)]
+    folders = [trained_in(tmp_path, "cifar10", command, s) for s in (0, 1)]
     deadline = time.time() + 240
     while (
         not all((f / "last.ckpt").exists() for f in folders) and run.poll() is None and time.time() < deadline
@@ -166,7 +167,7 @@ def test_runs_of_a_killed_command_stop_and_release_their_locks(cifar, tmp_path):
         # as a script's background job (`srblock train ... &`) starts: SIGINT ignored, which children inherit
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
-    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    folder = trained_in(tmp_path, "cifar10", argv(line, data=cifar, out=tmp_path) + TINY)
     deadline = time.time() + 120
     while not (folder / "last.ckpt").exists() and parent.poll() is None and time.time() < deadline:
         time.sleep(0.1)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -426,3 +427,37 @@ def test_a_run_folder_stands_where_its_path_does_and_names_each_file_once(tmp_pa
     assert run.metrics() == [{"epoch": 0.0, "loss": 0.5}]
     run.write_result({"test_acc": 50.0})
     assert run.finished(cfg) and run.result() == {"test_acc": 50.0}
+
+
+def test_a_changed_setting_names_a_folder_of_its_own_and_old_folders_keep_theirs(tmp_path, capsys):
+    """--set lr=0.05 beside the recipe's run was refused ("holds a run of another configuration"):
+    the folder is now named after what the --set changed, in the config's order; an old folder
+    (named before that rule) holding this very configuration is still the run's."""
+    from srblock.keys import recipe_values, set_changes
+
+    recipe = recipe_values("fashion_mnist")
+    cfg = make_config("fashion_mnist", {"lr": 0.05, "epochs": 3, "sr_stage": 3, "precision": "32-true"})
+    changes = set_changes(cfg, ["lr", "epochs", "sr_stage", "precision"], recipe)
+    assert changes == {"lr": 0.05, "epochs": 3}  # the SR block is named already; precision is how it runs
+    assert cfg.folder_name(changes) == "resnet10s_cifar-sr3p4h8-lr0.05-epochs3"
+    same = make_config("fashion_mnist", {"lr": recipe["lr"]})
+    assert set_changes(same, ["lr"], recipe) == {} and same.folder_name({}) == "resnet10s_cifar"
+    many = {
+        "milestones": [1, 2],
+        "momentum": 0.8,
+        "nesterov": True,
+        "weight_decay": 0.001,
+        "label_smoothing": 0.1,
+        "gamma": 0.5,
+    }
+    long = make_config("fashion_mnist", many)
+    name = long.folder_name(set_changes(long, many, recipe))
+    assert re.fullmatch(r"resnet10s_cifar-set[0-9a-f]{8}", name)  # too long to spell: a hash, stable
+    assert name == long.folder_name(set_changes(long, list(reversed(many)), recipe))
+    # an old folder of this very configuration, named before the rule, goes on under its name
+    old = RunFolder(tmp_path / "fashion_mnist" / cfg.folder_name() / "seed0")
+    old.claim(cfg)
+    assert RunFolder.of(tmp_path, "fashion_mnist", cfg, changes) == old
+    other = dataclasses.replace(cfg, lr=0.2)  # the old folder holds another configuration: a new one
+    assert RunFolder.of(tmp_path, "fashion_mnist", other, {"lr": 0.2, "epochs": 3}).path.name == "seed0"
+    assert RunFolder.of(tmp_path, "fashion_mnist", other, {"lr": 0.2, "epochs": 3}) != old

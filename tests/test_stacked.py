@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from lightning.fabric import Fabric
 
 from srblock.checkpoint import load_checkpoint
@@ -26,10 +25,9 @@ from srblock.stack import StackedModel, member_state, stack_state, stacked_optim
 from srblock.train import stacked, train_classifier, train_stacked
 from srblock.train.jobs import Job, stack_groups
 
-from .helpers import KILLER, TINY, cli_env, main_one_thread
+from .helpers import KILLER, TINY, cli_env, main_one_thread, trained_in
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
-FOLDER = Path("cifar10") / "resnet10s_cifar-sr3p4h8"
 TINY_KEYS = {"model": "resnet10s_cifar", "sr_stage": 3, "batch_size": 32, "eval_batch_size": 64}
 
 
@@ -171,13 +169,14 @@ def test_a_diverging_member_leaves_the_others_as_they_would_be_alone(cifar, tmp_
 
 def test_the_command_finishes_the_others_then_names_the_diverged_run(cifar, tmp_path, poisoned, capsys):
     common = ["train", "cifar10", "--data", str(cifar), "--set", "epochs=1", "--set", "sr_stage=3", *TINY]
+    configuration = trained_in(Path(), "cifar10", common).parent  # cifar10/<its name>
     assert main_one_thread(*common, "--seeds", "0", "1", "2", "--stack", "3", "--out", str(tmp_path)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training diverged" in err[0] and "seed1" in err[0] and "seed0" not in err[0]
-    assert not (tmp_path / FOLDER / "seed1" / "result.json").exists()
-    assert [RunFolder(tmp_path / FOLDER / f"seed{s}").result()["epochs"] for s in (0, 2)] == [1, 1]
+    assert not (tmp_path / configuration / "seed1" / "result.json").exists()
+    assert [RunFolder(tmp_path / configuration / f"seed{s}").result()["epochs"] for s in (0, 2)] == [1, 1]
     # the folder says why; the table averages the others and says which it left out; resume skips it
-    why = (tmp_path / FOLDER / "seed1" / DIVERGED_FILE).read_text().strip()
+    why = (tmp_path / configuration / "seed1" / DIVERGED_FILE).read_text().strip()
     assert (
         why == err[0].removeprefix("srblock train: error: ")
         and "train again with a smaller lr (now 0.1, e.g. --set lr=0.01)" in why
@@ -186,8 +185,8 @@ def test_the_command_finishes_the_others_then_names_the_diverged_run(cifar, tmp_
     out, table_err = capsys.readouterr()
     [row] = csv.DictReader(io.StringIO(out))
     assert row["seeds"] == "2"  # the two finished seeds
-    assert table_err == f"srblock table: left out {tmp_path / FOLDER / 'seed1'}: {why}\n"
-    skipped = f"skipped {tmp_path / FOLDER / 'seed1'}, stopped before: training diverged"
+    assert table_err == f"srblock table: left out {tmp_path / configuration / 'seed1'}: {why}\n"
+    skipped = f"skipped {tmp_path / configuration / 'seed1'}, stopped before: training diverged"
     assert main_one_thread("train", "cifar10", "--out", str(tmp_path), "--resume") == 0
     assert skipped in capsys.readouterr().err
     assert main_one_thread(*common, "--seeds", "0", "1", "2", "--out", str(tmp_path), "--resume") == 0
@@ -220,6 +219,7 @@ def test_a_member_whose_validation_loss_is_not_a_number_stops_before_it_checkpoi
 def test_a_stack_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_path):
     common = ["train", "cifar10", "--data", str(cifar), "--set", "epochs=2", "--set", "sr_stage=3", *TINY]
     common += ["--seeds", "0", "1", "--stack", "2"]
+    configuration = trained_in(Path(), "cifar10", common).parent  # cifar10/<its name>
     assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
     marker = tmp_path / "killed_at"
     killed = subprocess.run(
@@ -232,12 +232,12 @@ def test_a_stack_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_p
     assert killed.returncode == -signal.SIGKILL and marker.read_text() == "13"
     assert main_one_thread(*common, "--out", str(tmp_path / "killed"), "--resume") == 0
     for seed in (0, 1):
-        a = load_checkpoint(tmp_path / "killed" / FOLDER / f"seed{seed}" / "last.ckpt")
-        b = load_checkpoint(tmp_path / "straight" / FOLDER / f"seed{seed}" / "last.ckpt")
+        a = load_checkpoint(tmp_path / "killed" / configuration / f"seed{seed}" / "last.ckpt")
+        b = load_checkpoint(tmp_path / "straight" / configuration / f"seed{seed}" / "last.ckpt")
         assert a["epoch"] == b["epoch"] == 2
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-        result = yaml.safe_load((tmp_path / "killed" / FOLDER / f"seed{seed}" / "result.json").read_text())
-        straight = RunFolder(tmp_path / "straight" / FOLDER / f"seed{seed}").result()
+        result = RunFolder(tmp_path / "killed" / configuration / f"seed{seed}").result()
+        straight = RunFolder(tmp_path / "straight" / configuration / f"seed{seed}").result()
         assert result["test_acc"] == straight["test_acc"]
 
 

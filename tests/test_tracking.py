@@ -18,7 +18,7 @@ from .helpers import write_fashion_mnist
 
 pytestmark = pytest.mark.slow
 
-FOLDER = ("fashion_mnist", "resnet10s_cifar-sr3p2h8", "seed0")
+FOLDER = ("fashion_mnist", "resnet10s_cifar-sr3p2h8-batch_size16-epochs2-milestones1", "seed0")  # tiny()'s
 
 
 def tiny(data, out, *flags: str) -> list[str]:
@@ -56,7 +56,7 @@ def test_an_mlflow_run_holds_the_config_tags_metrics_and_files_and_a_resume_goes
     client = mlflow.MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("fashion_mnist")  # an experiment per recipe or sweep
     [run] = client.search_runs([experiment.experiment_id])  # one run per seed, resumed in place
-    assert run.info.run_name == "resnet10s_cifar-sr3p2h8/seed0" and run.info.status == "FINISHED"
+    assert run.info.run_name == f"{FOLDER[1]}/seed0" and run.info.status == "FINISHED"
     assert json.loads((folder / "tracking.json").read_text()) == {"mlflow": run.info.run_id}
     params = run.data.params
     assert (
@@ -66,11 +66,7 @@ def test_an_mlflow_run_holds_the_config_tags_metrics_and_files_and_a_resume_goes
         and "data_dir" not in params
     )
     tags = run.data.tags
-    assert (tags["recipe"], tags["configuration"], tags["seed"]) == (
-        "fashion_mnist",
-        "resnet10s_cifar-sr3p2h8",
-        "0",
-    )
+    assert (tags["recipe"], tags["configuration"], tags["seed"]) == ("fashion_mnist", FOLDER[1], "0")
     assert {"version.srblock", "version.torch", "version.timm"} <= set(tags)
     here = Path(__file__).parent
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here)

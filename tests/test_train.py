@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -32,13 +31,15 @@ from .helpers import (
     main_one_thread,
     paused_run,
     srblock_cli,
+    trained_in,
     write_image_folder,
     write_imagenet,
 )
 
 # the CIFAR files written here are not the official ones: the checksum warning is expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
-SR_FOLDER = Path("cifar10") / "resnet10s_cifar-sr3p4h8" / "seed0"
+# the SR runs of these tests: epochs and TINY's batch sizes changed from the recipe name their folder
+SR_WORDS = ["--set", "epochs=2", "--set", "sr_stage=3", *TINY]
 
 
 def test_schedules_are_the_papers():
@@ -60,7 +61,7 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
         + TINY
     )
     assert main(args) == 0
-    seeds = sorted((tmp_path / "cifar10" / "resnet10s_cifar-sr3p4h8").iterdir())
+    seeds = sorted(trained_in(tmp_path, "cifar10", args).parent.iterdir())
     assert [p.name for p in seeds] == ["seed0", "seed1"]
     for folder in seeds:
         names = {p.name for p in folder.iterdir()}
@@ -85,11 +86,9 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
     assert r0["seed"] == 0 and r1["seed"] == 1
     out = capsys.readouterr().out
     assert "seed0" in out and "test_acc" in out
-    # a finished run is not trained again; asked with other settings, it says so
+    # a finished run is not trained again (another setting is another folder: test_cli's sweep test)
     assert main(args) == 0
     assert "is finished (result.json): skipped" in capsys.readouterr().out
-    assert main([*args, "--set", "lr=0.2"]) == 2
-    assert "holds a run of another configuration (lr: 0.1 -> 0.2)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -99,9 +98,8 @@ def test_same_seed_same_result(cifar, tmp_path):
             argv("train cifar10 --data {data} --out {out} --set epochs=1", data=cifar, out=tmp_path / out)
             + TINY
         )
-    a, b = (
-        load_checkpoint(tmp_path / o / "cifar10" / "resnet10s_cifar" / "seed0" / "last.ckpt") for o in "ab"
-    )
+    words = argv("--set epochs=1") + TINY
+    a, b = (load_checkpoint(trained_in(tmp_path / o, "cifar10", words) / "last.ckpt") for o in "ab")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
@@ -109,6 +107,7 @@ def test_same_seed_same_result(cifar, tmp_path):
 def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_path, capsys):
     common = ["train", "cifar10", "--data", str(cifar), "--set", "epochs=3", "--set", "sr_stage=3", *TINY]
     assert main_one_thread(*common, "--out", str(tmp_path / "straight")) == 0
+    folder, straight = (trained_in(tmp_path / out, "cifar10", common) for out in ("killed", "straight"))
     steps_per_epoch = -(-270 // 32)  # 300 images, 10% for validation, batch 32: 9 steps
     marker = tmp_path / "killed_at"
     env = cli_env(KILL_AT=str(steps_per_epoch + 4), MARKER=str(marker))
@@ -122,7 +121,6 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
     )
     assert killed.returncode == -signal.SIGKILL
     assert marker.read_text() == str(steps_per_epoch + 4)  # killed 4 steps into epoch 2
-    folder = tmp_path / "killed" / SR_FOLDER
     assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1 and not (folder / "result.json").exists()
     assert len((folder / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1's row
 
@@ -139,15 +137,12 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_same_weights(cifar, tmp_pat
     assert main_one_thread(*resume, "--quiet") == 0
     assert yaml.safe_load((folder / "config.yaml").read_text())["precision"] == "32-true"
     a = load_checkpoint(folder / "last.ckpt")
-    b = load_checkpoint(tmp_path / "straight" / SR_FOLDER / "last.ckpt")
+    b = load_checkpoint(straight / "last.ckpt")
     assert a["epoch"] == b["epoch"] == 3
     for key in b["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     result = json.loads((folder / "result.json").read_text())
-    assert (
-        result["test_acc"]
-        == json.loads((tmp_path / "straight" / SR_FOLDER / "result.json").read_text())["test_acc"]
-    )
+    assert result["test_acc"] == json.loads((straight / "result.json").read_text())["test_acc"]
     assert len((folder / "metrics.csv").read_text().splitlines()) == 4  # one row per epoch, none twice
 
 
@@ -159,22 +154,20 @@ def test_progress_is_one_line_per_epoch_when_the_output_is_a_file(cifar, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if "resnet10s_cifar/seed0" in line]
-    assert [line.split(":")[0] for line in lines] == [
-        "resnet10s_cifar/seed0 epoch 1/2",
-        "resnet10s_cifar/seed0 epoch 2/2",
-    ]
+    name = f"{trained_in(tmp_path, 'cifar10', argv('--set epochs=2') + TINY).parent.name}/seed0"
+    lines = [line for line in done.stderr.splitlines() if name in line]
+    assert [line.split(":")[0] for line in lines] == [f"{name} epoch 1/2", f"{name} epoch 2/2"]
     assert "val_acc" not in done.stderr and all("loss" in line and "val" in line for line in lines)
 
 
 def test_corrupt_and_foreign_checkpoints_on_resume(cifar, tmp_path, capsys):
-    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
-    folder.mkdir(parents=True)
-    (folder / "last.ckpt").write_bytes(b"not a checkpoint at all")
     args = (
         argv("train cifar10 --data {data} --out {out} --resume --set epochs=1", data=cifar, out=tmp_path)
         + TINY
     )
+    folder = trained_in(tmp_path, "cifar10", args)
+    folder.mkdir(parents=True)
+    (folder / "last.ckpt").write_bytes(b"not a checkpoint at all")
     assert main(args) == 2
     assert "last.ckpt is corrupt or truncated" in capsys.readouterr().err
     save_atomic(folder / "last.ckpt", {"config": {"model": "resnet18_cifar"}, "model": {}})
@@ -255,7 +248,7 @@ def test_dataloader_path_trains(cifar, tmp_path):
         + TINY
     )
     assert main(args) == 0
-    assert (tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json").exists()
+    assert (trained_in(tmp_path, "cifar10", args) / "result.json").exists()
 
 
 @pytest.mark.slow
@@ -270,7 +263,7 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree_however_they_are_st
         *TINY,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    folder = tmp_path / SR_FOLDER
+    folder = trained_in(tmp_path, "cifar10", SR_WORDS)
     assert sorted(p.name for p in folder.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
     assert not list(folder.glob(".*.tmp"))
     result = json.loads((folder / "result.json").read_text())
@@ -288,7 +281,7 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree_however_they_are_st
     # the same run on processes a cluster starts: two tasks with the variables srun sets (Fabric's
     # SLURMEnvironment) end with these weights (CPU, gloo)
     command = [*argv("train cifar10 --data {data} --accelerator cpu --devices 2", data=cifar)]
-    command += ["--set", "epochs=2", "--set", "sr_stage=3", *TINY]
+    command += SR_WORDS
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
@@ -307,7 +300,7 @@ def test_two_processes_on_cpu_write_one_checkpoint_and_agree_however_they_are_st
     ]
     assert [task.wait(timeout=600) for task in tasks] == [0, 0], [t.stderr.read()[-2000:] for t in tasks]
     expected = load_checkpoint(folder / "last.ckpt")["model"]
-    started = tmp_path / "slurm" / SR_FOLDER
+    started = trained_in(tmp_path / "slurm", "cifar10", SR_WORDS)
     assert json.loads((started / "result.json").read_text())["world_size"] == 2
     weights = load_checkpoint(started / "last.ckpt")["model"]
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
@@ -398,9 +391,7 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_broken_folder_does_not_stop
     assert main_one_thread("train", "cifar10", "--out", str(tmp_path), "--resume", "--quiet") == 0
     err = capsys.readouterr().err
     assert f"skipped {broken}: " in err and "unknown model 'resnet19_cifar'" in err
-    assert (
-        tmp_path / "cifar10" / "resnet10s_cifar" / "seed0" / "result.json"
-    ).exists()  # the dead run's lock taken over
+    assert (trained_in(tmp_path, "cifar10", common) / "result.json").exists()  # the dead run's lock: taken
 
 
 @pytest.mark.slow
@@ -413,7 +404,7 @@ def test_a_diverging_run_stops_and_never_counts_as_finished(cifar, tmp_path, cap
     assert "training diverged in " in line and "at epoch 1: the training loss is" in line
     assert "train again with a smaller lr (now 1e+06, e.g. --set lr=0.1), after deleting " in line
     for seed in (0, 1):
-        folder = tmp_path / "cifar10" / "resnet10s_cifar" / f"seed{seed}"
+        folder = trained_in(tmp_path, "cifar10", ["--set", "lr=1e6", *TINY], seed)
         assert not (folder / "result.json").exists() and not (folder / "last.ckpt").exists()
         assert (folder / "diverged.txt").read_text().strip() in line
 
@@ -425,7 +416,7 @@ def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
     run = paused_run(common, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run.send_signal(signal.SIGINT)  # 4 steps into epoch 2
     _, err = run.communicate(timeout=60)
-    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    folder = trained_in(tmp_path, "cifar10", common)
     assert run.returncode == 130
     assert err.strip() == (
         f"srblock train: interrupted in {folder}, whose last.ckpt is after epoch 1; "
@@ -464,7 +455,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_kills_between_a_row_and_its_checkpoint_or_during_the_rewrite_lose_nothing(cifar, tmp_path):
     common = argv("train cifar10 --data {data} --out {out} --set epochs=3", data=cifar, out=tmp_path) + TINY
-    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    folder = trained_in(tmp_path, "cifar10", common)
     env = cli_env()
 
     def killed(where: str, *extra: str) -> int:

@@ -17,7 +17,7 @@ from srblock.keys import make_config
 from srblock.run_model import build_model
 from srblock.seg_eval import SegmentationMetric, segment
 
-from .helpers import TINY_SEG, argv, srblock_cli, write_cityscapes
+from .helpers import TINY_SEG, argv, srblock_cli, trained_in, write_cityscapes
 
 
 @pytest.mark.slow
@@ -32,7 +32,7 @@ def test_cityscapes_deeplabv3_sr_trains_and_evaluates(cityscapes, tmp_path):
         + TINY_SEG
     )
     assert code == 0
-    folder = out / "cityscapes" / "deeplabv3_r50_d8-sr2p2h8" / "seed0"
+    folder = trained_in(out, "cityscapes", argv("--set sr_stage=2 --set sr_memory_blocks=2") + TINY_SEG)
     result = json.loads((folder / "result.json").read_text())
     assert (
         0 <= result["test_miou"] <= 100
@@ -71,7 +71,7 @@ def test_killed_segmentation_run_resumes_exactly(cityscapes, tmp_path, monkeypat
     monkeypatch.setattr(seg_loop, "seg_loss", dies_at_the_fourth_step)
     assert main([*args, "--out", str(tmp_path / "killed")]) == 130  # Ctrl-C: no traceback, and where to go on
     err = capsys.readouterr().err.strip()
-    folder = Path("cityscapes") / "fcn_resnet10s-sr2p4h8" / "seed0"
+    folder = trained_in(Path(), "cityscapes", args)
     again = shlex.join(["srblock", *args, "--out", str(tmp_path / "killed"), "--resume"])
     assert err == (
         f"srblock train: interrupted in {tmp_path / 'killed' / folder}, whose last.ckpt is after "

@@ -19,7 +19,7 @@ from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
 from srblock.sweeps import expand_sweep, select_rows
 
-from .helpers import KILLER, TINY, cli_env, main_one_thread, srblock_command
+from .helpers import KILLER, TINY, cli_env, main_one_thread, srblock_command, trained_in
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official checksum:UserWarning")
 
@@ -91,7 +91,7 @@ def test_a_killed_workers_run_is_finished_by_the_next_worker_as_if_never_killed(
 @pytest.mark.slow
 def test_another_hosts_claim_is_left_while_renewed_and_taken_over_once_it_runs_out(cifar, tmp_path, capsys):
     line = ["train", "cifar10", "--data", str(cifar), "--out", str(tmp_path), "--set", "epochs=1", *TINY]
-    folder = tmp_path / "cifar10" / "resnet10s_cifar" / "seed0"
+    folder = trained_in(tmp_path, "cifar10", line)
     folder.mkdir(parents=True)
     (folder / ".lock").write_text("4242 another-host")  # a worker on another machine, renewing its claim
     assert main_one_thread(*line) == 0

@@ -179,6 +179,24 @@ def make_config(
     return cfg
 
 
+NAMED_ELSEWHERE = ("dataset", "model", "attn", "reg", "sr_stage", "seed", "classes")  # group, name, filled
+
+
+def set_changes(cfg: TrainConfig, overrides: Iterable[str], before: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `overrides` (a --set's) that changed `cfg` from what it would have been (`before`:
+    the recipe's values, or a sweep row's; a key absent there is at its default) and that its folder
+    name does not say otherwise: they name the folder (cfg.folder_name), in the config's order,
+    so that exploring a setting trains beside the recipe's run rather than being refused."""
+    fields, values = cfg.key_fields(), cfg.keys()
+    skip = {*NAMED_ELSEWHERE, *cfg.execution_keys(), *(k for k, f in fields.items() if in_spec(f))}
+    chosen = {renamed(k, "--set", warn=False) for k in overrides}
+    return {
+        k: values[k]
+        for k, field in fields.items()
+        if k in chosen and k not in skip and values[k] != before.get(k, _default(field))
+    }
+
+
 def _default(field: dataclasses.Field) -> Any:
     return field.default_factory() if field.default is dataclasses.MISSING else field.default
 

@@ -52,9 +52,22 @@ class RunFolder(os.PathLike):
         object.__setattr__(self, "path", Path(self.path))  # (a str or any path-like taken)
 
     @classmethod
-    def of(cls, out: str | Path, group: str, cfg: TrainConfig, name: str | None = None) -> RunFolder:
-        """The folder of `cfg`'s run under `out`: OUT/<group>/<configuration>/seed<k>."""
-        return cls(Path(out) / group / (name or cfg.folder_name()) / f"seed{cfg.seed}")
+    def of(
+        cls, out: str | Path, group: str, cfg: TrainConfig, changes: dict[str, Any] | None = None
+    ) -> RunFolder:
+        """The folder of `cfg`'s run under `out`: OUT/<group>/<configuration>/seed<k>, the
+        configuration named after the keys a --set changed (`changes`; cfg.folder_name). Where a
+        release before that rule trained this very configuration under the name without them, that
+        folder is the run's."""
+        seed = f"seed{cfg.seed}"
+        run = cls(Path(out) / group / cfg.folder_name(changes) / seed)
+        before = cls(Path(out) / group / cfg.folder_name() / seed)
+        if changes and not run.started() and before.started():
+            try:
+                return before if before.config().identity() == cfg.identity() else run
+            except ValueError:  # a broken config.yaml: not this run's
+                return run
+        return run
 
     def __fspath__(self) -> str:
         return str(self.path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import TrainConfig, with_seeds
-from .keys import check_applies, make_config, parse_set, set_value
+from .keys import check_applies, make_config, parse_set, recipe_values, set_changes, set_value
 from .recipes import load_yaml
 from .spec import renamed
 
@@ -29,12 +29,13 @@ class SweepRow:
     paper: dict[str, Any] | None
     config: TrainConfig
     seeds: tuple[int, ...]
+    changes: dict[str, Any]  # what the command's --set changed of the row: in its folder's name
 
     def extra(self) -> dict[str, Any]:
         """What result.json records of the row, so `srblock table` can rebuild the paper's layout."""
-        cfg = self.config
+        cfg, changed = self.config, ", ".join(f"{k}={v}" for k, v in self.changes.items())
         return {
-            "name": self.name,
+            "name": f"{self.name} ({changed})" if changed else self.name,  # (--set: a row of its own)
             "row": self.index,
             "table": self.table,
             "paper": self.paper,
@@ -86,11 +87,9 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
             renamed(k, source, warn=False) for k in row if k not in ROW_LABELS
         ]  # the row's choices; `set` and overrides are shared
         cfg = make_config(data["recipe"], {**values, **(overrides or {})}, source=source, explicit=own)
-        rows.append(
-            SweepRow(
-                row.get("name", f"row {index}"), index, data.get("table"), row.get("paper"), cfg, tuple(seeds)
-            )
-        )
+        changes = set_changes(cfg, overrides or {}, {**recipe_values(data["recipe"]), **values})
+        name, paper = row.get("name", f"row {index}"), row.get("paper")
+        rows.append(SweepRow(name, index, data.get("table"), paper, cfg, tuple(seeds), changes))
     for key, value in (overrides or {}).items():  # shared: refused only where it acts in no row
         refusals = []
         for row in rows:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     rows = select_rows(rows, args.rows, args.sweep) if args.rows else rows
     folder = Path(args.out) / group_name(args.sweep)
     jobs = [
-        Job(cfg, RunFolder.of(args.out, group_name(args.sweep), cfg).path, row.extra())
+        Job(cfg, RunFolder.of(args.out, group_name(args.sweep), cfg, row.changes).path, row.extra())
         for row in rows
         for cfg in row.configs(args.seeds)
     ]

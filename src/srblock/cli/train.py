@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..config import with_seeds
-from ..keys import make_config
+from ..keys import make_config, recipe_values, set_changes
 from ..recipes import group_name
 from ..render import render
 from ..results import METRICS, tested_on
@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
     else:
         base = make_config(args.recipe, overrides)
-        jobs = [Job(cfg, RunFolder.of(args.out, group, cfg).path) for cfg in with_seeds(base, args.seeds)]
+        changes = set_changes(base, overrides, recipe_values(args.recipe))  # they name the folder
+        configs = with_seeds(base, args.seeds)
+        jobs = [Job(cfg, RunFolder.of(args.out, group, cfg, changes).path) for cfg in configs]
         if launched(args, group, seeds=[job.cfg.seed for job in jobs]):  # (its keys checked first)
             return 0
     run_jobs(jobs, resume=args.resume, summary=results_table, **job_args(args))

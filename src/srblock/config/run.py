@@ -6,6 +6,8 @@ and `keys` are that view, `keys.build_config` the way back."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,6 +34,16 @@ def _val_folder(cfg: Any) -> bool:
 
 
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(SRSpec)}
+MAX_CHANGES_NAME = 60  # characters of changed keys in a folder name; longer: a hash of them
+
+
+def _as_text(value: Any) -> str:
+    """A key's value as a folder name spells it: 0.05, true, 60_120 (a list), null."""
+    if isinstance(value, (list, tuple)):
+        return "_".join(map(_as_text, value))
+    if value is None or isinstance(value, bool):
+        return str(value).lower() if value is not None else "null"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def in_spec(field: dataclasses.Field) -> bool:
@@ -195,9 +207,11 @@ class TrainConfig:
         """What names the configuration's folder besides the SR block: the model (and its layers)."""
         return [self.model]
 
-    def folder_name(self) -> str:
-        """The configuration's folder name: model (and its layers), SR placement, and how the memory
-        trains where it is not the paper's way (the `slug` of SRSpec's fields, in their order)."""
+    def folder_name(self, changes: dict[str, Any] | None = None) -> str:
+        """The configuration's folder name: model (and its layers), SR placement, how the memory
+        trains where it is not the paper's way (the `slug` of SRSpec's fields, in their order), then
+        the keys a --set changed from the recipe (`changes`, keys.set_changes: `-lr0.05`), or a
+        short hash of them where they would make the name long."""
         parts = self.folder_parts()
         if self.sr_stage is not None:
             spec, default = self.sr, SRSpec()
@@ -206,7 +220,11 @@ class TrainConfig:
                 short, value = field.metadata.get("slug"), getattr(spec, field.name)
                 if short and value != getattr(default, field.name):
                     parts.append(f"{short}{value}" if not isinstance(value, bool) else short)
-        return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts)
+        changed = [f"{key}{_as_text(value)}" for key, value in (changes or {}).items()]
+        if len("-".join(changed)) > MAX_CHANGES_NAME:
+            digest = hashlib.sha1(json.dumps(changes, sort_keys=True, default=str).encode()).hexdigest()
+            changed = [f"set{digest[:8]}"]  # (config.yaml says which keys)
+        return "-".join(str(p).replace("/", "_").replace(":", "_").replace(" ", "") for p in parts + changed)
 
     def file_transform(self, train: bool) -> Any:
         """The transform of one image file for runs that read files (else None: tensors in memory)."""
