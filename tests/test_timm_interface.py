@@ -151,7 +151,10 @@ def test_export_traces_an_sr_model():
 
 
 @pytest.mark.slow
-def test_timm_scripts_run_with_the_zoo_registered(tmp_path):
+def test_timm_scripts_run_with_the_zoo_registered_once_and_without_a_warning(tmp_path):
+    """The runner was srblock.timm_models itself, which `import srblock` had loaded already: run
+    again as __main__ it registered the zoo twice (seven "Overwriting srblock_*" warnings) and
+    runpy warned of the module found in sys.modules."""
     import subprocess
     import sys
 
@@ -161,23 +164,19 @@ def test_timm_scripts_run_with_the_zoo_registered(tmp_path):
         "model = timm.create_model(sys.argv[sys.argv.index('--model') + 1], num_classes=3)\n"
         "print(sys.argv[0].endswith('train.py'), type(model).__name__, model.num_classes)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "srblock.timm_models", str(script), "--model", "srblock_resnet10s_cifar"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-W", "always", "-m", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    done = run("srblock.run_timm", str(script), "--model", "srblock_resnet10s_cifar")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "ResNet", "3"]
-    usage = subprocess.run(
-        [sys.executable, "-m", "srblock.timm_models"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert usage.returncode == 1 and "usage: python -m srblock.timm_models SCRIPT.py" in usage.stderr
+    assert "Warning" not in done.stderr and "Overwriting" not in done.stderr, done.stderr[-2000:]
+    usage = run("srblock.run_timm")
+    assert usage.returncode == 1 and "usage: python -m srblock.run_timm SCRIPT.py" in usage.stderr
+    earlier = run("srblock.timm_models", str(script), "--model", "srblock_resnet10s_cifar")  # still runs
+    assert earlier.returncode == 0 and "Overwriting" not in earlier.stderr, earlier.stderr[-2000:]
 
 
 SEGMENTERS = [
@@ -200,3 +199,23 @@ def test_segmentation_models_with_sr_trace_script_and_export(name):
         torch.jit.script(torch.fx.symbolic_trace(model))(x)["out"], expected, rtol=1e-4, atol=1e-4
     )
     torch.testing.assert_close(torch.export.export(model, (x,)).module()(x)["out"], expected)
+
+
+@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+def test_in_chans_and_timms_drop_keyword_are_what_srblock_builds(name, sr_stage):
+    """timm's models know their input channels (test_model_default_cfgs read `in_chans`), and
+    timm's --drop (drop_rate) reaches a zoo model that takes it as srblock.create_model's keyword
+    does: one answer for one keyword; a model without it refuses it in one line."""
+    grey = build(name, sr_stage, in_chans=1)
+    assert grey.in_chans == 1 and build(name, sr_stage).in_chans == 3
+    bare = name.removeprefix("srblock_")
+    if "drop_rate" in srblock.registry.model_arguments(bare):
+        torch.manual_seed(0)
+        via_timm = build(name, sr_stage, drop_rate=0.3, num_classes=10)
+        torch.manual_seed(0)
+        own = srblock.create_model(bare, drop_rate=0.3, num_classes=10, sr_stage=sr_stage)
+        rates = [[m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] for net in (via_timm, own)]
+        assert rates[0] == rates[1] and 0.3 in rates[0]
+    else:
+        with pytest.raises(ValueError, match=f"{name} takes no drop_rate \\(got 0.3\\)"):
+            build(name, sr_stage, drop_rate=0.3)

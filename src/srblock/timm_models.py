@@ -1,8 +1,8 @@
 """srblock's classification zoo in timm's registry, as `srblock_<name>`, so that after
 `import srblock` timm's own tools build it: `timm.create_model("srblock_resnet18_cifar",
-sr_stage=3, num_classes=100)`. timm's scripts do not import srblock; this module runs one with
-the zoo registered: `python -m srblock.timm_models train.py DATA --model srblock_resnet18_cifar
---model-kwargs sr_stage=3` (likewise validate.py and inference.py).
+sr_stage=3, num_classes=100)`. timm's scripts do not import srblock: run_timm.py runs one with the
+zoo registered (`python -m srblock.run_timm train.py DATA --model srblock_resnet18_cifar
+--model-kwargs sr_stage=3`; likewise validate.py and inference.py).
 
 Each model carries a `pretrained_cfg` with its input size (32 x 32 for the CIFAR models), so
 timm's data pipeline resizes to what the model was made for. No weights are published.
@@ -85,6 +85,8 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
         for key, value in exported.get("model_args", {}).items():  # the defaults: its weights fit them
             kwargs.setdefault(key, value)
         for key, default in _TIMM_DEFAULTS.items():
+            if key in model_arguments(name):  # (VGG's drop_rate: timm's --drop reaches it)
+                continue
             if key in kwargs and kwargs[key] not in (default, None):
                 raise ValueError(
                     f"{PREFIX}{name} takes no {key} (got {kwargs[key]}); leave it at its default"
@@ -128,24 +130,12 @@ def register_zoo() -> list[str]:
     return names
 
 
-TIMM_NAMES = register_zoo()
+TIMM_NAMES = register_zoo() if __name__ != "__main__" else []  # (once: as `import srblock` loads it)
 
 
-def main(argv: list[str]) -> None:
-    """Runs a timm script (train.py, validate.py, inference.py...) as `python SCRIPT ARGS` would,
-    with srblock's zoo registered."""
-    import runpy
+if __name__ == "__main__":  # the command of earlier releases: the runner is run_timm.py
     import sys
 
-    if not argv or not argv[0].endswith(".py"):
-        raise SystemExit(
-            "usage: python -m srblock.timm_models SCRIPT.py [ARGS...] (a timm script, e.g. train.py)"
-        )
-    sys.argv = argv
-    runpy.run_path(argv[0], run_name="__main__")
-
-
-if __name__ == "__main__":
-    import sys
+    from srblock.run_timm import main
 
     main(sys.argv[1:])

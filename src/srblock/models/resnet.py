@@ -115,7 +115,7 @@ class ResNet(tv.ResNet):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
                 getattr(self, f"layer{stage}").add_module("drop", layer)
-        self.cifar_stem = cifar_stem
+        self.cifar_stem, self.in_chans = cifar_stem, in_chans
         reduction, dilated = 1 if cifar_stem else 4, [False, *dilate]
         self.feature_info = []
         for i in range(4):

@@ -94,6 +94,7 @@ class VGG(nn.Module):
         # timm's model interface: the features are the last stage's channels, the head's hidden
         # layer is the classifier's 4096 (pre_logits), and the last linear layer can be reset
         self.num_classes, self.num_features, self.head_hidden_size = num_classes, in_chs, 4096
+        self.in_chans = in_chans  # (timm's model interface)
         self.head_layers = len(self.classifier)
         self.feature_info = [
             dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1)) for i, w in enumerate(widths)
