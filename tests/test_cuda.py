@@ -23,8 +23,9 @@ from srblock import create_model, list_models, sr_blocks
 from srblock.checkpoint import load_checkpoint
 from srblock.cli import main
 from srblock.keys import make_config
+from srblock.metrics_log import METRIC_COLUMNS
 from srblock.models.segmentation import main_output
-from srblock.run_folder import METRIC_COLUMNS, RunFolder
+from srblock.run_folder import RunFolder
 from srblock.spec import SRSpec
 from srblock.train import make_fabric
 from srblock.train.classify import MEMORY_COLUMNS as CLASSIFY_MEMORY_COLUMNS

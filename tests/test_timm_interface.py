@@ -219,3 +219,48 @@ def test_in_chans_and_timms_drop_keyword_are_what_srblock_builds(name, sr_stage)
     else:
         with pytest.raises(ValueError, match=f"{name} takes no drop_rate \\(got 0.3\\)"):
             build(name, sr_stage, drop_rate=0.3)
+
+
+@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+def test_grad_checkpointing_gives_the_gradients_of_the_plain_pass(name, sr_stage):
+    model = build(name, sr_stage, num_classes=5)
+    x = torch.randn(2, *input_size(model))
+    grads = []
+    for enable in (False, True):
+        model.set_grad_checkpointing(enable)
+        model.zero_grad()
+        torch.manual_seed(0)  # (the classifier's dropout draws alike)
+        model(x).square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert model.grad_checkpointing and grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-6) for n in grads[0])
+
+
+@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+def test_layer_decay_groups_and_no_weight_decay_are_timms(name, sr_stage):
+    """timm's layer-wise lr decay (group_matcher) groups every parameter once, the stem first and
+    the head last, an SR block with the last block of its stage; no_weight_decay() names the SR
+    memory where its spec trains it without weight decay, and timm's optimiser factory obeys it."""
+    from timm.models._manipulate import group_with_matcher
+    from timm.optim import create_optimizer_v2
+
+    model = timm.create_model(name, sr_stage=sr_stage, sr_memory_weight_decay=0.0 if sr_stage else None)
+    for coarse in (False, True):
+        group_of = group_with_matcher(model.named_parameters(), model.group_matcher(coarse), reverse=True)
+        names = [n for n, _ in model.named_parameters()]
+        assert sorted(group_of) == sorted(names)
+        head = {
+            n for n, p in model.named_parameters() if any(p is q for q in model.get_classifier().parameters())
+        }
+        assert group_of[names[0]] == 0 and all(group_of[n] == max(group_of.values()) for n in head)
+        for block, _ in sr_blocks(model):
+            stage = block.rsplit(".", 1)[0]
+            last = max(group_of[n] for n in names if n.startswith(f"{stage}.") and ".sr." not in n)
+            assert {group_of[n] for n in names if n.startswith(f"{block}.")} == {last}
+    memories = {f"{block}.memory" for block, _ in sr_blocks(model)}
+    assert model.no_weight_decay() == memories
+    optimizer = create_optimizer_v2(model, "sgd", lr=0.1, weight_decay=5e-4, layer_decay=0.7)
+    scales = [g["lr_scale"] for g in optimizer.param_groups]
+    assert min(scales) < max(scales) == 1.0  # the head at the full lr, the stem at the least
+    undecayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert all(id(model.get_parameter(m)) in undecayed for m in memories)

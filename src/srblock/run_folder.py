@@ -8,9 +8,7 @@ training diverged, diverged.txt) and, for segmentation, class_iou.md.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import pickle
@@ -22,6 +20,7 @@ import torch
 import yaml
 
 from .checkpoint import TMP_SUFFIX, load_checkpoint, write_text_atomic
+from .metrics_log import METRIC_COLUMNS, MetricsLog, metrics_rows  # (MetricsLog: the file's writer)
 from .run_lock import RunLock
 
 if TYPE_CHECKING:
@@ -33,8 +32,6 @@ CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.j
 LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
 DATA_FILE = "data.json"  # the fingerprint of the data the run trained on
 DIVERGED_FILE = "diverged.txt"  # why a run was stopped: it never counts as finished
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
-SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")
 
 
 class RunDiverged(ValueError):
@@ -171,7 +168,7 @@ class RunFolder(os.PathLike):
 
     def metrics(self) -> list[dict[str, float | None]]:
         """metrics.csv's rows as numbers (None where empty)."""
-        rows = _metrics_rows(self.path / METRICS_FILE)
+        rows = metrics_rows(self.path / METRICS_FILE)
         return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in rows]
 
     # -- data and weights
@@ -254,49 +251,6 @@ class RunFolder(os.PathLike):
 def unfinished_runs(root: Path) -> list[Path]:
     """Run folders under `root` that were started (config.yaml) and have no result.json yet."""
     return sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if not RunFolder(p.parent).has_result())
-
-
-class MetricsLog:
-    """metrics.csv, one row per epoch (or evaluation); a resumed run first drops the rows after its
-    checkpoint, those whose first column (epoch, iteration) is not below `start`."""
-
-    def __init__(self, path: Path, start: int, columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
-        self.path, self.columns = path, columns
-        rows = (
-            [r for r in _metrics_rows(path, columns) if float(r[columns[0]]) < start] if path.exists() else []
-        )
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(path, text.getvalue())  # a kill while rewriting leaves the old file
-
-    def append(self, row: dict[str, Any]) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.columns, lineterminator="\n").writerow(row)
-
-
-def _metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, str]]:
-    """metrics.csv's rows as written, each value a number or empty, or a one-line error naming the file."""
-    try:
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            fields = list(reader.fieldnames or [])
-        for value in (v for row in rows for v in row.values()):
-            if value not in ("", None):
-                float(value)  # a ValueError (or TypeError, for a row too long) names the file below
-    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as err:
-        reason = str(err).splitlines()[0][:100]
-        raise ValueError(
-            f"{path} is not a metrics table ({reason}): delete it; --resume writes it anew"
-        ) from None
-    # a run resumed by a newer version may log more columns than it started with: its old rows stay
-    if columns is not None and (not set(fields) <= set(columns) or fields[:1] != list(columns[:1])):
-        raise ValueError(
-            f"{path} has columns {', '.join(fields) or 'none'}, not {', '.join(columns)}: delete it"
-        )
-    return rows
 
 
 class Interrupted(KeyboardInterrupt):

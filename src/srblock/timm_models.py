@@ -134,8 +134,6 @@ TIMM_NAMES = register_zoo() if __name__ != "__main__" else []  # (once: as `impo
 
 
 if __name__ == "__main__":  # the command of earlier releases: the runner is run_timm.py
-    import sys
+    import runpy
 
-    from srblock.run_timm import main
-
-    main(sys.argv[1:])
+    runpy.run_module("srblock.run_timm", run_name="__main__")

@@ -22,6 +22,7 @@ from .layers import (
     create_attn_layer,
     create_stage_reg,
 )
+from .timm_interface import checkpoint_seq, memory_without_decay, stage_groups
 
 
 class BasicBlockAttn(tv.BasicBlock):
@@ -115,7 +116,7 @@ class ResNet(tv.ResNet):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
                 getattr(self, f"layer{stage}").add_module("drop", layer)
-        self.cifar_stem, self.in_chans = cifar_stem, in_chans
+        self.cifar_stem, self.in_chans, self.grad_checkpointing = cifar_stem, in_chans, False
         reduction, dilated = 1 if cifar_stem else 4, [False, *dilate]
         self.feature_info = []
         for i in range(4):
@@ -162,8 +163,21 @@ class ResNet(tv.ResNet):
             setattr(self, f"layer{i + 1}", stage)
         self.fc = nn.Linear(self.inplanes, num_classes)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, object]:
+        return stage_groups(r"^conv1\.|^bn1\.", "layer", coarse)
+
+    def no_weight_decay(self) -> set[str]:
+        return memory_without_decay(self)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        if (
+            self.grad_checkpointing and not torch.jit.is_scripting()
+        ):  # each stage (its SR block too) recomputed
+            return checkpoint_seq([self.layer1, self.layer2, self.layer3, self.layer4], x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

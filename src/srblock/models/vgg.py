@@ -21,6 +21,7 @@ from .layers import (
     create_attn_layer,
     create_stage_reg,
 )
+from .timm_interface import checkpoint_seq, memory_without_decay, stage_groups
 
 CFGS = {
     "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
@@ -94,13 +95,27 @@ class VGG(nn.Module):
         # timm's model interface: the features are the last stage's channels, the head's hidden
         # layer is the classifier's 4096 (pre_logits), and the last linear layer can be reset
         self.num_classes, self.num_features, self.head_hidden_size = num_classes, in_chs, 4096
-        self.in_chans = in_chans  # (timm's model interface)
+        self.in_chans, self.grad_checkpointing = in_chans, False  # (timm's model interface)
         self.head_layers = len(self.classifier)
         self.feature_info = [
             dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1)) for i, w in enumerate(widths)
         ]
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, object]:
+        """A group per stage, fine or coarse, as timm's VGG (a stage's layers are not numbered blocks)."""
+        return stage_groups(r"^features\.0\.(?:conv1|bn1)\.", r"features\.", coarse=True)
+
+    def no_weight_decay(self) -> set[str]:
+        return memory_without_decay(self)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            self.grad_checkpointing and not torch.jit.is_scripting()
+        ):  # each stage (its SR block too) recomputed
+            return checkpoint_seq(self.features, x)
         return self.features(x)
 
     def get_classifier(self) -> nn.Module:

@@ -25,7 +25,8 @@ from ..config import ClassifyConfig
 from ..data import ImageSet
 from ..insert import sr_blocks, sr_bypassed
 from ..memory import drain, init_memory, memory_statistics, recorded_weights
-from ..run_folder import BEST_CKPT, LAST_CKPT, METRIC_COLUMNS
+from ..metrics_log import METRIC_COLUMNS
+from ..run_folder import BEST_CKPT, LAST_CKPT
 from ..splits import Splits
 from .batches import ClassifyBatches
 from .engine import Run, start_run

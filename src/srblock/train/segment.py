@@ -27,7 +27,8 @@ from ..data import make_file_loader
 from ..data.seg_transforms import SegEvalTransform, SegTrainTransform
 from ..insert import sr_blocks, sr_bypassed
 from ..memory import memory_statistics
-from ..run_folder import BEST_CKPT, CLASS_IOU_FILE, LAST_CKPT, SEG_METRIC_COLUMNS
+from ..metrics_log import SEG_METRIC_COLUMNS
+from ..run_folder import BEST_CKPT, CLASS_IOU_FILE, LAST_CKPT
 from ..seg_eval import SegmentationMetric, class_table, segment
 from .engine import start_run
 from .progress import Progress

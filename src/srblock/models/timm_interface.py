@@ -1,0 +1,33 @@
+"""What timm's model interface asks of the zoo beyond forward and its head, shared by the ResNets and
+VGGs: parameter groups for layer-wise lr decay (`group_matcher`), the parameters trained without
+weight decay (`no_weight_decay`), and timm's checkpoint_seq, which their forward_features run the
+stages through under `set_grad_checkpointing` (inline there: TorchScript compiles it so)."""
+
+from __future__ import annotations
+
+from timm.models import checkpoint_seq
+from torch import nn
+
+from ..block import SqueezeRemember
+
+__all__ = ["checkpoint_seq", "memory_without_decay", "stage_groups"]
+
+
+def stage_groups(stem: str, stage: str, coarse: bool) -> dict[str, object]:
+    """timm's group_matcher for a stem and numbered stages (`stage`: the regex before a stage's
+    number) of numbered blocks: a stage's SR block (and its regulariser) in the group of the
+    stage's last block (timm's MATCH_PREV_GROUP, 99999); the head last."""
+    if coarse:
+        return {"stem": stem, "blocks": rf"^{stage}(\d+)\."}
+    blocks = [(rf"^{stage}(\d+)\.(\d+)\.", None), (rf"^{stage}(\d+)\.(?:sr|drop)\.", (99999,))]
+    return {"stem": stem, "blocks": blocks}
+
+
+def memory_without_decay(model: nn.Module) -> set[str]:
+    """timm's no_weight_decay(): the SR memories whose spec trains them without weight decay
+    (sr_memory_weight_decay: 0), by parameter name."""
+    return {
+        f"{name}.memory"
+        for name, module in model.named_modules()
+        if isinstance(module, SqueezeRemember) and module.spec.memory_weight_decay == 0
+    }
