@@ -186,8 +186,9 @@ def test_unknown_keyword():
         create_model("resnet18_cifar", drop_path=0.1)
     # checked against the model class, so each model takes what its class takes
     assert create_model("vgg16_bn_cifar", drop_rate=0.3).classifier[2].p == 0.3
-    with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_rate'"):
-        create_model("resnet18_cifar", drop_rate=0.3)
+    assert create_model("resnet18_cifar", drop_rate=0.3).drop.p == 0.3  # (timm's ResNet's keyword too)
+    with pytest.raises(ValueError, match="resnet18_cifar takes no argument 'drop_path_rate'"):
+        create_model("resnet18_cifar", drop_path_rate=0.1)
     with pytest.raises(
         ValueError, match="fcn_resnet10s takes no argument 'attn'; valid: head, backbone, num_classes"
     ):
@@ -205,6 +206,8 @@ def test_unknown_keyword():
             "reg_stages (3, 6) name stages that do not exist: choose from 1..4",
         ),
         (dict(sr_stage=5), "stage 5 does not exist in ResNet: choose 1..4"),
+        (dict(reg="d", drop_rate=0.2), "reg='d' is dropout before the classifier, as drop_rate is"),
+        (dict(drop_rate=1.0), "drop_rate must be in [0, 1), got 1.0"),
     ],
 )
 def test_bad_model_arguments(kwargs, message):

@@ -43,5 +43,5 @@ def test_timm_builds_and_trains_it_with_train_py_arguments():
 def test_what_it_cannot_do_is_one_line():
     with pytest.raises(ValueError, match="srblock_resnet10s_cifar has no published weights"):
         timm.create_model("srblock_resnet10s_cifar", pretrained=True)
-    with pytest.raises(ValueError, match="takes no drop_rate \\(got 0.2\\)"):
-        timm.create_model("srblock_resnet10s_cifar", drop_rate=0.2)
+    with pytest.raises(ValueError, match="takes no drop_path_rate \\(got 0.2\\)"):
+        timm.create_model("srblock_resnet10s_cifar", drop_path_rate=0.2)

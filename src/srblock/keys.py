@@ -1,5 +1,5 @@
 """Checking a run's keys and values: from a recipe, `--set`, a sweep, `srblock.fit` or a run folder's
-config.yaml, each key is checked by the facts its field declares (config.py, schema.py), and the
+config.yaml, each key is checked by the facts its field declares (config/, schema.py), and the
 values of one run are built into the config class its data set's task needs."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 callers need about it (which runs it applies to, whether it names a run folder, whether two runs
 that differ in it are the same experiment), carried in its dataclass field's metadata.
 
-`SRSpec` (the block's settings) and the run configs (config.py) declare their fields with
+`SRSpec` (the block's settings) and the run configs (config/) declare their fields with
 `setting`; validation (`check`), `--help`, folder names, comparisons and the docs' key table are
 read off those fields.
 """

@@ -93,9 +93,17 @@ class ResNet(tv.ResNet):
         drop_block_size: int = 7,
         widths: tuple[int, ...] = (64, 128, 256, 512),
         replace_stride_with_dilation: list[bool] | None = None,
+        drop_rate: float = 0.0,
     ) -> None:
         check_attn(attn)
         rate = check_reg(reg, reg_rate)
+        if drop_rate and reg == "d":
+            raise ValueError(
+                "reg='d' is dropout before the classifier, as drop_rate is: give its rate once "
+                "(reg_rate, or drop_rate without reg)"
+            )
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
         block_fn = _block_with_attn(block, attn)
         super().__init__(
             block_fn,
@@ -111,7 +119,9 @@ class ResNet(tv.ResNet):
             self.maxpool = nn.Identity()
         elif in_chans != 3:
             self.conv1 = nn.Conv2d(in_chans, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
-        self.drop = nn.Dropout(rate) if reg == "d" else nn.Identity()
+        # dropout before the classifier: the paper's D regulariser, or timm's drop_rate (--drop)
+        head_rate = rate if reg == "d" else drop_rate
+        self.drop = nn.Dropout(head_rate) if head_rate else nn.Identity()
         for stage in check_reg_stages(tuple(reg_stages), 4):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
