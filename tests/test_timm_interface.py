@@ -264,3 +264,30 @@ def test_layer_decay_groups_and_no_weight_decay_are_timms(name, sr_stage):
     assert min(scales) < max(scales) == 1.0  # the head at the full lr, the stem at the least
     undecayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
     assert all(id(model.get_parameter(m)) in undecayed for m in memories)
+
+
+@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+def test_forward_intermediates_are_the_feature_maps_and_pruning_keeps_them(name, sr_stage):
+    """timm 1.0's feature API: the stages' maps (an SR block inside its stage) as a plain forward
+    computes them, the last one as forward_features; pruned after a stage, the same map for less."""
+    model = build(name, sr_stage).eval()
+    x = torch.randn(2, *input_size(model))
+    with torch.no_grad():
+        last, maps = model.forward_intermediates(x)
+        expected = []  # each stage's output in a plain forward (feature_info names the stages)
+        hooks = [
+            model.get_submodule(info["module"]).register_forward_hook(lambda m, a, out: expected.append(out))
+            for info in model.feature_info
+        ]
+        model(x)
+        for hook in hooks:
+            hook.remove()
+        assert torch.equal(last, model.forward_features(x)) and len(maps) == len(model.feature_info)
+        assert all(torch.allclose(a, b) for a, b in zip(maps, expected, strict=True))
+        assert [m.shape[1] for m in maps] == [f["num_chs"] for f in model.feature_info]
+        kept = model.forward_intermediates(x, indices=[1], intermediates_only=True)
+        assert model.prune_intermediate_layers([1]) == [1]
+        assert torch.equal(model.forward_intermediates(x, [1], intermediates_only=True)[0], kept[0])
+    assert isinstance(model.get_classifier(), torch.nn.Identity)  # the head went with the stages after
+    with pytest.raises(ValueError, match="output_fmt must be NCHW"):
+        model.forward_intermediates(x, output_fmt="NHWC")

@@ -22,7 +22,13 @@ from .layers import (
     create_attn_layer,
     create_stage_reg,
 )
-from .timm_interface import checkpoint_seq, memory_without_decay, stage_groups
+from .timm_interface import (
+    checkpoint_seq,
+    memory_without_decay,
+    prune_stages,
+    stage_groups,
+    stage_intermediates,
+)
 
 
 class BasicBlockAttn(tv.BasicBlock):
@@ -181,6 +187,29 @@ class ResNet(tv.ResNet):
 
     def no_weight_decay(self) -> set[str]:
         return memory_without_decay(self)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's: the maps of the stages `indices` names (feature_info's), and the last one's."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be NCHW, got {output_fmt!r}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x, maps = stage_intermediates(
+            [self.layer1, self.layer2, self.layer3, self.layer4], x, indices, stop_early
+        )
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        return prune_stages(self, ["layer1", "layer2", "layer3", "layer4"], indices, prune_head)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

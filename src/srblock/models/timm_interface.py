@@ -5,12 +5,14 @@ stages through under `set_grad_checkpointing` (inline there: TorchScript compile
 
 from __future__ import annotations
 
+import torch
 from timm.models import checkpoint_seq
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from ..block import SqueezeRemember
 
-__all__ = ["checkpoint_seq", "memory_without_decay", "stage_groups"]
+__all__ = ["checkpoint_seq", "memory_without_decay", "stage_groups", "stage_intermediates", "prune_stages"]
 
 
 def stage_groups(stem: str, stage: str, coarse: bool) -> dict[str, object]:
@@ -31,3 +33,29 @@ def memory_without_decay(model: nn.Module) -> set[str]:
         for name, module in model.named_modules()
         if isinstance(module, SqueezeRemember) and module.spec.memory_weight_decay == 0
     }
+
+
+def stage_intermediates(
+    stages: list[nn.Module], x: torch.Tensor, indices: int | list[int] | None, stop_early: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """timm's forward_intermediates over the stages (`x`: the stem's output): the last stage's map
+    and the maps of the stages `indices` names (feature_info's, an SR block inside its stage)."""
+    take, last = feature_take_indices(len(stages), indices)
+    maps = []
+    for index, stage in enumerate(stages[: last + 1] if stop_early else stages):
+        x = stage(x)
+        if index in take:
+            maps.append(x)
+    return x, maps
+
+
+def prune_stages(model: nn.Module, names: list[str], indices: int | list[int], prune_head: bool) -> list[int]:
+    """timm's prune_intermediate_layers: the stages after the last one `indices` takes become
+    nn.Identity (and the head, `prune_head`), so forward_intermediates computes no more."""
+    take, last = feature_take_indices(len(names), indices)
+    for name in names[last + 1 :]:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    if prune_head:
+        model.reset_classifier(0, "")
+    return take

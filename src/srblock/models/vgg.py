@@ -21,7 +21,13 @@ from .layers import (
     create_attn_layer,
     create_stage_reg,
 )
-from .timm_interface import checkpoint_seq, memory_without_decay, stage_groups
+from .timm_interface import (
+    checkpoint_seq,
+    memory_without_decay,
+    prune_stages,
+    stage_groups,
+    stage_intermediates,
+)
 
 CFGS = {
     "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
@@ -110,6 +116,27 @@ class VGG(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return memory_without_decay(self)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's: the maps of the stages `indices` names (feature_info's), and the last one's."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be NCHW, got {output_fmt!r}")
+        x, maps = stage_intermediates(list(self.features), x, indices, stop_early)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        names = [f"features.{k}" for k in range(len(self.features))]
+        return prune_stages(self, names, indices, prune_head)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if (
