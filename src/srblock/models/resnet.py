@@ -22,13 +22,7 @@ from .layers import (
     create_attn_layer,
     create_stage_reg,
 )
-from .timm_interface import (
-    checkpoint_seq,
-    memory_without_decay,
-    prune_stages,
-    stage_groups,
-    stage_intermediates,
-)
+from .timm_interface import TimmStages, checkpoint_seq, stage_groups
 
 
 class BasicBlockAttn(tv.BasicBlock):
@@ -69,7 +63,7 @@ def _block_with_attn(block: type[tv.BasicBlock | tv.Bottleneck], attn: str | Non
     return builder
 
 
-class ResNet(tv.ResNet):
+class ResNet(TimmStages, tv.ResNet):
     """torchvision's ResNet, with a CIFAR stem option, `in_chans`, attention and regularisers.
 
     Args:
@@ -179,43 +173,17 @@ class ResNet(tv.ResNet):
             setattr(self, f"layer{i + 1}", stage)
         self.fc = nn.Linear(self.inplanes, num_classes)
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
+    stage_names = ("layer1", "layer2", "layer3", "layer4")
 
     def group_matcher(self, coarse: bool = False) -> dict[str, object]:
         return stage_groups(r"^conv1\.|^bn1\.", "layer", coarse)
 
-    def no_weight_decay(self) -> set[str]:
-        return memory_without_decay(self)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """timm's: the maps of the stages `indices` names (feature_info's), and the last one's."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be NCHW, got {output_fmt!r}")
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x, maps = stage_intermediates(
-            [self.layer1, self.layer2, self.layer3, self.layer4], x, indices, stop_early
-        )
-        return maps if intermediates_only else (x, maps)
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        return prune_stages(self, ["layer1", "layer2", "layer3", "layer4"], indices, prune_head)
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        if (
-            self.grad_checkpointing and not torch.jit.is_scripting()
-        ):  # each stage (its SR block too) recomputed
+        x = self.forward_stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():  # stages (SR blocks too) recomputed
             return checkpoint_seq([self.layer1, self.layer2, self.layer3, self.layer4], x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 

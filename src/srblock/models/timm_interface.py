@@ -1,7 +1,8 @@
 """What timm's model interface asks of the zoo beyond forward and its head, shared by the ResNets and
-VGGs: parameter groups for layer-wise lr decay (`group_matcher`), the parameters trained without
-weight decay (`no_weight_decay`), and timm's checkpoint_seq, which their forward_features run the
-stages through under `set_grad_checkpointing` (inline there: TorchScript compiles it so)."""
+VGGs (`TimmStages`, over a model's stem and named stages): gradient checkpointing (timm's
+checkpoint_seq, which forward_features calls inline, where TorchScript compiles it), parameter
+groups for layer-wise lr decay (`stage_groups`), the parameters trained without weight decay, and
+timm 1.0's feature API (`forward_intermediates`, `prune_intermediate_layers`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from ..block import SqueezeRemember
 
-__all__ = ["checkpoint_seq", "memory_without_decay", "stage_groups", "stage_intermediates", "prune_stages"]
+__all__ = ["TimmStages", "checkpoint_seq", "stage_groups"]
 
 
 def stage_groups(stem: str, stage: str, coarse: bool) -> dict[str, object]:
@@ -59,3 +60,39 @@ def prune_stages(model: nn.Module, names: list[str], indices: int | list[int], p
     if prune_head:
         model.reset_classifier(0, "")
     return take
+
+
+class TimmStages:
+    """timm's interface over a model's stages: the model names them (`stage_names`, in order, as
+    feature_info does) and runs its stem (`forward_stem`); an SR block is inside its stage. (No
+    class annotations: TorchScript would read them as the scripted module's attributes.)"""
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        return memory_without_decay(self)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's: the maps of the stages `indices` names (feature_info's), and the last one's."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be NCHW, got {output_fmt!r}")
+        stages = [self.get_submodule(name) for name in self.stage_names]
+        x, maps = stage_intermediates(stages, self.forward_stem(x), indices, stop_early)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        return prune_stages(self, list(self.stage_names), indices, prune_head)

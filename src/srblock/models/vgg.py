@@ -21,13 +21,7 @@ from .layers import (
     create_attn_layer,
     create_stage_reg,
 )
-from .timm_interface import (
-    checkpoint_seq,
-    memory_without_decay,
-    prune_stages,
-    stage_groups,
-    stage_intermediates,
-)
+from .timm_interface import TimmStages, checkpoint_seq, stage_groups
 
 CFGS = {
     "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
@@ -48,7 +42,7 @@ def _stage(in_chs: int, widths: list[int], attn: str | None) -> nn.Sequential:
     return nn.Sequential(layers)
 
 
-class VGG(nn.Module):
+class VGG(TimmStages, nn.Module):
     """VGG-BN with a 512-4096-4096 classifier.
 
     Args:
@@ -83,6 +77,7 @@ class VGG(nn.Module):
             stages.append(_stage(in_chs, stage_widths, attn))
             in_chs = stage_widths[-1]
         self.features = nn.Sequential(*stages)
+        self.stage_names = tuple(f"features.{k}" for k in range(len(stages)))
         for stage in check_reg_stages(tuple(reg_stages), len(widths)):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
@@ -107,36 +102,9 @@ class VGG(nn.Module):
             dict(module=f"features.{i}", num_chs=w[-1], reduction=2 ** (i + 1)) for i, w in enumerate(widths)
         ]
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
     def group_matcher(self, coarse: bool = False) -> dict[str, object]:
         """A group per stage, fine or coarse, as timm's VGG (a stage's layers are not numbered blocks)."""
         return stage_groups(r"^features\.0\.(?:conv1|bn1)\.", r"features\.", coarse=True)
-
-    def no_weight_decay(self) -> set[str]:
-        return memory_without_decay(self)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """timm's: the maps of the stages `indices` names (feature_info's), and the last one's."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be NCHW, got {output_fmt!r}")
-        x, maps = stage_intermediates(list(self.features), x, indices, stop_early)
-        return maps if intermediates_only else (x, maps)
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        names = [f"features.{k}" for k in range(len(self.features))]
-        return prune_stages(self, names, indices, prune_head)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if (
