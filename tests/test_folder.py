@@ -303,16 +303,16 @@ def test_gpu_decode_on_pictures_that_are_not_jpegs_is_one_line(pictures, tmp_pat
 def test_a_run_from_before_validation_folders_were_read_says_why_its_data_read_otherwise(pictures, tmp_path):
     from srblock.keys import make_config
     from srblock.run_folder import RunFolder
-    from srblock.splits import fingerprint, load_splits
+    from srblock.splits import load_splits
 
     data = tmp_path / "data"
     shutil.copytree(pictures / "train", data / "train")
     cfg = make_config("folder", {"data_dir": str(data)})
     run = RunFolder(tmp_path / "run")
-    run.check_data(fingerprint(load_splits(cfg), data), data)  # then: 10% of train/ held out
+    run.check_data(load_splits(cfg), data)  # then: 10% of train/ held out
     shutil.copytree(pictures / "val", data / "validation")  # a folder the run's release ignored
     with pytest.raises(ValueError, match="validation/ is now its validation split, where the run held"):
-        run.check_data(fingerprint(load_splits(cfg), data), data)
+        run.check_data(load_splits(cfg), data)
 
 
 def test_a_data_path_that_is_not_the_folder_holding_train_says_what_it_is(pictures, tmp_path):

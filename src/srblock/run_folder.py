@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .config import TrainConfig
+    from .splits import Splits
 
 CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.yaml", "metrics.csv", "result.json"
 LAST_CKPT, BEST_CKPT, CLASS_IOU_FILE = "last.ckpt", "best.ckpt", "class_iou.md"
@@ -96,7 +97,7 @@ class RunFolder(os.PathLike):
 
     def _recorded(self, cfg: TrainConfig) -> TrainConfig | None:
         """The config of the run here (None if there is none), which must be `cfg`'s experiment."""
-        if not (self.path / CONFIG_FILE).exists():
+        if not self.started():
             return None
         old = self.config()
         before, now = old.identity(), cfg.identity()
@@ -131,7 +132,7 @@ class RunFolder(os.PathLike):
         return self._recorded(cfg) is not None and self.has_result()
 
     def lock(self) -> RunLock:
-        """The claim that one process at a time trains here (run_lock.py)."""
+        """The claim that one process at a time trains here (run_lock.py): a context manager."""
         return RunLock(self.path)
 
     # -- result and divergence
@@ -172,11 +173,13 @@ class RunFolder(os.PathLike):
         return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in rows]
 
     # -- data and weights
-    def check_data(self, now: dict[str, Any], root: str | Path | None, write: bool = True) -> None:
-        """Records the data the run trains on (data.json: `now`, splits.fingerprint) when it starts;
-        a run that goes on (a resume, an analysis) must find the same data, else one line naming
-        what changed."""
-        path = self.path / DATA_FILE
+    def check_data(self, splits: Splits, root: str | Path | None, write: bool = True) -> None:
+        """Records the data the run trains on (data.json: their splits.fingerprint, read from `root`)
+        when it starts; a run that goes on (a resume, an analysis) must find the same data, else one
+        line naming what changed."""
+        from .splits import fingerprint, fingerprint_changes
+
+        now, path = fingerprint(splits, root), self.path / DATA_FILE
         if not path.exists():  # a new run (or one from before data.json): it records its data now
             if write:
                 write_text_atomic(path, json.dumps(now, indent=1))
@@ -185,12 +188,10 @@ class RunFolder(os.PathLike):
         for key, value in now.items():  # what a data.json of an earlier release did not record: not compared
             if isinstance(value, dict) and isinstance(before.get(key), dict):
                 now[key] = {k: v for k, v in value.items() if k in before[key]}
-        from .data.folder import SPLIT_FOLDERS
-        from .splits import fingerprint_changes
-
         changed = fingerprint_changes(before, now)
         if not changed:
             return
+        from .data.folder import SPLIT_FOLDERS
 
         renamed = [n for n in SPLIT_FOLDERS["val"][1:] if root and (Path(root) / n).is_dir()]
         if renamed and before.get("val", {}).get("files") != now["val"].get("files"):

@@ -74,7 +74,7 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
         raise ValueError(f"{sweep}: set must be a mapping of key: value")
     if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
         raise ValueError(f"{sweep}: seeds must be a list of non-negative ints, e.g. [0, 1, 2], got {seeds!r}")
-    rows = []
+    rows, recipe = [], recipe_values(data["recipe"])  # (what --set changes of a row is named)
     for index, row in enumerate(runs):
         source = f"{sweep} row {row.get('name', index)!r}"
         values: dict[str, Any] = {}
@@ -87,7 +87,7 @@ def expand_sweep(sweep: str, overrides: dict[str, Any] | None = None) -> list[Sw
             renamed(k, source, warn=False) for k in row if k not in ROW_LABELS
         ]  # the row's choices; `set` and overrides are shared
         cfg = make_config(data["recipe"], {**values, **(overrides or {})}, source=source, explicit=own)
-        changes = set_changes(cfg, overrides or {}, {**recipe_values(data["recipe"]), **values})
+        changes = set_changes(cfg, overrides or {}, {**recipe, **values})
         name, paper = row.get("name", f"row {index}"), row.get("paper")
         rows.append(SweepRow(name, index, data.get("table"), paper, cfg, tuple(seeds), changes))
     for key, value in (overrides or {}).items():  # shared: refused only where it acts in no row

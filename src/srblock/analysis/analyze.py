@@ -29,7 +29,7 @@ from ..memory import nearest_centroid_accuracy, recorded_weights
 from ..registry import PYTHON_MODEL
 from ..run_folder import CONFIG_FILE, RunFolder
 from ..run_model import trained_model
-from ..splits import fingerprint, load_splits
+from ..splits import load_splits
 
 SPLITS = ("val", "test", "train")
 
@@ -96,8 +96,7 @@ def load_run(
             "run_analysis(folder, model=run.model, splits={'val': val_set, 'test': test_set})"
         )
     data = load_splits(cfg, data_root)
-    root = data_root or cfg.data_dir
-    RunFolder(folder).check_data(fingerprint(data, root), root, write=False)  # its data, or one line
+    RunFolder(folder).check_data(data, data_root or cfg.data_dir, write=False)  # its data, or one line
     info, train, val, test, _ = data
     return LoadedRun(folder, cfg, info, model, {"train": train, "val": val, "test": test}, device)
 

@@ -11,7 +11,7 @@ from typing import Any
 from lightning.fabric import Fabric
 
 from ..run_folder import Interrupted, RunFolder
-from ..run_lock import RunHeld, RunLock
+from ..run_lock import RunHeld
 from .classify import train_classifier
 from .compiling import damaged_cache_said
 from .fabric import make_fabric
@@ -30,8 +30,9 @@ def claimed(fabric: Fabric, folders: Sequence[Path]) -> Iterator[None]:
         if fabric.global_rank == 0:
             try:
                 for folder in folders:
-                    locks.enter_context(RunLock(folder))
-                    if RunFolder(folder).has_result():  # finished by another worker since this one looked
+                    run = RunFolder(folder)
+                    locks.enter_context(run.lock())
+                    if run.has_result():  # finished by another worker since this one looked
                         raise RunHeld(f"{folder} was finished by another worker")
             except RunHeld as err:
                 refusal = ("held", str(err))

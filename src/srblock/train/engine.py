@@ -25,7 +25,7 @@ from ..params import config_overhead
 from ..run_folder import BEST_CKPT, LAST_CKPT, MetricsLog, RunDiverged, RunFolder
 from ..run_lock import RunHeld, claim_lost
 from ..run_model import build_model, check_input_size
-from ..splits import Splits, fingerprint, load_splits
+from ..splits import Splits, load_splits
 from .compiling import compile_mode, compiled
 from .fabric import device_name, versions
 from .tracking import check_trackers, finish_loggers, make_loggers
@@ -239,7 +239,7 @@ def start_run(
     # config.yaml only once the model built and the data read: a run that cannot start leaves no folder
     if fabric.global_rank == 0:
         files.claim(cfg)
-    files.check_data(fingerprint(data, cfg.data_dir), cfg.data_dir, write=fabric.global_rank == 0)
+    files.check_data(data, cfg.data_dir, write=fabric.global_rank == 0)  # data.json: a resume's data
     fabric.barrier()
     startup.mark("data")
     model = prepare_model(fabric, cfg, model)

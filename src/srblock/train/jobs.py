@@ -107,14 +107,14 @@ def check_finished_data(job: Job) -> None:
     """A finished run met again with data from another folder than its own (or with data sets from
     Python, srblock.fit's): the same data, or an error (a finished run would otherwise be skipped
     as if it had trained on them)."""
-    from ..splits import fingerprint, load_splits
+    from ..splits import load_splits
 
     if job.data is not None and (job.folder / DATA_FILE).exists():  # srblock.fit's data sets, again
-        job.run.check_data(fingerprint(job.data, None), None, write=False)
+        job.run.check_data(job.data, None, write=False)
         return
     given, own = job.cfg.data_dir, job.run.config().data_dir
     if given and own and Path(given).resolve() != Path(own).resolve() and (job.folder / DATA_FILE).exists():
-        job.run.check_data(fingerprint(load_splits(job.cfg, given), given), given, write=False)
+        job.run.check_data(load_splits(job.cfg, given), given, write=False)
 
 
 def breadth_first(todo: list[tuple[int, Job]]) -> list[tuple[int, Job]]:
