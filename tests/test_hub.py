@@ -10,6 +10,7 @@ import pytest
 import timm
 import torch
 
+import srblock
 from srblock.cli import main
 from srblock.run_model import trained_model
 
@@ -187,3 +188,43 @@ def test_an_export_replaces_only_files_it_wrote(shared, tmp_path, capsys):
     (target / "model.safetensors").unlink()
     assert main(["export", str(run), "--hf", str(target)]) == 0
     assert main(["export", str(run), "--hf", str(target)]) == 0  # an export's own files: written again
+
+
+def test_an_export_fine_tunes_with_another_channel_count_as_timm_adapts_its_first_conv(shared, tmp_path):
+    """timm's adapt_input_conv on the first conv: the RGB export as a grey model (its first conv
+    summed) computes on a grey image what the export computes on that image in three equal
+    channels; and weights of one channel, repeated and scaled, do the same the other way. timm's
+    data config names the model's channels, by name and as a local-dir model."""
+    _, out, _ = shared
+    weights = dict(file=str(out / "model.safetensors"))
+    rgb = timm.create_model("srblock_resnet10s_cifar", pretrained=True, pretrained_cfg_overlay=weights).eval()
+    grey = timm.create_model(
+        "srblock_resnet10s_cifar", pretrained=True, in_chans=1, pretrained_cfg_overlay=weights
+    ).eval()
+    local = timm.create_model(f"local-dir:{out}", pretrained=True, in_chans=1).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = rgb(x.expand(-1, 3, -1, -1))
+        torch.testing.assert_close(grey(x), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(local(x), expected, rtol=1e-4, atol=1e-4)
+    exported = json.loads((out / "config.json").read_text())["pretrained_cfg"]
+    for model in (grey, local):
+        data = timm.data.resolve_data_config({}, model=model)
+        assert data["input_size"] == (1, 32, 32) and model.in_chans == 1
+        assert data["mean"] == pytest.approx((sum(exported["mean"]) / 3,))
+    # a grey model's weights as an RGB model's starting point (srblock train --set pretrained=FILE)
+    from safetensors.torch import save_file
+
+    from srblock.pretrained import load_pretrained
+
+    save_file(grey.state_dict(), str(tmp_path / "grey.safetensors"))
+    again = srblock.create_model("resnet10s_cifar", sr_stage=3, sr_memory_blocks=2, num_classes=3)
+    summary = load_pretrained(again.train(), "resnet10s_cifar", str(tmp_path / "grey.safetensors"))
+    assert "adapted to 3 input channels: conv1.weight" in summary
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x.expand(-1, 3, -1, -1)), expected, rtol=1e-4, atol=1e-4)
+    assert "loaded" in load_pretrained(
+        srblock.create_model("resnet10s_cifar", sr_stage=3, sr_memory_blocks=2, num_classes=3),
+        "resnet10s_cifar",
+        str(out),
+    )  # the exported folder itself

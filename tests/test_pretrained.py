@@ -67,7 +67,7 @@ def test_rgb_weights_into_a_grey_model_sum_the_first_convolution(tmp_path):
     torch.save(source.state_dict(), path)
     grey = srblock.create_model("resnet10s_cifar", num_classes=10, in_chans=1, pretrained=str(path))
     assert torch.allclose(grey.conv1.weight, source.conv1.weight.sum(1, keepdim=True))
-    assert "summed to one channel: conv1.weight" in grey.pretrained_summary
+    assert "adapted to 1 input channels: conv1.weight" in grey.pretrained_summary
 
 
 def test_weights_of_another_architecture_are_refused_unless_partial(tmp_path):

@@ -205,8 +205,8 @@ def test_segmentation_models_with_sr_trace_script_and_export(name):
 def test_in_chans_and_timms_drop_keyword_are_what_srblock_builds(name, sr_stage):
     """timm's models know their input channels (test_model_default_cfgs read `in_chans`), and
     timm's --drop (drop_rate: dropout before the classifier) reaches the zoo's models as
-    srblock.create_model's keyword does: one answer for one keyword; a keyword no zoo model takes
-    (--drop-path) is refused in one line."""
+    srblock.create_model's keyword does: one answer for one keyword; one a model does not take
+    (--drop-path for a VGG) is refused in one line."""
     grey = build(name, sr_stage, in_chans=1)
     assert grey.in_chans == 1 and build(name, sr_stage).in_chans == 3
     bare = name.removeprefix("srblock_")
@@ -217,8 +217,36 @@ def test_in_chans_and_timms_drop_keyword_are_what_srblock_builds(name, sr_stage)
         own = srblock.create_model(bare, drop_rate=0.3, num_classes=10, sr_stage=sr_stage)
         rates = [[m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] for net in (via_timm, own)]
         assert rates[0] == rates[1] and 0.3 in rates[0]
-    with pytest.raises(ValueError, match=f"{name} takes no drop_path_rate \\(got 0.1\\)"):
-        build(name, sr_stage, drop_path_rate=0.1)  # (no stochastic depth yet: refused)
+    if "drop_path_rate" not in srblock.registry.model_arguments(bare):  # (timm's VGG has none either)
+        with pytest.raises(ValueError, match=f"{name} takes no drop_path_rate \\(got 0.1\\)"):
+            build(name, sr_stage, drop_path_rate=0.1)
+
+
+@pytest.mark.parametrize("sr_stage", [None, 3])
+def test_drop_path_is_timms_stochastic_depth_on_the_residual_branches(sr_stage):
+    """timm's --drop-path: each residual branch dropped per sample in training, at a rate rising
+    linearly from 0 at the first block to drop_path_rate at the last, as timm's ResNet; the same
+    through srblock.create_model; in eval mode, and at rate 0, the model is the plain one."""
+    from timm.layers import DropPath
+
+    model = build("srblock_resnet18_cifar", sr_stage, drop_path_rate=0.2, num_classes=10)
+    own = srblock.create_model("resnet18_cifar", sr_stage=sr_stage, drop_path_rate=0.2, num_classes=10)
+    rates = [
+        [getattr(m.drop_path, "drop_prob", 0.0) for m in net.modules() if hasattr(m, "drop_path")]
+        for net in (model, own)
+    ]
+    assert rates[0] == rates[1] == pytest.approx([0.2 * k / 7 for k in range(8)])
+    plain = build("srblock_resnet18_cifar", sr_stage, num_classes=10)
+    assert not any(isinstance(m, DropPath) for m in plain.modules())
+    assert plain.state_dict().keys() == model.state_dict().keys()
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(model.eval()(x), plain.eval()(x))
+    model.train(), plain.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(model(x), plain(x))  # some branches dropped
+    with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\), got 1.5"):
+        build("srblock_resnet10s_cifar", sr_stage, drop_path_rate=1.5)
 
 
 @pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])

@@ -21,9 +21,10 @@ from typing import Any
 from torch import nn
 
 from .config import TrainConfig
+from .pretrained import HUB_WEIGHTS, adapt_first_conv
 from .run_folder import CONFIG_FILE
 
-HUB_CONFIG, HUB_WEIGHTS = "config.json", "model.safetensors"
+HUB_CONFIG = "config.json"
 
 
 def json_value(value: Any) -> Any:
@@ -48,9 +49,16 @@ def hub_weights(file: str | Path) -> Path:
     return path / HUB_WEIGHTS if path.is_dir() else path
 
 
-def load_hub_weights(model: nn.Module, file: str | Path, name: str, classifier: str | None = None) -> None:
+def load_hub_weights(
+    model: nn.Module,
+    file: str | Path,
+    name: str,
+    classifier: str | None = None,
+    first_conv: str | None = None,
+) -> None:
     """Loads an exported model.safetensors into `model`. As timm does, a classifier of another
-    number of classes starts anew (fine-tuning); any other difference is one line."""
+    number of classes starts anew (fine-tuning) and the first convolution is adapted to another
+    number of input channels; any other difference is one line."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -60,6 +68,9 @@ def load_hub_weights(model: nn.Module, file: str | Path, name: str, classifier: 
     except (OSError, SafetensorError) as err:
         raise ValueError(f"{path} cannot be read as safetensors weights ({err}): export it again") from None
     own = model.state_dict()
+    conv = f"{first_conv}.weight"
+    if first_conv and conv in state and conv in own and state[conv].shape[1] != own[conv].shape[1]:
+        state[conv] = adapt_first_conv(state[conv], own[conv].shape[1])
     other = [k for k in state if k in own and state[k].shape != own[k].shape]
     if classifier and other and all(k.startswith(f"{classifier}.") for k in other):
         state = {k: v for k, v in state.items() if k not in other}  # a new head: only its shape differs
@@ -106,12 +117,21 @@ def hub_config_beside(file: str | Path) -> dict[str, Any]:
 DATA_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation")
 
 
-def hub_data_cfg(config: dict[str, Any], num_classes: int | None = None) -> dict[str, Any]:
+def hub_data_cfg(
+    config: dict[str, Any], num_classes: int | None = None, in_chans: int | None = None
+) -> dict[str, Any]:
     """An export's image settings and label names, as timm's pretrained_cfg holds them (tuples),
     so that timm's data pipeline prepares images as the run did; the label names only where the
-    head keeps the export's classes."""
+    head keeps the export's classes. For a model of `in_chans` other channels than the export's,
+    the input size says them, and each channel is normalised by the average of the export's means
+    and stds (a grey export's one value for every colour channel)."""
     shared = config.get("pretrained_cfg", {})
     out = {k: tuple(v) if isinstance(v, list) else v for k, v in shared.items() if k in DATA_KEYS}
+    if in_chans is not None and "input_size" in out and out["input_size"][0] != in_chans:
+        out["input_size"] = (in_chans, *out["input_size"][1:])
+        for key in ("mean", "std"):
+            if key in out and len(out[key]) != in_chans:
+                out[key] = (sum(out[key]) / len(out[key]),) * in_chans
     if config.get("label_names") and num_classes in (None, config.get("num_classes")):
         out["label_names"] = tuple(config["label_names"])
     return out

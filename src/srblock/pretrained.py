@@ -4,13 +4,15 @@
 cached copy) or a file: a state dict (.pth, .pt, .bin, .safetensors), a timm checkpoint
 ({"state_dict": ...}) or a run's checkpoint ({"model": ...}); `module.` and `_orig_mod.` prefixes
 (DDP, torch.compile) are taken off. Tensors whose shape differs (the classifier of another number
-of classes) keep the new model's initialisation; a 3-channel first convolution is summed into a
-grey one, as timm does.
+of classes) keep the new model's initialisation; a first convolution of another channel count is
+adapted as timm adapts it (summed into one channel, repeated and scaled for more). An exported
+folder (`srblock export RUN --hf DIR`) is read through its model.safetensors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import pickle
 import socket
@@ -22,15 +24,19 @@ from torch import nn
 
 WRAPPERS = ("state_dict", "model", "state_dict_ema", "model_ema", "module")  # dicts that hold the tensors
 PREFIXES = ("module.", "_orig_mod.")
+HUB_WEIGHTS = "model.safetensors"  # in a folder `srblock export RUN --hf DIR` wrote
 MIN_LOADED = 0.9  # the share of a model's weights outside its head a file must fill to count as its own
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file, unwrapped and without DDP / compile prefixes."""
     path = Path(path).expanduser()
+    if path.is_dir() and (path / HUB_WEIGHTS).is_file():  # an exported folder
+        path = path / HUB_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(
-            f"pretrained weights {path} not found: give the path of a .pth or .safetensors file"
+            f"pretrained weights {path} not found: give the path of a .pth or .safetensors file "
+            f"(or a folder holding an {HUB_WEIGHTS})"
         )
     try:
         if path.suffix.lower() == ".safetensors" or _is_safetensors(path):
@@ -104,6 +110,31 @@ def head_keys(model: nn.Module) -> set[str]:
     return {k for k in model.state_dict() if any(k == n or k.startswith(n + ".") for n in names)}
 
 
+def first_conv_key(model: nn.Module) -> str | None:
+    """The state-dict key of the model's first convolution's weights (timm's pretrained_cfg
+    `first_conv`, else the first Conv2d): the one tensor another input channel count reshapes."""
+    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    if not isinstance(first, str):
+        first = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else f"{first}.weight"
+
+
+def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """A first convolution's weights for `in_chans` input channels, as timm adapts pretrained weights
+    (adapt_input_conv): summed into one channel, or repeated and scaled so that an image whose
+    channels are alike gives the same response."""
+    from timm.models import adapt_input_conv
+
+    if "base_chans" in inspect.signature(adapt_input_conv).parameters:
+        return adapt_input_conv(in_chans, weight, base_chans=weight.shape[1])
+    if weight.shape[1] == 3 or in_chans == 1:  # (what timm's adapt_input_conv took before base_chans)
+        return adapt_input_conv(in_chans, weight)
+    raise ValueError(
+        f"weights for {weight.shape[1]} input channels adapt to {in_chans} with timm's adapt_input_conv "
+        "of a newer timm: pip install -U timm"
+    )
+
+
 def load_matching(
     model: nn.Module,
     tensors: dict[str, torch.Tensor],
@@ -120,6 +151,7 @@ def load_matching(
     names). `has_head=False`: the model (a backbone) has no head, so no other shape is excused."""
     own = model.state_dict()
     head = head_keys(model) if has_head else set()
+    first = first_conv_key(model)
     loaded, new_head, other_shape, adapted = {}, [], [], []
     for key, target in own.items():  # in the model's order
         if key not in tensors:
@@ -127,13 +159,8 @@ def load_matching(
         value = tensors[key]
         if value.shape == target.shape:
             loaded[key] = value
-        elif (
-            value.dim() == 4
-            and value.shape[1] == 3
-            and target.shape[1] == 1
-            and value.shape[0] == target.shape[0]
-        ):
-            loaded[key] = value.sum(dim=1, keepdim=True)  # an RGB first convolution for grey images
+        elif key == first and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:
+            loaded[key] = adapt_first_conv(value, target.shape[1])  # e.g. grey weights for RGB images
             adapted.append(key)
         else:
             (new_head if key in head else other_shape).append(key)
@@ -181,7 +208,7 @@ def load_matching(
     if other_shape:
         parts.append(f"{len(other_shape)} of another shape left at init: {', '.join(other_shape[:4])}")
     if adapted:
-        parts.append(f"summed to one channel: {', '.join(adapted)}")
+        parts.append(f"adapted to {own[adapted[0]].shape[1]} input channels: {', '.join(adapted)}")
     parts.append(f"{len(missing)} missing" + (f" ({', '.join(missing[:4])})" if missing else ""))
     parts.append(f"{len(unused)} unused" + (f" ({', '.join(unused[:4])})" if unused else ""))
     return "; ".join(parts)

@@ -84,6 +84,10 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
         exported = hub_config_beside(file) if pretrained else {}  # (a bare weights file has none)
         for key, value in exported.get("model_args", {}).items():  # the defaults: its weights fit them
             kwargs.setdefault(key, value)
+        size, chans = kwargs.get("input_size"), kwargs.get("in_chans")
+        if size is not None and chans is not None and size[0] != chans:
+            # an export's (or local-dir's) size, for a model of other channels: the memory's H x W
+            kwargs["input_size"] = (chans, *size[1:])
         for key, default in _TIMM_DEFAULTS.items():
             if key in model_arguments(name):  # (VGG's drop_rate: timm's --drop reaches it)
                 continue
@@ -99,12 +103,11 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
         model = create_model(name, **kwargs)
         if global_pool not in (None, "avg"):  # (a new head: the pooled features' width may change)
             model.reset_classifier(model.num_classes, global_pool)
-        if pretrained:
-            classifier = next(n for n, m in model.named_modules() if m is model.get_classifier())
-            load_hub_weights(model, file, f"{PREFIX}{name}", classifier)
         cfg = _pretrained_cfg(name, model, kwargs.get("num_classes"))
+        if pretrained:
+            load_hub_weights(model, file, f"{PREFIX}{name}", cfg["classifier"], cfg["first_conv"])
         # the export's mean, std, sizes and labels: timm's data config prepares images as the run did
-        cfg.update(hub_data_cfg(exported, kwargs.get("num_classes")))
+        cfg.update(hub_data_cfg(exported, kwargs.get("num_classes"), model.in_chans))
         if features_only:  # timm's wrapper: a list of the stages' maps (an SR block inside its stage)
             flatten = not any("." not in info["module"] for info in model.feature_info)
             indices = tuple(range(len(model.feature_info))) if out_indices is None else out_indices

@@ -8,7 +8,7 @@ classifier, D2D/DB at the end of stages 3 and 4 (overridable).
 from functools import partial
 
 import torch
-from timm.layers import SelectAdaptivePool2d
+from timm.layers import DropPath, SelectAdaptivePool2d
 from torch import nn
 from torchvision.models import resnet as tv
 
@@ -26,41 +26,54 @@ from .timm_interface import TimmStages, checkpoint_seq, stage_groups
 
 
 class BasicBlockAttn(tv.BasicBlock):
-    """torchvision's BasicBlock with SE/CBAM on the residual branch."""
+    """torchvision's BasicBlock with SE/CBAM and stochastic depth (timm's DropPath) on the residual
+    branch: attention after the last BatchNorm, then the branch dropped, before the residual sum."""
 
-    def __init__(self, *args: object, attn: str, **kwargs: object) -> None:
+    def __init__(self, *args: object, attn: str | None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.attn = create_attn_layer(attn, self.bn2.num_features)
+        self.drop_path: nn.Module = nn.Identity()  # (set_drop_path: its rate depends on the depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.attn(self.bn2(self.conv2(out)))
+        out = self.drop_path(self.attn(self.bn2(self.conv2(out))))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
 
 class BottleneckAttn(tv.Bottleneck):
-    """torchvision's Bottleneck with SE/CBAM on the residual branch."""
+    """torchvision's Bottleneck with SE/CBAM and stochastic depth on the residual branch."""
 
-    def __init__(self, *args: object, attn: str, **kwargs: object) -> None:
+    def __init__(self, *args: object, attn: str | None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.attn = create_attn_layer(attn, self.bn3.num_features)
+        self.drop_path: nn.Module = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.attn(self.bn3(self.conv3(out)))
+        out = self.drop_path(self.attn(self.bn3(self.conv3(out))))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
 
-def _block_with_attn(block: type[tv.BasicBlock | tv.Bottleneck], attn: str | None) -> object:
-    if attn is None:
+def _block_with_attn(block: type[tv.BasicBlock | tv.Bottleneck], attn: str | None, drop_path: bool) -> object:
+    """torchvision's block, or ours where the residual branch holds attention or is dropped."""
+    if attn is None and not drop_path:
         return block
     attn_block = BasicBlockAttn if block is tv.BasicBlock else BottleneckAttn
     builder = partial(attn_block, attn=attn)
     builder.expansion = attn_block.expansion  # torchvision reads block.expansion
     return builder
+
+
+def set_drop_path(stages: list[nn.Module], rate: float) -> None:
+    """Stochastic depth as timm's ResNet sets it: the residual blocks' drop rates rise linearly
+    with depth from 0 at the first block to `rate` at the last."""
+    blocks = [b for stage in stages for b in stage if isinstance(b, (BasicBlockAttn, BottleneckAttn))]
+    for index, block in enumerate(blocks):
+        block_rate = rate * index / max(len(blocks) - 1, 1)
+        block.drop_path = DropPath(block_rate) if block_rate > 0 else nn.Identity()
 
 
 class ResNet(TimmStages, tv.ResNet):
@@ -77,6 +90,8 @@ class ResNet(TimmStages, tv.ResNet):
         widths: output channels of the four stages (before the block expansion); torchvision's
             are (64, 128, 256, 512), narrower ones make small, fast networks.
         replace_stride_with_dilation: as torchvision's (segmentation backbones dilate stages 3, 4).
+        drop_rate: timm's dropout before the classifier (0: none, the paper's models).
+        drop_path_rate: timm's stochastic depth, the last residual block's drop rate (0: none).
     """
 
     def __init__(
@@ -94,6 +109,7 @@ class ResNet(TimmStages, tv.ResNet):
         widths: tuple[int, ...] = (64, 128, 256, 512),
         replace_stride_with_dilation: list[bool] | None = None,
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
     ) -> None:
         check_attn(attn)
         rate = check_reg(reg, reg_rate)
@@ -102,9 +118,10 @@ class ResNet(TimmStages, tv.ResNet):
                 "reg='d' is dropout before the classifier, as drop_rate is: give its rate once "
                 "(reg_rate, or drop_rate without reg)"
             )
-        if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
-        block_fn = _block_with_attn(block, attn)
+        for key, value in (("drop_rate", drop_rate), ("drop_path_rate", drop_path_rate)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {value!r}")
+        block_fn = _block_with_attn(block, attn, drop_path_rate > 0)
         super().__init__(
             block_fn,
             layers,
@@ -126,6 +143,8 @@ class ResNet(TimmStages, tv.ResNet):
             layer = create_stage_reg(reg, rate, drop_block_size)
             if layer is not None:
                 getattr(self, f"layer{stage}").add_module("drop", layer)
+        if drop_path_rate > 0:
+            set_drop_path([self.layer1, self.layer2, self.layer3, self.layer4], drop_path_rate)
         self.cifar_stem, self.in_chans, self.grad_checkpointing = cifar_stem, in_chans, False
         reduction, dilated = 1 if cifar_stem else 4, [False, *dilate]
         self.feature_info = []
