@@ -319,3 +319,62 @@ def test_forward_intermediates_are_the_feature_maps_and_pruning_keeps_them(name,
     assert isinstance(model.get_classifier(), torch.nn.Identity)  # the head went with the stages after
     with pytest.raises(ValueError, match="output_fmt must be NCHW"):
         model.forward_intermediates(x, output_fmt="NHWC")
+
+
+@pytest.mark.slow
+def test_timms_train_flags_fine_tune_a_grey_export_through_the_runner(tmp_path, monkeypatch, capsys):
+    """timm's train.py calls (tests/timm_train_script.py) through `python -m srblock.run_timm`, one
+    epoch on tiny class folders, from a 1-channel export: --pretrained-path adapts its first conv
+    to the 3 channels train.py asks for by default (timm's adapt_input_conv keeps its sum), or
+    takes it as it is with --in-chans 1; --drop, --drop-path, --grad-checkpointing, --layer-decay
+    and --model-kwargs reach the model. srblock's own training starts from the export likewise."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from srblock.cli import main
+    from srblock.run_timm import main as run_timm
+
+    from .helpers import FOLDER_RUN, argv, write_image_folder
+
+    data = write_image_folder(tmp_path / "data", per_class=(40, 10, 10))
+    line = FOLDER_RUN + " --set sr_stage=3 --set sr_memory_blocks=2 --set in_chans=1"
+    assert main(argv(line, data=data, out=tmp_path / "runs")) == 0
+    [run] = [p.parent for p in (tmp_path / "runs").rglob("result.json")]
+    grey = tmp_path / "grey"
+    assert main(["export", str(run), "--hf", str(grey)]) == 0
+    exported_sum = float(load_file(str(grey / "model.safetensors"))["conv1.weight"].sum())
+
+    script = str(Path(__file__).with_name("timm_train_script.py"))
+    common = [script, str(data), "--model", "srblock_resnet10s_cifar", "--num-classes", "3", "--pretrained"]
+    common += ["--pretrained-path", str(grey), "--model-kwargs", "sr_stage=3", "sr_memory_blocks=2"]
+    flags = ["--drop", "0.2", "--drop-path", "0.1", "--grad-checkpointing", "--layer-decay", "0.7"]
+    done = subprocess.run(
+        [sys.executable, "-m", "srblock.run_timm", *common, *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Overwriting" not in done.stderr
+    rgb = json.loads(done.stdout.strip().splitlines()[-1])
+    assert rgb["in_chans"] == 3 and rgb["input_size"] == [3, 32, 32]
+    assert rgb["first_conv_sum"] == pytest.approx(exported_sum, rel=1e-5)
+    assert rgb["drop_paths"] == pytest.approx([0.1 / 3, 0.2 / 3, 0.1]) and rgb["dropouts"] == [0.2]
+    assert rgb["grad_checkpointing"] and min(rgb["lr_scales"]) < 1.0 == max(rgb["lr_scales"])
+    assert torch.isfinite(torch.tensor(rgb["loss"])) and 0 <= rgb["top1"] <= 100
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # (the runner sets the script's argv)
+    run_timm([*common, "--in-chans", "1"])
+    same = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert same["in_chans"] == 1 and same["input_size"] == [1, 32, 32]
+    assert same["first_conv_sum"] == pytest.approx(exported_sum, rel=1e-6)
+
+    line = FOLDER_RUN.replace(" --quiet", "") + " --set pretrained={grey}"
+    assert main(argv(line, data=data, out=tmp_path / "tuned", grey=grey)) == 0
+    assert "adapted to 3 input channels: conv1.weight" in capsys.readouterr().out
