@@ -24,6 +24,8 @@ CASES = [
 # TorchScript compiles slowly: the two smallest models, with and without a block, and every
 # segmentation model (below) show the block scripts; the architectures are timm's and torchvision's
 SCRIPTED = [case for case in CASES if case.values[0] in FAST]
+# timm's model interface beyond forward, for every model with and without an SR block
+ALL_CASES = [(name, sr_stage) for name in timm.list_models("srblock_*") for sr_stage in (None, 3)]
 pytestmark = pytest.mark.filterwarnings("ignore:.torch.jit.script. is deprecated:FutureWarning")
 MAX_SIZE = 64  # the ImageNet ResNet50 at 64 x 64, as timm's tests shrink large inputs
 
@@ -201,7 +203,7 @@ def test_segmentation_models_with_sr_trace_script_and_export(name):
     torch.testing.assert_close(torch.export.export(model, (x,)).module()(x)["out"], expected)
 
 
-@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+@pytest.mark.parametrize("name, sr_stage", ALL_CASES)
 def test_in_chans_and_timms_drop_keyword_are_what_srblock_builds(name, sr_stage):
     """timm's models know their input channels (test_model_default_cfgs read `in_chans`), and
     timm's --drop (drop_rate: dropout before the classifier) reaches the zoo's models as
@@ -249,7 +251,7 @@ def test_drop_path_is_timms_stochastic_depth_on_the_residual_branches(sr_stage):
         build("srblock_resnet10s_cifar", sr_stage, drop_path_rate=1.5)
 
 
-@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+@pytest.mark.parametrize("name, sr_stage", ALL_CASES)
 def test_grad_checkpointing_gives_the_gradients_of_the_plain_pass(name, sr_stage):
     model = build(name, sr_stage, num_classes=5)
     x = torch.randn(2, *input_size(model))
@@ -264,7 +266,7 @@ def test_grad_checkpointing_gives_the_gradients_of_the_plain_pass(name, sr_stage
     assert all(torch.allclose(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-6) for n in grads[0])
 
 
-@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+@pytest.mark.parametrize("name, sr_stage", ALL_CASES)
 def test_layer_decay_groups_and_no_weight_decay_are_timms(name, sr_stage):
     """timm's layer-wise lr decay (group_matcher) groups every parameter once, the stem first and
     the head last, an SR block with the last block of its stage; no_weight_decay() names the SR
@@ -294,7 +296,7 @@ def test_layer_decay_groups_and_no_weight_decay_are_timms(name, sr_stage):
     assert all(id(model.get_parameter(m)) in undecayed for m in memories)
 
 
-@pytest.mark.parametrize("name, sr_stage", [c for c in CASES if c.values[0] in FAST])
+@pytest.mark.parametrize("name, sr_stage", ALL_CASES)
 def test_forward_intermediates_are_the_feature_maps_and_pruning_keeps_them(name, sr_stage):
     """timm 1.0's feature API: the stages' maps (an SR block inside its stage) as a plain forward
     computes them, the last one as forward_features; pruned after a stage, the same map for less."""
