@@ -138,18 +138,22 @@ def test_a_nan_or_a_text_in_a_result_is_left_out_of_the_statistics():
         {"folder": "out/cfg/seed2", "seed": 2, "test_acc": 92.0},
     ]
     [row] = summarize(results)
-    assert row["test_acc_mean"] == 91.0 and row["seeds"] == 3 and "sr_weight_entropy_mean" not in row
+    assert (
+        row["test_acc_mean"] == 91.0 and row["seeds"] == 2 and "sr_weight_entropy_mean" not in row
+    )  # (seeds: those the mean is over)
 
 
 def test_a_seed_whose_score_is_not_a_number_is_named_beside_the_table(tmp_path, capsys):
-    """A NaN test_acc left the mean over one seed of "seeds 2" without a word."""
+    """A NaN test_acc left the mean over one seed of "seeds 2" without a word: the seeds column
+    counts the seeds the mean is over, and the one left out is named."""
     fabricate_result(tmp_path, "cfg", 0, 90.0)
     folder = fabricate_result(tmp_path, "cfg", 1, 91.0)
     result = json.loads((folder / "result.json").read_text())
     (folder / "result.json").write_text(json.dumps({**result, "test_acc": float("nan")}))
     assert main(["table", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert "90.00" in captured.out and "|     2 |" in captured.out.splitlines()[2]
+    row = captured.out.splitlines()[2]
+    assert "90.00" in row and "|     1 |" in row and "|     2 |" not in row
     assert (
         captured.err.strip()
         == f"srblock table: {folder}'s test_acc is nan: left out of its configuration's mean"

@@ -147,9 +147,16 @@ def left_out(root: Path) -> list[str]:
 HEADLINE = ("test_acc", "test_miou")  # a run's score: one that is not a number leaves its mean
 
 
+def _scored(result: dict[str, Any]) -> bool:
+    """Whether a run's score (its first HEADLINE metric) is a number a mean can take."""
+    metric = next((m for m in HEADLINE if m in result), None)
+    return metric is None or _number(result[metric])
+
+
 def uncounted(results: list[dict[str, Any]]) -> list[str]:
-    """One line for each finished run whose score is not a number (NaN, text): its configuration's
-    mean is over fewer seeds than its `seeds` column counts, which a table must not leave unsaid."""
+    """One line for each finished run whose score is not a number (NaN, text): it is left out of its
+    configuration's mean, and of the seeds its `seeds` column counts, which a table must not leave
+    unsaid."""
     return [
         f"{r['folder']}'s {metric} is {r[metric]!r}: left out of its configuration's mean"
         for r in results
@@ -203,7 +210,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "P": cfg.get("sr_memory_blocks", cfg.get("sr_blocks"))
                 if cfg.get("sr_stage") is not None
                 else None,
-                "seeds": len(runs),
+                "seeds": sum(map(_scored, runs)),  # the seeds its mean is over
                 "tested": "; ".join(sorted({t for t in map(tested_on, runs) if t})) or None,
                 **scores,
                 "oh_pct": first.get("oh_pct"),
