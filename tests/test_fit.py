@@ -230,6 +230,8 @@ def test_a_model_built_by_fit_under_the_seed_repeats_bit_for_bit_and_other_data_
     with pytest.raises(ValueError, match="the data are not the ones .* trained on \\(train: as many items"):
         srblock.fit(build, other, val, out=tmp_path / "a", **kwargs)
     assert srblock.fit(build, train, val, out=tmp_path / "a", **kwargs).result == first.result  # the same
+    with pytest.warns(UserWarning, match="the model was built before the call, so it starts from whatever"):
+        srblock.fit(build(), train, val, out=tmp_path / "c", **kwargs)  # a model built outside the seed
 
 
 def test_what_fit_is_given_is_checked_before_anything_starts(tmp_path):

@@ -14,6 +14,7 @@ folder, checkpoints, resume, metrics and result.json are those of `srblock train
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -94,6 +95,13 @@ def _given_spec(sr: SRSpec | None) -> dict[str, Any]:
     return {k: v for k, v in as_spec(sr, "srblock.fit").keys().items() if v != default[k]}
 
 
+BUILT_BEFORE = (
+    "srblock.fit: the model was built before the call, so it starts from whatever weights its builder "
+    "drew, not the run's seed's: pass a function that builds it (e.g. lambda: timm.create_model(...)) "
+    "for a call that repeats bit for bit"
+)
+
+
 def fit(
     model: nn.Module | Callable[[], nn.Module],
     train_set: Dataset,
@@ -150,7 +158,8 @@ def fit(
     spec_keys = as_spec(sr, "srblock.fit").keys() if sr is not None else {}
     for key, value in {**recipe_values(recipe), **spec_keys, **overrides}.items():
         set_value(values, key, value, f"srblock.fit({key}=...)")
-    if not isinstance(model, nn.Module):  # its initial weights are the run's seed's
+    built_before = isinstance(model, nn.Module)
+    if not built_before:  # its initial weights are the run's seed's
         torch.manual_seed(values.get("seed", 0))
         model = model()
         if not isinstance(model, nn.Module):
@@ -177,6 +186,8 @@ def fit(
         add_sr(model, cfg.sr_stage, cfg.sr, input_size=tuple(image.shape))
     group = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem)
     folder = RunFolder.of(out, group, cfg)
+    if built_before and not folder.started():  # (a run it resumes started from its own weights)
+        warnings.warn(BUILT_BEFORE, UserWarning, stacklevel=2)
     tested = "test" if test_set is not None else "val"
     evaluation = val_set if val_set is not None else []
     data = Splits(
