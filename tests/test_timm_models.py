@@ -44,4 +44,4 @@ def test_what_it_cannot_do_is_one_line():
     with pytest.raises(ValueError, match="srblock_resnet10s_cifar has no published weights"):
         timm.create_model("srblock_resnet10s_cifar", pretrained=True)
     with pytest.raises(ValueError, match="takes no drop_path_rate \\(got 0.2\\)"):
-        timm.create_model("srblock_resnet10s_cifar", drop_path_rate=0.2)
+        timm.create_model("srblock_vgg16_bn_cifar", drop_path_rate=0.2)  # (as timm's VGG)
