@@ -32,6 +32,7 @@ from .helpers import (
     paused_run,
     srblock_cli,
     trained_in,
+    write_cifar100,
     write_image_folder,
     write_imagenet,
 )
@@ -554,4 +555,22 @@ def test_a_healthy_run_whose_early_validation_loss_is_large_trains_to_the_end(tm
     [folder] = (tmp_path / "runs" / "folder").glob("*/seed0")
     rows = (folder / "metrics.csv").read_text().splitlines()
     assert float(rows[1].split(",")[4]) > 1e4  # the validation loss that stopped it before
+    assert (folder / "result.json").is_file() and not (folder / "diverged.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_healthy_cifar_run_whose_validation_loss_climbs_early_trains_to_the_end(tmp_path):
+    """The issue's second healthy run: CIFAR-100 held in memory (random pictures), ResNet18 with
+    an SR block at lr 0.1, 6 steps an epoch. Its validation loss climbs to tens of times its
+    training loss as BatchNorm's running statistics lag (it was stopped at epoch 2 at 1.29e4)."""
+    data = write_cifar100(tmp_path / "data", train=360, test=100)
+    line = (
+        "train cifar100 --data {data} --out {out} --seeds 0 --set model=resnet18_cifar --set sr_stage=3 "
+        "--set epochs=2 --set batch_size=60 --set limit_train=360 --set limit_test=100 --quiet"
+    )
+    assert main_one_thread(*argv(line, data=data, out=tmp_path / "runs")) == 0
+    [folder] = (tmp_path / "runs" / "cifar100").glob("*/seed0")
+    header, *rows = (row.split(",") for row in (folder / "metrics.csv").read_text().splitlines())
+    train, val = header.index("train_loss"), header.index("val_loss")
+    assert max(float(r[val]) / float(r[train]) for r in rows) > 10  # far above the training loss
     assert (folder / "result.json").is_file() and not (folder / "diverged.txt").exists()
