@@ -21,7 +21,8 @@ import pytest
 import torch
 import yaml
 
-from srblock.checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
+from srblock.atomic_files import remove_stale_temporaries
+from srblock.checkpoint import load_checkpoint, save_atomic
 from srblock.keys import make_config, parse_set
 from srblock.run_folder import MetricsLog, RunFolder, unfinished_runs
 from srblock.run_lock import RunHeld, RunLock, claim_lost

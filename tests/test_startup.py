@@ -183,3 +183,40 @@ def test_a_cache_variable_set_aside_is_known_to_the_runs_the_command_starts(tmp_
         == child.stdout.strip()
         == str((str(tmp_path / "afile"), f"{tmp_path / 'afile'} is a file, not a folder"))
     )
+
+
+LAZY_CHECK = """
+import sys
+import srblock
+assert "torch" not in sys.modules, "import srblock imported torch"
+from srblock.cli import SUBCOMMANDS, build_parser
+for words in [["--help"], *([command.__name__.rsplit(".", 1)[1], "--help"] for command in SUBCOMMANDS)]:
+    try:
+        build_parser().parse_args(words)
+    except SystemExit as done:
+        assert done.code == 0, words
+    assert "torch" not in sys.modules, f"srblock {' '.join(words)} imported torch"
+print(len(SUBCOMMANDS))
+import timm  # the zoo joins timm's registry once timm is imported, after srblock as before it
+assert "srblock_resnet10s_cifar" in timm.list_models("srblock_*")
+assert srblock.SqueezeRemember.__name__ == "SqueezeRemember" and callable(srblock.fit)
+assert set(srblock.__all__) <= set(dir(srblock))
+"""
+
+
+def test_help_and_import_srblock_import_no_torch_and_the_public_names_arrive_when_used():
+    """`srblock --help` and every `srblock CMD --help` answer without torch (4 and 9 s before, as
+    they imported torch, torchvision and timm); `import srblock` defers each public name to its
+    first use, and the zoo still joins timm's registry."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LAZY_CHECK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) >= 11  # every subcommand's help was asked
+    import timm
+
+    before = "import timm, sys, srblock; print(*timm.list_models('srblock_*'))"
+    done = subprocess.run([sys.executable, "-c", before], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == timm.list_models("srblock_*") and "srblock_resnet50" in done.stdout

@@ -1,40 +1,53 @@
-"""srblock: the Squeeze-and-Remember block for convolutional networks."""
+"""srblock: the Squeeze-and-Remember block for convolutional networks.
+
+`import srblock` is quick: each public name is imported when first used (a module `__getattr__`,
+as SciPy and scikit-image do), so the command line answers `--help` without importing torch. The
+zoo joins timm's registry (`srblock_<name>`) as soon as both srblock and timm are imported, in
+either order (timm_models.py)."""
 
 from . import startup  # noqa: F401, I001  (first: its clock starts before torch is imported)
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from . import (
-    models,  # noqa: F401  (importing it registers the zoo)
-    timm_models,  # noqa: F401  (and registers it with timm, as srblock_<name>)
-)
-from .block import SqueezeRemember
-from .fit import fit
-from .insert import add_sr, remove_sr, sr_blocks, sr_bypassed
-from .stages import stage_names
-from .models import init_weights
-from .params import count_params, sr_param_count
-from .factory import create_model
-from .registry import list_models, register_model
-from .spec import SRSpec
+from .timm_hook import register_if_ready, register_with_timm_when_imported
 
 try:
     __version__ = version("srblock")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
-__all__ = [
-    "SRSpec",
-    "SqueezeRemember",
-    "add_sr",
-    "count_params",
-    "create_model",
-    "fit",
-    "init_weights",
-    "list_models",
-    "register_model",
-    "remove_sr",
-    "sr_blocks",
-    "sr_bypassed",
-    "sr_param_count",
-    "stage_names",
-]
+_LAZY = {  # public name -> the module that defines it
+    "SRSpec": "spec",
+    "SqueezeRemember": "block",
+    "add_sr": "insert",
+    "count_params": "params",
+    "create_model": "factory",
+    "fit": "fit",
+    "init_weights": "models",
+    "list_models": "registry",
+    "register_model": "registry",
+    "remove_sr": "insert",
+    "sr_blocks": "insert",
+    "sr_bypassed": "insert",
+    "sr_param_count": "params",
+    "stage_names": "stages",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value  # (found directly from now on; `fit` replaces its module's name)
+        register_if_ready()  # (an import of timm on the way waits for it)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+register_with_timm_when_imported()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import (
+from .atomic_files import (
     disk_full,
     new_file_mode,
     refuse_foreign,

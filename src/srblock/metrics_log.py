@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_text_atomic
+from .atomic_files import write_text_atomic
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 SEG_METRIC_COLUMNS = ("iteration", "lr", "train_loss", "val_miou", "val_macc", "seconds")

@@ -20,7 +20,7 @@ from .block import _size2
 from .config import TrainConfig
 from .factory import create_model
 from .insert import sr_blocks as find_sr_blocks
-from .recipes import sweeps_for
+from .recipes import TABLES, sweeps_for
 from .registry import PYTHON_MODEL
 from .run_model import build_model
 from .spec import DEFAULT_MEMORY_BLOCKS, SRSpec, caller_stacklevel
@@ -39,7 +39,6 @@ TABLE_COLUMNS = (
     "oh_pct",
     "paper_oh_pct",
 )
-TABLES = ("cifar100", "cifar10", "imagenet", "cityscapes")
 
 
 def sr_param_count(

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import encode_png
 
-from .checkpoint import write_atomic
+from .atomic_files import write_atomic
 from .config import TrainConfig
 from .data import DATASETS
 from .data.images import IMAGE_EXTENSIONS, image_paths, read_image

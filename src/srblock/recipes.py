@@ -35,6 +35,9 @@ def load_yaml(name_or_path: str | Path) -> dict[str, Any]:
     return data
 
 
+TABLES = ("cifar100", "cifar10", "imagenet", "cityscapes")  # the recipes whose sweeps are the paper's tables
+
+
 def sweeps_for(recipe: str) -> list[str]:
     """The names of the shipped sweeps (paper tables) that run `recipe`, in file order."""
     return [

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 
-from .checkpoint import TMP_SUFFIX, load_checkpoint, write_text_atomic
+from .atomic_files import TMP_SUFFIX, write_text_atomic
 from .metrics_log import METRIC_COLUMNS, MetricsLog, metrics_rows  # (MetricsLog: the file's writer)
 from .run_lock import RunLock
 
@@ -225,6 +224,8 @@ class RunFolder(os.PathLike):
         configuration (other shapes or names) is a one-line error, not a traceback, ending in
         `advice` where the caller is not training (see load_checkpoint)."""
         path = self.path / name
+        from .checkpoint import load_checkpoint  # (torch: only where weights are read)
+
         state = load_checkpoint(path, cfg.model, advice)
         try:
             model.load_state_dict(state["model"])
@@ -242,6 +243,8 @@ class RunFolder(os.PathLike):
     def progress(self) -> str:
         """Where the run stands: the progress its last.ckpt records (read without its tensors)."""
         try:
+            import torch
+
             state = torch.load(self.path / LAST_CKPT, map_location="cpu", weights_only=True, mmap=True)
             done = next(f"{unit} {state[unit]}" for unit in ("epoch", "iteration") if unit in state)
         except (OSError, RuntimeError, ValueError, StopIteration, pickle.UnpicklingError):

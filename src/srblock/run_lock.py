@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from .checkpoint import process_alive
+from .atomic_files import process_alive
 
 LOCK_FILE = ".lock"  # held by the process training in the folder
 BREAKER = ".lock.breaking"  # held while a stale claim is taken over

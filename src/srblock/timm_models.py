@@ -17,8 +17,6 @@ from timm.models import register_model as timm_register
 from timm.models._features import FeatureListNet
 from torch import nn
 
-from .factory import create_model
-from .hub import hub_config_beside, hub_data_cfg, load_hub_weights
 from .registry import list_models, model_arguments, model_facts
 from .spec import RENAMED_KEYS, SPEC_KEYS
 
@@ -73,6 +71,9 @@ def _check_keywords(name: str, kwargs: dict[str, Any]) -> None:
 
 def _entrypoint(name: str) -> Callable[..., nn.Module]:
     def build(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        from .factory import create_model  # (here: the zoo may join timm's registry while it imports)
+        from .hub import hub_config_beside, hub_data_cfg, load_hub_weights
+
         file = _weights_file(kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay"))
         if pretrained and file is None:
             raise ValueError(

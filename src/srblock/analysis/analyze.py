@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from ..atomic_files import write_text_atomic
 from ..block import SqueezeRemember, entropy
-from ..checkpoint import write_text_atomic
 from ..config import TrainConfig
 from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet, make_file_loader
 from ..data.imagenet import ImageFiles

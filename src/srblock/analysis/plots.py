@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..checkpoint import write_atomic  # noqa: E402
+from ..atomic_files import write_atomic  # noqa: E402
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency, and in grey print
 COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..checkpoint import refuse_foreign, starts_with, write_text_atomic
+from ..atomic_files import refuse_foreign, starts_with, write_text_atomic
 from ..results import finished_results, md_columns, summarize
 from ..run_folder import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, RunFolder
 from . import run_analysis

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..export import export_hf, export_onnx, onnx_max_diff
-from ..hub import HUB_CONFIG, HUB_WEIGHTS
-from ..run_model import trained_model
 from .common import note_if_unfinished, refuse_flags
 from .model_flags import add_model_flags, build_from_args, model_dests
 
@@ -47,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..export import export_hf, export_onnx, onnx_max_diff  # (torch: only once it runs)
+    from ..hub import HUB_CONFIG, HUB_WEIGHTS
+    from ..run_model import trained_model
+
     if bool(args.onnx) == bool(args.hf):
         raise ValueError("give --onnx FILE or --hf DIR (one of them)")
     if args.run_dir:

@@ -14,14 +14,15 @@ import dataclasses
 import sys
 import typing
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from ..factory import create_model
 from ..layer_choices import ATTN_LAYERS, REG_LAYERS
 from ..schema import parse_hw
 from ..spec import SRSpec
 from .common import at_least, stage_arg
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FORWARD_PRECISIONS = ("32-true", "bf16-mixed")  # what a forward is timed or run in: float32, or bf16 autocast
 
@@ -190,6 +191,8 @@ def input_size(args: argparse.Namespace, default: Sequence[int]) -> tuple[int, i
 
 def build_from_args(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int, int]]:
     """(model, input_size) from --model and friends: the zoo, torchvision or timm, with SR."""
+    from ..factory import create_model  # (torch: only once a command runs)
+
     if not args.model:
         raise ValueError("give --model NAME (a zoo model, tv:NAME or timm:NAME)")
     channels = args.input_size[0] if args.input_size else args.in_chans

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..params import PARAM_COLUMNS, TABLE_COLUMNS, TABLES, param_count, table_rows
-from ..registry import model_facts
+from ..recipes import TABLES
 from ..render import FORMATS, render
 from .common import refuse_flags
 from .model_flags import add_model_flags, input_size, model_dests, sr_spec
@@ -40,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..params import PARAM_COLUMNS, TABLE_COLUMNS, param_count, table_rows  # (torch: once it runs)
+    from ..registry import model_facts
+
     if args.table:
         refuse_flags(args, model_dests(), "with --table (its rows are the paper's models): leave them out")
         print(render(table_rows(args.table), TABLE_COLUMNS, args.format))

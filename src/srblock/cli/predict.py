@@ -7,8 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..checkpoint import refuse_foreign, starts_with, write_atomic
-from ..predict import CSV_COLUMNS, Predictor, image_files
+from ..atomic_files import refuse_foreign, starts_with, write_atomic
 from ..render import render
 from .common import at_least, note_if_unfinished, refuse_flags
 from .model_flags import Renamed, add_run_args, device
@@ -47,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..predict import CSV_COLUMNS, Predictor, image_files  # (torch: only once it runs)
+
     if args.csv and Path(args.csv).suffix.lower() != ".csv":  # `--csv *.png` would overwrite an image
         raise ValueError(f"--csv takes a .csv file to write, got {args.csv}: e.g. --csv predictions.csv")
     if args.csv:  # a table predict wrote before is written anew; any other file is the user's

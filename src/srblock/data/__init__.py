@@ -1,20 +1,33 @@
-"""Data sets (CIFAR-10/100, Fashion-MNIST, ImageNet, Cityscapes, Fashion-MNIST canvases) and their loaders."""
+"""Data sets (CIFAR-10/100, Fashion-MNIST, ImageNet, Cityscapes, Fashion-MNIST canvases) and their loaders.
 
-from .datasets import DATASETS, DatasetInfo, ImageSet, load_dataset, load_dataset_splits, split_train_val
-from .device_loader import DeviceLoader
-from .sampler import EpochSampler, SeededItems
-from .torch_loader import make_dataloader, make_file_loader
+What each data set is (`DATASETS`, catalog.py) is read without torch; the loaders are imported
+when first used (`from srblock.data import load_dataset`), so the command line starts at once."""
 
-__all__ = [
-    "DATASETS",
-    "DatasetInfo",
-    "DeviceLoader",
-    "EpochSampler",
-    "ImageSet",
-    "SeededItems",
-    "load_dataset",
-    "load_dataset_splits",
-    "make_dataloader",
-    "make_file_loader",
-    "split_train_val",
-]
+import importlib
+from typing import Any
+
+from .catalog import DATASETS, DatasetInfo
+
+_LAZY = {  # name -> the module of this package that defines it
+    "ImageSet": "datasets",
+    "load_dataset": "datasets",
+    "load_dataset_splits": "datasets",
+    "split_train_val": "datasets",
+    "DeviceLoader": "device_loader",
+    "EpochSampler": "sampler",
+    "SeededItems": "sampler",
+    "make_dataloader": "torch_loader",
+    "make_file_loader": "torch_loader",
+}
+
+__all__ = ["DATASETS", "DatasetInfo", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -13,12 +13,10 @@ from torch.utils.data import Dataset
 from torchvision.datasets import Cityscapes
 from torchvision.io import ImageReadMode, decode_image, read_file
 
+from .catalog import IGNORE_INDEX
 from .images import read_image
-from .seg_transforms import IGNORE_INDEX
 
 CITYSCAPES_CLASSES = tuple(c.name for c in Cityscapes.classes if 0 <= c.train_id < IGNORE_INDEX)
-CITYSCAPES_MEAN = (0.485, 0.456, 0.406)  # ImageNet's, as mmsegmentation's Cityscapes configs
-CITYSCAPES_STD = (0.229, 0.224, 0.225)
 
 
 def train_id_lut() -> torch.Tensor:

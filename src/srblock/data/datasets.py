@@ -19,10 +19,9 @@ import torch
 
 from . import cifar
 from .canvas import canvas_split
-from .cityscapes import CITYSCAPES_MEAN, CITYSCAPES_STD, load_cityscapes
-from .folder import load_folder
-from .imagenet import IMAGENET_MEAN, IMAGENET_STD, load_imagenet
-from .seg_transforms import IGNORE_INDEX
+from .catalog import DATASETS, DatasetInfo
+
+__all__ = ["DATASETS", "DatasetInfo", "ImageSet", "load_dataset", "load_dataset_splits", "split_train_val"]
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -40,27 +39,6 @@ class ImageSet:
 
     def subset(self, index: torch.Tensor | slice) -> ImageSet:
         return ImageSet(self.images[index], self.labels[index], self.classes)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    num_classes: int
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    load: Callable[[Path | None], tuple[Any, ...]]  # (train, test), or (train, val, test) if `own_val`
-    task: str = "classify"  # or "segment": which training loop runs it
-    in_memory: bool = True  # held in memory as tensors; else files read by DataLoader workers
-    ignore_index: int | None = None  # segmentation: the label that marks pixels not scored
-    own_val: bool = False  # the folder may hold its own validation split (else cut from training)
-
-    def stats(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Normalisation for `channels` channels: the data set's own, or their mean per channel
-        (as timm does for a grey model made from an RGB one)."""
-        if channels == len(self.mean):
-            return self.mean, self.std
-        return (sum(self.mean) / len(self.mean),) * channels, (sum(self.std) / len(self.std),) * channels
 
 
 def _cifar(
@@ -149,7 +127,7 @@ FASHION_CLASSES = (
 )
 
 
-def _load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
+def load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
     """From --data (DIR or DIR/fashion-mnist) or else the Debian package's folder."""
     names = [
         "train-images-idx3-ubyte",
@@ -180,9 +158,9 @@ def _load_fashion_mnist(root: Path | None) -> tuple[ImageSet, ImageSet]:
     )
 
 
-def _load_fashion_mnist_seg(root: Path | None) -> tuple[Any, Any]:
+def load_fashion_mnist_seg(root: Path | None) -> tuple[Any, Any]:
     """8,000 training canvases from Fashion-MNIST's training images, 1,000 test ones from its test images."""
-    train, test = _load_fashion_mnist(root)
+    train, test = load_fashion_mnist(root)
     return (
         canvas_split(train.images, train.labels, train.classes, 8000, seed=0),
         canvas_split(test.images, test.labels, test.classes, 1000, seed=1),
@@ -192,77 +170,32 @@ def _load_fashion_mnist_seg(root: Path | None) -> tuple[Any, Any]:
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
-DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo(
-        "cifar10",
-        10,
-        (3, 32, 32),
-        (0.4914, 0.4822, 0.4465),
-        (0.2470, 0.2435, 0.2616),
-        _cifar(
-            "cifar-10-batches-py",
-            [
-                ("data_batch_1", "c99cafc152244af753f735de768cd75f"),
-                ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
-                ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
-                ("data_batch_4", "634d18415352ddfa80567beed471001a"),
-                ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
-            ],
-            [("test_batch", "40351d587109b95175f43aff81a1287e")],
-            "batches.meta",
-            "labels",
-            "label_names",
-            10,
-            _CIFAR10_URL,
-        ),
-    ),
-    "cifar100": DatasetInfo(
-        "cifar100",
-        100,
-        (3, 32, 32),
-        (0.5071, 0.4865, 0.4409),
-        (0.2673, 0.2564, 0.2762),
-        _cifar(
-            "cifar-100-python",
-            [("train", "16019d7e3df5f24257cddd939b257f8d")],
-            [("test", "f0ef6b0ae62326f3e7ffdfab6717acfc")],
-            "meta",
-            "fine_labels",
-            "fine_label_names",
-            100,
-            _CIFAR100_URL,
-        ),
-    ),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), _load_fashion_mnist),
-    "imagenet": DatasetInfo(
-        "imagenet", 1000, (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, load_imagenet, in_memory=False
-    ),
-    # a user's class folders: classes and channels come from the run's config (config.classes)
-    "folder": DatasetInfo(
-        "folder", 0, (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, load_folder, in_memory=False, own_val=True
-    ),
-    "cityscapes": DatasetInfo(
-        "cityscapes",
-        19,
-        (3, 512, 1024),
-        CITYSCAPES_MEAN,
-        CITYSCAPES_STD,
-        load_cityscapes,
-        task="segment",
-        in_memory=False,
-        ignore_index=IGNORE_INDEX,
-    ),
-    "fashion_mnist_seg": DatasetInfo(
-        "fashion_mnist_seg",
-        11,
-        (1, 64, 64),
-        (0.1,),
-        (0.25,),
-        _load_fashion_mnist_seg,
-        task="segment",
-        ignore_index=IGNORE_INDEX,
-    ),
-}
+load_cifar10 = _cifar(
+    "cifar-10-batches-py",
+    [
+        ("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+        ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+        ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+        ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+        ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+    ],
+    [("test_batch", "40351d587109b95175f43aff81a1287e")],
+    "batches.meta",
+    "labels",
+    "label_names",
+    10,
+    _CIFAR10_URL,
+)
+load_cifar100 = _cifar(
+    "cifar-100-python",
+    [("train", "16019d7e3df5f24257cddd939b257f8d")],
+    [("test", "f0ef6b0ae62326f3e7ffdfab6717acfc")],
+    "meta",
+    "fine_labels",
+    "fine_label_names",
+    100,
+    _CIFAR100_URL,
+)
 
 
 def load_dataset(name: str, root: str | Path | None) -> tuple[DatasetInfo, Any, Any]:

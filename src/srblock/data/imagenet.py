@@ -17,10 +17,8 @@ from torchvision.datasets.folder import make_dataset
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
+from .catalog import IMAGENET_MEAN, IMAGENET_STD
 from .images import IMAGE_EXTENSIONS, checked_files, class_folders, decode
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_transform(

@@ -13,7 +13,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-IGNORE_INDEX = 255
+from .catalog import IGNORE_INDEX
 
 
 class SegTrainTransform:

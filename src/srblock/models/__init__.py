@@ -1,5 +1,6 @@
 """The paper's model zoo; importing it registers every model with `srblock.create_model`."""
 
+from ..timm_hook import zoo_imported
 from .init import init_weights
 from .layers import ATTN_LAYERS, REG_LAYERS, create_attn_layer
 from .resnet import ResNet, resnet10s_cifar, resnet18_cifar, resnet34_cifar, resnet50, resnet50_cifar
@@ -25,3 +26,5 @@ __all__ = [
     "vgg16_bn_cifar",
     "vgg19_bn_cifar",
 ]
+
+zoo_imported()  # (last: the whole zoo joins timm's registry)

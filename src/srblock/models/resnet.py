@@ -32,7 +32,7 @@ class BasicBlockAttn(tv.BasicBlock):
     def __init__(self, *args: object, attn: str | None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.attn = create_attn_layer(attn, self.bn2.num_features)
-        self.drop_path: nn.Module = nn.Identity()  # (set_drop_path: its rate depends on the depth)
+        self.drop_path = nn.Identity()  # (set_drop_path: its rate depends on the depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -47,7 +47,7 @@ class BottleneckAttn(tv.Bottleneck):
     def __init__(self, *args: object, attn: str | None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.attn = create_attn_layer(attn, self.bn3.num_features)
-        self.drop_path: nn.Module = nn.Identity()
+        self.drop_path = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

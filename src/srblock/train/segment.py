@@ -21,7 +21,7 @@ from lightning.fabric import Fabric
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..checkpoint import write_text_atomic
+from ..atomic_files import write_text_atomic
 from ..config import SegmentConfig
 from ..data import make_file_loader
 from ..data.seg_transforms import SegEvalTransform, SegTrainTransform

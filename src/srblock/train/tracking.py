@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import write_text_atomic
+from ..atomic_files import write_text_atomic
 from ..config import TrainConfig
 from ..run_folder import CONFIG_FILE, RESULT_FILE
 from .fabric import versions
