@@ -220,3 +220,21 @@ def test_help_and_import_srblock_import_no_torch_and_the_public_names_arrive_whe
     done = subprocess.run([sys.executable, "-c", before], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == timm.list_models("srblock_*") and "srblock_resnet50" in done.stdout
+
+
+def test_the_startup_benchmark_reads_the_verbose_line_phase_by_phase():
+    """benchmarks/startup.py tables the seconds of each phase of `--verbose`'s line, whose phase
+    names hold commas ("config, torch")."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "startup.py"
+    spec = importlib.util.spec_from_file_location("startup_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    startup.mark("config, a phase")
+    startup.mark("device, another, phase")
+    read = benchmark.phases(startup.report())
+    assert list(read)[-3:] == ["config, a phase", "device, another, phase", "first step"]
+    assert read["first step"] == pytest.approx(
+        sum(v for k, v in read.items() if k != "first step"), abs=0.1 * len(read)
+    )

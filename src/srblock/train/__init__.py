@@ -8,16 +8,23 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.fabric import Fabric
+import torch  # noqa: F401, I001  (first: the start-up report times torch apart from the stack on it)
 
-from ..run_folder import Interrupted, RunFolder
-from ..run_lock import RunHeld
-from .classify import train_classifier
-from .compiling import damaged_cache_said
-from .fabric import make_fabric
-from .segment import train_segmenter
-from .stacked import train_stacked
-from .tracking import close_open_loggers
+from .. import startup
+
+startup.mark("config, torch")
+from lightning.fabric import Fabric  # noqa: E402
+
+from ..run_folder import Interrupted, RunFolder  # noqa: E402
+from ..run_lock import RunHeld  # noqa: E402
+from .classify import train_classifier  # noqa: E402
+from .compiling import damaged_cache_said  # noqa: E402
+from .fabric import make_fabric  # noqa: E402
+from .segment import train_segmenter  # noqa: E402
+from .stacked import train_stacked  # noqa: E402
+from .tracking import close_open_loggers  # noqa: E402
+
+startup.mark("timm, torchvision, Lightning, the loops")
 
 
 @contextlib.contextmanager

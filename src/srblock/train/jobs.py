@@ -162,7 +162,7 @@ def run_jobs(
         [(i, job) for i, job in enumerate(jobs) if not done_before[i] and not stopped.get(i)]
     )
     fabric = make_fabric(accelerator, devices, num_nodes, precision) if todo and not parallel else None
-    startup.mark("config, training stack, Fabric")
+    startup.mark("Fabric")
     say = print if fabric is None else fabric.print
     outcomes: dict[int, Outcome] = {}
     for i, job in enumerate(jobs):
