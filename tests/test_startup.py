@@ -116,7 +116,7 @@ def test_verbose_says_where_the_time_went_and_auto_trains_eager_on_the_cpu(cifar
     err = capsys.readouterr().err
     [report] = [ln for ln in err.splitlines() if ln.startswith("start-up: ")]
     for phase in (
-        "config, training stack, Fabric",
+        "Fabric",
         "model",
         "data",
         "device, optimiser, checkpoint",

@@ -431,7 +431,7 @@ def test_ctrl_c_mid_epoch_says_where_and_how_to_go_on(cifar, tmp_path):
 # before the rename).
 KILL_AT_WRITE = """
 import os, signal, sys
-from srblock import checkpoint, run_folder
+from srblock import atomic_files, run_folder
 from srblock.cli import main
 
 if os.environ["KILL_WHERE"] == "after-row":
@@ -448,7 +448,7 @@ else:
         if str(dst).endswith("metrics.csv"):
             os.kill(os.getpid(), signal.SIGKILL)
         replace(src, dst)
-    checkpoint.os.replace = die_before_renaming_metrics
+    atomic_files.os.replace = die_before_renaming_metrics
 sys.exit(main(sys.argv[1:]))
 """
 
