@@ -110,7 +110,7 @@ def main() -> None:
             {
                 **built,
                 "input_size": list(data_config["input_size"]),
-                "loss": float(loss),
+                "loss": float(loss.detach()),
                 "top1": 100 * correct / total,
             }
         )
