@@ -40,7 +40,7 @@ def check(out: Path, epochs: int) -> str:
     for folder in folders:
         with (folder / "metrics.csv").open() as f:
             logged = [row["epoch"] for row in csv.DictReader(f)]
-        if not (folder / "result.json").is_file() or logged != [str(e) for e in range(epochs)]:
+        if not (folder / "result.json").is_file() or logged != [str(e) for e in range(1, epochs + 1)]:
             bad.append(folder.name)
     return f"{len(folders)} runs, each once" if not bad and len(folders) == 6 else f"wrong: {bad}"
 

@@ -110,7 +110,7 @@ def test_a_timm_backbone_with_sr_on_a_folder_without_val_or_test(pictures, tmp_p
     assert folder.parent.name == "timm_resnet10t-sr3p4h8-batch_size32-epochs1-image_size32"
     # the scored images choose nothing: the last epoch's checkpoint is tested, and says so
     assert result["tested_checkpoint"] == "last" and result["best_val_acc"] is None
-    assert result["best_epoch"] == result["epochs"] - 1
+    assert result["best_epoch"] == result["epochs"]  # the last, numbered from 1
     capsys.readouterr()
     assert main(["table", str(tmp_path / "runs")]) == 0
     header, _, row = capsys.readouterr().out.splitlines()[:3]

@@ -20,6 +20,7 @@ import torch
 
 from srblock.analysis.analyze import load_run
 from srblock.cli import main
+from srblock.run_folder import RunFolder
 
 from .helpers import argv, main_one_thread, srblock_cli, write_fashion_mnist
 
@@ -65,6 +66,10 @@ def test_an_old_run_predicts_as_before_resumes_to_the_same_weights_and_every_com
         assert main_one_thread(*ARGS, "--data", str(data), "--out", str(twin), "--resume") == 0
     resumed, again = (torch.load(f / RUN / "last.ckpt", weights_only=True) for f in (runs, twin))
     assert resumed["epoch"] == again["epoch"] == 2
+    # its metrics.csv numbered epochs from 0; resumed, the table numbers them from 1, as the console
+    assert RunFolder(FIXTURE / RUN).metrics()[0]["epoch"] == 1.0
+    assert (folder / "metrics.csv").read_text().splitlines()[1].startswith("1,")
+    assert [row["epoch"] for row in RunFolder(folder).metrics()] == [1.0, 2.0]
     assert all(torch.equal(resumed["model"][k], again["model"][k]) for k in resumed["model"])
     recorded = json.loads((FIXTURE / "resumed.json").read_text())
     result = json.loads((folder / "result.json").read_text())

@@ -462,3 +462,17 @@ def test_a_changed_setting_names_a_folder_of_its_own_and_old_folders_keep_theirs
     other = dataclasses.replace(cfg, lr=0.2)  # the old folder holds another configuration: a new one
     assert RunFolder.of(tmp_path, "fashion_mnist", other, {"lr": 0.2, "epochs": 3}).path.name == "seed0"
     assert RunFolder.of(tmp_path, "fashion_mnist", other, {"lr": 0.2, "epochs": 3}) != old
+
+
+def test_epochs_are_numbered_from_1_and_an_earlier_releases_from_0_are_read_so(tmp_path):
+    """The console said "epoch 1/1" where metrics.csv and result.json's best_epoch said 0: one
+    numbering now, and the files of earlier runs read in it."""
+    folder = RunFolder(tmp_path)
+    (tmp_path / "metrics.csv").write_text("epoch,lr\n0,0.1\n1,0.1\n")  # an earlier release's
+    (tmp_path / "result.json").write_text(json.dumps({"best_epoch": 1, "test_acc": 50.0}))
+    assert [row["epoch"] for row in folder.metrics()] == [1.0, 2.0]
+    assert folder.result()["best_epoch"] == 2
+    MetricsLog(tmp_path / "metrics.csv", start=3, columns=("epoch", "lr")).append({"epoch": 3, "lr": 0.01})
+    assert (tmp_path / "metrics.csv").read_text() == "epoch,lr\n1,0.1\n2,0.1\n3,0.01\n"  # resumed
+    (tmp_path / "result.json").write_text(json.dumps({"best_epoch": 1, "epoch_base": 1}))  # today's
+    assert folder.result()["best_epoch"] == 1

@@ -81,7 +81,7 @@ def test_train_writes_a_complete_run_folder_per_seed(cifar, tmp_path, capsys):
         assert result["wall_time_s"] > 0
         assert "data_dir" not in result["config"] and "crop_size" not in result["config"]
         best = load_checkpoint(folder / "best.ckpt", "resnet10s_cifar")
-        assert best["epoch"] == result["best_epoch"] + 1
+        assert best["epoch"] == result["best_epoch"]  # (best.ckpt counts the epochs done: the same number)
         assert yaml.safe_load((folder / "config.yaml").read_text())["data_dir"] == str(cifar.resolve())
     r0, r1 = (json.loads((f / "result.json").read_text()) for f in seeds)
     assert r0["seed"] == 0 and r1["seed"] == 1
@@ -320,7 +320,7 @@ def test_imagenet_one_epoch_end_to_end_with_top5(imagenet, tmp_path, gpu_decode)
     [path] = out.rglob("result.json")
     result = json.loads(path.read_text())
     assert 0 <= result["test_acc"] <= result["test_top5"] <= 100
-    assert result["best_val_acc"] is None and result["best_epoch"] == 0  # no validation split: the last epoch
+    assert result["best_val_acc"] is None and result["best_epoch"] == 1  # no validation split: the last epoch
     assert result["sr_params"] > 0 and result["base_params"] == 25_557_032
 
 
@@ -467,16 +467,16 @@ def test_kills_between_a_row_and_its_checkpoint_or_during_the_rewrite_lose_nothi
 
     assert killed("after-row") == -signal.SIGKILL
     assert load_checkpoint(folder / "last.ckpt")["epoch"] == 1  # epoch 2's row written, its checkpoint not
-    assert [r.split(",")[0] for r in (folder / "metrics.csv").read_text().splitlines()] == ["epoch", "0", "1"]
+    assert [r.split(",")[0] for r in (folder / "metrics.csv").read_text().splitlines()] == ["epoch", "1", "2"]
     before = (folder / "metrics.csv").read_text()
     assert killed("rewrite", "--resume") == -signal.SIGKILL  # killed before renaming the rewritten table
     assert (folder / "metrics.csv").read_text() == before and list(folder.glob(".metrics.csv.*.tmp"))
     assert main_one_thread(*common, "--resume") == 0
     assert [r.split(",")[0] for r in (folder / "metrics.csv").read_text().splitlines()] == [
         "epoch",
-        "0",
         "1",
         "2",
+        "3",
     ]
     assert not list(folder.glob(".*.tmp"))  # the leftover cleaned when the folder was claimed
 

@@ -35,7 +35,8 @@ class MetricsLog:
 
 
 def metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, str]]:
-    """metrics.csv's rows as written, each value a number or empty, or a one-line error naming the file."""
+    """metrics.csv's rows as written, each value a number or empty, or a one-line error naming the
+    file; epochs numbered from 1 (a file of an earlier release, numbered from 0, is read so)."""
     try:
         with path.open(encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
@@ -49,6 +50,9 @@ def metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dic
         raise ValueError(
             f"{path} is not a metrics table ({reason}): delete it; --resume writes it anew"
         ) from None
+    if fields[:1] == ["epoch"] and rows and float(rows[0]["epoch"]) == 0:  # an earlier release's: from 0
+        for row in rows:
+            row["epoch"] = str(int(float(row["epoch"])) + 1)
     # a run resumed by a newer version may log more columns than it started with: its old rows stay
     if columns is not None and (not set(fields) <= set(columns) or fields[:1] != list(columns[:1])):
         raise ValueError(

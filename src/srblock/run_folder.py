@@ -147,6 +147,8 @@ class RunFolder(os.PathLike):
             raise ValueError(f"{path} is not valid JSON: delete it and resume that run") from None
         if not isinstance(result, dict):
             raise ValueError(f"{path} is not a run's result (a JSON object): delete it and resume that run")
+        if isinstance(result.get("best_epoch"), int) and result.get("epoch_base") != 1:  # from 0 before
+            result.update(best_epoch=result["best_epoch"] + 1, epoch_base=1)
         return result
 
     def write_result(self, result: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..atomic_files import write_atomic  # noqa: E402
 
@@ -133,7 +134,7 @@ def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
     per evaluation)."""
     if rows and "iteration" in rows[0]:
         return _segmentation_curves(rows, path)
-    epochs = [r["epoch"] + 1 for r in rows]
+    epochs = [r["epoch"] for r in rows]  # (numbered from 1, as the console numbers them)
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(7.5, 2.6))
     loss_ax.plot(epochs, [r["train_loss"] for r in rows], label="train", marker=".")
     acc_ax.plot(epochs, [r["train_acc"] for r in rows], label="train", marker=".")
@@ -142,6 +143,8 @@ def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
         acc_ax.plot(epochs, [r["val_acc"] for r in rows], label="validation", marker=".", ls="--")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # (no epoch 1.5)
     loss_ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -159,13 +162,14 @@ def memory_curves_figure(rows: list[dict[str, float]], path: Path) -> Path | Non
     if not any(c.startswith("sr_mem_ratio") for c in columns):
         return None
     unit = "iteration" if "iteration" in columns else "epoch"  # segmentation: per evaluation
-    epochs = [r["iteration"] if unit == "iteration" else r["epoch"] + 1 for r in rows]
+    epochs = [r[unit] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
     for ax, (stat, label, scale) in zip(axes, panels):
         for column in (c for c in columns if c.startswith(stat)):
             block = column.removeprefix(stat).lstrip("_") or "SR block"
             ax.plot(epochs, [r[column] for r in rows], marker=".", label=block)
         ax.set(xlabel=unit, ylabel=label, yscale=scale)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=6)
     score = "val_miou" if unit == "iteration" else "val_acc"
     bypassed = [

@@ -230,7 +230,7 @@ def end_epoch(
         run.best_val, run.best_step = (val_acc if selects(run) else float("nan")), epoch
         run.checkpoint(BEST_CKPT)
     # the row before last.ckpt: a kill between the two repeats this epoch rather than losing its row
-    row = (epoch, lr, *train, val_loss, val_acc, time.time() - epoch_start)
+    row = (epoch + 1, lr, *train, val_loss, val_acc, time.time() - epoch_start)  # (numbered from 1)
     run.log(dict(zip(METRIC_COLUMNS, row), **memory))
     run.checkpoint(LAST_CKPT)
 
@@ -268,7 +268,8 @@ def test_and_finish(
             "test_top5": test_top5 if num_classes > 5 else None,  # 5 classes or fewer: always 100
             "test_loss": test_loss,
             "best_val_acc": run.best_val if selects(run) else None,
-            "best_epoch": run.best_step,
+            "best_epoch": run.best_step + 1,  # numbered from 1, as the console and metrics.csv
+            "epoch_base": 1,  # (a result of an earlier release numbered from 0: run_folder reads it so)
             "epochs": run.cfg.epochs,
             "tested_split": run.data.tested,
             # "best_val": chosen on the validation split; "last": the last epoch's (no such choice)

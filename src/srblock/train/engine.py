@@ -258,8 +258,8 @@ def start_run(
     run.net, run.optimizer = fabric.setup(compiled(model, run.compiled if compile_model else None), optimizer)
     if memory_columns is not None and sr_blocks(model):
         columns = (*columns, *statistic_columns(model), *memory_columns)
-    if run.rank0:  # metrics.csv numbers epochs from 0 and counts iterations from 1: keep the rows done
-        run.metrics = files.metrics_log(run.step + (unit == "iteration"), columns)
+    if run.rank0:  # metrics.csv numbers epochs and iterations from 1: keep the rows of those done
+        run.metrics = files.metrics_log(run.step + 1, columns)
         run.loggers = make_loggers(cfg, folder, extra, step=run.step)
     startup.mark("device, optimiser, checkpoint")
     return run
