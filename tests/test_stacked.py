@@ -326,7 +326,7 @@ def test_a_stacked_seed_is_stopped_for_the_losses_a_seed_alone_is_and_no_other(t
     rank0 = types.SimpleNamespace(global_rank=0)
     cfg = make_config("cifar10", TINY_KEYS)
     runs = [Run(rank0, cfg, tmp_path / f"seed{k}", None, None, None, None, None, "epoch") for k in range(3)]
-    shown = types.SimpleNamespace(report=lambda *a, **k: None)
+    shown = types.SimpleNamespace(note=lambda *a, **k: None)
     stack, failed = types.SimpleNamespace(runs=runs), {}
     assert stacked.stopped(stack, [6.13e6, 2.3, float("nan")], 0, "validation loss", failed, shown) == [0, 1]
     assert stacked.stopped(stack, [2.3, 1.3e27, 2.2], 0, "training loss", failed, shown) == [0, 2]

@@ -141,6 +141,7 @@ def train_classifier(
         "step",
         f"{run.folder.parent.name}/{run.folder.name}",
         quiet,
+        period=steps,
     )
     loss_metric, acc_metric = running_metrics(num_classes, device)
     spec = cfg.sr

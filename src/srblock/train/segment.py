@@ -128,9 +128,8 @@ def train_segmenter(
         )
     )
 
-    progress = Progress(
-        fabric, cfg.iterations, run.step, "it", f"{run.folder.parent.name}/{run.folder.name}", quiet
-    )
+    label = f"{run.folder.parent.name}/{run.folder.name}"
+    progress = Progress(fabric, cfg.iterations, run.step, "it", label, quiet, period=cfg.eval_interval)
     loss_metric = MeanMetric(nan_strategy="disable").to(device)  # no host sync per step
     steps_per_epoch, window_start = len(train_loader), time.time()
 

@@ -125,7 +125,7 @@ def stopped(
             healthy.append(i)
         except RunDiverged as err:
             failed[run.folder] = str(err)
-            progress.report(f"{run.folder.name} stopped", diverged=f"{what} {loss:.3g}")
+            progress.note(f"{run.folder.name} stopped", diverged=f"{what} {loss:.3g}")
     return healthy
 
 
@@ -159,7 +159,7 @@ def train_stacked(
     stack = stack_runs(fabric, runs, first.scheduler.state_dict())
     seeds = "+".join(str(run.cfg.seed) for run in runs)
     label = f"{first.folder.parent.name}/seeds {seeds}"
-    progress = Progress(fabric, cfg.epochs * steps, first.step * steps, "step", label, quiet)
+    progress = Progress(fabric, cfg.epochs * steps, first.step * steps, "step", label, quiet, period=steps)
     failed: dict[Path, str] = {}
 
     startup.mark("batches")
@@ -208,9 +208,10 @@ def train_stacked(
             blocks = sr_blocks(run.model)
             memory = memory_epoch(run, batches[run.folder][1], epoch, num_classes) if blocks else {}
             end_epoch(run, epoch, lr, train[i], val, memory, epoch_start)
-            progress.report(
+            progress.note(
                 f"{run.folder.name} epoch {epoch + 1}/{cfg.epochs}", **epoch_summary(*train[i], val)
             )
+        progress.report(f"epoch {epoch + 1}/{cfg.epochs}", seeds=str(len(stack.runs)))
     progress.close()
 
     results = {
