@@ -53,3 +53,18 @@ def test_a_quiet_run_or_another_process_shows_nothing(monkeypatch):
 
 def test_a_wait_reads_as_a_person_says_it():
     assert [clock(s) for s in (0, 42.4, 185, 7620, -3)] == ["0 s", "42 s", "3 min 05 s", "2 h 07 min", "0 s"]
+
+
+def test_a_wait_on_the_command_line_gets_a_bar_on_a_terminal_only(monkeypatch):
+    """analyze, report, predict and export show a bar for work past `delay` seconds (2 by default),
+    on a terminal; a log file gets none."""
+    from srblock.busy import working
+
+    for terminal in (True, False):
+        err = Terminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        assert list(working(range(3), "predicting (batches)", delay=0)) == [0, 1, 2]
+        assert ("predicting (batches)" in err.getvalue() and "/3 " in err.getvalue()) == terminal
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert list(working(iter("ab"), "quick")) == ["a", "b"] and err.getvalue() == ""  # under 2 s: none

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torchvision.io import encode_png
 
 from .atomic_files import write_atomic
+from .busy import working
 from .config import TrainConfig
 from .data import DATASETS
 from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
@@ -108,7 +109,7 @@ class Predictor:
             raise ValueError(f"{self.folder} is a segmentation run: it predicts masks, not classes")
         topk = min(topk, len(self.classes))
         rows = []
-        for start in range(0, len(paths), batch):
+        for start in working(range(0, len(paths), batch), f"predicting {len(paths)} images (batches)"):
             chunk = paths[start : start + batch]
             x = torch.stack([self.prepare(p)[1] for p in chunk]).to(self.device)
             probs = self.model(x).float().softmax(1)
@@ -137,7 +138,7 @@ class Predictor:
                 "in separate calls with separate --out folders"
             )
         rows = []
-        for path in paths:
+        for path in working(paths, "segmenting (images)"):
             image, x = self.prepare(path)
             mask = main_output(self.model(x[None].to(self.device))).argmax(1)[0].cpu().to(torch.uint8)
             if image.shape[0] == 1:

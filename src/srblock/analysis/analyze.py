@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..atomic_files import write_text_atomic
 from ..block import SqueezeRemember, entropy
+from ..busy import working
 from ..config import TrainConfig
 from ..data import DATASETS, DatasetInfo, DeviceLoader, ImageSet, make_file_loader
 from ..data.imagenet import ImageFiles
@@ -146,7 +147,7 @@ def image_batches(
 @torch.no_grad()
 def predict(model: nn.Module, images: Iterable[torch.Tensor]) -> torch.Tensor:
     """Each image's predicted class, on the CPU."""
-    return torch.cat([model(x).argmax(1).cpu() for x in images])
+    return torch.cat([model(x).argmax(1).cpu() for x in working(images, "evaluating (batches)")])
 
 
 def accuracy(model: nn.Module, run: LoadedRun, data: ImageSet | ImageFiles) -> float:
@@ -196,7 +197,7 @@ def capture(model: nn.Module, images: Iterable[torch.Tensor]) -> dict[str, dict[
     handles = [block.register_forward_hook(hook(name)) for name, block in blocks]
     try:
         with recorded_weights(model) as weights:
-            for x in images:
+            for x in working(images, "recording the SR blocks (batches)"):
                 model(x)
     finally:
         for handle in handles:

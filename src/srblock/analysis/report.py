@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..atomic_files import refuse_foreign, starts_with, write_text_atomic
+from ..busy import working
 from ..results import finished_results, md_columns, summarize
 from ..run_folder import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, RunFolder
 from . import run_analysis
@@ -166,7 +167,10 @@ def write_report(
     if stopped:
         items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())
         body.append(f"<h2>Left out: stopped as diverged</h2><ul>{items}</ul>")
-    body += [_run_section(r, classes, per_class, split, data_root, device) for r in runs]
+    body += [
+        _run_section(r, classes, per_class, split, data_root, device)
+        for r in working(runs, "analysing (runs)")
+    ]
     page = PAGE_START + f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     write_text_atomic(out, page)
     return out

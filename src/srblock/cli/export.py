@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..busy import working
     from ..export import export_hf, export_onnx, onnx_max_diff  # (torch: only once it runs)
     from ..hub import HUB_CONFIG, HUB_WEIGHTS
     from ..run_model import trained_model
@@ -69,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
         note_if_unfinished(args.run_dir, "is exported")
     else:
         model, input_size = build_from_args(args)
-    path = export_onnx(model, input_size, Path(args.onnx), dynamic_batch=args.dynamic_batch)
-    diff = onnx_max_diff(model, path, input_size, batch=3 if args.dynamic_batch else 1)
+    steps = working(["export", "check"], "ONNX: exporting, then checking it with onnxruntime")
+    path = Path(args.onnx)
+    for step in steps:  # (a bar where the two take more than 2 s)
+        if step == "export":
+            path = export_onnx(model, input_size, path, dynamic_batch=args.dynamic_batch)
+        else:
+            diff = onnx_max_diff(model, path, input_size, batch=3 if args.dynamic_batch else 1)
     print(
         f"wrote {path} (input x: {'N' if args.dynamic_batch else 1} x {' x '.join(map(str, input_size))}); "
         f"onnxruntime vs PyTorch max |diff| = {diff:.2e}"
