@@ -179,17 +179,80 @@ def test_report_embeds_every_figure(runs, tmp_path):
     page = _Page()
     page.feed(out.read_text())
     figures = sorted((runs["sr"] / "analysis").glob("*.png"))
-    assert len(page.images) == len(figures) + 3  # + learning curves of both runs, the SR run's memory
+    assert len(page.images) == len(figures) + 2  # + the runs' learning curves on one plot, the SR memory
     assert (runs["sr"] / "memory_curves.png").is_file() and not (runs["plain"] / "memory_curves.png").exists()
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in page.images)
     assert not page.external and page.tags[0] == "html"
     text = out.read_text()
-    assert "Results across seeds" in text and "without SR blocks: nothing to analyse" in text
-    assert "The memory over training" in text and "test_acc_bypassed" in text
-    # the README's form (an SR run beside its plain twin): one row per configuration, the SR row
-    # compared with the plain one; 10 classes: top-5 shown
-    summary = text.split("<h2>Results across seeds</h2>")[1].split("</table>")[0]
-    assert summary.count("resnet10s_cifar-sr3p4h8") == 1 and "vs_plain" in summary and "test_top5" in summary
+    # the header: when, by what command, with which code on which machine; what the runs trained with
+    header = text.split('<p class="meta">')[1].split("</p>")[0]
+    assert "UTC" in header and f"by <code>srblock report {runs['sr']}" in header and "torch " in header
+    assert "The runs trained with srblock" in header
+    # the summary: one row per configuration, the SR row against its plain twin, every column explained
+    summary = text.split("<h2>Summary</h2>")[1].split("</dl>")[0]
+    assert summary.count("resnet10s_cifar-sr3p4h8") == 1 and "test accuracy (%)" in summary
+    assert "within noise" in summary or "seed" in summary  # (the paired difference's reading)
+    for column in ("configuration", "seeds", "vs plain", "parameters", "SR overhead (%)"):
+        assert f"<th>{column}</th>" in summary and f"<dt>{column}</dt>" in summary
+    # what differs between the configurations, each whole config.yaml folded away
+    configurations = text.split("<h2>Configurations</h2>")[1].split("<h2>")[0]
+    assert "<th>sr_stage</th>" in configurations and configurations.count("<details>") == 2
+    assert "plain (no SR block), so no memory analyses" in configurations
+    assert "nothing to analyse" not in text and "train with --set" not in text  # no error tip
+    assert "<figcaption>" in text and "The memory over training" in text and "test_acc_bypassed" in text
+
+
+# injected into a copy of the page: JS errors and failed loads caught from the first line; at load,
+# the images that did not load and every element wider than the window (a table's scroll box may
+# hold a wide table: the box itself must fit), written into the page for --dump-dom to show
+BROWSER_CHECK = (
+    "<script>window.__errors = []; window.addEventListener('error', e => window.__errors.push("
+    "String(e.message || (e.target && e.target.src) || e)), true);</script>",
+    "<script>window.addEventListener('load', () => {"
+    "const wide = [...document.querySelectorAll('body *')].filter(el => !el.parentElement.closest('.scroll'))"
+    ".filter(el => el.getBoundingClientRect().right > window.innerWidth + 1).map(el => el.tagName);"
+    "const images = [...document.images];"
+    "const check = {errors: window.__errors, images: images.length,"
+    " broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).length, wide: wide,"
+    " page: document.documentElement.scrollWidth, window: window.innerWidth};"
+    "const pre = document.createElement('pre'); pre.id = 'check'; pre.textContent = JSON.stringify(check);"
+    "document.body.appendChild(pre);});</script>",
+)
+
+
+def test_the_report_reads_in_a_real_browser_at_1280_and_800_pixels(runs, tmp_path):
+    """The report in headless Chromium (Debian's chromium; .ci/run installs it): no console error,
+    every image loaded, nothing wider than a 1280- or an 800-pixel window (its tables were 1193 to
+    1268 px in an 1100-px column); a screenshot is kept for a person to look at."""
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("the browser test needs Debian's chromium (apt-get install chromium)")
+    out = tmp_path / "report.html"
+    line = "report {run} {run2} --data {data} --per-class 3 --html {out}"
+    assert main(argv(line, run=runs["sr"], run2=runs["plain"], data=runs["data"], out=out)) == 0
+    page = out.read_text()
+    checked = tmp_path / "checked.html"
+    head, tail = BROWSER_CHECK
+    checked.write_text(page.replace("</title>", "</title>" + head, 1).replace("</body>", tail + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    for width in (1280, 800):
+        done = subprocess.run(
+            [chromium, *flags, f"--window-size={width},900", "--dump-dom", checked.as_uri()],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        found = json.loads(done.stdout.split('<pre id="check">')[1].split("</pre>")[0])
+        assert found["errors"] == [] and found["broken"] == 0 and found["images"] >= 5, found
+        assert found["wide"] == [] and found["page"] <= found["window"] == width, found
+    screenshot = tmp_path / "report-1280.png"
+    subprocess.run(
+        [chromium, *flags, "--window-size=1280,2400", f"--screenshot={screenshot}", out.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert screenshot.stat().st_size > 10_000
+    print(f"the report as Chromium draws it: {screenshot}")
 
 
 def test_errors_are_one_line(runs, tmp_path, capsys):

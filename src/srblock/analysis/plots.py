@@ -21,6 +21,17 @@ COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 plt.rcParams.update({"axes.prop_cycle": matplotlib.cycler(color=COLOURS), "font.size": 9, "figure.dpi": 110})
 
 
+def _whole_steps(ax: plt.Axes, steps: list[float]) -> None:
+    """Ticks at whole epochs (or iterations): each one where there are few, else whole numbers."""
+    found = sorted(set(steps))
+    if 0 < len(found) <= 12:
+        ax.set_xticks(found)
+        if len(found) == 1:  # (one point: matplotlib's own range would be 0.95 to 1.05)
+            ax.set_xlim(found[0] - 0.5, found[0] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     write_atomic(path, lambda f: fig.savefig(f, format="png"))
@@ -144,8 +155,43 @@ def learning_curves_figure(rows: list[dict[str, float]], path: Path) -> Path:
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # (no epoch 1.5)
+        _whole_steps(ax, epochs)  # (no epoch 1.5)
     loss_ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def comparison_curves_figure(groups: dict[str, list[list[dict[str, float]]]], path: Path) -> Path:
+    """Each configuration's learning curves on the same axes: per epoch (or evaluation) the mean
+    over its seeds' metrics.csv rows, in a band from the lowest seed to the highest; the training
+    loss and the validation score (the training accuracy where no validation split was held out)."""
+    first = next(rows[0] for seeds in groups.values() for rows in seeds if rows)
+    unit = "iteration" if "iteration" in first else "epoch"
+    score = "val_miou" if unit == "iteration" else "val_acc"
+    if all(r.get(score) is None for seeds in groups.values() for rows in seeds for r in rows):
+        score = "train_acc"
+    labels = {"val_miou": "validation mIoU (%)", "val_acc": "validation accuracy (%)"}
+    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
+    for colour, (name, seeds) in zip(COLOURS * 4, groups.items()):
+        for ax, column in zip(axes, ("train_loss", score)):
+            by_step: dict[float, list[float]] = {}
+            for rows in seeds:
+                for r in rows:
+                    if r.get(column) is not None:
+                        by_step.setdefault(r[unit], []).append(r[column])
+            steps = sorted(by_step)
+            values = [by_step[k] for k in steps]
+            ax.plot(
+                steps, [np.mean(v) for v in values], color=colour, marker=".", label=f"{name} ({len(seeds)})"
+            )
+            if len(seeds) > 1:
+                ax.fill_between(
+                    steps, [min(v) for v in values], [max(v) for v in values], color=colour, alpha=0.2
+                )
+    axes[0].set(xlabel=unit, ylabel="training loss")
+    axes[1].set(xlabel=unit, ylabel=labels.get(score, "training accuracy (%)"))
+    for ax in axes:
+        _whole_steps(ax, [r[unit] for seeds in groups.values() for rows in seeds for r in rows])
+    axes[1].legend(fontsize=7, title="configuration (seeds)", title_fontsize=7)
     return _save(fig, path)
 
 
@@ -169,7 +215,7 @@ def memory_curves_figure(rows: list[dict[str, float]], path: Path) -> Path | Non
             block = column.removeprefix(stat).lstrip("_") or "SR block"
             ax.plot(epochs, [r[column] for r in rows], marker=".", label=block)
         ax.set(xlabel=unit, ylabel=label, yscale=scale)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _whole_steps(ax, epochs)
         ax.legend(fontsize=6)
     score = "val_miou" if unit == "iteration" else "val_acc"
     bypassed = [
@@ -178,6 +224,7 @@ def memory_curves_figure(rows: list[dict[str, float]], path: Path) -> Path | Non
     axes[3].plot(epochs, [r.get(score) for r in rows], marker=".", label="with the blocks")
     if bypassed:
         axes[3].plot([b[0] for b in bypassed], [b[1] for b in bypassed], "x", label="bypassed")
+    _whole_steps(axes[3], epochs)
     axes[3].set(
         xlabel=unit, ylabel="validation mIoU (%)" if unit == "iteration" else "validation accuracy (%)"
     )

@@ -1,8 +1,9 @@
-"""One self-contained HTML page per set of runs: config, learning curves, results, analyses."""
+"""One self-contained HTML page a researcher sends as it is: who made it from what (date, command,
+versions, commit, machine), a summary of the configurations with a glossary, their learning curves
+on shared axes, what differs between them, then each run: its result, its memory, its analyses."""
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
@@ -11,62 +12,35 @@ import yaml
 
 from ..atomic_files import refuse_foreign, starts_with, write_text_atomic
 from ..busy import working
-from ..results import finished_results, md_columns, summarize
+from ..results import finished_results, summarize
 from ..run_folder import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, RunFolder
 from . import run_analysis
 from .analyze import NotAnalysable
-from .plots import learning_curves_figure, memory_curves_figure
+from .html_page import GLOSSARY, PAGE_START, STYLE, figure_tag, table_tag
+from .plots import comparison_curves_figure, memory_curves_figure
 from .seg_examples import segmentation_examples
 
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-h1, h2, h3 { font-weight: 600; } img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
-table { border-collapse: collapse; font-size: 14px; }
-td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
-th { background: #f4f4f4; } pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: 13px; }
-"""
-
-
-PAGE_START = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
-
-
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return ""
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+CAPTIONS = {  # the analyses' figures (analyze.py), by file name
+    "ablation.png": "Test accuracy with the SR blocks, and with each bypassed: what the memory adds.",
+    "weights": "The memory weights each class's images choose, per memory block.",
+    "features": "How much the SR block changes the feature map, per class.",
+    "memory": "The learned memory blocks, each as a map of its channels' means.",
+    "separation": "How well the classes are told apart by their memory weights alone.",
+}
 
 
 def _run_section(folder: Path, classes, per_class: int, split: str, data_root, device=None) -> str:
-    parts = [f"<h2>{html.escape(str(folder))}</h2>"]
     run = RunFolder(folder)
-    config = run.config().keys()
-    parts.append(f"<h3>Configuration</h3><pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>")
-    if (folder / METRICS_FILE).is_file():
-        rows = run.metrics()
-        curves = learning_curves_figure(rows, folder / "learning_curves.png")
-        parts.append("<h3>Learning curves</h3>" + _img(curves, "loss and scores per epoch or evaluation"))
-        memory = memory_curves_figure(rows, folder / "memory_curves.png")
-        if memory is not None:
-            parts.append("<h3>The memory over training</h3>" + _img(memory, "SR memory statistics per epoch"))
+    parts = [
+        f"<h3>{html.escape(folder.parent.name)} · {html.escape(folder.name)} "
+        f"<small>{html.escape(str(folder))}</small></h3>"
+    ]
     if not run.has_result():
         parts.append(
             "<p><b>Not finished</b> (no result.json): what follows is its best checkpoint so far, "
             "not a tested model.</p>"
         )
-    if run.has_result():
+    else:
         result = run.result()
         scores = (
             ["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"]
@@ -83,23 +57,38 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root, d
             "wall_time_s",
             "device",
         ]
-        parts.append("<h3>Result</h3>" + _table([{k: result.get(k) for k in keys}], keys))
+        parts.append(
+            table_tag([{k: result.get(k) for k in keys}], [k for k in keys if result.get(k) is not None])
+        )
+    if (folder / METRICS_FILE).is_file():
+        memory = memory_curves_figure(run.metrics(), folder / "memory_curves.png")
+        if memory is not None:
+            caption = (
+                "The memory over training: its RMS against its input's, how evenly its weights "
+                "spread, how well they tell classes apart, and the validation score with the "
+                "blocks bypassed."
+            )
+            parts.append(figure_tag(memory, "SR memory statistics per epoch", caption))
     if (folder / CLASS_IOU_FILE).is_file():  # a segmentation run: what it predicts
         figure = segmentation_examples(folder, data_root, device=device)
-        parts.append("<h3>Predictions</h3>" + _img(figure, "test images, labels, predictions"))
+        parts.append(
+            figure_tag(
+                figure,
+                "test images, labels, predictions",
+                "Test images, their labels and the run's predictions.",
+            )
+        )
+    if run.config().sr_stage is None:
+        return "\n".join(parts)  # (the summary says once what a plain run lacks)
     try:
         paths = run_analysis(folder, classes, per_class, split, data_root, device=device)
-    except NotAnalysable as err:  # no SR blocks, or a data set the analyses do not read: say so
-        parts.append(f"<h3>Analyses</h3><p>{html.escape(str(err))}</p>")
+    except NotAnalysable as err:  # a data set the analyses do not read: say so
+        parts.append(f"<p>{html.escape(str(err))}</p>")
         return "\n".join(parts)
     ablation = json.loads(paths["ablation.json"].read_text())
     weights = json.loads(paths["weights.json"].read_text())
-    parts.append("<h3>Analyses</h3>")
-    parts.append(
-        "<p>Ablation (test accuracy, %): "
-        + ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in ablation.items())
-        + "</p>"
-    )
+    said = ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in ablation.items())
+    parts.append(f"<p>Ablation (test accuracy, %): {said}.</p>")
     for block, data in weights["blocks"].items():
         unused = ", ".join(map(str, data["unused_blocks"])) or "none"
         parts.append(
@@ -109,7 +98,95 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root, d
         )
     for name, path in paths.items():
         if name.endswith(".png"):
-            parts.append(_img(path, name.removesuffix(".png").replace("_", " ")))
+            caption = next(
+                (c for key, c in CAPTIONS.items() if name.startswith(key.removesuffix(".png"))), ""
+            )
+            parts.append(figure_tag(path, name.removesuffix(".png").replace("_", " "), caption or name))
+    return "\n".join(parts)
+
+
+def _header(command: str | None, results: list[dict]) -> str:
+    """Date, command, this code's versions, commit and machine, and those the runs trained with."""
+    from datetime import datetime, timezone
+
+    from ..provenance import git_commit, machine, versions
+
+    own, commit = versions(), git_commit()
+    said = [
+        f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"by <code>{html.escape(command or 'srblock.analysis.report.write_report(...)')}</code>",
+        f"on {html.escape(machine())}",
+        "with "
+        + ", ".join(f"{k} {html.escape(v)}" for k, v in own.items() if k in ("srblock", "torch", "timm")),
+        f"commit {html.escape(commit[:12])}" if commit else "not from a git checkout",
+    ]
+    trained = sorted(
+        {
+            ", ".join(f"{k} {r.get('versions', {}).get(k, '?')}" for k in ("srblock", "torch", "timm"))
+            + f" on {r.get('device', '?')}"
+            + (f", commit {r['git_commit'][:12]}" if r.get("git_commit") else "")
+            for r in results
+        }
+    )
+    runs = f"<br>The runs trained with {html.escape('; '.join(trained))}." if trained else ""
+    return f'<p class="meta">{"; ".join(said)}.{runs}</p>'
+
+
+def _summary(rows: list[dict], results: list[dict]) -> str:
+    """The configurations side by side, with a glossary of the columns."""
+    first = {str(Path(r["folder"]).parent): r for r in results}
+    score = "test_miou" if any(r.get("test_miou") for r in rows) else "test_acc"
+    heading = {"test_miou": "test mIoU (%)", "test_acc": "test accuracy (%)"}[score]
+    table = [
+        {
+            "configuration": r["name"],
+            "seeds": r["seeds"],
+            heading: r.get(score),
+            "vs plain": r.get("vs_plain") or ("" if r.get("M") is None else "no plain twin given"),
+            "parameters": first[r["folder"]].get("params"),
+            "SR overhead (%)": r.get("oh_pct"),
+        }
+        for r in rows
+    ]
+    glossary = "".join(
+        f"<dt>{html.escape(heading if k == 'score' else k)}</dt><dd>{html.escape(v)}</dd>"
+        for k, v in GLOSSARY.items()
+    )
+    return "<h2>Summary</h2>" + table_tag(table, list(table[0])) + f"<dl>{glossary}</dl>"
+
+
+def _configurations(runs: list[Path]) -> str:
+    """What differs between the configurations (a table), each whole config.yaml behind a fold."""
+    configs: dict[str, dict] = {}
+    for folder in runs:
+        configs.setdefault(
+            folder.parent.name, {k: v for k, v in RunFolder(folder).config().keys().items() if k != "seed"}
+        )
+    keys = list(dict.fromkeys(k for c in configs.values() for k in c))
+    differ = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
+    parts = ["<h2>Configurations</h2>"]
+    if differ:
+        rows = [
+            {
+                "configuration": name,
+                **{k: repr(c.get(k)) if not isinstance(c.get(k), str) else c.get(k) for k in differ},
+            }
+            for name, c in configs.items()
+        ]
+        parts.append("<p>What differs between them:</p>" + table_tag(rows, ["configuration", *differ]))
+    else:
+        parts.append("<p>One configuration.</p>")
+    for name, config in configs.items():
+        text = html.escape(yaml.safe_dump(config, sort_keys=False))
+        parts.append(
+            f"<details><summary>config.yaml of {html.escape(name)}</summary><pre>{text}</pre></details>"
+        )
+    plain = [name for name, c in configs.items() if c.get("sr_stage") is None]
+    if plain:
+        lacks = "weights per class, feature-map deltas, memory maps, the ablation"
+        parts.append(
+            f"<p>{html.escape(', '.join(plain))}: plain (no SR block), so no memory analyses ({lacks}).</p>"
+        )
     return "\n".join(parts)
 
 
@@ -145,32 +222,50 @@ def write_report(
     split: str = "val",
     data_root=None,
     device: str | None = None,
+    command: str | None = None,
 ) -> Path:
     """report.html for `folders` (run folders, or folders of runs), every figure embedded; the
-    analyses run their models on `device` (None: the CPU)."""
+    analyses run their models on `device` (None: the CPU); `command` is what the header says made it."""
     runs, stopped = report_runs(folders)
     out = Path(out) if out else runs[0] / "report.html"
     refuse_foreign(out, starts_with(PAGE_START), "srblock report")  # (its own page is written anew)
     # every seed of each configuration given (a run folder stands for its configuration's seeds),
     # each once, summarised together so that an SR row finds its plain twin
-    results: dict[str, dict] = {}
+    found: dict[str, dict] = {}
     for folder in map(Path, folders):
         for result in finished_results(folder.parent if (folder / CONFIG_FILE).exists() else folder):
-            results[result["folder"]] = result
-    summary = summarize(list(results.values()))
-    body = ["<h1>srblock report</h1>"]
-    if summary:
-        body.append(
-            "<h2>Results across seeds</h2>"
-            + _table(summary, [c for c in md_columns(summary) if c != "folder"])
+            found[result["folder"]] = result
+    results = list(found.values())
+    body = ["<h1>srblock report</h1>", _header(command, results)]
+    if results:
+        body.append(_summary(summarize(results), results))
+    groups: dict[str, list[list[dict]]] = {}
+    for folder in runs:
+        if (folder / METRICS_FILE).is_file():
+            groups.setdefault(folder.parent.name, []).append(RunFolder(folder).metrics())
+    if any(seeds and seeds[0] for seeds in groups.values()):
+        curves = comparison_curves_figure(groups, out.parent / f".{out.stem}_curves.png")
+        caption = (
+            "Learning curves: each configuration's mean over its seeds, in a band from its lowest "
+            "seed to its highest."
         )
+        body.append(
+            "<h2>Learning curves</h2>" + figure_tag(curves, "learning curves of every configuration", caption)
+        )
+        curves.unlink()
+    body.append(_configurations(runs))
     if stopped:
         items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())
         body.append(f"<h2>Left out: stopped as diverged</h2><ul>{items}</ul>")
-    body += [
-        _run_section(r, classes, per_class, split, data_root, device)
-        for r in working(runs, "analysing (runs)")
-    ]
-    page = PAGE_START + f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    body.append("<h2>Runs</h2>")
+    for run in working(runs, "analysing (runs)"):
+        body.append(_run_section(run, classes, per_class, split, data_root, device))
+    page = (
+        PAGE_START
+        + '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        + f"<style>{STYLE}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
     write_text_atomic(out, page)
     return out

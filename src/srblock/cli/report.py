@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .analyze import SPLITS
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if not analysed and not any(c.SEGMENTS for c in configs):  # (segmentation: its example predictions)
         refuse_flags(args, ["data", "device"], "here: no run given is analysed or predicts (curves only)")
 
+    command = "srblock " + shlex.join(args.words)  # (the header says what made the page)
     path = write_report(
-        args.run_dirs, args.html, args.classes, args.per_class, args.split, args.data, device(args)
+        args.run_dirs, args.html, args.classes, args.per_class, args.split, args.data, device(args), command
     )
     print(path)
     return 0

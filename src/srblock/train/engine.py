@@ -22,12 +22,13 @@ from ..config import TrainConfig
 from ..insert import sr_blocks
 from ..memory import statistic_columns
 from ..params import config_overhead
+from ..provenance import git_commit, versions
 from ..run_folder import BEST_CKPT, LAST_CKPT, MetricsLog, RunDiverged, RunFolder
 from ..run_lock import RunHeld, claim_lost
 from ..run_model import build_model, check_input_size
 from ..splits import Splits, load_splits
 from .compiling import compile_mode, compiled
-from .fabric import device_name, versions
+from .fabric import device_name
 from .tracking import check_trackers, finish_loggers, make_loggers
 
 LOSS_LIMIT = 1e4  # a cross-entropy no network that still learns reaches (a logit gap of 10,000)
@@ -185,6 +186,7 @@ class Run:
             "compiled": self.compiled,  # the torch.compile mode trained with (compile: auto decides), or None
             "config": self.cfg.record(),
             "versions": versions(),
+            **({"git_commit": commit} if (commit := git_commit()) else {}),  # (an editable checkout's)
             **(extra or {}),
         }
         if self.rank0:

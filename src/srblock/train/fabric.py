@@ -1,10 +1,9 @@
-"""Lightning Fabric for a run: its devices and precision, and the names of the machine and the
-versions a result records."""
+"""Lightning Fabric for a run: its devices and precision, and the name of the device a result
+records (provenance.py holds the versions and the commit)."""
 
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 
 import torch
 from lightning.fabric import Fabric
@@ -49,27 +48,6 @@ def make_fabric(
     )
     fabric.launch()
     return fabric
-
-
-def versions() -> dict[str, str]:
-    """The versions a result records: srblock's as installed (importlib.metadata), the others' as
-    imported (torch's with its build, e.g. +cu130)."""
-    import lightning
-    import timm
-    import torchvision
-
-    try:
-        own = metadata.version("srblock")
-    except metadata.PackageNotFoundError:  # run from a source tree
-        own = "0+unknown"
-    return {
-        "srblock": own,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "lightning": lightning.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def device_name(fabric: Fabric) -> str:

@@ -12,40 +12,19 @@ file beside the runs (OUT/mlflow.db). A resumed run goes on in the tracker runs 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 from ..atomic_files import write_text_atomic
 from ..config import TrainConfig
+from ..provenance import git_commit, versions
 from ..run_folder import CONFIG_FILE, RESULT_FILE
-from .fabric import versions
 
 TRACKING_FILE = "tracking.json"  # the tracker runs a run folder goes on in: {"mlflow": run id, ...}
 EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}  # the package each tracker needs (its pip extra)
-
-
-@functools.cache
-def git_commit() -> str | None:
-    """The commit of the srblock checkout that runs (an editable install), or None (an installed
-    package: no checkout of srblock's own, even inside another repository). Asked of git once a
-    process (each tracker of each run of a stack tags it)."""
-    package = Path(__file__).resolve().parents[1]
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = done.stdout.split()
-    if done.returncode or len(lines) != 2 or Path(lines[0]) / "src" / "srblock" != package:
-        return None
-    return lines[1]
 
 
 def tags(cfg: TrainConfig, folder: Path, extra: dict[str, Any] | None) -> dict[str, str]:

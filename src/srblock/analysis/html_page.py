@@ -1,0 +1,65 @@
+"""The HTML a report is made of: its style (tables that scroll inside their box, so a page fits a
+1280- or an 800-pixel window), tables, embedded figures with captions, numbers written as
+`srblock table` writes them."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1, h2, h3 { font-weight: 600; overflow-wrap: anywhere; } h3 small { font-weight: 400; color: #666; }
+img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
+figure { margin: 1em 0; } figcaption { font-size: 13px; color: #444; }
+.scroll { max-width: 100%; overflow-x: auto; } .meta { font-size: 13px; color: #444; }
+table { border-collapse: collapse; font-size: 13px; }
+td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+dl { font-size: 13px; } dt { font-weight: 600; } dd { margin: 0 0 .4em 1.5em; }
+pre { background: #f7f7f7; padding: .6em; font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
+"""
+
+# the summary's columns: (heading, what the column says), for the glossary under it
+GLOSSARY = {
+    "configuration": "the runs' configuration: model, SR block (sr3p4h8: after stage 3, P = 4 memory "
+    "blocks, an FC net of 8 hidden units) and the keys changed from the recipe",
+    "seeds": "the seeds the mean is over (a seed whose score is not a number is left out, and said)",
+    "score": "the test score, mean ± sample standard deviation over the seeds (the split tested "
+    "and the checkpoint are in each run's result)",
+    "vs plain": "SR minus the plain configuration of the same keys, paired by seed: the mean "
+    "difference, its 95% interval and the paired t-test's p",
+    "parameters": "the network's parameters, SR blocks included",
+    "SR overhead (%)": "the parameters the SR blocks add, as a share of the plain network's",
+}
+
+PAGE_START = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
+
+
+def image_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def table_tag(rows: list[dict], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(as_text(r.get(c)))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def as_text(value: object) -> str:
+    """A value as the tables write it: floats to two decimals, or two significant digits below 1
+    (a memory ratio of 0.00026 is not 0.00), as `srblock table` writes them."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def figure_tag(path: Path, alt: str, caption: str) -> str:
+    return f"<figure>{image_tag(path, alt)}<figcaption>{html.escape(caption)}</figcaption></figure>"
