@@ -1,4 +1,5 @@
-"""The README's examples run as written; its numbers are the code's."""
+"""The README's examples, and the guide's it links to (docs/guide.md), run as written; their
+numbers are the code's."""
 
 import re
 from pathlib import Path
@@ -6,11 +7,16 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = README.parent / "docs" / "guide.md"  # the rest of the README: what a user reads next
+
+
+def docs_text() -> str:
+    return README.read_text() + "\n" + GUIDE.read_text()
 
 
 def test_readme_python_example_runs(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README has no python example"
+    blocks = re.findall(r"```python\n(.*?)```", docs_text(), flags=re.S)
+    assert blocks, "the docs have no python example"
     for code in blocks:
         exec(compile(code, str(README), "exec"), {})
     assert "stages.2.sr" in capsys.readouterr().out
@@ -31,7 +37,7 @@ def test_the_models_table_counts_what_the_code_builds():
     import srblock
 
     rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| ([\d,]+)(?: \((\d+) classes\))? \| (\d+) x (\d+) x (\d+) \|$",
-                      README.read_text(), flags=re.M)  # fmt: skip
+                      docs_text(), flags=re.M)  # fmt: skip
     zoo = {n for n in srblock.list_models() if not n.startswith("_")}  # (tests register "_" models)
     assert {name for name, *_ in rows} == zoo
     for name, count, classes, channels, height, width in rows:
@@ -44,7 +50,7 @@ def test_the_models_table_counts_what_the_code_builds():
 
 def runnable_blocks() -> list[tuple[str, str]]:
     """(language, code) of every README block marked `<!-- runnable... -->` on the line above it."""
-    found = re.findall(r"<!-- runnable[^>]*-->\n```(\w+)\n(.*?)```", README.read_text(), flags=re.S)
+    found = re.findall(r"<!-- runnable[^>]*-->\n```(\w+)\n(.*?)```", docs_text(), flags=re.S)
     assert len(found) >= 4, "the README's runnable blocks are gone"
     return found
 
@@ -71,7 +77,7 @@ def test_the_readme_blocks_marked_runnable_run_as_printed(tmp_path, monkeypatch,
 
     monkeypatch.chdir(tmp_path)
     write_image_folder(tmp_path / "clothes", classes=(5, 1, 0), per_class=(30, 4, 4))
-    for name in re.findall(r"clothes/[\w/-]+?/\d+\.png", README.read_text()):  # pictures the README names
+    for name in re.findall(r"clothes/[\w/-]+?/\d+\.png", docs_text()):  # pictures the README names
         path = tmp_path / name
         if path.parent.is_dir() and not path.exists():
             shutil.copy(next(path.parent.glob("*.png")), path)
