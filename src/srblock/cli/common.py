@@ -111,7 +111,7 @@ def add_training_args(p: argparse.ArgumentParser, out_default: str = "runs") -> 
     p.add_argument(
         "--data",
         metavar="DIR",
-        help="folder holding the data set (see the README); the run folder remembers it",
+        help="folder holding the data set (its layout: docs/guide.md); the run folder remembers it",
     )
     p.add_argument(
         "--out", metavar="DIR", default=out_default, help=f"where run folders go (default: {out_default})"
