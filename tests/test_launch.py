@@ -167,5 +167,5 @@ def test_local_workers_train_a_sweep_and_a_signalled_one_is_requeued_and_resumes
     for folder in (tmp_path / "runs" / "mini").glob("*/seed*"):
         assert (folder / "result.json").is_file()
         epochs = [line.split(",")[0] for line in (folder / "metrics.csv").read_text().splitlines()[1:]]
-        assert epochs == ["0", "1"], folder
+        assert epochs == ["1", "2"], folder  # (numbered from 1)
     assert len(list((tmp_path / "runs" / "mini").glob("*/seed*"))) == 2

@@ -195,10 +195,10 @@ def test_result_json_is_read_or_named(tmp_path):
 def test_metrics_log_keeps_the_rows_before_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.csv"
     log = MetricsLog(path, 0, ("epoch", "loss"))
-    for epoch in range(3):
-        log.append({"epoch": epoch, "loss": 1.0 / (epoch + 1)})
-    MetricsLog(path, 2, ("epoch", "loss"))  # resumed from a checkpoint after 2 epochs: row 2 goes
-    assert path.read_text().splitlines() == ["epoch,loss", "0,1.0", "1,0.5"]
+    for epoch in (1, 2, 3):  # (numbered from 1)
+        log.append({"epoch": epoch, "loss": 1.0 / epoch})
+    MetricsLog(path, 3, ("epoch", "loss"))  # resumed from a checkpoint after 2 epochs: row 3 goes
+    assert path.read_text().splitlines() == ["epoch,loss", "1,1.0", "2,0.5"]
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -424,8 +424,8 @@ def test_a_run_folder_stands_where_its_path_does_and_names_each_file_once(tmp_pa
     run.claim(cfg)  # a run started again: the mark goes
     assert run.diverged() is None
     log = run.metrics_log(0, ("epoch", "loss"))
-    log.append({"epoch": 0, "loss": 0.5})
-    assert run.metrics() == [{"epoch": 0.0, "loss": 0.5}]
+    log.append({"epoch": 1, "loss": 0.5})
+    assert run.metrics() == [{"epoch": 1.0, "loss": 0.5}]
     run.write_result({"test_acc": 50.0})
     assert run.finished(cfg) and run.result() == {"test_acc": 50.0}
 

@@ -74,7 +74,7 @@ def test_an_mlflow_run_holds_the_config_tags_metrics_and_files_and_a_resume_goes
     history = {
         m: client.get_metric_history(run.info.run_id, m) for m in ("val_acc", "step/train_loss", "step/lr")
     }
-    assert [m.step for m in history["val_acc"]] == [0, 1]  # per epoch, each once across the resume
+    assert [m.step for m in history["val_acc"]] == [1, 2]  # per epoch, each once across the resume
     steps = [m.step for m in history["step/train_loss"]]  # every 2 optimiser steps, none twice
     assert steps == list(range(2, steps[-1] + 1, 2)) and steps[-1] >= 16
     lrs = [m.value for m in history["step/lr"]]  # the step schedule: x gamma at the milestone (epoch 1)
