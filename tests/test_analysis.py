@@ -200,6 +200,7 @@ def test_report_embeds_every_figure(runs, tmp_path):
     assert "plain (no SR block), so no memory analyses" in configurations
     assert "nothing to analyse" not in text and "train with --set" not in text  # no error tip
     assert "<figcaption>" in text and "The memory over training" in text and "test_acc_bypassed" in text
+    assert "<dt>sr_mem_ratio</dt>" in text  # a run's columns explained too
 
 
 # injected into a copy of the page: JS errors and failed loads caught from the first line; at load,

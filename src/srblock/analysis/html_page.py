@@ -34,6 +34,18 @@ GLOSSARY = {
     "SR overhead (%)": "the parameters the SR blocks add, as a share of the plain network's",
 }
 
+# a run's result.json keys, as its table in the report names them
+RESULT_GLOSSARY = {
+    "test_acc, test_top5": "top-1 and top-5 accuracy (%) of the tested checkpoint on the tested split",
+    "test_acc_bypassed": "the same with every SR block bypassed (the identity): what the memory adds",
+    "best_val_acc, best_epoch": "the validation accuracy that chose the checkpoint, and its epoch (from 1)",
+    "test_miou, test_macc (_ms)": "mean IoU and mean accuracy (%) over the classes (_ms: multi-scale + flip)",
+    "sr_mem_ratio": "the recalled memory's RMS over its input's: how much the block changes the map",
+    "sr_weight_entropy": "the entropy of the memory weights over log P: 1 is a uniform choice",
+    "params, sr_params, oh_pct": "parameters, the SR blocks' own, and their share of the plain network's (%)",
+    "wall_time_s, device": "the run's seconds from start to result, and where it trained",
+}
+
 PAGE_START = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
 
 

@@ -16,7 +16,7 @@ from ..results import finished_results, summarize
 from ..run_folder import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, RunFolder
 from . import run_analysis
 from .analyze import NotAnalysable
-from .html_page import GLOSSARY, PAGE_START, STYLE, figure_tag, table_tag
+from .html_page import GLOSSARY, PAGE_START, RESULT_GLOSSARY, STYLE, figure_tag, table_tag
 from .plots import comparison_curves_figure, memory_curves_figure
 from .seg_examples import segmentation_examples
 
@@ -257,7 +257,8 @@ def write_report(
     if stopped:
         items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())
         body.append(f"<h2>Left out: stopped as diverged</h2><ul>{items}</ul>")
-    body.append("<h2>Runs</h2>")
+    said = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in RESULT_GLOSSARY.items())
+    body.append(f"<h2>Runs</h2><details><summary>what a run's columns say</summary><dl>{said}</dl></details>")
     for run in working(runs, "analysing (runs)"):
         body.append(_run_section(run, classes, per_class, split, data_root, device))
     page = (
