@@ -378,3 +378,32 @@ def test_report_says_a_run_is_unfinished_and_refuses_analysis_flags_with_nothing
     assert "srblock: --out is now --html FILE; the old flag stops working in the next release" in err
     assert f"note: {unfinished} is not finished (no result.json)" in err
     assert "<b>Not finished</b>" in (tmp_path / "r.html").read_text()
+
+
+def test_the_reports_curves_keep_tasks_and_same_named_configurations_apart(tmp_path):
+    """A report of classification and segmentation runs drew both on one epoch axis (KeyError
+    'epoch'); two recipes' configurations of one name were averaged as one."""
+    from srblock.analysis.report import _curves, _label
+
+    rows = {
+        "epoch": "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds\n"
+        "1,0.1,2.0,20,2.1,19,1\n2,0.1,1.5,40,1.6,38,1\n",
+        "iteration": "iteration,lr,train_loss,val_miou,val_macc,seconds\n"
+        "10,0.01,3.0,5,9,1\n20,0.01,2.5,8,12,1\n",
+    }
+    runs = []
+    for recipe, unit in (("cifar10", "epoch"), ("cifar100", "epoch"), ("cityscapes", "iteration")):
+        folder = tmp_path / recipe / "resnet18_cifar" / "seed0"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(rows[unit])
+        runs.append(folder)
+    assert [_label(r, runs) for r in runs] == [
+        "cifar10/resnet18_cifar",
+        "cifar100/resnet18_cifar",
+        "cityscapes/resnet18_cifar",
+    ]
+    assert _label(runs[0], runs[:1]) == "resnet18_cifar"  # alone: its own name
+    parts = _curves(runs)
+    assert parts[0] == "<h2>Learning curves</h2>" and len(parts) == 3  # one figure per epoch and iteration
+    assert "Per epoch:" in parts[1] and "Per iteration:" in parts[2]
+    assert all('src="data:image/png;base64,' in part for part in parts[1:])

@@ -141,7 +141,7 @@ def test_what_fit_cannot_train_is_one_line(tmp_path):
 
 
 def test_a_model_that_holds_an_sr_block_is_recorded_as_it_is():
-    from srblock.fit import _given_spec, _held_blocks
+    from srblock.fitting import _given_spec, _held_blocks
 
     held = srblock.create_model(
         "resnet10s_cifar", num_classes=10, sr_stage=2, sr_memory_blocks=3, sr_hidden=5

@@ -313,3 +313,17 @@ def test_weights_that_only_look_like_this_model_s_are_named(tmp_path):
     torch.save(backbone, tmp_path / "backbone.pth")
     with pytest.raises(ValueError, match=f"another architecture: 1 tensors outside the head .*{last}"):
         srblock.create_model("fcn_resnet10s", in_chans=3, pretrained_backbone=str(tmp_path / "backbone.pth"))
+
+
+def test_the_first_convolution_is_the_one_the_state_dict_holds():
+    """timm's pretrained_cfg names the first conv as the model names it; a wrapper that renames it
+    (features_only: stem.0 becomes stem_0) falls back to the first Conv2d the weights hold."""
+    from srblock.pretrained import first_conv_key
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
+    assert first_conv_key(model) == "0.weight"
+    model.pretrained_cfg = {"first_conv": "stem.0"}  # not in this model's state dict
+    assert first_conv_key(model) == "0.weight"
+    model.pretrained_cfg = {"first_conv": "2"}
+    assert first_conv_key(model) == "2.weight"
+    assert first_conv_key(torch.nn.Linear(3, 3)) is None

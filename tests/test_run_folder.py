@@ -476,3 +476,5 @@ def test_epochs_are_numbered_from_1_and_an_earlier_releases_from_0_are_read_so(t
     assert (tmp_path / "metrics.csv").read_text() == "epoch,lr\n1,0.1\n2,0.1\n3,0.01\n"  # resumed
     (tmp_path / "result.json").write_text(json.dumps({"best_epoch": 1, "epoch_base": 1}))  # today's
     assert folder.result()["best_epoch"] == 1
+    (tmp_path / "metrics.csv").write_text("epoch,lr\n,0.1\n")  # a row without its epoch: no traceback
+    assert folder.metrics() == [{"epoch": None, "lr": 0.1}]

@@ -201,6 +201,8 @@ import timm  # the zoo joins timm's registry once timm is imported, after srbloc
 assert "srblock_resnet10s_cifar" in timm.list_models("srblock_*")
 assert srblock.SqueezeRemember.__name__ == "SqueezeRemember" and callable(srblock.fit)
 assert set(srblock.__all__) <= set(dir(srblock))
+import srblock.fitting  # (its module: srblock.fit stays the function)
+assert callable(srblock.fit) and srblock.models.ResNet and srblock.data.datasets.ImageSet  # submodules
 """
 
 
@@ -216,10 +218,16 @@ def test_help_and_import_srblock_import_no_torch_and_the_public_names_arrive_whe
     assert int(done.stdout.split()[-1]) >= 11  # every subcommand's help was asked
     import timm
 
-    before = "import timm, sys, srblock; print(*timm.list_models('srblock_*'))"
-    done = subprocess.run([sys.executable, "-c", before], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == timm.list_models("srblock_*") and "srblock_resnet50" in done.stdout
+    # timm imported before srblock, and after a probe for it (importlib.util.find_spec, as libraries
+    # that check whether timm is installed do): the zoo is in its registry either way
+    for code in (
+        "import timm, srblock",
+        "import srblock, importlib.util; importlib.util.find_spec('timm'); import timm",
+    ):
+        line = code + "; print(*timm.list_models('srblock_*'))"
+        done = subprocess.run([sys.executable, "-c", line], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == timm.list_models("srblock_*") and "srblock_resnet50" in done.stdout
 
 
 def test_the_startup_benchmark_reads_the_verbose_line_phase_by_phase():

@@ -116,3 +116,23 @@ def test_a_tracker_that_is_not_installed_is_one_line_before_anything_is_written(
         'the mlflow logger needs the mlflow package: pip install "srblock[mlflow]"' in err and "\n" not in err
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_tensorboard_keeps_every_finished_epoch_once_across_a_resume(tmp_path):
+    """Rows are logged at the epoch they end, from 1: a run resumed after 2 epochs forgets what
+    came after epoch 2 (a kill repeats it) and keeps epoch 2 (it purged it before, at step 2)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from srblock.keys import make_config
+    from srblock.train.tracking import make_loggers
+
+    folder = tmp_path / "recipe" / "configuration" / "seed0"
+    folder.mkdir(parents=True)
+    cfg = make_config("fashion_mnist", {"loggers": ["tensorboard"]})
+    for step, epochs in ((0, (1, 2, 3)), (2, (3, 4))):  # killed during epoch 3, resumed after 2 epochs
+        [logger] = make_loggers(cfg, folder, None, step=step)
+        for epoch in epochs:
+            logger.log_metrics({"val_acc": float(epoch)}, step=epoch)
+        logger.finalize("success")
+    events = EventAccumulator(str(folder / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("val_acc")] == [1, 2, 3, 4]

@@ -7,6 +7,7 @@ either order (timm_models.py)."""
 
 from . import startup  # noqa: F401, I001  (first: its clock starts before torch is imported)
 import importlib
+import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,7 +24,7 @@ _LAZY = {  # public name -> the module that defines it
     "add_sr": "insert",
     "count_params": "params",
     "create_model": "factory",
-    "fit": "fit",
+    "fit": "fitting",
     "init_weights": "models",
     "list_models": "registry",
     "register_model": "registry",
@@ -40,9 +41,13 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value  # (found directly from now on; `fit` replaces its module's name)
+        globals()[name] = value  # (found directly from now on)
         register_if_ready()  # (an import of timm on the way waits for it)
         return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        module = importlib.import_module(f"{__name__}.{name}")  # a submodule: srblock.models, ...
+        register_if_ready()
+        return module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

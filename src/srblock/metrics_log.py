@@ -50,9 +50,9 @@ def metrics_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dic
         raise ValueError(
             f"{path} is not a metrics table ({reason}): delete it; --resume writes it anew"
         ) from None
-    if fields[:1] == ["epoch"] and rows and float(rows[0]["epoch"]) == 0:  # an earlier release's: from 0
+    if fields[:1] == ["epoch"] and rows and rows[0]["epoch"] in ("0", "0.0"):  # an earlier release's: from 0
         for row in rows:
-            row["epoch"] = str(int(float(row["epoch"])) + 1)
+            row["epoch"] = str(int(float(row["epoch"])) + 1) if row["epoch"] else row["epoch"]
     # a run resumed by a newer version may log more columns than it started with: its old rows stay
     if columns is not None and (not set(fields) <= set(columns) or fields[:1] != list(columns[:1])):
         raise ValueError(

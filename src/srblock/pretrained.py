@@ -114,7 +114,7 @@ def first_conv_key(model: nn.Module) -> str | None:
     """The state-dict key of the model's first convolution's weights (timm's pretrained_cfg
     `first_conv`, else the first Conv2d): the one tensor another input channel count reshapes."""
     first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
-    if not isinstance(first, str):
+    if not isinstance(first, str) or f"{first}.weight" not in model.state_dict():  # (a wrapper renames)
         first = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     return None if first is None else f"{first}.weight"
 
@@ -159,7 +159,7 @@ def load_matching(
         value = tensors[key]
         if value.shape == target.shape:
             loaded[key] = value
-        elif key == first and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:
+        elif key == first and value.dim() == 4 and value.shape[::2] == target.shape[::2]:
             loaded[key] = adapt_first_conv(value, target.shape[1])  # e.g. grey weights for RGB images
             adapted.append(key)
         else:

@@ -40,18 +40,26 @@ def zoo_imported() -> None:
 
 
 class _AfterTimm(importlib.abc.MetaPathFinder):
-    """Finds timm as the other finders do, and registers the zoo once timm's package has run."""
+    """Finds timm as the other finders do, and registers the zoo once timm's package has run; it
+    stays until then (a probe such as importlib.util.find_spec("timm") imports nothing)."""
+
+    searching = False
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "timm":
+        if fullname != "timm" or self.searching:
             return None
-        sys.meta_path.remove(self)  # (once: timm is imported once)
-        spec = importlib.util.find_spec("timm")
+        self.searching = True  # (the other finders find it)
+        try:
+            spec = importlib.util.find_spec("timm")
+        finally:
+            self.searching = False
         if spec is not None and spec.loader is not None:
             run = spec.loader.exec_module
 
             def run_then_register(module: ModuleType) -> None:
                 run(module)
+                if self in sys.meta_path:  # (timm is imported once)
+                    sys.meta_path.remove(self)
                 register_if_ready()
 
             spec.loader.exec_module = run_then_register  # type: ignore[method-assign]

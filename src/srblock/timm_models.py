@@ -26,6 +26,14 @@ _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # timm's
 _TIMM_DEFAULTS = {"drop_rate": 0.0, "drop_path_rate": None, "drop_block_rate": None}
 
 
+def _imagenet_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet's mean and std for `channels` channels (their averages where not 3, as timm does for a
+    grey model made from an RGB one)."""
+    from .data.catalog import DATASETS
+
+    return DATASETS["imagenet"].stats(channels)
+
+
 def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dict[str, Any]:
     """timm's pretrained_cfg, read off the built model: input size, pooled size, first conv and
     classifier names, mean and std (Fashion-MNIST's and CIFAR's scale for the small models)."""
@@ -40,8 +48,8 @@ def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dic
         "num_classes": num_classes if num_classes is not None else model.num_classes,
         "first_conv": next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)),
         "classifier": next(n for n, m in model.named_modules() if m is classifier),
-        "mean": (0.5,) * size[0] if small else (0.485, 0.456, 0.406)[: size[0]],
-        "std": (0.25,) * size[0] if small else (0.229, 0.224, 0.225)[: size[0]],
+        "mean": (0.5,) * size[0] if small else _imagenet_stats(size[0])[0],
+        "std": (0.25,) * size[0] if small else _imagenet_stats(size[0])[1],
         "crop_pct": 1.0 if small else 0.875,
         "interpolation": "bilinear",
         "fixed_input_size": False,

@@ -155,12 +155,38 @@ def _summary(rows: list[dict], results: list[dict]) -> str:
     return "<h2>Summary</h2>" + table_tag(table, list(table[0])) + f"<dl>{glossary}</dl>"
 
 
+def _label(folder: Path, runs: list[Path]) -> str:
+    """A configuration's name, with its recipe's where two recipes hold one of that name."""
+    named = {r.parent for r in runs if r.parent.name == folder.parent.name}
+    return folder.parent.name if len(named) == 1 else f"{folder.parents[1].name}/{folder.parent.name}"
+
+
+def _curves(runs: list[Path]) -> list[str]:
+    """The configurations' learning curves on shared axes: one figure per unit (classification's
+    epochs, segmentation's iterations), drawn in a temporary folder and embedded."""
+    import tempfile
+
+    by_unit: dict[str, dict[str, list[list[dict]]]] = {}
+    for folder in runs:
+        rows = RunFolder(folder).metrics() if (folder / METRICS_FILE).is_file() else []
+        if rows:
+            unit = "iteration" if "iteration" in rows[0] else "epoch"
+            by_unit.setdefault(unit, {}).setdefault(_label(folder, runs), []).append(rows)
+    parts = ["<h2>Learning curves</h2>"] if by_unit else []
+    caption = "each configuration's mean over its seeds, in a band from its lowest seed to its highest."
+    with tempfile.TemporaryDirectory() as scratch:
+        for unit, groups in by_unit.items():
+            curves = comparison_curves_figure(groups, Path(scratch) / f"{unit}.png")
+            parts.append(figure_tag(curves, f"learning curves per {unit}", f"Per {unit}: {caption}"))
+    return parts
+
+
 def _configurations(runs: list[Path]) -> str:
     """What differs between the configurations (a table), each whole config.yaml behind a fold."""
     configs: dict[str, dict] = {}
     for folder in runs:
         configs.setdefault(
-            folder.parent.name, {k: v for k, v in RunFolder(folder).config().keys().items() if k != "seed"}
+            _label(folder, runs), {k: v for k, v in RunFolder(folder).config().keys().items() if k != "seed"}
         )
     keys = list(dict.fromkeys(k for c in configs.values() for k in c))
     differ = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
@@ -239,20 +265,7 @@ def write_report(
     body = ["<h1>srblock report</h1>", _header(command, results)]
     if results:
         body.append(_summary(summarize(results), results))
-    groups: dict[str, list[list[dict]]] = {}
-    for folder in runs:
-        if (folder / METRICS_FILE).is_file():
-            groups.setdefault(folder.parent.name, []).append(RunFolder(folder).metrics())
-    if any(seeds and seeds[0] for seeds in groups.values()):
-        curves = comparison_curves_figure(groups, out.parent / f".{out.stem}_curves.png")
-        caption = (
-            "Learning curves: each configuration's mean over its seeds, in a band from its lowest "
-            "seed to its highest."
-        )
-        body.append(
-            "<h2>Learning curves</h2>" + figure_tag(curves, "learning curves of every configuration", caption)
-        )
-        curves.unlink()
+    body += _curves(runs)
     body.append(_configurations(runs))
     if stopped:
         items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())

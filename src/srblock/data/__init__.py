@@ -4,6 +4,7 @@ What each data set is (`DATASETS`, catalog.py) is read without torch; the loader
 when first used (`from srblock.data import load_dataset`), so the command line starts at once."""
 
 import importlib
+import importlib.util
 from typing import Any
 
 from .catalog import DATASETS, DatasetInfo
@@ -26,6 +27,8 @@ __all__ = ["DATASETS", "DatasetInfo", *_LAZY]
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")  # a submodule: srblock.data.datasets, ...
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -74,7 +74,10 @@ def make_loggers(cfg: TrainConfig, folder: Path, extra: dict[str, Any] | None, s
         if tracker == "tensorboard":
             from lightning.fabric.loggers import TensorBoardLogger
 
-            logger = TensorBoardLogger(folder, name="tensorboard", version="", purge_step=step or None)
+            # (rows are logged at the epoch or iteration they end, from 1: those after `step` go)
+            logger = TensorBoardLogger(
+                folder, name="tensorboard", version="", purge_step=step + 1 if step else None
+            )
         elif tracker == "mlflow":
             _require("mlflow")
             from lightning.pytorch.loggers import MLFlowLogger

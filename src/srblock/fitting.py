@@ -1,4 +1,5 @@
-"""`srblock.fit`: the training engine on a model and data sets from Python.
+"""`srblock.fit`: the training engine on a model and data sets from Python (this module is fitting.py,
+so that importing it never replaces the function `srblock.fit` with a module of that name).
 
     import srblock
     model = timm.create_model("resnet18", pretrained=True, num_classes=37)
