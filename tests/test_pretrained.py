@@ -13,9 +13,9 @@ import torch
 import srblock
 from srblock.cli import main
 from srblock.keys import make_config
-from srblock.pretrained import read_state_dict
 from srblock.train.engine import make_optimizer
 from srblock.train.schedule import classify_factor, cosine_factor, warmup_factor
+from srblock.weights_files import read_state_dict
 
 from .helpers import TINY_SEG, argv, write_image_folder
 

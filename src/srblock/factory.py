@@ -10,15 +10,10 @@ from collections.abc import Sequence
 from torch import nn
 
 from .insert import add_sr
-from .pretrained import (
-    hub_offline_if_unreachable,
-    load_matching,
-    load_pretrained,
-    read_state_dict,
-    timm_pretrained_error,
-)
+from .pretrained import hub_offline_if_unreachable, load_matching, load_pretrained, timm_pretrained_error
 from .registry import EXTERNAL, build_registered, list_models, model_facts, unknown_name
 from .spec import RENAMED_KEYS, SPEC_KEYS, SRSpec, as_spec, spec_from_keys
+from .weights_files import read_state_dict
 
 
 def _create_external(source: str, name: str, kwargs: dict[str, object]) -> nn.Module:

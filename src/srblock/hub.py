@@ -21,8 +21,9 @@ from typing import Any
 from torch import nn
 
 from .config import TrainConfig
-from .pretrained import HUB_WEIGHTS, adapt_first_conv
+from .pretrained import adapt_first_conv
 from .run_folder import CONFIG_FILE
+from .weights_files import HUB_WEIGHTS
 
 HUB_CONFIG = "config.json"
 

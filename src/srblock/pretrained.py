@@ -6,7 +6,8 @@ cached copy) or a file: a state dict (.pth, .pt, .bin, .safetensors), a timm che
 (DDP, torch.compile) are taken off. Tensors whose shape differs (the classifier of another number
 of classes) keep the new model's initialisation; a first convolution of another channel count is
 adapted as timm adapts it (summed into one channel, repeated and scaled for more). An exported
-folder (`srblock export RUN --hf DIR`) is read through its model.safetensors.
+folder (`srblock export RUN --hf DIR`) is read through its model.safetensors (weights_files.py
+reads the files).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import pickle
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,71 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-WRAPPERS = ("state_dict", "model", "state_dict_ema", "model_ema", "module")  # dicts that hold the tensors
-PREFIXES = ("module.", "_orig_mod.")
-HUB_WEIGHTS = "model.safetensors"  # in a folder `srblock export RUN --hf DIR` wrote
+from .weights_files import read_state_dict, unreadable_reason
+
 MIN_LOADED = 0.9  # the share of a model's weights outside its head a file must fill to count as its own
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file, unwrapped and without DDP / compile prefixes."""
-    path = Path(path).expanduser()
-    if path.is_dir() and (path / HUB_WEIGHTS).is_file():  # an exported folder
-        path = path / HUB_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights {path} not found: give the path of a .pth or .safetensors file "
-            f"(or a folder holding an {HUB_WEIGHTS})"
-        )
-    try:
-        if path.suffix.lower() == ".safetensors" or _is_safetensors(path):
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any reader's error (pickle's KeyError, SafetensorError...) is the file's
-        raise ValueError(f"pretrained weights {path} cannot be read ({_reason(err)})") from None
-    # a training checkpoint's tensors sit under a key (beside, e.g., a tensor of its best accuracy)
-    while isinstance(state, dict):
-        inner = next((state[k] for k in WRAPPERS if isinstance(state.get(k), dict)), None)
-        if inner is None:
-            break
-        state = inner
-    tensors = (
-        {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
-    )
-    if not tensors:
-        raise ValueError(
-            f"pretrained weights {path} hold no tensors by name (a state dict): not a weights file"
-        )
-    for prefix in PREFIXES:
-        if all(k.startswith(prefix) for k in tensors):
-            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
-    return tensors
-
-
-def _is_safetensors(path: Path) -> bool:
-    """Whether a file is safetensors whatever its name: 8 bytes of header length, then JSON."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
-
-
-def _reason(err: Exception) -> str:
-    """What a reader said about a file, in a few words: truncated, not a weights file..."""
-    text = str(err).strip().splitlines()[0].split(". ")[0][:160] if str(err).strip() else ""
-    if "Unsupported global" in str(err):  # a pickle of objects (a whole model), not of tensors
-        return "a pickled model or other objects, not a state dict: save model.state_dict() instead"
-    if "central directory" in text:
-        return "truncated or damaged: not a complete zip archive"
-    if isinstance(err, (KeyError, IndexError, pickle.UnpicklingError)) or "invalid load key" in text:
-        return "not a weights file: text or another format"
-    if "header too large" in text or "invalid header" in text:
-        return f"not a safetensors file: {text}"
-    if "incomplete metadata" in text or isinstance(err, EOFError):
-        return f"truncated or damaged: {text or type(err).__name__}"
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def head_keys(model: nn.Module) -> set[str]:
@@ -225,7 +163,8 @@ def _torchvision_state(name: str) -> tuple[dict[str, torch.Tensor], str]:
     except Exception as err:  # offline: urllib's, socket's or hub's errors, all the same to a user
         if present:  # there, but unreadable: downloading is not the problem
             raise ValueError(
-                f"tv:{name}'s cached weights {cached} cannot be read ({_reason(err)}): delete the file "
+                f"tv:{name}'s cached weights {cached} cannot be read ({unreadable_reason(err)}): "
+                "delete the file "
                 "to fetch it again, or place a good copy there"
             ) from None
         raise ValueError(
@@ -285,7 +224,8 @@ def timm_pretrained_error(name: str, err: Exception) -> ValueError:
     cached = _hub_cached(getattr(cfg, "hf_hub_id", None))
     if cached is not None:  # there, but unreadable: downloading is not the problem
         return ValueError(
-            f"timm:{name}'s cached weights {cached} cannot be read ({_reason(err)}): delete the file "
+            f"timm:{name}'s cached weights {cached} cannot be read ({unreadable_reason(err)}): "
+            "delete the file "
             "to fetch it again, or pass --set pretrained=PATH"
         )
     where = (getattr(cfg, "hf_hub_id", None) and f"huggingface.co/{cfg.hf_hub_id}") or getattr(cfg, "url", "")
