@@ -3,7 +3,7 @@
 `import srblock` is quick: each public name is imported when first used (a module `__getattr__`,
 as SciPy and scikit-image do), so the command line answers `--help` without importing torch. The
 zoo joins timm's registry (`srblock_<name>`) as soon as both srblock and timm are imported, in
-either order (timm_models.py)."""
+either order (timm_hook.py)."""
 
 from . import startup  # noqa: F401, I001  (first: its clock starts before torch is imported)
 import importlib

@@ -21,7 +21,8 @@ from typing import Any
 from torch import nn
 
 from .config import TrainConfig
-from .pretrained import adapt_first_conv
+from .data.catalog import channel_stats
+from .pretrained import adapt_input_channels
 from .run_folder import CONFIG_FILE
 from .weights_files import HUB_WEIGHTS
 
@@ -55,7 +56,6 @@ def load_hub_weights(
     file: str | Path,
     name: str,
     classifier: str | None = None,
-    first_conv: str | None = None,
 ) -> None:
     """Loads an exported model.safetensors into `model`. As timm does, a classifier of another
     number of classes starts anew (fine-tuning) and the first convolution is adapted to another
@@ -69,9 +69,7 @@ def load_hub_weights(
     except (OSError, SafetensorError) as err:
         raise ValueError(f"{path} cannot be read as safetensors weights ({err}): export it again") from None
     own = model.state_dict()
-    conv = f"{first_conv}.weight"
-    if first_conv and conv in state and conv in own and state[conv].shape[1] != own[conv].shape[1]:
-        state[conv] = adapt_first_conv(state[conv], own[conv].shape[1])
+    adapt_input_channels(model, state)
     other = [k for k in state if k in own and state[k].shape != own[k].shape]
     if classifier and other and all(k.startswith(f"{classifier}.") for k in other):
         state = {k: v for k, v in state.items() if k not in other}  # a new head: only its shape differs
@@ -130,9 +128,8 @@ def hub_data_cfg(
     out = {k: tuple(v) if isinstance(v, list) else v for k, v in shared.items() if k in DATA_KEYS}
     if in_chans is not None and "input_size" in out and out["input_size"][0] != in_chans:
         out["input_size"] = (in_chans, *out["input_size"][1:])
-        for key in ("mean", "std"):
-            if key in out and len(out[key]) != in_chans:
-                out[key] = (sum(out[key]) / len(out[key]),) * in_chans
+        if "mean" in out and "std" in out:
+            out["mean"], out["std"] = channel_stats(out["mean"], out["std"], in_chans)
     if config.get("label_names") and num_classes in (None, config.get("num_classes")):
         out["label_names"] = tuple(config["label_names"])
     return out

@@ -73,6 +73,19 @@ def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     )
 
 
+def adapt_input_channels(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The first convolution of `tensors` adapted in place to the model's input channels where only
+    those differ (adapt_first_conv); returns the key adapted, if any."""
+    key, own = first_conv_key(model), model.state_dict()
+    value, target = tensors.get(key), own.get(key)
+    if value is None or target is None or value.dim() != 4 or value.shape == target.shape:
+        return []
+    if value.shape[::2] != target.shape[::2]:  # (out channels or kernel differ: another network)
+        return []
+    tensors[key] = adapt_first_conv(value, target.shape[1])
+    return [key]
+
+
 def load_matching(
     model: nn.Module,
     tensors: dict[str, torch.Tensor],
@@ -89,17 +102,15 @@ def load_matching(
     names). `has_head=False`: the model (a backbone) has no head, so no other shape is excused."""
     own = model.state_dict()
     head = head_keys(model) if has_head else set()
-    first = first_conv_key(model)
-    loaded, new_head, other_shape, adapted = {}, [], [], []
+    tensors = dict(tensors)  # (the caller's stay as they are)
+    adapted = adapt_input_channels(model, tensors)  # e.g. grey weights for RGB images
+    loaded, new_head, other_shape = {}, [], []
     for key, target in own.items():  # in the model's order
         if key not in tensors:
             continue
         value = tensors[key]
         if value.shape == target.shape:
             loaded[key] = value
-        elif key == first and value.dim() == 4 and value.shape[::2] == target.shape[::2]:
-            loaded[key] = adapt_first_conv(value, target.shape[1])  # e.g. grey weights for RGB images
-            adapted.append(key)
         else:
             (new_head if key in head else other_shape).append(key)
     if not loaded:

@@ -51,10 +51,16 @@ def git_commit() -> str | None:
     return lines[1]
 
 
+def cpu_name() -> str:
+    """The CPU as a result names the device a run trained on: its processor and torch's threads."""
+    import torch
+
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def machine() -> str:
-    """This machine in a few words: its system, processor and, where there is one, its GPU."""
+    """This machine in a few words: its system, its CPU and, where there is one, its GPU."""
     import torch
 
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    cpu = f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
-    return f"{platform.system()} {platform.machine()} ({cpu}){gpu}"
+    return f"{platform.system()}, {cpu_name()}{gpu}"

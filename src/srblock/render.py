@@ -11,7 +11,8 @@ from typing import Any
 FORMATS = ("md", "csv", "json")
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A value as every table writes it (the command line's and the report's)."""
     if value is None:
         return ""
     if isinstance(value, float):  # two decimals; a small statistic (a memory ratio) keeps two digits
@@ -33,7 +34,7 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str = "m
         return out.getvalue().rstrip("\n")
     if fmt != "md":
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    cells = [[cell_text(row.get(c)) for c in columns] for row in rows]
     widths = [max([3, len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     numeric = [all(_is_number(row.get(c)) for row in rows) and bool(rows) for c in columns]
 

@@ -17,6 +17,7 @@ from timm.models import register_model as timm_register
 from timm.models._features import FeatureListNet
 from torch import nn
 
+from .pretrained import first_conv_key
 from .registry import list_models, model_arguments, model_facts
 from .spec import RENAMED_KEYS, SPEC_KEYS
 
@@ -46,7 +47,7 @@ def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dic
         "input_size": size,
         "pool_size": (size[1] // reduction, size[2] // reduction),
         "num_classes": num_classes if num_classes is not None else model.num_classes,
-        "first_conv": next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)),
+        "first_conv": first_conv_key(model).removesuffix(".weight"),
         "classifier": next(n for n, m in model.named_modules() if m is classifier),
         "mean": (0.5,) * size[0] if small else _imagenet_stats(size[0])[0],
         "std": (0.25,) * size[0] if small else _imagenet_stats(size[0])[1],
@@ -114,7 +115,7 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
             model.reset_classifier(model.num_classes, global_pool)
         cfg = _pretrained_cfg(name, model, kwargs.get("num_classes"))
         if pretrained:
-            load_hub_weights(model, file, f"{PREFIX}{name}", cfg["classifier"], cfg["first_conv"])
+            load_hub_weights(model, file, f"{PREFIX}{name}", cfg["classifier"])
         # the export's mean, std, sizes and labels: timm's data config prepares images as the run did
         cfg.update(hub_data_cfg(exported, kwargs.get("num_classes"), model.in_chans))
         if features_only:  # timm's wrapper: a list of the stages' maps (an SR block inside its stage)

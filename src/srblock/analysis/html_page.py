@@ -1,12 +1,14 @@
 """The HTML a report is made of: its style (tables that scroll inside their box, so a page fits a
-1280- or an 800-pixel window), tables, embedded figures with captions, numbers written as
-`srblock table` writes them."""
+1280- or an 800-pixel window), tables (numbers written as `srblock table` writes them: render.py),
+glossaries, embedded figures with captions."""
 
 from __future__ import annotations
 
 import base64
 import html
 from pathlib import Path
+
+from ..render import cell_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -57,20 +59,16 @@ def image_tag(path: Path, alt: str) -> str:
 def table_tag(rows: list[dict], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(as_text(r.get(c)))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(cell_text(r.get(c)))}</td>" for c in columns) + "</tr>"
         for r in rows
     )
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def as_text(value: object) -> str:
-    """A value as the tables write it: floats to two decimals, or two significant digits below 1
-    (a memory ratio of 0.00026 is not 0.00), as `srblock table` writes them."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+def glossary_tag(glossary: dict[str, str]) -> str:
+    """What each column of a table says, as a definition list."""
+    said = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in glossary.items())
+    return f"<dl>{said}</dl>"
 
 
 def figure_tag(path: Path, alt: str, caption: str) -> str:

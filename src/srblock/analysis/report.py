@@ -16,12 +16,12 @@ from ..results import finished_results, summarize
 from ..run_folder import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, RunFolder
 from . import run_analysis
 from .analyze import NotAnalysable
-from .html_page import GLOSSARY, PAGE_START, RESULT_GLOSSARY, STYLE, figure_tag, table_tag
+from .html_page import GLOSSARY, PAGE_START, RESULT_GLOSSARY, STYLE, figure_tag, glossary_tag, table_tag
 from .plots import comparison_curves_figure, memory_curves_figure
 from .seg_examples import segmentation_examples
 
-CAPTIONS = {  # the analyses' figures (analyze.py), by file name
-    "ablation.png": "Test accuracy with the SR blocks, and with each bypassed: what the memory adds.",
+CAPTIONS = {  # the analyses' figures (analyze.py), by the start of their file names
+    "ablation": "Test accuracy with the SR blocks, and with each bypassed: what the memory adds.",
     "weights": "The memory weights each class's images choose, per memory block.",
     "features": "How much the SR block changes the feature map, per class.",
     "memory": "The learned memory blocks, each as a map of its channels' means.",
@@ -98,9 +98,7 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root, d
         )
     for name, path in paths.items():
         if name.endswith(".png"):
-            caption = next(
-                (c for key, c in CAPTIONS.items() if name.startswith(key.removesuffix(".png"))), ""
-            )
+            caption = next((c for key, c in CAPTIONS.items() if name.startswith(key)), "")
             parts.append(figure_tag(path, name.removesuffix(".png").replace("_", " "), caption or name))
     return "\n".join(parts)
 
@@ -134,7 +132,7 @@ def _header(command: str | None, results: list[dict]) -> str:
 
 def _summary(rows: list[dict], results: list[dict]) -> str:
     """The configurations side by side, with a glossary of the columns."""
-    first = {str(Path(r["folder"]).parent): r for r in results}
+    one_seed = {str(Path(r["folder"]).parent): r for r in results}  # (each configuration's parameters)
     score = "test_miou" if any(r.get("test_miou") for r in rows) else "test_acc"
     heading = {"test_miou": "test mIoU (%)", "test_acc": "test accuracy (%)"}[score]
     table = [
@@ -143,16 +141,13 @@ def _summary(rows: list[dict], results: list[dict]) -> str:
             "seeds": r["seeds"],
             heading: r.get(score),
             "vs plain": r.get("vs_plain") or ("" if r.get("M") is None else "no plain twin given"),
-            "parameters": first[r["folder"]].get("params"),
+            "parameters": one_seed[r["folder"]].get("params"),
             "SR overhead (%)": r.get("oh_pct"),
         }
         for r in rows
     ]
-    glossary = "".join(
-        f"<dt>{html.escape(heading if k == 'score' else k)}</dt><dd>{html.escape(v)}</dd>"
-        for k, v in GLOSSARY.items()
-    )
-    return "<h2>Summary</h2>" + table_tag(table, list(table[0])) + f"<dl>{glossary}</dl>"
+    glossary = {heading if k == "score" else k: v for k, v in GLOSSARY.items()}
+    return "<h2>Summary</h2>" + table_tag(table, list(table[0])) + glossary_tag(glossary)
 
 
 def _label(folder: Path, runs: list[Path]) -> str:
@@ -185,9 +180,9 @@ def _configurations(runs: list[Path]) -> str:
     """What differs between the configurations (a table), each whole config.yaml behind a fold."""
     configs: dict[str, dict] = {}
     for folder in runs:
-        configs.setdefault(
-            _label(folder, runs), {k: v for k, v in RunFolder(folder).config().keys().items() if k != "seed"}
-        )
+        label = _label(folder, runs)
+        if label not in configs:  # (a configuration's seeds share it: read once)
+            configs[label] = {k: v for k, v in RunFolder(folder).config().keys().items() if k != "seed"}
     keys = list(dict.fromkeys(k for c in configs.values() for k in c))
     differ = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
     parts = ["<h2>Configurations</h2>"]
@@ -270,8 +265,8 @@ def write_report(
     if stopped:
         items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())
         body.append(f"<h2>Left out: stopped as diverged</h2><ul>{items}</ul>")
-    said = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in RESULT_GLOSSARY.items())
-    body.append(f"<h2>Runs</h2><details><summary>what a run's columns say</summary><dl>{said}</dl></details>")
+    said = glossary_tag(RESULT_GLOSSARY)
+    body.append(f"<h2>Runs</h2><details><summary>what a run's columns say</summary>{said}</details>")
     for run in working(runs, "analysing (runs)"):
         body.append(_run_section(run, classes, per_class, split, data_root, device))
     page = (

@@ -34,11 +34,18 @@ class DatasetInfo:
         return getattr(importlib.import_module(f"srblock.data.{module}"), function)(root)
 
     def stats(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Normalisation for `channels` channels: the data set's own, or their mean per channel
-        (as timm does for a grey model made from an RGB one)."""
-        if channels == len(self.mean):
-            return self.mean, self.std
-        return (sum(self.mean) / len(self.mean),) * channels, (sum(self.std) / len(self.std),) * channels
+        """Normalisation for `channels` channels: the data set's own, or their average (channel_stats)."""
+        return channel_stats(self.mean, self.std, channels)
+
+
+def channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A mean and std for `channels` channels: these where they count as many, else their averages
+    for every channel (as timm does for a grey model made from an RGB one, and the reverse)."""
+    if channels == len(mean) == len(std):
+        return tuple(mean), tuple(std)
+    return (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
 
 
 DATASETS: dict[str, DatasetInfo] = {

@@ -3,10 +3,10 @@ records (provenance.py holds the versions and the commit)."""
 
 from __future__ import annotations
 
-import platform
-
 import torch
 from lightning.fabric import Fabric
+
+from ..provenance import cpu_name
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -53,4 +53,4 @@ def make_fabric(
 def device_name(fabric: Fabric) -> str:
     if fabric.device.type == "cuda":
         return torch.cuda.get_device_name(fabric.device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return cpu_name()
