@@ -290,7 +290,7 @@ def test_unknown_external_names(name, message):
 
 
 def test_default_p_is_the_models_own():
-    from srblock.registry import model_facts
+    from srblock.models import model_facts
 
     p = {name: model_facts(name).sr_default_blocks for name in ("fcn_r50_d8", "deeplabv3_r50_d8")}
     assert p == {"fcn_r50_d8": 3, "deeplabv3_r50_d8": 2}
@@ -304,8 +304,8 @@ def test_the_facts_declared_at_registration_are_the_models_own(name):
     """What configs read without building a model is what the built model is."""
     from torchvision.models.segmentation.deeplabv3 import ASPPPooling
 
+    from srblock.models import model_facts
     from srblock.models.segmentation import SegmentationModel
-    from srblock.registry import model_facts
 
     facts = model_facts(name)
     with torch.device("meta"):
@@ -319,7 +319,7 @@ def test_the_facts_declared_at_registration_are_the_models_own(name):
 
 
 def test_the_facts_of_torchvision_and_timm_models_need_no_model():
-    from srblock.registry import model_facts
+    from srblock.models import model_facts
 
     assert (
         model_facts("tv:deeplabv3_resnet50").segments

@@ -45,7 +45,7 @@ def test_the_models_table_counts_what_the_code_builds():
         with torch.device("meta"):
             model = srblock.create_model(name, num_classes=int(classes or default), in_chans=int(channels))
         assert sum(p.numel() for p in model.parameters()) == int(count.replace(",", "")), name
-        assert srblock.registry.model_facts(name).input_size == (int(channels), int(height), int(width))
+        assert srblock.models.model_facts(name).input_size == (int(channels), int(height), int(width))
 
 
 def runnable_blocks() -> list[tuple[str, str]]:

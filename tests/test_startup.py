@@ -220,9 +220,12 @@ def test_help_and_import_srblock_import_no_torch_and_the_public_names_arrive_whe
 
     # timm imported before srblock, and after a probe for it (importlib.util.find_spec, as libraries
     # that check whether timm is installed do): the zoo is in its registry either way
+    # and the zoo imported first, through a module half imported meanwhile (the factory), or alone
     for code in (
         "import timm, srblock",
         "import srblock, importlib.util; importlib.util.find_spec('timm'); import timm",
+        "from srblock.factory import create_model; import timm",
+        "import srblock.models; import timm",
     ):
         line = code + "; print(*timm.list_models('srblock_*'))"
         done = subprocess.run([sys.executable, "-c", line], capture_output=True, text=True, timeout=120)
@@ -244,3 +247,22 @@ def test_the_startup_benchmark_reads_the_verbose_line_phase_by_phase():
     read = benchmark.phases(startup.report())
     assert list(read)[-3:] == ["config, a phase", "device, another, phase", "first step"]
     assert all(seconds >= 0 for seconds in read.values()) and read["first step"] >= read["config, a phase"]
+
+
+def test_the_registry_knows_no_model_and_the_zoo_asks_it_with_every_model_in():
+    """registry.py holds what is registered and imports no model (the zoo imports it, not the other
+    way round); srblock.models and srblock.list_models answer with the whole zoo registered."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from srblock import registry;"
+        " print(len(registry.list_models()), 'srblock.models' in sys.modules);"
+        " import srblock; print(srblock.list_models is srblock.models.list_models, *srblock.list_models())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    alone, with_zoo = done.stdout.splitlines()
+    assert alone == "0 False"
+    same, *names = with_zoo.split()
+    assert same == "True" and {"resnet18_cifar", "vgg16_bn_cifar", "fcn_r50_d8"} <= set(names)

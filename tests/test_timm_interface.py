@@ -184,13 +184,13 @@ def test_timm_scripts_run_with_the_zoo_registered_once_and_without_a_warning(tmp
 SEGMENTERS = [
     pytest.param(name, marks=() if "resnet10s" in name else pytest.mark.slow)
     for name in srblock.list_models()
-    if srblock.registry.model_facts(name).segments
+    if srblock.models.model_facts(name).segments
 ]
 
 
 @pytest.mark.parametrize("name", SEGMENTERS)
 def test_segmentation_models_with_sr_trace_script_and_export(name):
-    channels = srblock.registry.model_facts(name).input_size[0]
+    channels = srblock.models.model_facts(name).input_size[0]
     model = srblock.create_model(name, sr_stage=2, num_classes=5, input_size=(channels, 64, 64)).eval()
     fill_memory(model)
     x = torch.randn(1, channels, 64, 64)
@@ -212,14 +212,14 @@ def test_in_chans_and_timms_drop_keyword_are_what_srblock_builds(name, sr_stage)
     grey = build(name, sr_stage, in_chans=1)
     assert grey.in_chans == 1 and build(name, sr_stage).in_chans == 3
     bare = name.removeprefix("srblock_")
-    if "drop_rate" in srblock.registry.model_arguments(bare):
+    if "drop_rate" in srblock.models.model_arguments(bare):
         torch.manual_seed(0)
         via_timm = build(name, sr_stage, drop_rate=0.3, num_classes=10)
         torch.manual_seed(0)
         own = srblock.create_model(bare, drop_rate=0.3, num_classes=10, sr_stage=sr_stage)
         rates = [[m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] for net in (via_timm, own)]
         assert rates[0] == rates[1] and 0.3 in rates[0]
-    if "drop_path_rate" not in srblock.registry.model_arguments(bare):  # (timm's VGG has none either)
+    if "drop_path_rate" not in srblock.models.model_arguments(bare):  # (timm's VGG has none either)
         with pytest.raises(ValueError, match=f"{name} takes no drop_path_rate \\(got 0.1\\)"):
             build(name, sr_stage, drop_path_rate=0.1)
 

@@ -1,4 +1,4 @@
-"""`create_model`, timm-style (timm's `_factory.py`): srblock's zoo by name (registry.py), and any
+"""`create_model`, timm-style (timm's `_factory.py`): srblock's zoo by name (models/), and any
 torchvision or timm model as `tv:NAME` or `timm:NAME`, each with an SR block after a stage when
 `sr_stage` is given, and the facts srblock reads off a model attached once.
 """
@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from torch import nn
 
 from .insert import add_sr
+from .models import build_registered, list_models, model_facts
 from .pretrained import hub_offline_if_unreachable, load_matching, load_pretrained, timm_pretrained_error
-from .registry import EXTERNAL, build_registered, list_models, model_facts, unknown_name
+from .registry import EXTERNAL, unknown_name
 from .spec import RENAMED_KEYS, SPEC_KEYS, SRSpec, as_spec, spec_from_keys
 from .weights_files import read_state_dict
 

@@ -23,7 +23,6 @@ from torch import nn
 from .config import TrainConfig
 from .data.catalog import channel_stats
 from .pretrained import adapt_input_channels
-from .run_folder import CONFIG_FILE
 from .weights_files import HUB_WEIGHTS
 
 HUB_CONFIG = "config.json"
@@ -133,9 +132,3 @@ def hub_data_cfg(
     if config.get("label_names") and num_classes in (None, config.get("num_classes")):
         out["label_names"] = tuple(config["label_names"])
     return out
-
-
-def is_hub_folder(folder: str | Path) -> bool:
-    """An exported folder (its config.json, and no run's config.yaml), whole or not: reading one
-    without its weights is an error that names them."""
-    return (Path(folder) / HUB_CONFIG).is_file() and not (Path(folder) / CONFIG_FILE).is_file()

@@ -14,7 +14,6 @@ import yaml
 from .config import CONFIGS, ClassifyConfig, FilesConfig, SegmentConfig, TensorsConfig, TrainConfig, in_spec
 from .data import DATASETS
 from .recipes import load_yaml
-from .registry import model_facts
 from .schema import check
 from .spec import renamed, spec_from_keys
 
@@ -119,6 +118,8 @@ def build_config(values: dict[str, Any], source: str, *, other_tasks: str = "ref
         )
     values = {k: v for k, v in values.items() if k in own}
     model = values.get("model", cls.model)
+    from .models import model_facts  # (the zoo registered: its facts are declared there)
+
     facts = model_facts(model)
     batch = values.get("batch_size", cls.batch_size)
     if facts.segments != cls.SEGMENTS:

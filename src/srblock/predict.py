@@ -21,8 +21,8 @@ from .busy import working
 from .config import TrainConfig
 from .data import DATASETS
 from .data.images import IMAGE_EXTENSIONS, image_paths, read_image
-from .hub import HUB_CONFIG, HUB_WEIGHTS, is_hub_folder, read_hub_config
-from .run_folder import RunFolder
+from .hub import HUB_CONFIG, HUB_WEIGHTS, read_hub_config
+from .run_folder import CONFIG_FILE, RunFolder
 from .run_model import TrainedModel, trained_model
 
 # the columns of predict's rows: classification's, then segmentation's
@@ -44,6 +44,12 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{path} does not exist: give image files or folders of images")
     return found
+
+
+def is_hub_folder(folder: str | Path) -> bool:
+    """An exported folder (its config.json, and no run's config.yaml), whole or not: reading one
+    without its weights is an error that names them."""
+    return (Path(folder) / HUB_CONFIG).is_file() and not (Path(folder) / CONFIG_FILE).is_file()
 
 
 def run_classes(folder: Path, cfg: TrainConfig) -> tuple[str, ...]:

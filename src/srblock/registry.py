@@ -1,15 +1,15 @@
 """Model registry, timm-style (timm's `_registry.py`): `register_model`, `list_models`, and what
-each model is (`ModelFacts`, declared at registration, read without building it). Building a
-model by name is factory.py's `create_model`.
+each model is (`ModelFacts`, declared at registration, read without building it). It holds what
+has been registered so far and knows no model: the zoo (`srblock.models`) registers as it is
+imported and hands these questions on, answered with the zoo in, as `torchvision.models` does.
+Building a model by name is factory.py's `create_model`.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
 import inspect
-import sys
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,7 +50,6 @@ def register_model(fn: Callable[..., nn.Module] | None = None, **facts: Any) -> 
         return lambda builder: register_model(builder, **facts)
     from torch import nn
 
-    _zoo()  # (a name of the zoo is taken)
     name = fn.__name__
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered; choose another function name")
@@ -66,16 +65,8 @@ def register_model(fn: Callable[..., nn.Module] | None = None, **facts: Any) -> 
     return fn
 
 
-def _zoo() -> None:
-    """The zoo registered (models/ registers as it is imported: only when a model is asked for, so
-    that reading keys or printing help imports no torch)."""
-    if "srblock.models" not in sys.modules:
-        importlib.import_module("srblock.models")
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern, sorted."""
-    _zoo()
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
@@ -88,7 +79,6 @@ def unknown_name(name: str, known: Sequence[str], where: str, n: int = 1) -> str
 
 def model_arguments(name: str) -> list[str]:
     """The keyword arguments a registered model takes (besides the sr_* ones): its class's."""
-    _zoo()
     if name not in _MODELS:
         raise ValueError(
             f"{unknown_name(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}"
@@ -134,7 +124,6 @@ def model_facts(name: str) -> ModelFacts:
         cfg = timm.models.get_pretrained_cfg(bare) if bare in timm.list_models() else None
         size = getattr(cfg, "input_size", None) if cfg is not None else None
         return ModelFacts(input_size=tuple(size) if size else None)
-    _zoo()
     if name not in _FACTS:
         raise ValueError(
             f"{unknown_name(name, list(_MODELS), 'model')}; choose one of: {', '.join(list_models())}"

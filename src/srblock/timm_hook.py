@@ -1,6 +1,7 @@
-"""The zoo in timm's registry as soon as srblock and timm are both imported, whichever comes first,
-without `import srblock` importing timm (or torch) itself: timm's own scripts and
-`timm.create_model("srblock_<name>")` after `import srblock` find the models (timm_models.py)."""
+"""The zoo in timm's registry as soon as srblock's zoo and timm are both imported, whichever comes
+first, without `import srblock` importing timm (or torch) itself: timm's own scripts and
+`timm.create_model("srblock_<name>")` after `import srblock` find the models (timm_models.py).
+The zoo knows nothing of this: an import finder sees timm's package and the zoo's finish."""
 
 from __future__ import annotations
 
@@ -11,46 +12,61 @@ import sys
 from types import ModuleType
 from typing import Any
 
+ZOO = "srblock.models"
+WATCHED = ("timm", ZOO)  # the two imports after either of which the zoo may join timm's registry
+
 
 def _initializing(module: ModuleType | None) -> bool:
     """Whether a module is being imported (importlib marks its spec so while the module runs)."""
     return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
+def _register() -> None:
+    """The zoo (whole) into timm's registry; timm_models asks only the registry's tables, which no
+    half-imported module of srblock's holds."""
+    if "srblock.timm_models" not in sys.modules:
+        importlib.import_module("srblock.timm_models")
+
+
 def register_if_ready() -> None:
-    """Registers the zoo with timm once timm is imported: now if srblock's zoo is imported (whole),
-    else by importing it, which registers at its end (zoo_imported). While one of srblock's modules
-    is half imported (one that brought timm in), the zoo waits for the next use of srblock."""
+    """Registers the zoo with timm once timm is imported: now if the zoo is imported (whole), else by
+    importing it, which registers as it ends. While one of srblock's modules is half imported (one
+    that brought timm in), the zoo waits for its own import or the next use of srblock."""
     if "srblock.timm_models" in sys.modules or "timm" not in sys.modules:
         return
-    zoo = sys.modules.get("srblock.models")
+    zoo = sys.modules.get(ZOO)
     if zoo is None:
         srblock = [m for name, m in list(sys.modules.items()) if name.startswith("srblock.")]
-        if not any(_initializing(m) for m in srblock):
-            importlib.import_module("srblock.models")
-    elif not _initializing(zoo):
-        importlib.import_module("srblock.timm_models")
+        if any(_initializing(m) for m in srblock):
+            return
+        importlib.import_module(ZOO)
+    if not _initializing(sys.modules[ZOO]):
+        _register()
 
 
-def zoo_imported() -> None:
-    """At the end of srblock.models, the zoo whole: in timm's registry if timm is imported (it is
-    when the zoo is, as the zoo's layers are timm's)."""
-    if "timm" in sys.modules:
-        importlib.import_module("srblock.timm_models")
+def _finished(name: str) -> None:
+    """After timm's package or the zoo has run (the zoo is whole even as importlib still marks it)."""
+    if name == ZOO:
+        if "timm" in sys.modules and not _initializing(sys.modules["timm"]):
+            _register()
+    else:
+        register_if_ready()
 
 
-class _AfterTimm(importlib.abc.MetaPathFinder):
-    """Finds timm as the other finders do, and registers the zoo once timm's package has run; it
-    stays until then (a probe such as importlib.util.find_spec("timm") imports nothing)."""
+class _Watch(importlib.abc.MetaPathFinder):
+    """Finds timm and the zoo as the other finders do, and calls `_finished` once each has run; it
+    stays until both have (a probe such as importlib.util.find_spec("timm") imports nothing)."""
 
-    searching = False
+    def __init__(self) -> None:
+        self.searching = False
+        self.waiting = {name for name in WATCHED if name not in sys.modules}
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "timm" or self.searching:
+        if fullname not in self.waiting or self.searching:
             return None
         self.searching = True  # (the other finders find it)
         try:
-            spec = importlib.util.find_spec("timm")
+            spec = importlib.util.find_spec(fullname)
         finally:
             self.searching = False
         if spec is not None and spec.loader is not None:
@@ -58,9 +74,10 @@ class _AfterTimm(importlib.abc.MetaPathFinder):
 
             def run_then_register(module: ModuleType) -> None:
                 run(module)
-                if self in sys.meta_path:  # (timm is imported once)
+                self.waiting.discard(fullname)
+                if not self.waiting and self in sys.meta_path:
                     sys.meta_path.remove(self)
-                register_if_ready()
+                _finished(fullname)
 
             spec.loader.exec_module = run_then_register  # type: ignore[method-assign]
         return spec
@@ -70,5 +87,5 @@ def register_with_timm_when_imported() -> None:
     """At `import srblock`: registers now if timm is imported already, else once it is."""
     if "timm" in sys.modules:
         register_if_ready()
-    elif not any(isinstance(finder, _AfterTimm) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _AfterTimm())
+    elif not any(isinstance(finder, _Watch) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Watch())

@@ -17,8 +17,8 @@ from timm.models import register_model as timm_register
 from timm.models._features import FeatureListNet
 from torch import nn
 
+from .models import list_models, model_arguments, model_facts
 from .pretrained import first_conv_key
-from .registry import list_models, model_arguments, model_facts
 from .spec import RENAMED_KEYS, SPEC_KEYS
 
 PREFIX = "srblock_"

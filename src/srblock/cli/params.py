@@ -39,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models import model_facts
     from ..params import PARAM_COLUMNS, TABLE_COLUMNS, param_count, table_rows  # (torch: once it runs)
-    from ..registry import model_facts
 
     if args.table:
         refuse_flags(args, model_dests(), "with --table (its rows are the paper's models): leave them out")

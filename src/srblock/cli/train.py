@@ -53,36 +53,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.jobs import Job, run_jobs  # the training stack loads for the commands that train
+    from ..train.jobs import run_jobs  # the training stack loads for the commands that train
 
+    options, overrides = job_args(args), training_overrides(args)
     group = group_name(args.recipe)
-    overrides = training_overrides(args)
-    if args.resume and not args.sets and not args.seeds:
-        folders = unfinished_runs(Path(args.out) / group)  # (run_jobs skips those that diverged)
-        if not folders:
-            print(f"nothing to resume under {Path(args.out) / group}")
-            return 0
-        # --precision and --data say how to run them; what they compute stays their config's
-        how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir", "loggers")}
-        jobs = []
-        for folder in folders:
-            try:
-                jobs.append(Job(dataclasses.replace(RunFolder(folder).config(), **how), folder))
-            except (ValueError, OSError) as err:  # a broken folder does not stop the others
-                print(f"srblock train: skipped {folder}: {err}", file=sys.stderr)
-        if not jobs:
-            raise ValueError(f"no run under {Path(args.out) / group} can be resumed (see above)")
-        if launched(args, group):
-            return 0
-    else:
-        base = make_config(args.recipe, overrides)
-        changes = set_changes(base, overrides, recipe_values(args.recipe))  # they name the folder
-        configs = with_seeds(base, args.seeds)
-        jobs = [Job(cfg, RunFolder.of(args.out, group, cfg, changes).path) for cfg in configs]
-        if launched(args, group, seeds=[job.cfg.seed for job in jobs]):  # (its keys checked first)
-            return 0
-    run_jobs(jobs, resume=args.resume, summary=results_table, **job_args(args))
+    resuming = args.resume and not args.sets and not args.seeds
+    jobs = resumed_jobs(Path(args.out) / group, overrides) if resuming else new_jobs(args, group, overrides)
+    if not jobs:
+        print(f"nothing to resume under {Path(args.out) / group}")
+        return 0
+    if launched(args, group, seeds=None if resuming else [job.cfg.seed for job in jobs]):
+        return 0  # (the keys were checked before the workers were submitted)
+    run_jobs(jobs, resume=args.resume, summary=results_table, **options)
     return 0
+
+
+def new_jobs(args: argparse.Namespace, group: str, overrides: dict) -> list:
+    """The recipe with its overrides, once per seed, each in its folder (named after what --set changed)."""
+    from ..train.jobs import Job
+
+    base = make_config(args.recipe, overrides)
+    changes = set_changes(base, overrides, recipe_values(args.recipe))
+    return [Job(cfg, RunFolder.of(args.out, group, cfg, changes).path) for cfg in with_seeds(base, args.seeds)]
+
+
+def resumed_jobs(root: Path, overrides: dict) -> list:
+    """The unfinished runs under `root` (run_jobs skips those that diverged), each with its own
+    config: --precision, --data and --logger say how to run them, not what they compute. A broken
+    folder is skipped with a word, and does not stop the others."""
+    from ..train.jobs import Job
+
+    how = {k: v for k, v in overrides.items() if k in ("precision", "data_dir", "loggers")}
+    folders, jobs = unfinished_runs(root), []
+    for folder in folders:
+        try:
+            jobs.append(Job(dataclasses.replace(RunFolder(folder).config(), **how), folder))
+        except (ValueError, OSError) as err:
+            print(f"srblock train: skipped {folder}: {err}", file=sys.stderr)
+    if folders and not jobs:
+        raise ValueError(f"no run under {root} can be resumed (see above)")
+    return jobs
 
 
 def results_table(outcomes: list) -> str | None:

@@ -1,6 +1,8 @@
-"""The paper's model zoo; importing it registers every model with `srblock.create_model`."""
+"""The paper's model zoo; importing it registers every model with `srblock.create_model`. The
+registry's questions are asked here (as of `torchvision.models`), so that they are answered with
+the zoo registered."""
 
-from ..timm_hook import zoo_imported
+from ..registry import build_registered, list_models, model_arguments, model_facts, register_model
 from .init import init_weights
 from .layers import ATTN_LAYERS, REG_LAYERS, create_attn_layer
 from .resnet import ResNet, resnet10s_cifar, resnet18_cifar, resnet34_cifar, resnet50, resnet50_cifar
@@ -17,7 +19,12 @@ __all__ = [
     "deeplabv3_r50_d8",
     "fcn_r50_d8",
     "fcn_resnet10s",
+    "build_registered",
     "init_weights",
+    "list_models",
+    "model_arguments",
+    "model_facts",
+    "register_model",
     "resnet10s_cifar",
     "resnet18_cifar",
     "resnet34_cifar",
@@ -26,5 +33,3 @@ __all__ = [
     "vgg16_bn_cifar",
     "vgg19_bn_cifar",
 ]
-
-zoo_imported()  # (last: the whole zoo joins timm's registry)
