@@ -69,6 +69,8 @@ class ClassifyBatches:
                 self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
         # the fast path makes channels_last batches itself
         self.channels_last = cfg.channels_last and not isinstance(self.loader, DeviceLoader)
+        # CUDA graphs exist on a CUDA device only (marking a step elsewhere imports Inductor: 1 s)
+        self.mark_steps = self.device.type == "cuda"
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch`: order and augmentation depend on (seed, epoch) only."""
@@ -89,8 +91,8 @@ class ClassifyBatches:
             labels = labels.to(self.device, non_blocking=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            # each batch is a step: a model compiled with CUDA graphs may reuse the last step's outputs
-            torch.compiler.cudagraph_mark_step_begin()
+            if self.mark_steps:  # each batch a step: CUDA graphs may reuse the last step's outputs
+                torch.compiler.cudagraph_mark_step_begin()
             yield images, labels
 
     def __len__(self) -> int:
