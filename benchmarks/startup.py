@@ -1,5 +1,6 @@
 """How fast the command line answers, beside `import torch` on the same machine: `srblock --help`,
-`srblock train --help`, `import srblock`, and a tiny Fashion-MNIST run's seconds to its first
+`srblock train --help`, `import srblock`, importing the stack the loops stand on (timm,
+torchvision, Lightning Fabric) after torch, and a tiny Fashion-MNIST run's seconds to its first
 training step with the `--verbose` breakdown (each in fresh processes; medians of --repeats).
 
     python benchmarks/startup.py [--repeats 5] [--out DIR]
@@ -24,6 +25,12 @@ COMMANDS = {
     "srblock --help": [sys.executable, "-m", "srblock", "--help"],
     "srblock train --help": [sys.executable, "-m", "srblock", "train", "--help"],
 }
+# what the loops stand on, imported after torch: the floor under "first step after torch is imported"
+STACK = "timm, torchvision, lightning.fabric"
+STACK_SECONDS = (
+    "import time, torch; started = time.perf_counter(); import timm, torchvision, lightning.fabric; "
+    "print(time.perf_counter() - started)"
+)
 TINY_RUN = "train fashion_mnist --seeds 0 --set epochs=1 --set limit_train=256 --set limit_test=128 --verbose"
 PHASE = re.compile(r"(.+?) ([0-9.]+) s(?:, |$)")
 
@@ -32,6 +39,12 @@ def seconds(command: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - started
+
+
+def stack_seconds() -> float:
+    """Seconds to import the stack after torch, in a fresh process (printed by that process)."""
+    done = subprocess.run([sys.executable, "-c", STACK_SECONDS], check=True, capture_output=True, text=True)
+    return float(done.stdout.split()[-1])
 
 
 def tiny_run(out: Path) -> dict[str, float]:
@@ -66,6 +79,8 @@ def main() -> None:
     for name, command in COMMANDS.items():
         times = [seconds(command) for _ in range(args.repeats)]
         rows.append((name, statistics.median(times), min(times), max(times)))
+    stack = [stack_seconds() for _ in range(args.repeats)]
+    rows.append((f"import {STACK}, after torch", statistics.median(stack), min(stack), max(stack)))
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
         runs = [tiny_run(out / f"run{k}") for k in range(args.repeats)]

@@ -200,7 +200,13 @@ def test_report_embeds_every_figure(runs, tmp_path):
     assert "plain (no SR block), so no memory analyses" in configurations
     assert "nothing to analyse" not in text and "train with --set" not in text  # no error tip
     assert "<figcaption>" in text and "The memory over training" in text and "test_acc_bypassed" in text
-    assert "<dt>sr_mem_ratio</dt>" in text  # a run's columns explained too
+    # a run's columns headed in words, result.json's key as the tooltip, each explained
+    from srblock.analysis.html_page import RESULT_COLUMNS
+
+    runs_part = text.split("<h2>Runs</h2>")[1]
+    for key in ("test_acc", "test_acc_bypassed", "sr_mem_ratio", "oh_pct"):
+        heading = RESULT_COLUMNS[key][0]
+        assert f'<th title="{key}">{heading}</th>' in runs_part and f"<dt>{heading} ({key})</dt>" in runs_part
 
 
 # injected into a copy of the page: JS errors and failed loads caught from the first line; at load,

@@ -36,16 +36,34 @@ GLOSSARY = {
     "SR overhead (%)": "the parameters the SR blocks add, as a share of the plain network's",
 }
 
-# a run's result.json keys, as its table in the report names them
-RESULT_GLOSSARY = {
-    "test_acc, test_top5": "top-1 and top-5 accuracy (%) of the tested checkpoint on the tested split",
-    "test_acc_bypassed": "the same with every SR block bypassed (the identity): what the memory adds",
-    "best_val_acc, best_epoch": "the validation accuracy that chose the checkpoint, and its epoch (from 1)",
-    "test_miou, test_macc (_ms)": "mean IoU and mean accuracy (%) over the classes (_ms: multi-scale + flip)",
-    "sr_mem_ratio": "the recalled memory's RMS over its input's: how much the block changes the map",
-    "sr_weight_entropy": "the entropy of the memory weights over log P: 1 is a uniform choice",
-    "params, sr_params, oh_pct": "parameters, the SR blocks' own, and their share of the plain network's (%)",
-    "wall_time_s, device": "the run's seconds from start to result, and where it trained",
+# a run's result.json keys in the order its table shows them: (its heading there, what it says)
+RESULT_COLUMNS = {
+    "test_acc": ("test top-1 (%)", "top-1 accuracy of the tested checkpoint on the tested split"),
+    "test_top5": ("test top-5 (%)", "top-5 accuracy, likewise"),
+    "test_acc_bypassed": (
+        "top-1, SR bypassed (%)",
+        "the top-1 accuracy with every SR block bypassed (the identity): what the memory adds",
+    ),
+    "best_val_acc": ("best val top-1 (%)", "the validation accuracy that chose the checkpoint"),
+    "best_epoch": ("best epoch", "the epoch of that checkpoint (from 1)"),
+    "test_miou": ("test mIoU (%)", "mean IoU over the classes, on the tested split"),
+    "test_macc": ("test mAcc (%)", "mean accuracy over the classes"),
+    "test_miou_ms": ("mIoU, multi-scale (%)", "mean IoU, multi-scale + flip inference"),
+    "test_macc_ms": ("mAcc, multi-scale (%)", "mean accuracy, multi-scale + flip inference"),
+    "best_iteration": ("best iteration", "the iteration of the checkpoint tested"),
+    "sr_mem_ratio": (
+        "memory / input (RMS)",
+        "the recalled memory's RMS over its input's: how much the block changes the map",
+    ),
+    "sr_weight_entropy": (
+        "weight entropy",
+        "the entropy of the memory weights over log P: 1 is a uniform choice",
+    ),
+    "params": ("parameters", "the network's parameters, SR blocks included"),
+    "sr_params": ("SR parameters", "the SR blocks' own parameters"),
+    "oh_pct": ("SR overhead (%)", "the SR blocks' parameters as a share of the plain network's"),
+    "wall_time_s": ("seconds", "the run's wall time from start to result"),
+    "device": ("device", "where it trained"),
 }
 
 PAGE_START = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>srblock report</title>'
@@ -56,8 +74,16 @@ def image_tag(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def table_tag(rows: list[dict], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+def table_tag(rows: list[dict], columns: list[str], headings: dict[str, str] | None = None) -> str:
+    """A table of `rows`' `columns`, headed by `headings` where given (the column's key then its
+    tooltip, as result.json names it)."""
+    headings = headings or {}
+    head = "".join(
+        f'<th title="{html.escape(c)}">{html.escape(headings[c])}</th>'
+        if c in headings
+        else f"<th>{html.escape(c)}</th>"
+        for c in columns
+    )
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell_text(r.get(c)))}</td>" for c in columns) + "</tr>"
         for r in rows

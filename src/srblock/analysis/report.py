@@ -16,7 +16,7 @@ from ..results import finished_results, summarize
 from ..run_folder import CLASS_IOU_FILE, CONFIG_FILE, METRICS_FILE, RunFolder
 from . import run_analysis
 from .analyze import NotAnalysable
-from .html_page import GLOSSARY, PAGE_START, RESULT_GLOSSARY, STYLE, figure_tag, glossary_tag, table_tag
+from .html_page import GLOSSARY, PAGE_START, RESULT_COLUMNS, STYLE, figure_tag, glossary_tag, table_tag
 from .plots import comparison_curves_figure, memory_curves_figure
 from .seg_examples import segmentation_examples
 
@@ -42,24 +42,9 @@ def _run_section(folder: Path, classes, per_class: int, split: str, data_root, d
         )
     else:
         result = run.result()
-        scores = (
-            ["test_miou", "test_macc", "test_miou_ms", "test_macc_ms", "best_iteration"]
-            if "test_miou" in result
-            else ["test_acc", "test_top5", "test_acc_bypassed", "best_val_acc", "best_epoch"]
-        )
-        keys = [
-            *scores,
-            "sr_mem_ratio",
-            "sr_weight_entropy",
-            "params",
-            "sr_params",
-            "oh_pct",
-            "wall_time_s",
-            "device",
-        ]
-        parts.append(
-            table_tag([{k: result.get(k) for k in keys}], [k for k in keys if result.get(k) is not None])
-        )
+        keys = [k for k in RESULT_COLUMNS if result.get(k) is not None]
+        headings = {k: heading for k, (heading, _) in RESULT_COLUMNS.items()}
+        parts.append(table_tag([result], keys, headings))
     if (folder / METRICS_FILE).is_file():
         memory = memory_curves_figure(run.metrics(), folder / "memory_curves.png")
         if memory is not None:
@@ -265,7 +250,7 @@ def write_report(
     if stopped:
         items = "".join(f"<li>{html.escape(f'{r}: {why}')}</li>" for r, why in stopped.items())
         body.append(f"<h2>Left out: stopped as diverged</h2><ul>{items}</ul>")
-    said = glossary_tag(RESULT_GLOSSARY)
+    said = glossary_tag({f"{heading} ({key})": what for key, (heading, what) in RESULT_COLUMNS.items()})
     body.append(f"<h2>Runs</h2><details><summary>what a run's columns say</summary>{said}</details>")
     for run in working(runs, "analysing (runs)"):
         body.append(_run_section(run, classes, per_class, split, data_root, device))

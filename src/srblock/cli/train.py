@@ -74,7 +74,8 @@ def new_jobs(args: argparse.Namespace, group: str, overrides: dict) -> list:
 
     base = make_config(args.recipe, overrides)
     changes = set_changes(base, overrides, recipe_values(args.recipe))
-    return [Job(cfg, RunFolder.of(args.out, group, cfg, changes).path) for cfg in with_seeds(base, args.seeds)]
+    configs = with_seeds(base, args.seeds)
+    return [Job(cfg, RunFolder.of(args.out, group, cfg, changes).path) for cfg in configs]
 
 
 def resumed_jobs(root: Path, overrides: dict) -> list:
