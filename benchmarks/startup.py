@@ -78,15 +78,15 @@ def main() -> None:
     rows = []
     for name, command in COMMANDS.items():
         times = [seconds(command) for _ in range(args.repeats)]
-        rows.append((name, statistics.median(times), min(times), max(times)))
+        rows.append((f"`{name}`", statistics.median(times), min(times), max(times)))
     stack = [stack_seconds() for _ in range(args.repeats)]
-    rows.append((f"import {STACK}, after torch", statistics.median(stack), min(stack), max(stack)))
+    rows.append((f"`import {STACK}`, after torch", statistics.median(stack), min(stack), max(stack)))
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
         runs = [tiny_run(out / f"run{k}") for k in range(args.repeats)]
     print("| command | median (s) | min | max |\n| --- | ---: | ---: | ---: |")
     for name, median, low, high in rows:
-        print(f"| `{name}` | {median:.2f} | {low:.2f} | {high:.2f} |")
+        print(f"| {name} | {median:.2f} | {low:.2f} | {high:.2f} |")
     print(f"\n`srblock {TINY_RUN}`, medians of {args.repeats} runs, seconds per phase:\n")
     print("| phase | median (s) |\n| --- | ---: |")
     for phase in runs[0]:

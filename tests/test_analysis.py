@@ -190,7 +190,7 @@ def test_report_embeds_every_figure(runs, tmp_path):
     assert "The runs trained with srblock" in header
     # the summary: one row per configuration, the SR row against its plain twin, every column explained
     summary = text.split("<h2>Summary</h2>")[1].split("</dl>")[0]
-    assert summary.count("resnet10s_cifar-sr3p4h8") == 1 and "test accuracy (%)" in summary
+    assert summary.count("resnet10s_cifar-sr3p4h8") == 1 and "test top-1 (%)" in summary
     assert "within noise" in summary or "seed" in summary  # (the paired difference's reading)
     for column in ("configuration", "seeds", "vs plain", "parameters", "SR overhead (%)"):
         assert f"<th>{column}</th>" in summary and f"<dt>{column}</dt>" in summary

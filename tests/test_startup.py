@@ -265,3 +265,29 @@ def test_the_registry_knows_no_model_and_the_zoo_asks_it_with_every_model_in():
     assert alone == "0 False"
     same, *names = with_zoo.split()
     assert same == "True" and {"resnet18_cifar", "vgg16_bn_cifar", "fcn_r50_d8"} <= set(names)
+
+
+CLASH = """
+import srblock
+from srblock.registry import register_model  # (not srblock.register_model, which has the zoo in first)
+
+@register_model
+def resnet18_cifar(**kwargs):
+    return None
+
+import timm  # timm imports; the zoo, which cannot register, says why at its next use
+try:
+    srblock.list_models()
+except ValueError as err:
+    print(err)
+"""
+
+
+def test_a_model_that_takes_a_zoo_name_before_the_zoo_is_named_and_timm_still_imports():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CLASH], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "__main__ registered a model 'resnet18_cifar' before srblock's zoo was imported" in done.stdout
+    assert "rename yours" in done.stdout

@@ -41,7 +41,9 @@ class ModelFacts:
 
 def register_model(fn: Callable[..., nn.Module] | None = None, **facts: Any) -> Any:
     """Registers a model builder under its function name, with its `ModelFacts`; a name is
-    registered once only. Use as `@register_model` or `@register_model(segments=True, ...)`.
+    registered once only. Use as `@register_model` or `@register_model(segments=True, ...)`, as
+    `srblock.register_model` (which has the zoo registered first, so that a name of the zoo is
+    refused at once).
 
     The builder's return annotation names the model class whose constructor checks the keyword
     arguments `create_model` passes on (timm's convention: `def name(**kwargs) -> ModelClass`).
@@ -52,7 +54,14 @@ def register_model(fn: Callable[..., nn.Module] | None = None, **facts: Any) -> 
 
     name = fn.__name__
     if name in _MODELS:
-        raise ValueError(f"model {name!r} is already registered; choose another function name")
+        first = _MODELS[name].__module__
+        if fn.__module__.startswith("srblock.models") and not first.startswith("srblock.models"):
+            raise ValueError(
+                f"{first} registered a model {name!r} before srblock's zoo was imported, and the zoo "
+                "has one of that name: rename yours (srblock.register_model imports the zoo first, "
+                "so that it refuses a taken name at once)"
+            )
+        raise ValueError(f"model {name!r} is already registered (by {first}); choose another function name")
     try:
         returned = typing.get_type_hints(fn).get("return")
     except NameError:  # a class the annotation names is not defined yet: check against the builder

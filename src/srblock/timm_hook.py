@@ -22,16 +22,17 @@ def _initializing(module: ModuleType | None) -> bool:
 
 
 def _register() -> None:
-    """The zoo (whole) into timm's registry; timm_models asks only the registry's tables, which no
-    half-imported module of srblock's holds."""
+    """The zoo (whole) into timm's registry. After the zoo's own import, importlib still marks it
+    as importing, but its body has run: timm_models takes its names from it then (the import lock
+    lets the thread that holds it back in), as from any whole module."""
     if "srblock.timm_models" not in sys.modules:
         importlib.import_module("srblock.timm_models")
 
 
 def register_if_ready() -> None:
     """Registers the zoo with timm once timm is imported: now if the zoo is imported (whole), else by
-    importing it, which registers as it ends. While one of srblock's modules is half imported (one
-    that brought timm in), the zoo waits for its own import or the next use of srblock."""
+    importing it first. While one of srblock's modules is half imported (one that brought timm in),
+    the zoo waits for its own import to end or the next use of srblock."""
     if "srblock.timm_models" in sys.modules or "timm" not in sys.modules:
         return
     zoo = sys.modules.get(ZOO)
@@ -50,7 +51,10 @@ def _finished(name: str) -> None:
         if "timm" in sys.modules and not _initializing(sys.modules["timm"]):
             _register()
     else:
-        register_if_ready()
+        try:
+            register_if_ready()
+        except ValueError:  # (a name the zoo takes, registered before it): said at the zoo's next use,
+            pass  # not as `import timm` failing
 
 
 class _Watch(importlib.abc.MetaPathFinder):

@@ -50,6 +50,12 @@ RESULT_COLUMNS = {
     "test_macc": ("test mAcc (%)", "mean accuracy over the classes"),
     "test_miou_ms": ("mIoU, multi-scale (%)", "mean IoU, multi-scale + flip inference"),
     "test_macc_ms": ("mAcc, multi-scale (%)", "mean accuracy, multi-scale + flip inference"),
+    "test_pixel_acc": ("test pixel acc. (%)", "the share of pixels labelled right"),
+    "test_miou_bypassed": (
+        "mIoU, SR bypassed (%)",
+        "the mean IoU with every SR block bypassed (the identity): what the memory adds",
+    ),
+    "best_val_miou": ("best val mIoU (%)", "the validation mean IoU that chose the checkpoint"),
     "best_iteration": ("best iteration", "the iteration of the checkpoint tested"),
     "sr_mem_ratio": (
         "memory / input (RMS)",
@@ -58,6 +64,10 @@ RESULT_COLUMNS = {
     "sr_weight_entropy": (
         "weight entropy",
         "the entropy of the memory weights over log P: 1 is a uniform choice",
+    ),
+    "sr_weight_class_sep": (
+        "class separation (%)",
+        "how well the classes are told apart by their memory weights alone (nearest class mean)",
     ),
     "params": ("parameters", "the network's parameters, SR blocks included"),
     "sr_params": ("SR parameters", "the SR blocks' own parameters"),

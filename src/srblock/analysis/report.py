@@ -119,7 +119,7 @@ def _summary(rows: list[dict], results: list[dict]) -> str:
     """The configurations side by side, with a glossary of the columns."""
     one_seed = {str(Path(r["folder"]).parent): r for r in results}  # (each configuration's parameters)
     score = "test_miou" if any(r.get("test_miou") for r in rows) else "test_acc"
-    heading = {"test_miou": "test mIoU (%)", "test_acc": "test accuracy (%)"}[score]
+    heading = RESULT_COLUMNS[score][0]  # (as the runs' tables head it)
     table = [
         {
             "configuration": r["name"],

@@ -1,5 +1,5 @@
 """The paper's model zoo; importing it registers every model with `srblock.create_model`. The
-registry's questions are asked here (as of `torchvision.models`), so that they are answered with
+registry's questions are asked here (as in `torchvision.models`), so that they are answered with
 the zoo registered."""
 
 from ..registry import build_registered, list_models, model_arguments, model_facts, register_model

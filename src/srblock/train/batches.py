@@ -69,8 +69,8 @@ class ClassifyBatches:
                 self.loader = fabric.setup_dataloaders(loader, use_distributed_sampler=fabric.world_size > 1)
         # the fast path makes channels_last batches itself
         self.channels_last = cfg.channels_last and not isinstance(self.loader, DeviceLoader)
-        # CUDA graphs exist on a CUDA device only (marking a step elsewhere imports Inductor: 1 s)
-        self.mark_steps = self.device.type == "cuda"
+        # CUDA graphs exist in a compiled model on a CUDA device only (marking a step imports Inductor: 1 s)
+        self.mark_steps = self.device.type == "cuda" and cfg.compile != "false"
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch`: order and augmentation depend on (seed, epoch) only."""
