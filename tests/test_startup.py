@@ -216,11 +216,18 @@ def test_help_and_import_srblock_import_no_torch_and_the_public_names_arrive_whe
     done = subprocess.run([sys.executable, "-c", LAZY_CHECK], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) >= 11  # every subcommand's help was asked
+
+
+@pytest.mark.slow
+def test_the_zoo_joins_timms_registry_whichever_is_imported_first():
+    """timm imported before srblock, and after a probe for it (importlib.util.find_spec, as
+    libraries that check whether timm is installed do), and the zoo imported first (it imports
+    timm), through a module half imported meanwhile: the zoo is in timm's registry each time."""
+    import subprocess
+    import sys
+
     import timm
 
-    # timm imported before srblock, and after a probe for it (importlib.util.find_spec, as libraries
-    # that check whether timm is installed do): the zoo is in its registry either way
-    # and the zoo imported first (it imports timm), through a module half imported meanwhile
     for code in (
         "import timm, srblock",
         "import srblock, importlib.util; importlib.util.find_spec('timm'); import timm",
@@ -248,30 +255,14 @@ def test_the_startup_benchmark_reads_the_verbose_line_phase_by_phase():
     assert all(seconds >= 0 for seconds in read.values()) and read["first step"] >= read["config, a phase"]
 
 
-def test_the_registry_knows_no_model_and_the_zoo_asks_it_with_every_model_in():
-    """registry.py holds what is registered and imports no model (the zoo imports it, not the other
-    way round); srblock.models and srblock.list_models answer with the whole zoo registered."""
-    import subprocess
-    import sys
+REGISTRY_CHECK = """
+import sys
+from srblock import registry  # alone: it knows no model, and imports none
+print(len(registry.list_models()), "srblock.models" in sys.modules)
 
-    code = (
-        "import sys; from srblock import registry;"
-        " print(len(registry.list_models()), 'srblock.models' in sys.modules);"
-        " import srblock; print(srblock.list_models is srblock.models.list_models, *srblock.list_models())"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    alone, with_zoo = done.stdout.splitlines()
-    assert alone == "0 False"
-    same, *names = with_zoo.split()
-    assert same == "True" and {"resnet18_cifar", "vgg16_bn_cifar", "fcn_r50_d8"} <= set(names)
-
-
-CLASH = """
 import srblock
-from srblock.registry import register_model  # (not srblock.register_model, which has the zoo in first)
 
-@register_model
+@registry.register_model  # (not srblock.register_model, which has the zoo in first)
 def resnet18_cifar(**kwargs):
     return None
 
@@ -280,14 +271,24 @@ try:
     srblock.list_models()
 except ValueError as err:
     print(err)
+del registry._MODELS["resnet18_cifar"]  # renamed: the zoo registers, and answers with every model in
+print(srblock.list_models is srblock.models.list_models, *srblock.list_models())
 """
 
 
-def test_a_model_that_takes_a_zoo_name_before_the_zoo_is_named_and_timm_still_imports():
+def test_the_registry_knows_no_model_and_a_name_the_zoo_takes_is_named_when_the_zoo_comes():
+    """registry.py holds what is registered and imports no model (the zoo imports it, not the other
+    way round); srblock.models and srblock.list_models answer with the whole zoo registered. A model
+    registered through the registry before the zoo under a name of the zoo is named, with what to
+    do, when the zoo comes, and timm still imports."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", CLASH], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", REGISTRY_CHECK], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "__main__ registered a model 'resnet18_cifar' before srblock's zoo was imported" in done.stdout
-    assert "rename yours" in done.stdout
+    alone, clash, with_zoo = done.stdout.splitlines()
+    assert alone == "0 False"
+    assert "__main__ registered a model 'resnet18_cifar' before srblock's zoo was imported" in clash
+    assert "rename yours" in clash
+    same, *names = with_zoo.split()
+    assert same == "True" and {"resnet18_cifar", "vgg16_bn_cifar", "fcn_r50_d8"} <= set(names)
