@@ -8,15 +8,12 @@ either order (timm_hook.py)."""
 from . import startup  # noqa: F401, I001  (first: its clock starts before torch is imported)
 import importlib
 import importlib.util
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from .provenance import own_version
 from .timm_hook import register_if_ready, register_with_timm_when_imported
 
-try:
-    __version__ = version("srblock")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0+unknown"
+__version__ = own_version()
 
 _LAZY = {  # public name -> the module that defines it
     "SRSpec": "spec",

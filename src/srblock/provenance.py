@@ -10,6 +10,14 @@ from importlib import metadata
 from pathlib import Path
 
 
+def own_version() -> str:
+    """srblock's version as installed (importlib.metadata), or 0+unknown run from a source tree."""
+    try:
+        return metadata.version("srblock")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def versions() -> dict[str, str]:
     """The versions a result records: srblock's as installed (importlib.metadata), the others' as
     imported (torch's with its build, e.g. +cu130)."""
@@ -18,12 +26,8 @@ def versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    try:
-        own = metadata.version("srblock")
-    except metadata.PackageNotFoundError:  # run from a source tree
-        own = "0+unknown"
     return {
-        "srblock": own,
+        "srblock": own_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "timm": timm.__version__,

@@ -40,6 +40,7 @@ def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dic
     classifier names, mean and std (Fashion-MNIST's and CIFAR's scale for the small models)."""
     size = tuple(getattr(model, "default_input_size", (3, 224, 224)))
     small = size[-1] <= 64
+    mean, std = ((0.5,) * size[0], (0.25,) * size[0]) if small else _imagenet_stats(size[0])
     reduction = model.feature_info[-1]["reduction"]
     classifier = model.get_classifier()
     return {
@@ -49,8 +50,8 @@ def _pretrained_cfg(name: str, model: nn.Module, num_classes: int | None) -> dic
         "num_classes": num_classes if num_classes is not None else model.num_classes,
         "first_conv": first_conv_key(model).removesuffix(".weight"),
         "classifier": next(n for n, m in model.named_modules() if m is classifier),
-        "mean": (0.5,) * size[0] if small else _imagenet_stats(size[0])[0],
-        "std": (0.25,) * size[0] if small else _imagenet_stats(size[0])[1],
+        "mean": mean,
+        "std": std,
         "crop_pct": 1.0 if small else 0.875,
         "interpolation": "bilinear",
         "fixed_input_size": False,

@@ -76,7 +76,7 @@ class Progress:
 
     def note(self, where: str, **values: str) -> None:
         """A line kept above the bar (or printed): one seed's epoch in a stack, a stopped run."""
-        self._write(f"{self.label} {where}: " + " ".join(f"{k} {v}" for k, v in values.items()))
+        self._write(self._line(where, values))
 
     def report(self, where: str, **values: str) -> None:
         """The outcome of an epoch or evaluation, as one line kept above the bar (or printed), with
@@ -84,11 +84,13 @@ class Progress:
         now = time.perf_counter()
         pace = (now - self.started) / max(self.done - self.done_before, 1)
         left = f", {clock(pace * (self.total - self.done))} left" if self.done < self.total else ""
-        line = f"{self.label} {where}: " + " ".join(f"{k} {v}" for k, v in values.items())
-        self._write(f"{line.rstrip()} ({clock(now - self.since)}{left})")
+        self._write(f"{self._line(where, values).rstrip()} ({clock(now - self.since)}{left})")
         self.since = now
         if self.live:
             self.bar.reset(total=self.period)
+
+    def _line(self, where: str, values: dict[str, str]) -> str:
+        return f"{self.label} {where}: " + " ".join(f"{k} {v}" for k, v in values.items())
 
     def _write(self, line: str) -> None:
         if self.lines:
